@@ -1,0 +1,33 @@
+//! Compiles `proto/` in pure Rust (protox) and generates the tonic services, so a fresh machine
+//! needs no system `protoc`. The descriptor set is kept in `OUT_DIR` for server reflection.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "proto/keyward/v1/api_key.proto",
+    "proto/keyward/v1/verify.proto",
+    "proto/keyward/v1/manage.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let fds = protox::compile(PROTOS, ["proto"])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("keyward_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        // These carry a raw key; their Debug is written by hand in src/proto.rs to redact it.
+        .skip_debug([
+            ".keyward.v1.VerifyRequest",
+            ".keyward.v1.CreateKeyResponse",
+            ".keyward.v1.RotateKeyResponse",
+        ])
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! Human durations as operators and the CLI write them: `30d`, `90d`, `1y`, `12h`, `5m`, `10s`,
+//! `2w`, and `never` for TTLs. A year is 365 days.
+
+use std::time::Duration;
+
+/// Parses `<n><unit>` with unit `s`, `m`, `h`, `d`, `w` or `y`.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} needs a unit: s, m, h, d, w or y (e.g. 30d)"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} must start with a whole number (e.g. 30d)"))?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        "y" => 365 * 86_400,
+        _ => return Err(format!("{text:?} has unknown unit {unit:?}: use s, m, h, d, w or y")),
+    };
+    n.checked_mul(unit_secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// Parses a TTL: a duration as [`parse`] reads it, or `never` (`None`).
+pub fn parse_ttl(text: &str) -> Result<Option<Duration>, String> {
+    if text.trim().eq_ignore_ascii_case("never") {
+        return Ok(None);
+    }
+    let d = parse(text)?;
+    if d.is_zero() {
+        return Err(format!("{text:?} must be longer than zero"));
+    }
+    Ok(Some(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_ttls() {
+        let day = 86_400;
+        assert_eq!(parse_ttl("30d"), Ok(Some(Duration::from_secs(30 * day))));
+        assert_eq!(parse_ttl("60d"), Ok(Some(Duration::from_secs(60 * day))));
+        assert_eq!(parse_ttl("90d"), Ok(Some(Duration::from_secs(90 * day))));
+        assert_eq!(parse_ttl("1y"), Ok(Some(Duration::from_secs(365 * day))));
+        assert_eq!(parse_ttl("never"), Ok(None));
+        assert_eq!(parse("5m"), Ok(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn rejects_junk() {
+        for bad in ["", "d", "30", "30x", "-1d", "0d", "1.5d", "99999999999999999999y"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The one domain error type. Client mistakes carry the offending field; store and internal
+//! failures carry their cause for the log and are answered generically (see `grpc::status`).
+
+/// A request field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// The field's name as the API spells it, e.g. `scopes[2]`.
+    pub field: String,
+    /// What is wrong with it.
+    pub description: String,
+}
+
+/// Everything that can go wrong in the domain.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; each violation names a field.
+    #[error("invalid argument: {}", .0.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; "))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request is valid but the system is not in a state to do it.
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
+    /// No or bad credentials.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// Valid credentials that do not allow this.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// Part of the API whose behaviour is not built yet.
+    #[error("not implemented: {0}")]
+    Unimplemented(String),
+    /// A dependency (the database) is unreachable.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A unique value is already taken.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// Anything else; the text is logged, never sent to a client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// One invalid field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Error::InvalidArgument(vec![FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }])
+    }
+}
+
+/// The domain's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

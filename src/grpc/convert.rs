@@ -1,0 +1,277 @@
+//! Conversions between proto messages and domain types, at the edge: requests are parsed into
+//! well-formed domain values (every bad field collected and named), records are turned back
+//! into messages. Nothing here decides policy.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use crate::error::{Error, FieldViolation, Result};
+use crate::key::Environment;
+use crate::model::{ApiKey, RateLimit, Restrictions};
+use crate::proto;
+use crate::scope;
+use crate::time::Timestamp;
+
+/// Collects every bad field of a request before answering.
+#[derive(Debug, Default)]
+pub(crate) struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    /// Records a bad field.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    /// Records the error of a check, if any.
+    pub fn check(&mut self, field: impl Into<String>, result: Result<(), String>) {
+        if let Err(description) = result {
+            self.add(field, description);
+        }
+    }
+
+    /// `Ok(value)` if nothing was wrong, else every violation.
+    pub fn finish<T>(self, value: T) -> Result<T> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(Error::InvalidArgument(self.0))
+        }
+    }
+}
+
+pub(crate) fn timestamp(t: Timestamp) -> prost_types::Timestamp {
+    let (seconds, nanos) = t.to_parts();
+    prost_types::Timestamp { seconds, nanos }
+}
+
+pub(crate) fn parse_timestamp(t: &prost_types::Timestamp) -> Result<Timestamp, String> {
+    Timestamp::from_parts(t.seconds, t.nanos).ok_or_else(|| "not a valid timestamp".to_owned())
+}
+
+pub(crate) fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+pub(crate) fn parse_duration(d: &prost_types::Duration) -> Result<Duration, String> {
+    if d.seconds < 0 || d.nanos < 0 {
+        return Err("must not be negative".to_owned());
+    }
+    Duration::try_from(*d).map_err(|_| "not a valid duration".to_owned())
+}
+
+pub(crate) fn environment(env: Environment) -> proto::Environment {
+    match env {
+        Environment::Live => proto::Environment::Live,
+        Environment::Test => proto::Environment::Test,
+    }
+}
+
+/// A proto environment; `Ok(None)` for unspecified.
+pub(crate) fn parse_environment(value: i32) -> Result<Option<Environment>, String> {
+    match proto::Environment::try_from(value) {
+        Ok(proto::Environment::Unspecified) => Ok(None),
+        Ok(proto::Environment::Live) => Ok(Some(Environment::Live)),
+        Ok(proto::Environment::Test) => Ok(Some(Environment::Test)),
+        Err(_) => Err(format!("unknown environment {value}")),
+    }
+}
+
+/// An account id: 1–128 characters of `[A-Za-z0-9._:@-]`.
+pub(crate) fn check_account_id(id: &str) -> Result<(), String> {
+    let ok_chars = id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b));
+    if id.is_empty() {
+        Err("is required".to_owned())
+    } else if id.len() > 128 || !ok_chars {
+        Err("must be 1-128 characters of [A-Za-z0-9._:@-]".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// A key name: 1–200 characters, no control characters.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        Err("is required".to_owned())
+    } else if name.chars().count() > 200 || name.chars().any(char::is_control) {
+        Err("must be at most 200 characters without control characters".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// Scope names, each well-formed, no duplicates, at most 200.
+pub(crate) fn parse_scopes(v: &mut Violations, field: &str, scopes: &[String]) -> Vec<String> {
+    if scopes.len() > 200 {
+        v.add(field, "at most 200 scopes");
+    }
+    let mut out: Vec<String> = Vec::with_capacity(scopes.len());
+    for (i, s) in scopes.iter().enumerate() {
+        v.check(format!("{field}[{i}]"), scope::check_name(s));
+        if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    out
+}
+
+/// Metadata: at most 32 entries, keys 1–64 and values up to 512 characters.
+pub(crate) fn parse_meta(v: &mut Violations, meta: &HashMap<String, String>) -> BTreeMap<String, String> {
+    if meta.len() > 32 {
+        v.add("meta", "at most 32 entries");
+    }
+    for (k, value) in meta {
+        if k.is_empty() || k.len() > 64 {
+            v.add(format!("meta[{k:?}]"), "keys must be 1-64 characters");
+        }
+        if value.len() > 512 {
+            v.add(format!("meta[{k:?}]"), "values must be at most 512 characters");
+        }
+    }
+    meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+pub(crate) fn parse_restrictions(r: Option<&proto::Restrictions>) -> Restrictions {
+    r.map(|r| Restrictions {
+        allowed_cidrs: r.allowed_cidrs.clone(),
+        allowed_referrers: r.allowed_referrers.clone(),
+        allowed_paths: r.allowed_paths.clone(),
+        allowed_methods: r.allowed_methods.clone(),
+    })
+    .unwrap_or_default()
+}
+
+pub(crate) fn parse_rate_limit(v: &mut Violations, field: &str, r: &proto::RateLimit) -> Option<RateLimit> {
+    let window = match r.window.as_ref().map(parse_duration) {
+        Some(Ok(w)) if w.as_secs() >= 1 => w.as_secs(),
+        _ => {
+            v.add(format!("{field}.window"), "must be at least one second");
+            return None;
+        }
+    };
+    if r.limit == 0 {
+        v.add(format!("{field}.limit"), "must be at least 1");
+        return None;
+    }
+    Some(RateLimit {
+        limit: r.limit,
+        window_secs: window,
+    })
+}
+
+fn restrictions(r: &Restrictions) -> proto::Restrictions {
+    proto::Restrictions {
+        allowed_cidrs: r.allowed_cidrs.clone(),
+        allowed_referrers: r.allowed_referrers.clone(),
+        allowed_paths: r.allowed_paths.clone(),
+        allowed_methods: r.allowed_methods.clone(),
+    }
+}
+
+pub(crate) fn rate_limit(r: &RateLimit) -> proto::RateLimit {
+    proto::RateLimit {
+        limit: r.limit,
+        window: Some(duration(r.window())),
+    }
+}
+
+impl From<&ApiKey> for proto::ApiKey {
+    fn from(k: &ApiKey) -> Self {
+        proto::ApiKey {
+            id: k.id.clone(),
+            account_id: k.account_id.clone(),
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            environment: environment(k.environment).into(),
+            scopes: k.scopes.clone(),
+            grant_all: k.grant_all,
+            restrictions: Some(restrictions(&k.restrictions)),
+            rate_limit: k.rate_limit.as_ref().map(rate_limit),
+            meta: k.meta.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+            created_at: Some(timestamp(k.created_at)),
+            updated_at: Some(timestamp(k.updated_at)),
+            expires_at: k.expires_at.map(timestamp),
+            last_used_at: k.last_used_at.map(timestamp),
+            revoked: k.is_revoked(),
+            revoked_at: k.revoked_at.map(timestamp),
+            previous_key_id: k.previous_key_id.clone().unwrap_or_default(),
+            created_by: k.created_by.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl From<&ApiKey> for proto::KeyInfo {
+    fn from(k: &ApiKey) -> Self {
+        proto::KeyInfo {
+            key_id: k.id.clone(),
+            account_id: k.account_id.clone(),
+            name: k.name.clone(),
+            environment: environment(k.environment).into(),
+            scopes: k.scopes.clone(),
+            grant_all: k.grant_all,
+            meta: k.meta.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
+            expires_at: k.expires_at.map(timestamp),
+        }
+    }
+}
+
+/// An opaque page token for a list cursor.
+pub(crate) fn page_token(cursor: Option<i64>) -> String {
+    cursor.map(|c| format!("p{}", base62::encode(c as u64))).unwrap_or_default()
+}
+
+/// The cursor of a page token; `Ok(None)` for the first page.
+pub(crate) fn parse_page_token(token: &str) -> Result<Option<i64>, String> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    token
+        .strip_prefix('p')
+        .and_then(|t| base62::decode(t).ok())
+        .and_then(|c| i64::try_from(c).ok())
+        .map(Some)
+        .ok_or_else(|| "is not a token this server issued".to_owned())
+}
+
+/// A page size: 0 means 50, at most 1000.
+pub(crate) fn parse_page_size(v: &mut Violations, size: u32) -> u32 {
+    match size {
+        0 => 50,
+        1..=1000 => size,
+        _ => {
+            v.add("page_size", "must be at most 1000");
+            1000
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip() {
+        for c in [1, 42, i64::MAX] {
+            assert_eq!(parse_page_token(&page_token(Some(c))), Ok(Some(c)));
+        }
+        assert_eq!(page_token(None), "");
+        assert_eq!(parse_page_token(""), Ok(None));
+        assert!(parse_page_token("zzz").is_err());
+        assert!(parse_page_token("p!!").is_err());
+    }
+
+    #[test]
+    fn account_ids() {
+        assert!(check_account_id("acme-corp_1@eu").is_ok());
+        assert!(check_account_id("").is_err());
+        assert!(check_account_id("has space").is_err());
+        assert!(check_account_id(&"a".repeat(129)).is_err());
+    }
+}

@@ -1,0 +1,279 @@
+//! `keyward.v1.ManageService`: authenticates the bearer key, parses the request into domain
+//! values (naming every bad field), and calls the domain service.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{
+    Violations, check_account_id, check_name, page_token, parse_duration, parse_environment,
+    parse_meta, parse_page_size, parse_page_token, parse_rate_limit, parse_restrictions,
+    parse_scopes, parse_timestamp,
+};
+use crate::error::{Error, Result};
+use crate::key::Environment;
+use crate::model::{KeyListQuery, KeyPatch};
+use crate::proto::{self, create_key_request, manage_service_server::ManageService};
+use crate::service::{Caller, CreateKey, Expiry, Keyward};
+
+/// The ManageService adapter.
+#[derive(Debug, Clone)]
+pub struct ManageApi {
+    service: Arc<Keyward>,
+}
+
+impl ManageApi {
+    /// An adapter over the domain service.
+    pub fn new(service: Arc<Keyward>) -> Self {
+        ManageApi { service }
+    }
+
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller> {
+        let bearer = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+        self.service.authenticate(bearer).await
+    }
+}
+
+fn not_yet(rpc: &str) -> Status {
+    Status::unimplemented(format!("{rpc} is not implemented yet"))
+}
+
+#[tonic::async_trait]
+impl ManageService for ManageApi {
+    async fn create_key(
+        &self,
+        request: Request<proto::CreateKeyRequest>,
+    ) -> Result<Response<proto::CreateKeyResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let create = parse_create(request.into_inner())?;
+        let (secret, key) = self.service.create_key(&caller, create).await?;
+        Ok(Response::new(proto::CreateKeyResponse {
+            key: secret.expose().to_owned(),
+            api_key: Some((&key).into()),
+        }))
+    }
+
+    async fn get_key(
+        &self,
+        request: Request<proto::GetKeyRequest>,
+    ) -> Result<Response<proto::GetKeyResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = required_id(&request.get_ref().id)?;
+        let key = self.service.get_key(&caller, id).await?;
+        Ok(Response::new(proto::GetKeyResponse {
+            api_key: Some((&key).into()),
+        }))
+    }
+
+    async fn list_keys(
+        &self,
+        request: Request<proto::ListKeysRequest>,
+    ) -> Result<Response<proto::ListKeysResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let query = parse_list(request.get_ref())?;
+        let page = self.service.list_keys(&caller, &query).await?;
+        Ok(Response::new(proto::ListKeysResponse {
+            api_keys: page.items.iter().map(Into::into).collect(),
+            next_page_token: page_token(page.next),
+        }))
+    }
+
+    async fn update_key(
+        &self,
+        request: Request<proto::UpdateKeyRequest>,
+    ) -> Result<Response<proto::UpdateKeyResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let request = request.into_inner();
+        let id = required_id(&request.id)?;
+        let patch = parse_patch(&request)?;
+        let key = self.service.update_key(&caller, id, &patch).await?;
+        Ok(Response::new(proto::UpdateKeyResponse {
+            api_key: Some((&key).into()),
+        }))
+    }
+
+    async fn revoke_key(
+        &self,
+        request: Request<proto::RevokeKeyRequest>,
+    ) -> Result<Response<proto::RevokeKeyResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = required_id(&request.get_ref().id)?;
+        let key = self.service.revoke_key(&caller, id).await?;
+        Ok(Response::new(proto::RevokeKeyResponse {
+            api_key: Some((&key).into()),
+        }))
+    }
+
+    async fn rotate_key(
+        &self,
+        _request: Request<proto::RotateKeyRequest>,
+    ) -> Result<Response<proto::RotateKeyResponse>, Status> {
+        Err(not_yet("RotateKey"))
+    }
+
+    async fn list_scopes(
+        &self,
+        _request: Request<proto::ListScopesRequest>,
+    ) -> Result<Response<proto::ListScopesResponse>, Status> {
+        Err(not_yet("ListScopes"))
+    }
+
+    async fn get_account(
+        &self,
+        _request: Request<proto::GetAccountRequest>,
+    ) -> Result<Response<proto::GetAccountResponse>, Status> {
+        Err(not_yet("GetAccount"))
+    }
+
+    async fn update_account(
+        &self,
+        _request: Request<proto::UpdateAccountRequest>,
+    ) -> Result<Response<proto::UpdateAccountResponse>, Status> {
+        Err(not_yet("UpdateAccount"))
+    }
+
+    async fn list_audit_events(
+        &self,
+        _request: Request<proto::ListAuditEventsRequest>,
+    ) -> Result<Response<proto::ListAuditEventsResponse>, Status> {
+        Err(not_yet("ListAuditEvents"))
+    }
+}
+
+fn required_id(id: &str) -> Result<&str> {
+    if id.is_empty() {
+        Err(Error::invalid("id", "is required"))
+    } else {
+        Ok(id)
+    }
+}
+
+fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
+    let mut v = Violations::default();
+    v.check("account_id", check_account_id(&r.account_id));
+    v.check("name", check_name(&r.name));
+    let environment = match parse_environment(r.environment) {
+        Ok(Some(env)) => Some(env),
+        Ok(None) => {
+            v.add("environment", "is required: ENVIRONMENT_LIVE or ENVIRONMENT_TEST");
+            None
+        }
+        Err(e) => {
+            v.add("environment", e);
+            None
+        }
+    };
+    if !r.preset.is_empty() {
+        return Err(Error::Unimplemented("presets are not supported yet".into()));
+    }
+    let scopes = parse_scopes(&mut v, "scopes", &r.scopes);
+    let expiry = match &r.expiry {
+        None => Expiry::Default,
+        Some(create_key_request::Expiry::Ttl(ttl)) => match parse_duration(ttl) {
+            Ok(ttl) if !ttl.is_zero() => Expiry::Ttl(ttl),
+            Ok(_) => {
+                v.add("ttl", "must be positive");
+                Expiry::Default
+            }
+            Err(e) => {
+                v.add("ttl", e);
+                Expiry::Default
+            }
+        },
+        Some(create_key_request::Expiry::ExpiresAt(at)) => match parse_timestamp(at) {
+            Ok(at) => Expiry::At(at),
+            Err(e) => {
+                v.add("expires_at", e);
+                Expiry::Default
+            }
+        },
+    };
+    let rate_limit = r
+        .rate_limit
+        .as_ref()
+        .and_then(|rl| parse_rate_limit(&mut v, "rate_limit", rl));
+    let meta = parse_meta(&mut v, &r.meta);
+    let restrictions = parse_restrictions(r.restrictions.as_ref());
+    v.finish(CreateKey {
+        account_id: r.account_id,
+        name: r.name,
+        // A missing environment is already a violation, so this placeholder is never used.
+        environment: environment.unwrap_or(Environment::Live),
+        scopes,
+        grant_all: r.grant_all,
+        expiry,
+        restrictions,
+        rate_limit,
+        meta,
+    })
+}
+
+fn parse_list(r: &proto::ListKeysRequest) -> Result<KeyListQuery> {
+    let mut v = Violations::default();
+    v.check("account_id", check_account_id(&r.account_id));
+    let page_size = parse_page_size(&mut v, r.page_size);
+    let after = parse_page_token(&r.page_token).unwrap_or_else(|e| {
+        v.add("page_token", e);
+        None
+    });
+    let unused_since = r.unused_since.as_ref().and_then(|t| {
+        parse_timestamp(t)
+            .map_err(|e| v.add("unused_since", e))
+            .ok()
+    });
+    v.finish(KeyListQuery {
+        account_id: r.account_id.clone(),
+        include_revoked: r.include_revoked,
+        unused_since,
+        page_size,
+        after,
+    })
+}
+
+fn parse_patch(r: &proto::UpdateKeyRequest) -> Result<KeyPatch> {
+    let mut v = Violations::default();
+    let mut patch = KeyPatch::default();
+    let paths = r.update_mask.as_ref().map(|m| m.paths.as_slice()).unwrap_or(&[]);
+    if paths.is_empty() {
+        v.add("update_mask", "name the fields to change");
+    }
+    for path in paths {
+        match path.as_str() {
+            "name" => {
+                v.check("name", check_name(&r.name));
+                patch.name = Some(r.name.clone());
+            }
+            "scopes" => patch.scopes = Some(parse_scopes(&mut v, "scopes", &r.scopes)),
+            "grant_all" => patch.grant_all = Some(r.grant_all),
+            "restrictions" => patch.restrictions = Some(parse_restrictions(r.restrictions.as_ref())),
+            "rate_limit" => {
+                patch.rate_limit = Some(
+                    r.rate_limit
+                        .as_ref()
+                        .and_then(|rl| parse_rate_limit(&mut v, "rate_limit", rl)),
+                )
+            }
+            "meta" => patch.meta = Some(parse_meta(&mut v, &r.meta)),
+            "expires_at" => {
+                let at = r.expires_at.as_ref().and_then(|t| {
+                    parse_timestamp(t).map_err(|e| v.add("expires_at", e)).ok()
+                });
+                patch.expires_at = Some(at);
+            }
+            other => v.add(
+                "update_mask",
+                format!(
+                    "unknown field {other:?}; expected name, scopes, grant_all, restrictions, rate_limit, meta or expires_at"
+                ),
+            ),
+        }
+    }
+    v.finish(patch)
+}

@@ -1,0 +1,10 @@
+//! The gRPC transport: thin adapters that validate, read the caller's identity, convert proto
+//! messages into domain values, call [`crate::service::Keyward`] and convert back.
+
+mod convert;
+mod manage;
+mod status;
+mod verify;
+
+pub use manage::ManageApi;
+pub use verify::VerifyApi;

@@ -1,0 +1,91 @@
+//! `keyward.v1.VerifyService`: a denial is a normal response; only a request that cannot be
+//! evaluated (`INVALID_ARGUMENT`) or a failing store (`UNAVAILABLE`) is a gRPC error.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{Violations, parse_environment, parse_scopes};
+use crate::proto::{self, verify_service_server::VerifyService};
+use crate::service::{Keyward, Verdict};
+use crate::verify::{Code, RequestContext, VerifyQuery};
+
+/// The VerifyService adapter.
+#[derive(Debug, Clone)]
+pub struct VerifyApi {
+    service: Arc<Keyward>,
+}
+
+impl VerifyApi {
+    /// An adapter over the domain service.
+    pub fn new(service: Arc<Keyward>) -> Self {
+        VerifyApi { service }
+    }
+}
+
+#[tonic::async_trait]
+impl VerifyService for VerifyApi {
+    async fn verify(
+        &self,
+        request: Request<proto::VerifyRequest>,
+    ) -> Result<Response<proto::VerifyResponse>, Status> {
+        let request = request.into_inner();
+        let query = parse_query(&request)?;
+        let verdict = self.service.verify(&request.key, &query).await?;
+        Ok(Response::new(response(verdict)))
+    }
+}
+
+fn parse_query(request: &proto::VerifyRequest) -> crate::error::Result<VerifyQuery> {
+    let mut v = Violations::default();
+    let required_scopes = parse_scopes(&mut v, "required_scopes", &request.required_scopes);
+    let environment = parse_environment(request.environment).unwrap_or_else(|e| {
+        v.add("environment", e);
+        None
+    });
+    let context = request.context.as_ref().map(|c| RequestContext {
+        method: c.method.clone(),
+        path: c.path.clone(),
+        client_ip: c.client_ip.clone(),
+        referrer: c.referrer.clone(),
+    });
+    v.finish(VerifyQuery {
+        required_scopes,
+        context: context.unwrap_or_default(),
+        environment,
+        cost: request.cost.max(1),
+    })
+}
+
+fn code(code: Code) -> proto::VerifyCode {
+    use proto::VerifyCode as P;
+    match code {
+        Code::Valid => P::Valid,
+        Code::Missing => P::Missing,
+        Code::Malformed => P::Malformed,
+        Code::NotFound => P::NotFound,
+        Code::Revoked => P::Revoked,
+        Code::Expired => P::Expired,
+        Code::WrongEnvironment => P::WrongEnvironment,
+        Code::AccountDisabled => P::AccountDisabled,
+        Code::IpNotAllowed => P::IpNotAllowed,
+        Code::ReferrerNotAllowed => P::ReferrerNotAllowed,
+        Code::MethodNotAllowed => P::MethodNotAllowed,
+        Code::PathNotAllowed => P::PathNotAllowed,
+        Code::InsufficientScope => P::InsufficientScope,
+        Code::RateLimited => P::RateLimited,
+    }
+}
+
+fn response(verdict: Verdict) -> proto::VerifyResponse {
+    proto::VerifyResponse {
+        valid: verdict.code == Code::Valid,
+        code: code(verdict.code).into(),
+        http_status: verdict.code.http_status(),
+        message: verdict.code.message().to_owned(),
+        key: verdict.key.as_deref().map(proto::KeyInfo::from),
+        missing_scopes: verdict.missing_scopes,
+        rate_limit: None,
+        retry_after: None,
+    }
+}

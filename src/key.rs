@@ -1,0 +1,289 @@
+//! The key format: `{prefix}_{env}_{secret}{checksum}`. Generating keys, parsing presented keys
+//! (rejecting typos and random strings before any lookup) and hashing them. The raw key lives
+//! only in [`SecretKey`], whose `Debug` and `Display` redact it.
+
+use std::fmt;
+
+use rand::TryRngCore;
+use rand::distr::{Alphanumeric, Distribution};
+use rand::rngs::OsRng;
+use sha2::{Digest as _, Sha256};
+
+/// Random base62 characters in a key: 32 × log2(62) ≈ 190 bits, so even after the display
+/// prefix shows 8 of them, more than 140 unknown bits remain.
+const SECRET_LEN: usize = 32;
+/// Base62 characters of the CRC32 checksum (62^6 > 2^32).
+const CHECKSUM_LEN: usize = 6;
+/// How many leading characters of a key are stored and shown to identify it.
+pub const DISPLAY_PREFIX_LEN: usize = 16;
+
+/// The environment a key belongs to, visible in the key itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Production traffic.
+    Live,
+    /// Test traffic; a test key can never act on live data.
+    Test,
+}
+
+impl Environment {
+    /// The environment's name as it appears in keys and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Live => "live",
+            Environment::Test => "test",
+        }
+    }
+
+    /// Parses `live` or `test`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "live" => Some(Environment::Live),
+            "test" => Some(Environment::Test),
+            _ => None,
+        }
+    }
+}
+
+/// The service-wide brand prefix of keys (`kw` by default): 1–10 chars of `[a-z0-9]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPrefix(String);
+
+impl KeyPrefix {
+    /// Validates a configured prefix.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok_len = (1..=10).contains(&s.len());
+        let ok_chars = s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if ok_len && ok_chars {
+            Ok(KeyPrefix(s.to_owned()))
+        } else {
+            Err(format!(
+                "key prefix {s:?} must be 1-10 characters of [a-z0-9]"
+            ))
+        }
+    }
+
+    /// The prefix text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for KeyPrefix {
+    fn default() -> Self {
+        KeyPrefix("kw".to_owned())
+    }
+}
+
+/// A raw key. Exists only between generation and the response that shows it, or while a
+/// presented key is parsed. `Debug` and `Display` never print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey(String);
+
+impl SecretKey {
+    /// The raw key text, for the one response that returns it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey([REDACTED])")
+    }
+}
+
+impl fmt::Display for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+/// SHA-256 of a raw key: the only form in which a key is stored or cached.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyDigest([u8; 32]);
+
+impl KeyDigest {
+    /// Hashes a raw key.
+    pub fn of(raw: &str) -> Self {
+        KeyDigest(Sha256::digest(raw.as_bytes()).into())
+    }
+
+    /// The digest bytes, for the store.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Rebuilds a digest read from the store or given for an import.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(KeyDigest)
+    }
+}
+
+impl fmt::Debug for KeyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyDigest([REDACTED])")
+    }
+}
+
+/// A new key, just generated: the secret (shown once) and what is stored about it.
+#[derive(Debug)]
+pub struct GeneratedKey {
+    /// The raw key, for the response that creates it.
+    pub secret: SecretKey,
+    /// What is stored instead of the key.
+    pub digest: KeyDigest,
+    /// The first characters of the key, stored for listing.
+    pub display_prefix: String,
+}
+
+/// What a well-formed presented key tells before any lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParsedKey {
+    /// The environment named in the key.
+    pub environment: Environment,
+    /// The key's hash, to look it up by.
+    pub digest: KeyDigest,
+}
+
+/// Generates and parses keys for one configured prefix.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFormat {
+    prefix: KeyPrefix,
+}
+
+impl KeyFormat {
+    /// A format for the given brand prefix.
+    pub fn new(prefix: KeyPrefix) -> Self {
+        KeyFormat { prefix }
+    }
+
+    /// Generates a new key of the given environment from the OS CSPRNG.
+    pub fn generate(&self, environment: Environment) -> GeneratedKey {
+        let mut rng = OsRng.unwrap_err();
+        let mut raw = format!("{}_{}_", self.prefix.as_str(), environment.as_str());
+        raw.extend(
+            Alphanumeric
+                .sample_iter(&mut rng)
+                .take(SECRET_LEN)
+                .map(char::from),
+        );
+        let checksum = checksum(&raw);
+        raw.push_str(&checksum);
+        GeneratedKey {
+            digest: KeyDigest::of(&raw),
+            display_prefix: raw[..DISPLAY_PREFIX_LEN].to_owned(),
+            secret: SecretKey(raw),
+        }
+    }
+
+    /// Checks a presented key's shape and checksum. `None` means malformed: no lookup is due.
+    pub fn parse(&self, raw: &str) -> Option<ParsedKey> {
+        let rest = raw.strip_prefix(self.prefix.as_str())?.strip_prefix('_')?;
+        let (env, body) = rest.split_once('_')?;
+        let environment = Environment::parse(env)?;
+        if body.len() != SECRET_LEN + CHECKSUM_LEN || !body.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return None;
+        }
+        let (head, given) = raw.split_at(raw.len() - CHECKSUM_LEN);
+        if checksum(head) != given {
+            return None;
+        }
+        Some(ParsedKey {
+            environment,
+            digest: KeyDigest::of(raw),
+        })
+    }
+}
+
+/// CRC32 of everything before the checksum, as 6 zero-padded base62 characters.
+fn checksum(head: &str) -> String {
+    let crc = crc32fast::hash(head.as_bytes());
+    format!("{:0>width$}", base62::encode(crc), width = CHECKSUM_LEN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn format() -> KeyFormat {
+        KeyFormat::default()
+    }
+
+    #[test]
+    fn generated_keys_parse_and_fit_one_sha256_block() {
+        for env in [Environment::Live, Environment::Test] {
+            let key = format().generate(env);
+            let raw = key.secret.expose();
+            assert!(raw.starts_with(&format!("kw_{}_", env.as_str())));
+            assert!(raw.len() <= 55, "{} bytes", raw.len());
+            let parsed = format().parse(raw).expect("generated key parses");
+            assert_eq!(parsed.environment, env);
+            assert_eq!(parsed.digest, key.digest);
+            assert_eq!(key.display_prefix, raw[..16]);
+        }
+    }
+
+    #[test]
+    fn keys_are_distinct() {
+        let a = format().generate(Environment::Live);
+        let b = format().generate(Environment::Live);
+        assert_ne!(a.secret, b.secret);
+    }
+
+    #[test]
+    fn longest_prefix_still_fits_one_block() {
+        let format = KeyFormat::new(KeyPrefix::parse("abcdefghij").unwrap());
+        let key = format.generate(Environment::Live);
+        assert!(key.secret.expose().len() <= 55);
+        assert!(format.parse(key.secret.expose()).is_some());
+    }
+
+    #[test]
+    fn rejects_everything_but_the_format() {
+        let raw = format().generate(Environment::Live).secret.expose().to_owned();
+        let mut typo = raw.clone().into_bytes();
+        typo[12] = if typo[12] == b'a' { b'b' } else { b'a' };
+        let typo = String::from_utf8(typo).unwrap();
+        let cases = [
+            String::new(),
+            "kw_live_".to_owned(),
+            raw.replacen("kw_", "xx_", 1),
+            raw.replacen("_live_", "_prod_", 1),
+            raw[..raw.len() - 1].to_owned(),
+            format!("{raw}0"),
+            raw.replacen(&raw[10..11], "-", 1),
+            typo,
+        ];
+        for case in cases {
+            assert!(format().parse(&case).is_none(), "accepted {case:?}");
+        }
+    }
+
+    #[test]
+    fn prefix_validation() {
+        assert!(KeyPrefix::parse("kw").is_ok());
+        assert!(KeyPrefix::parse("acme2").is_ok());
+        assert!(KeyPrefix::parse("").is_err());
+        assert!(KeyPrefix::parse("Kw").is_err());
+        assert!(KeyPrefix::parse("k_w").is_err());
+        assert!(KeyPrefix::parse("abcdefghijk").is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let key = format().generate(Environment::Test);
+        let raw = key.secret.expose().to_owned();
+        for shown in [
+            format!("{:?}", key),
+            format!("{}", key.secret),
+            format!("{:?}", key.digest),
+        ] {
+            assert!(!shown.contains(&raw[8..]), "{shown}");
+        }
+    }
+}

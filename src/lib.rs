@@ -1,0 +1,24 @@
+//! keyward: an API-key service. Creates keys, stores only their SHA-256 digests, and answers
+//! API gateways, per request, whether a key is valid and may do this — from a cache, in well
+//! under a millisecond.
+//!
+//! Layout: `grpc` (transport adapters) → `service` (domain orchestration) with `verify` (the
+//! pure decision) and `cache` → `store` (SQLite / PostgreSQL).
+
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod config;
+pub mod duration;
+pub mod error;
+mod grpc;
+pub mod key;
+pub mod model;
+pub mod proto;
+pub mod scope;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+pub mod time;
+pub mod verify;

@@ -1,0 +1,146 @@
+//! The `keyward` binary: parses the command line and hands over to the library.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use keyward::config::{Config, Flags};
+use keyward::server::App;
+use tokio::net::TcpListener;
+
+/// keyward: API keys, created once, verified in well under a millisecond.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gRPC server (applies migrations; creates a root key on first start).
+    Serve(ConfigArgs),
+    /// Apply database migrations and exit.
+    Migrate(ConfigArgs),
+    /// Root keys: mint one directly against the store, for recovery.
+    RootKey {
+        #[command(subcommand)]
+        command: RootKeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RootKeyCommand {
+    /// Create a root key and print it once.
+    Create {
+        /// A name to recognise the key by.
+        #[arg(long, default_value = "root (minted by the CLI)")]
+        name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "KEYWARD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    flags: Flags,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Config, String> {
+        Config::load(self.config.as_deref(), &self.flags).map_err(|e| e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("keyward: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("keyward: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Serve(args) => {
+            let config = args.load()?;
+            keyward::telemetry::init(config.log_format);
+            tracing::info!(database = %config.database_url, "opening the store");
+            let app = App::open(&config).await.map_err(|e| e.to_string())?;
+            if let Some(root) = app.bootstrap().await.map_err(|e| e.to_string())? {
+                print_secret("The store was empty, so keyward created its first root key", root.expose());
+            }
+            let listener = TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+            app.serve(listener, shutdown_signal()).await.map_err(|e| e.to_string())
+        }
+        Command::Migrate(args) => {
+            let config = args.load()?;
+            keyward::telemetry::init(config.log_format);
+            App::open(&config).await.map_err(|e| e.to_string())?;
+            tracing::info!(database = %config.database_url, "migrations applied");
+            Ok(())
+        }
+        Command::RootKey {
+            command: RootKeyCommand::Create { name, config },
+        } => {
+            let config = config.load()?;
+            keyward::telemetry::init(config.log_format);
+            let app = App::open(&config).await.map_err(|e| e.to_string())?;
+            let (secret, key) = app
+                .service()
+                .mint_root_key(&name)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_secret(&format!("Created root key {}", key.id), secret.expose());
+            app.service().store().close().await;
+            Ok(())
+        }
+    }
+}
+
+/// Prints a new key on stdout, the one time it is shown. Never through the logger.
+fn print_secret(headline: &str, secret: &str) {
+    println!("{headline}. It is shown this once; store it now:\n\n    {secret}\n");
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,279 @@
+//! The domain's records: what a key is, what may change about it, and how lists are asked for.
+//! No proto or SQL types here; the gRPC adapter and the stores convert at their edges.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::TryRngCore;
+use rand::distr::{Alphanumeric, Distribution};
+use rand::rngs::OsRng;
+use serde::{Deserialize, Serialize};
+
+use crate::key::{Environment, KeyDigest};
+use crate::time::Timestamp;
+
+/// Where a key may be used. An empty list means "no restriction".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Restrictions {
+    /// CIDRs the end client's IP must fall in.
+    pub allowed_cidrs: Vec<String>,
+    /// Referrer patterns with `*` wildcards.
+    pub allowed_referrers: Vec<String>,
+    /// Request-path patterns with `*` wildcards.
+    pub allowed_paths: Vec<String>,
+    /// HTTP methods.
+    pub allowed_methods: Vec<String>,
+}
+
+impl Restrictions {
+    /// Whether no restriction is set.
+    pub fn is_empty(&self) -> bool {
+        self.allowed_cidrs.is_empty()
+            && self.allowed_referrers.is_empty()
+            && self.allowed_paths.is_empty()
+            && self.allowed_methods.is_empty()
+    }
+}
+
+/// A budget of units per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Units allowed per window.
+    pub limit: u32,
+    /// The window's length in seconds.
+    pub window_secs: u64,
+}
+
+impl RateLimit {
+    /// The window as a duration.
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_secs)
+    }
+}
+
+/// A key's record: everything known about a key except its secret and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Public id, `key_…`.
+    pub id: String,
+    /// The owning account.
+    pub account_id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// First characters of the key, for identification.
+    pub prefix: String,
+    /// The key's environment.
+    pub environment: Environment,
+    /// Scopes held.
+    pub scopes: Vec<String>,
+    /// Holds every current and future scope.
+    pub grant_all: bool,
+    /// Where the key may be used.
+    pub restrictions: Restrictions,
+    /// The key's own rate limit; `None` means the service default.
+    pub rate_limit: Option<RateLimit>,
+    /// Free-form metadata.
+    pub meta: BTreeMap<String, String>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Expiry; `None` means never.
+    pub expires_at: Option<Timestamp>,
+    /// Last successful use, coalesced.
+    pub last_used_at: Option<Timestamp>,
+    /// Revocation time; `Some` means revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// On a key made by rotation, the key it replaced.
+    pub previous_key_id: Option<String>,
+    /// The key that created this one.
+    pub created_by: Option<String>,
+}
+
+impl ApiKey {
+    /// Whether the key has been revoked.
+    pub fn is_revoked(&self) -> bool {
+        self.revoked_at.is_some()
+    }
+
+    /// Whether the key is past its expiry at `now`.
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Whether the key counts as active (neither revoked nor expired).
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        !self.is_revoked() && !self.is_expired(now)
+    }
+
+    /// Whether the key holds `scope`, by name or through `grant_all`. `grant_all` covers every
+    /// catalog scope but the reserved system scopes, which are only ever granted by name.
+    pub fn holds(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope) || (self.grant_all && !crate::scope::is_reserved(scope))
+    }
+}
+
+/// A key as the store keeps it: the record plus the digest it is looked up by. The digest
+/// never leaves the service; it is what cache invalidation needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// The key's hash.
+    pub digest: KeyDigest,
+    /// The key's record.
+    pub key: ApiKey,
+}
+
+/// A key to insert: a complete record whose secret has already been hashed.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// The digest to store.
+    pub digest: KeyDigest,
+    /// The record to store (`last_used_at` and `revoked_at` are `None`).
+    pub key: ApiKey,
+}
+
+/// Changes to a key; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New scopes.
+    pub scopes: Option<Vec<String>>,
+    /// New grant-all flag.
+    pub grant_all: Option<bool>,
+    /// New restrictions.
+    pub restrictions: Option<Restrictions>,
+    /// New rate limit (`Some(None)` = service default).
+    pub rate_limit: Option<Option<RateLimit>>,
+    /// New metadata.
+    pub meta: Option<BTreeMap<String, String>>,
+    /// New expiry (`Some(None)` = never).
+    pub expires_at: Option<Option<Timestamp>>,
+}
+
+impl KeyPatch {
+    /// Applies the patch to a record, returning the names of the fields that changed.
+    pub fn apply(&self, key: &mut ApiKey) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        fn set<T: PartialEq + Clone>(
+            changed: &mut Vec<&'static str>,
+            name: &'static str,
+            field: &mut T,
+            new: &Option<T>,
+        ) {
+            if let Some(new) = new
+                && field != new
+            {
+                *field = new.clone();
+                changed.push(name);
+            }
+        }
+        set(&mut changed, "name", &mut key.name, &self.name);
+        set(&mut changed, "scopes", &mut key.scopes, &self.scopes);
+        set(&mut changed, "grant_all", &mut key.grant_all, &self.grant_all);
+        set(&mut changed, "restrictions", &mut key.restrictions, &self.restrictions);
+        set(&mut changed, "rate_limit", &mut key.rate_limit, &self.rate_limit);
+        set(&mut changed, "meta", &mut key.meta, &self.meta);
+        set(&mut changed, "expires_at", &mut key.expires_at, &self.expires_at);
+        changed
+    }
+}
+
+/// Which keys of an account to list, and where the page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyListQuery {
+    /// The account.
+    pub account_id: String,
+    /// Include revoked keys.
+    pub include_revoked: bool,
+    /// Only keys not used since then (never-used keys included).
+    pub unused_since: Option<Timestamp>,
+    /// Largest page.
+    pub page_size: u32,
+    /// Position after which the page starts (from the previous page).
+    pub after: Option<i64>,
+}
+
+/// One page of a list and the position the next page starts after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Cursor for the next page; `None` on the last page.
+    pub next: Option<i64>,
+}
+
+/// An account's policy as stored; `max_active_keys` `None` means the service default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The account's id.
+    pub account_id: String,
+    /// Per-account override of the active-key limit.
+    pub max_active_keys: Option<u32>,
+    /// Whether every key of the account is refused.
+    pub disabled: bool,
+    /// Active keys right now.
+    pub active_keys: u32,
+}
+
+/// A fresh public id with the given prefix, e.g. `key_…`: 22 random base62 characters.
+pub fn new_id(prefix: &str) -> String {
+    let mut rng = OsRng.unwrap_err();
+    let mut id = format!("{prefix}_");
+    id.extend(Alphanumeric.sample_iter(&mut rng).take(22).map(char::from));
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ApiKey {
+        ApiKey {
+            id: new_id("key"),
+            account_id: "acme".into(),
+            name: "n".into(),
+            prefix: "kw_live_abcdefgh".into(),
+            environment: Environment::Live,
+            scopes: vec!["videos:read".into()],
+            grant_all: false,
+            restrictions: Restrictions::default(),
+            rate_limit: None,
+            meta: BTreeMap::new(),
+            created_at: Timestamp(1),
+            updated_at: Timestamp(1),
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+            previous_key_id: None,
+            created_by: None,
+        }
+    }
+
+    #[test]
+    fn patch_reports_only_real_changes() {
+        let mut k = key();
+        let patch = KeyPatch {
+            name: Some("n".into()),
+            scopes: Some(vec!["videos:write".into()]),
+            expires_at: Some(Some(Timestamp(5))),
+            ..KeyPatch::default()
+        };
+        assert_eq!(patch.apply(&mut k), vec!["scopes", "expires_at"]);
+        assert_eq!(k.scopes, vec!["videos:write".to_owned()]);
+        assert_eq!(k.expires_at, Some(Timestamp(5)));
+    }
+
+    #[test]
+    fn activity() {
+        let mut k = key();
+        assert!(k.is_active(Timestamp(10)));
+        k.expires_at = Some(Timestamp(10));
+        assert!(k.is_expired(Timestamp(10)));
+        assert!(!k.is_expired(Timestamp(9)));
+        k.expires_at = None;
+        k.revoked_at = Some(Timestamp(3));
+        assert!(!k.is_active(Timestamp(4)));
+    }
+}

@@ -1,0 +1,56 @@
+//! Scope names: permission groups named `resource:action`, lowercase, with no wildcard form,
+//! so nothing broader than what was named can be granted by accident.
+
+/// The scope that lets a key manage every account.
+pub const ROOT: &str = "root";
+/// The scope that lets a key read keys of its own account.
+pub const KEYS_READ: &str = "keys:read";
+/// The scope that lets a key manage keys of its own account.
+pub const KEYS_WRITE: &str = "keys:write";
+
+/// The reserved system scopes, always in the catalog, never implied by `grant_all`.
+pub const RESERVED: [&str; 3] = [KEYS_READ, KEYS_WRITE, ROOT];
+
+/// Whether `name` is a reserved system scope.
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED.contains(&name)
+}
+
+/// Checks that `name` is a well-formed scope: `resource:action` of `[a-z0-9_.-]`, each part
+/// starting with a letter, or the reserved `root`. Returns the reason when it is not.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name == ROOT {
+        return Ok(());
+    }
+    let part_ok = |p: &str| {
+        p.len() <= 64
+            && p.starts_with(|c: char| c.is_ascii_lowercase())
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+    };
+    match name.split_once(':') {
+        Some((resource, action)) if part_ok(resource) && part_ok(action) => Ok(()),
+        _ => Err(format!(
+            "scope {name:?} is not of the form resource:action (lowercase letters, digits, '_', '.', '-')"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_resource_action() {
+        for ok in ["videos:read", "members:email", "keys:write", "root", "ai.image:generate"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_wildcards_and_junk() {
+        for bad in ["*", "videos:*", "videos", ":read", "videos:", "Videos:read", "a:b:c", "1x:read", ""] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The server: opens the store, bootstraps the first root key, and serves VerifyService,
+//! ManageService, gRPC health and reflection on an already-bound listener until the shutdown
+//! future resolves. Tests bind `127.0.0.1:0` and stop it with a oneshot; `main` passes
+//! SIGTERM/SIGINT.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::grpc::{ManageApi, VerifyApi};
+use crate::key::SecretKey;
+use crate::proto::manage_service_server::ManageServiceServer;
+use crate::proto::verify_service_server::VerifyServiceServer;
+use crate::service::Keyward;
+use crate::store;
+
+/// An opened service, ready to serve.
+#[derive(Debug)]
+pub struct App {
+    service: Arc<Keyward>,
+    shutdown_timeout: Duration,
+}
+
+impl App {
+    /// Connects to the configured store and applies its migrations.
+    pub async fn open(config: &Config) -> Result<App> {
+        let store = store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        let service = Keyward::new(store, config.key_format(), config.policy(), config.cache());
+        Ok(App {
+            service: Arc::new(service),
+            shutdown_timeout: config.shutdown_timeout(),
+        })
+    }
+
+    /// The domain service, for the CLI and tests.
+    pub fn service(&self) -> &Arc<Keyward> {
+        &self.service
+    }
+
+    /// Creates the first root key if the store is empty; its secret is returned to be shown once.
+    pub async fn bootstrap(&self) -> Result<Option<SecretKey>> {
+        self.service.bootstrap_root_key().await
+    }
+
+    /// Serves until `shutdown` resolves, then reports NOT_SERVING, drains in-flight calls (for
+    /// at most the configured shutdown timeout) and closes the store.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        set_status(&reporter, ServingStatus::Serving).await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+
+        let local = listener.local_addr().ok();
+        // tonic only sets TCP_NODELAY on listeners it binds itself; set it on ours.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let stopping = Arc::new(Notify::new());
+        let signal = {
+            let stopping = stopping.clone();
+            let reporter = reporter.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
+                set_status(&reporter, ServingStatus::NotServing).await;
+                stopping.notify_one();
+            }
+        };
+        let server = Server::builder()
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(VerifyServiceServer::new(VerifyApi::new(self.service.clone())))
+            .add_service(ManageServiceServer::new(ManageApi::new(self.service.clone())))
+            .serve_with_incoming_shutdown(incoming, signal);
+        if let Some(addr) = local {
+            tracing::info!(%addr, "keyward listening");
+        }
+        tokio::pin!(server);
+        let served = tokio::select! {
+            result = &mut server => result,
+            () = stopping.notified() => {
+                match tokio::time::timeout(self.shutdown_timeout, &mut server).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!("in-flight calls did not finish in time; stopping anyway");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        self.service.store().close().await;
+        tracing::info!("keyward stopped");
+        served.map_err(|e| Error::Internal(format!("gRPC server: {e}")))
+    }
+}
+
+async fn set_status(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter
+        .set_service_status(
+            <VerifyServiceServer<VerifyApi> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+    reporter
+        .set_service_status(
+            <ManageServiceServer<ManageApi> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+}

@@ -1,0 +1,238 @@
+//! Key management: create, read, list, update, revoke, and the root keys that bootstrap
+//! management. Authorization and policy (limits, expiry bounds, no escalation) are decided
+//! here; input shape was checked at the edge.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::Keyward;
+use super::auth::{Access, Caller};
+use crate::error::{Error, Result};
+use crate::key::{Environment, SecretKey};
+use crate::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Page, RateLimit, Restrictions, new_id};
+use crate::scope::ROOT;
+use crate::time::Timestamp;
+
+/// When a new key expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// The service default.
+    Default,
+    /// Never.
+    Never,
+    /// This long after creation.
+    Ttl(Duration),
+    /// At this time.
+    At(Timestamp),
+}
+
+/// A well-formed request for a new key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateKey {
+    /// The owning account.
+    pub account_id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// The key's environment.
+    pub environment: Environment,
+    /// Scopes to grant.
+    pub scopes: Vec<String>,
+    /// Grant every scope.
+    pub grant_all: bool,
+    /// When it expires.
+    pub expiry: Expiry,
+    /// Where it may be used.
+    pub restrictions: Restrictions,
+    /// Its own rate limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Free-form metadata.
+    pub meta: BTreeMap<String, String>,
+}
+
+/// The account root keys belong to.
+pub const ROOT_ACCOUNT: &str = "root";
+
+impl Keyward {
+    /// Creates a key for `caller` and returns its secret, the one time it is ever shown.
+    pub async fn create_key(&self, caller: &Caller, request: CreateKey) -> Result<(SecretKey, ApiKey)> {
+        caller.authorize(&request.account_id, Access::Write)?;
+        caller.authorize_grant(&request.scopes, request.grant_all)?;
+        if request.scopes.is_empty() && !request.grant_all {
+            return Err(Error::invalid(
+                "scopes",
+                "a key must be granted something: give scopes, a preset or grant_all",
+            ));
+        }
+        if !request.restrictions.is_empty() {
+            return Err(Error::Unimplemented("key restrictions are not supported yet".into()));
+        }
+        if request.rate_limit.is_some() {
+            return Err(Error::Unimplemented("per-key rate limits are not supported yet".into()));
+        }
+        let now = Timestamp::now();
+        let expires_at = self.expiry(request.expiry, now)?;
+        let generated = self.format.generate(request.environment);
+        let new = NewKey {
+            digest: generated.digest,
+            key: ApiKey {
+                id: new_id("key"),
+                account_id: request.account_id,
+                name: request.name,
+                prefix: generated.display_prefix,
+                environment: request.environment,
+                scopes: request.scopes,
+                grant_all: request.grant_all,
+                restrictions: request.restrictions,
+                rate_limit: request.rate_limit,
+                meta: request.meta,
+                created_at: now,
+                updated_at: now,
+                expires_at,
+                last_used_at: None,
+                revoked_at: None,
+                previous_key_id: None,
+                created_by: Some(caller.key_id().to_owned()),
+            },
+        };
+        let stored = self.store.insert_key(&new, self.policy.max_active_keys, now).await?;
+        self.invalidate(&stored.digest).await;
+        tracing::info!(key_id = %stored.key.id, account_id = %stored.key.account_id, actor = caller.key_id(), "key created");
+        Ok((generated.secret, stored.key))
+    }
+
+    /// Resolves an expiry request against the service's default and maximum TTL.
+    fn expiry(&self, expiry: Expiry, now: Timestamp) -> Result<Option<Timestamp>> {
+        let at = match expiry {
+            Expiry::Default => self.policy.default_ttl.map(|ttl| now.saturating_add(ttl)),
+            Expiry::Never => None,
+            Expiry::Ttl(ttl) => Some(now.saturating_add(ttl)),
+            Expiry::At(at) => Some(at),
+        };
+        if let Some(at) = at
+            && at <= now
+        {
+            return Err(Error::invalid("expires_at", "the expiry must be in the future"));
+        }
+        if let Some(max) = self.policy.max_ttl {
+            let limit = now.saturating_add(max);
+            if at.is_none_or(|at| at > limit) {
+                let field = if matches!(expiry, Expiry::Ttl(_)) { "ttl" } else { "expires_at" };
+                return Err(Error::invalid(
+                    field,
+                    format!("keys may live at most {} seconds (max_ttl)", max.as_secs()),
+                ));
+            }
+        }
+        Ok(at)
+    }
+
+    /// One key's record.
+    pub async fn get_key(&self, caller: &Caller, id: &str) -> Result<ApiKey> {
+        let key = self.existing_key(id).await?;
+        caller.authorize(&key.account_id, Access::Read)?;
+        Ok(key)
+    }
+
+    /// One page of an account's keys.
+    pub async fn list_keys(&self, caller: &Caller, query: &KeyListQuery) -> Result<Page<ApiKey>> {
+        caller.authorize(&query.account_id, Access::Read)?;
+        self.store.list_keys(query).await
+    }
+
+    /// Changes a key; the next verify sees the change.
+    pub async fn update_key(&self, caller: &Caller, id: &str, patch: &KeyPatch) -> Result<ApiKey> {
+        let current = self.existing_key(id).await?;
+        caller.authorize(&current.account_id, Access::Write)?;
+        let scopes = patch.scopes.as_deref().unwrap_or(&[]);
+        caller.authorize_grant(scopes, patch.grant_all.unwrap_or(false))?;
+        let grants_nothing = !patch.grant_all.unwrap_or(current.grant_all)
+            && patch.scopes.as_ref().unwrap_or(&current.scopes).is_empty();
+        if grants_nothing {
+            return Err(Error::invalid(
+                "scopes",
+                "a key must keep some grant: give scopes or grant_all",
+            ));
+        }
+        if patch.restrictions.as_ref().is_some_and(|r| !r.is_empty()) {
+            return Err(Error::Unimplemented("key restrictions are not supported yet".into()));
+        }
+        if patch.rate_limit.is_some_and(|r| r.is_some()) {
+            return Err(Error::Unimplemented("per-key rate limits are not supported yet".into()));
+        }
+        let now = Timestamp::now();
+        if let Some(Some(at)) = patch.expires_at
+            && at <= now
+        {
+            return Err(Error::invalid("expires_at", "the expiry must be in the future"));
+        }
+        let stored = self.store.update_key(id, patch, now).await?;
+        self.invalidate(&stored.digest).await;
+        tracing::info!(key_id = %id, actor = caller.key_id(), "key updated");
+        Ok(stored.key)
+    }
+
+    /// Revokes a key at once and for good.
+    pub async fn revoke_key(&self, caller: &Caller, id: &str) -> Result<ApiKey> {
+        let current = self.existing_key(id).await?;
+        caller.authorize(&current.account_id, Access::Write)?;
+        let stored = self.store.revoke_key(id, Timestamp::now()).await?;
+        self.invalidate(&stored.digest).await;
+        tracing::info!(key_id = %id, actor = caller.key_id(), "key revoked");
+        Ok(stored.key)
+    }
+
+    /// Creates the first root key if the store holds no key at all; returns its secret.
+    pub async fn bootstrap_root_key(&self) -> Result<Option<SecretKey>> {
+        let (secret, new) = self.root_key("root (created on first start)");
+        let created = self.store.insert_first_key(&new).await?;
+        if created {
+            tracing::info!(key_id = %new.key.id, "created the first root key");
+        }
+        Ok(created.then_some(secret))
+    }
+
+    /// Mints another root key directly against the store, for recovery.
+    pub async fn mint_root_key(&self, name: &str) -> Result<(SecretKey, ApiKey)> {
+        let (secret, new) = self.root_key(name);
+        // Root keys are not subject to the active-key limit of the root account.
+        let stored = self.store.insert_key(&new, u32::MAX, new.key.created_at).await?;
+        tracing::info!(key_id = %stored.key.id, "minted a root key");
+        Ok((secret, stored.key))
+    }
+
+    fn root_key(&self, name: &str) -> (SecretKey, NewKey) {
+        let now = Timestamp::now();
+        let generated = self.format.generate(Environment::Live);
+        let new = NewKey {
+            digest: generated.digest,
+            key: ApiKey {
+                id: new_id("key"),
+                account_id: ROOT_ACCOUNT.to_owned(),
+                name: name.to_owned(),
+                prefix: generated.display_prefix,
+                environment: Environment::Live,
+                scopes: vec![ROOT.to_owned()],
+                grant_all: false,
+                restrictions: Restrictions::default(),
+                rate_limit: None,
+                meta: BTreeMap::new(),
+                created_at: now,
+                updated_at: now,
+                expires_at: None,
+                last_used_at: None,
+                revoked_at: None,
+                previous_key_id: None,
+                created_by: None,
+            },
+        };
+        (generated.secret, new)
+    }
+
+    async fn existing_key(&self, id: &str) -> Result<ApiKey> {
+        self.store
+            .key_by_id(id)
+            .await?
+            .map(|stored| stored.key)
+            .ok_or_else(|| Error::NotFound(format!("key {id:?}")))
+    }
+}

@@ -1,0 +1,129 @@
+//! The domain service: verification and key management, between the gRPC adapters and the
+//! store. Holds the cache; every mutation goes through here so the cache is invalidated as soon
+//! as the store has committed.
+
+mod auth;
+mod manage;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::{CacheSettings, KeyCache};
+use crate::error::Result;
+use crate::key::{KeyDigest, KeyFormat, ParsedKey};
+use crate::model::ApiKey;
+use crate::store::Store;
+use crate::time::Timestamp;
+use crate::verify::{self, Code, VerifyQuery};
+
+pub use auth::Caller;
+pub use manage::{CreateKey, Expiry};
+
+/// Service-wide policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Active keys an account may have unless its own override says otherwise.
+    pub max_active_keys: u32,
+    /// TTL of keys created without an expiry; `None` means never.
+    pub default_ttl: Option<Duration>,
+    /// Longest TTL a key may be given; `None` means unlimited.
+    pub max_ttl: Option<Duration>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            max_active_keys: 10,
+            default_ttl: None,
+            max_ttl: None,
+        }
+    }
+}
+
+/// The answer to a verify request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The outcome.
+    pub code: Code,
+    /// Required scopes the key lacks.
+    pub missing_scopes: Vec<String>,
+    /// The key, whenever it was found.
+    pub key: Option<Arc<ApiKey>>,
+}
+
+impl Verdict {
+    fn early(code: Code) -> Self {
+        Verdict {
+            code,
+            missing_scopes: Vec::new(),
+            key: None,
+        }
+    }
+}
+
+/// keyward's domain service.
+#[derive(Debug)]
+pub struct Keyward {
+    store: Arc<dyn Store>,
+    cache: KeyCache,
+    format: KeyFormat,
+    policy: Policy,
+}
+
+impl Keyward {
+    /// A service over `store`.
+    pub fn new(store: Arc<dyn Store>, format: KeyFormat, policy: Policy, cache: CacheSettings) -> Self {
+        Keyward {
+            store,
+            cache: KeyCache::new(cache),
+            format,
+            policy,
+        }
+    }
+
+    /// The cache, for its statistics.
+    pub fn cache(&self) -> &KeyCache {
+        &self.cache
+    }
+
+    /// The store, for shutdown.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Decides whether `raw` may make the request `query` describes.
+    pub async fn verify(&self, raw: &str, query: &VerifyQuery) -> Result<Verdict> {
+        if raw.is_empty() {
+            return Ok(Verdict::early(Code::Missing));
+        }
+        let Some(parsed) = self.format.parse(raw) else {
+            return Ok(Verdict::early(Code::Malformed));
+        };
+        let Some(key) = self.lookup(&parsed).await? else {
+            return Ok(Verdict::early(Code::NotFound));
+        };
+        let decision = verify::decide(&key, query, Timestamp::now());
+        Ok(Verdict {
+            code: decision.code,
+            missing_scopes: decision.missing_scopes,
+            key: Some(key),
+        })
+    }
+
+    /// The record of a well-formed key, through the cache.
+    async fn lookup(&self, parsed: &ParsedKey) -> Result<Option<Arc<ApiKey>>> {
+        let digest = parsed.digest;
+        let store = &self.store;
+        let key = self
+            .cache
+            .get_or_load(digest, || async move { store.key_by_digest(&digest).await })
+            .await?;
+        // A key whose stored environment disagrees with its text was not made by this service.
+        Ok(key.filter(|k| k.environment == parsed.environment))
+    }
+
+    /// Drops a mutated key from the cache.
+    async fn invalidate(&self, digest: &KeyDigest) {
+        self.cache.invalidate(digest).await;
+    }
+}

@@ -1,0 +1,158 @@
+//! Persistence: one [`Store`] trait, one implementation per backend (SQLite, PostgreSQL),
+//! chosen by the database URL's scheme. Each backend has its own migrations; both speak the
+//! same SQL (`$N` placeholders work in both) and map rows through [`row`].
+
+mod postgres;
+mod row;
+mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::key::KeyDigest;
+use crate::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Page, StoredKey};
+use crate::time::Timestamp;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Everything keyward keeps. Mutations that must hold together (the active-key limit, a
+/// read-modify-write of a key) run in one transaction inside the implementation.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Applies this backend's migrations.
+    async fn migrate(&self) -> Result<()>;
+
+    /// Inserts a key unless its account already has `max_active` active keys (the account's
+    /// own override wins over `default_max_active`); then `FailedPrecondition`.
+    async fn insert_key(
+        &self,
+        new: &NewKey,
+        default_max_active: u32,
+        now: Timestamp,
+    ) -> Result<StoredKey>;
+
+    /// Inserts `new` only if the store holds no key at all (first start). Returns whether it did.
+    async fn insert_first_key(&self, new: &NewKey) -> Result<bool>;
+
+    /// Looks a key up by its digest: the verify path's one query.
+    async fn key_by_digest(&self, digest: &KeyDigest) -> Result<Option<StoredKey>>;
+
+    /// Looks a key up by its public id.
+    async fn key_by_id(&self, id: &str) -> Result<Option<StoredKey>>;
+
+    /// One page of an account's keys, oldest first.
+    async fn list_keys(&self, query: &KeyListQuery) -> Result<Page<ApiKey>>;
+
+    /// Applies `patch` to the key `id`; `NotFound` if there is none, `FailedPrecondition` if it
+    /// is revoked.
+    async fn update_key(&self, id: &str, patch: &KeyPatch, now: Timestamp) -> Result<StoredKey>;
+
+    /// Revokes the key `id` (a no-op on a revoked key); `NotFound` if there is none.
+    async fn revoke_key(&self, id: &str, now: Timestamp) -> Result<StoredKey>;
+
+    /// Closes the connection pool(s), waiting for connections in use to be returned.
+    async fn close(&self);
+}
+
+/// A database URL. Prints without its password so it can be logged and shown in errors.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// The full URL, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return self.0.clone();
+        };
+        let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+                None => self.0.clone(),
+            },
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Opens the store the URL names: `sqlite:` (file created if missing) or `postgres:`.
+pub async fn connect(url: &DatabaseUrl) -> Result<Arc<dyn Store>> {
+    let raw = url.expose();
+    if raw.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(raw).await?))
+    } else if raw.starts_with("postgres:") || raw.starts_with("postgresql:") {
+        Ok(Arc::new(PostgresStore::connect(raw).await?))
+    } else {
+        Err(Error::FailedPrecondition(format!(
+            "database URL {url} must start with sqlite:// or postgres://"
+        )))
+    }
+}
+
+/// Maps a sqlx error into the domain, in one place: unreachable database → `Unavailable`,
+/// unique violation → `AlreadyExists`, anything else → `Internal` (logged, never shown).
+pub(crate) fn db_error(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::RowNotFound => Error::NotFound("row".into()),
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            Error::AlreadyExists(d.constraint().unwrap_or("unique value").to_owned())
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => {
+            tracing::warn!(error = %e, "database unavailable");
+            Error::Unavailable("the database is unavailable".into())
+        }
+        _ => Error::Internal(format!("database: {e}")),
+    }
+}
+
+/// The number of active keys that stops another create, as a domain error.
+pub(crate) fn limit_reached(account_id: &str, limit: u32) -> Error {
+    Error::FailedPrecondition(format!(
+        "account {account_id:?} already has {limit} active keys, its maximum; revoke one or raise max_active_keys"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_print_without_password() {
+        let url = DatabaseUrl::new("postgres://app:s3cret@db:5432/keyward?sslmode=require");
+        assert_eq!(url.to_string(), "postgres://app:***@db:5432/keyward?sslmode=require");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let plain = DatabaseUrl::new("sqlite://keyward.db");
+        assert_eq!(plain.to_string(), "sqlite://keyward.db");
+    }
+}

@@ -1,0 +1,226 @@
+//! What both backends share: the SQL they both speak, the row shape, and the conversion
+//! between rows and domain records. Lists and maps are stored as JSON text, times as
+//! microseconds since the epoch, so one row type decodes on SQLite and PostgreSQL alike.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::key::{Environment, KeyDigest};
+use crate::model::{ApiKey, RateLimit, Restrictions, StoredKey};
+use crate::time::Timestamp;
+
+/// The key columns, in the order [`bind_key!`] binds them to `$1…$19`.
+pub(crate) const KEY_COLUMNS: &str = "id, digest, account_id, name, prefix, environment, scopes, \
+     grant_all, restrictions, rate_limit, meta, created_at, updated_at, expires_at, \
+     last_used_at, revoked_at, previous_key_id, created_by";
+
+pub(crate) const INSERT_KEY: &str = "INSERT INTO api_keys (id, digest, account_id, name, prefix, \
+     environment, scopes, grant_all, restrictions, rate_limit, meta, created_at, updated_at, \
+     expires_at, last_used_at, revoked_at, previous_key_id, created_by) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+     RETURNING seq, id, digest, account_id, name, prefix, environment, scopes, grant_all, \
+     restrictions, rate_limit, meta, created_at, updated_at, expires_at, last_used_at, \
+     revoked_at, previous_key_id, created_by";
+
+pub(crate) const ENSURE_ACCOUNT: &str = "INSERT INTO accounts (account_id, created_at, updated_at) \
+     VALUES ($1, $2, $2) ON CONFLICT (account_id) DO NOTHING";
+
+pub(crate) const COUNT_ACTIVE: &str = "SELECT COUNT(*) FROM api_keys WHERE account_id = $1 \
+     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)";
+
+pub(crate) const UPDATE_KEY: &str = "UPDATE api_keys SET name = $2, scopes = $3, grant_all = $4, \
+     restrictions = $5, rate_limit = $6, meta = $7, expires_at = $8, updated_at = $9, \
+     revoked_at = $10 WHERE id = $1";
+
+pub(crate) const LIST_KEYS: &str = "SELECT seq, id, digest, account_id, name, prefix, environment, \
+     scopes, grant_all, restrictions, rate_limit, meta, created_at, updated_at, expires_at, \
+     last_used_at, revoked_at, previous_key_id, created_by FROM api_keys \
+     WHERE account_id = $1 AND seq > $2 AND ($3 OR revoked_at IS NULL) \
+     AND ($4 IS NULL OR last_used_at IS NULL OR last_used_at < $4) \
+     ORDER BY seq LIMIT $5";
+
+/// `SELECT … FROM api_keys WHERE {column} = $1` for a unique column.
+pub(crate) fn select_key_by(column: &str) -> String {
+    format!("SELECT seq, {KEY_COLUMNS} FROM api_keys WHERE {column} = $1")
+}
+
+/// Binds a [`KeyValues`] to a query as `$1…$18` in [`INSERT_KEY`]'s order.
+macro_rules! bind_key {
+    ($query:expr, $v:expr) => {{
+        let v = $v;
+        $query
+            .bind(v.id)
+            .bind(v.digest)
+            .bind(v.account_id)
+            .bind(v.name)
+            .bind(v.prefix)
+            .bind(v.environment)
+            .bind(v.scopes)
+            .bind(v.grant_all)
+            .bind(v.restrictions)
+            .bind(v.rate_limit)
+            .bind(v.meta)
+            .bind(v.created_at)
+            .bind(v.updated_at)
+            .bind(v.expires_at)
+            .bind(v.last_used_at)
+            .bind(v.revoked_at)
+            .bind(v.previous_key_id)
+            .bind(v.created_by)
+    }};
+}
+pub(crate) use bind_key;
+
+/// Binds the mutable columns of a key to [`UPDATE_KEY`]'s `$1…$10`.
+macro_rules! bind_key_update {
+    ($query:expr, $v:expr) => {{
+        let v = $v;
+        $query
+            .bind(v.id)
+            .bind(v.name)
+            .bind(v.scopes)
+            .bind(v.grant_all)
+            .bind(v.restrictions)
+            .bind(v.rate_limit)
+            .bind(v.meta)
+            .bind(v.expires_at)
+            .bind(v.updated_at)
+            .bind(v.revoked_at)
+    }};
+}
+pub(crate) use bind_key_update;
+
+/// A key row as both databases return it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct KeyRow {
+    pub seq: i64,
+    id: String,
+    digest: Vec<u8>,
+    account_id: String,
+    name: String,
+    prefix: String,
+    environment: String,
+    scopes: String,
+    grant_all: bool,
+    restrictions: String,
+    rate_limit: Option<String>,
+    meta: String,
+    created_at: i64,
+    updated_at: i64,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+    revoked_at: Option<i64>,
+    previous_key_id: Option<String>,
+    created_by: Option<String>,
+}
+
+/// A key's column values, ready to bind.
+pub(crate) struct KeyValues {
+    pub id: String,
+    pub digest: Vec<u8>,
+    pub account_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub environment: &'static str,
+    pub scopes: String,
+    pub grant_all: bool,
+    pub restrictions: String,
+    pub rate_limit: Option<String>,
+    pub meta: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub previous_key_id: Option<String>,
+    pub created_by: Option<String>,
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Serializing plain structs, vectors and string maps cannot fail.
+    serde_json::to_string(value).expect("plain data serializes")
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::Internal(format!("column {column} holds bad JSON: {e}")))
+}
+
+impl KeyValues {
+    /// The values of a stored key.
+    pub fn of(digest: &KeyDigest, key: &ApiKey) -> Self {
+        KeyValues {
+            id: key.id.clone(),
+            digest: digest.as_bytes().to_vec(),
+            account_id: key.account_id.clone(),
+            name: key.name.clone(),
+            prefix: key.prefix.clone(),
+            environment: key.environment.as_str(),
+            scopes: to_json(&key.scopes),
+            grant_all: key.grant_all,
+            restrictions: to_json(&key.restrictions),
+            rate_limit: key.rate_limit.as_ref().map(to_json),
+            meta: to_json(&key.meta),
+            created_at: key.created_at.micros(),
+            updated_at: key.updated_at.micros(),
+            expires_at: key.expires_at.map(Timestamp::micros),
+            last_used_at: key.last_used_at.map(Timestamp::micros),
+            revoked_at: key.revoked_at.map(Timestamp::micros),
+            previous_key_id: key.previous_key_id.clone(),
+            created_by: key.created_by.clone(),
+        }
+    }
+}
+
+impl TryFrom<KeyRow> for StoredKey {
+    type Error = Error;
+
+    fn try_from(row: KeyRow) -> Result<Self> {
+        let digest = KeyDigest::from_slice(&row.digest)
+            .ok_or_else(|| Error::Internal(format!("key {} has a bad digest", row.id)))?;
+        let environment = Environment::parse(&row.environment).ok_or_else(|| {
+            Error::Internal(format!("key {} has environment {:?}", row.id, row.environment))
+        })?;
+        let rate_limit: Option<RateLimit> = match &row.rate_limit {
+            Some(text) => Some(from_json("rate_limit", text)?),
+            None => None,
+        };
+        let restrictions: Restrictions = from_json("restrictions", &row.restrictions)?;
+        let scopes: Vec<String> = from_json("scopes", &row.scopes)?;
+        let meta: BTreeMap<String, String> = from_json("meta", &row.meta)?;
+        Ok(StoredKey {
+            digest,
+            key: ApiKey {
+                id: row.id,
+                account_id: row.account_id,
+                name: row.name,
+                prefix: row.prefix,
+                environment,
+                scopes,
+                grant_all: row.grant_all,
+                restrictions,
+                rate_limit,
+                meta,
+                created_at: Timestamp(row.created_at),
+                updated_at: Timestamp(row.updated_at),
+                expires_at: row.expires_at.map(Timestamp),
+                last_used_at: row.last_used_at.map(Timestamp),
+                revoked_at: row.revoked_at.map(Timestamp),
+                previous_key_id: row.previous_key_id,
+                created_by: row.created_by,
+            },
+        })
+    }
+}
+
+/// Turns up to `page_size + 1` rows into a page: the extra row only says another page exists.
+pub(crate) fn into_page(mut rows: Vec<KeyRow>, page_size: u32) -> Result<crate::model::Page<ApiKey>> {
+    let more = rows.len() > page_size as usize;
+    rows.truncate(page_size as usize);
+    let next = if more { rows.last().map(|r| r.seq) } else { None };
+    let items = rows
+        .into_iter()
+        .map(|r| StoredKey::try_from(r).map(|s| s.key))
+        .collect::<Result<_>>()?;
+    Ok(crate::model::Page { items, next })
+}

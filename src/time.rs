@@ -1,0 +1,61 @@
+//! Time as the service keeps it: microseconds since the Unix epoch, the same integer in both
+//! stores, so conformance tests compare exact values across backends.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A point in time, in microseconds since the Unix epoch (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current wall-clock time.
+    pub fn now() -> Self {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        Timestamp(i64::try_from(since.as_micros()).unwrap_or(i64::MAX))
+    }
+
+    /// Microseconds since the epoch.
+    pub fn micros(self) -> i64 {
+        self.0
+    }
+
+    /// This time plus a duration, saturating instead of overflowing.
+    pub fn saturating_add(self, d: Duration) -> Self {
+        let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_add(micros))
+    }
+
+    /// Seconds and sub-second nanoseconds, the shape of `google.protobuf.Timestamp`.
+    pub fn to_parts(self) -> (i64, i32) {
+        let secs = self.0.div_euclid(1_000_000);
+        // rem_euclid(1_000_000) * 1_000 < 10^9, which always fits an i32.
+        let nanos = (self.0.rem_euclid(1_000_000) * 1_000) as i32;
+        (secs, nanos)
+    }
+
+    /// Builds a timestamp from seconds and nanoseconds; `None` when out of range.
+    pub fn from_parts(secs: i64, nanos: i32) -> Option<Self> {
+        if !(0..1_000_000_000).contains(&nanos) {
+            return None;
+        }
+        let micros = secs.checked_mul(1_000_000)?.checked_add(i64::from(nanos) / 1_000)?;
+        Some(Timestamp(micros))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_round_trip() {
+        for t in [0, 1, 999_999, 1_700_000_000_123_456, -1, -1_500_000] {
+            let (s, n) = Timestamp(t).to_parts();
+            assert_eq!(Timestamp::from_parts(s, n), Some(Timestamp(t)));
+        }
+        assert_eq!(Timestamp::from_parts(0, -1), None);
+        assert_eq!(Timestamp::from_parts(i64::MAX, 0), None);
+    }
+}
