@@ -92,7 +92,11 @@ impl KeyCache {
 
     /// The record for `digest`, from the cache or, on a miss, from `load` (one call per digest
     /// however many callers miss at once). `None`: no such key.
-    pub async fn get_or_load<F, Fut>(&self, digest: KeyDigest, load: F) -> Result<Option<Arc<ApiKey>>>
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        digest: KeyDigest,
+        load: F,
+    ) -> Result<Option<Arc<ApiKey>>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<StoredKey>>>,

@@ -142,7 +142,10 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.is_file() {
-                return Err(ConfigError(format!("config file {} does not exist", file.display())));
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
             }
             figment = figment.merge(Toml::file_exact(file));
         }
@@ -170,7 +173,10 @@ impl Config {
         if let (Some(default), Some(max)) = (policy.default_ttl, policy.max_ttl)
             && default > max
         {
-            return Err(err("default_ttl", format!("is longer than max_ttl ({})", self.max_ttl)));
+            return Err(err(
+                "default_ttl",
+                format!("is longer than max_ttl ({})", self.max_ttl),
+            ));
         }
         Ok(())
     }
@@ -185,7 +191,10 @@ impl Config {
     /// without an expiry get the longest TTL allowed.
     pub fn policy(&self) -> Policy {
         let max_ttl = duration::parse_ttl(&self.max_ttl).ok().flatten();
-        let default_ttl = duration::parse_ttl(&self.default_ttl).ok().flatten().or(max_ttl);
+        let default_ttl = duration::parse_ttl(&self.default_ttl)
+            .ok()
+            .flatten()
+            .or(max_ttl);
         Policy {
             max_active_keys: self.max_active_keys,
             default_ttl,
@@ -195,7 +204,9 @@ impl Config {
 
     /// Cache sizes and lifetimes.
     pub fn cache(&self) -> CacheSettings {
-        let secs = |text: &str, fallback: u64| duration::parse(text).unwrap_or(Duration::from_secs(fallback));
+        let secs = |text: &str, fallback: u64| {
+            duration::parse(text).unwrap_or(Duration::from_secs(fallback))
+        };
         CacheSettings {
             capacity: self.cache_capacity,
             ttl: secs(&self.cache_ttl, 300),

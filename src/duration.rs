@@ -20,7 +20,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "d" => 86_400,
         "w" => 7 * 86_400,
         "y" => 365 * 86_400,
-        _ => return Err(format!("{text:?} has unknown unit {unit:?}: use s, m, h, d, w or y")),
+        _ => {
+            return Err(format!(
+                "{text:?} has unknown unit {unit:?}: use s, m, h, d, w or y"
+            ));
+        }
     };
     n.checked_mul(unit_secs)
         .map(Duration::from_secs)
@@ -56,7 +60,16 @@ mod tests {
 
     #[test]
     fn rejects_junk() {
-        for bad in ["", "d", "30", "30x", "-1d", "0d", "1.5d", "99999999999999999999y"] {
+        for bad in [
+            "",
+            "d",
+            "30",
+            "30x",
+            "-1d",
+            "0d",
+            "1.5d",
+            "99999999999999999999y",
+        ] {
             assert!(parse_ttl(bad).is_err(), "{bad}");
         }
     }

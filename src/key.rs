@@ -185,7 +185,8 @@ impl KeyFormat {
         let rest = raw.strip_prefix(self.prefix.as_str())?.strip_prefix('_')?;
         let (env, body) = rest.split_once('_')?;
         let environment = Environment::parse(env)?;
-        if body.len() != SECRET_LEN + CHECKSUM_LEN || !body.bytes().all(|b| b.is_ascii_alphanumeric())
+        if body.len() != SECRET_LEN + CHECKSUM_LEN
+            || !body.bytes().all(|b| b.is_ascii_alphanumeric())
         {
             return None;
         }
@@ -245,7 +246,11 @@ mod tests {
 
     #[test]
     fn rejects_everything_but_the_format() {
-        let raw = format().generate(Environment::Live).secret.expose().to_owned();
+        let raw = format()
+            .generate(Environment::Live)
+            .secret
+            .expose()
+            .to_owned();
         let mut typo = raw.clone().into_bytes();
         typo[12] = if typo[12] == b'a' { b'b' } else { b'a' };
         let typo = String::from_utf8(typo).unwrap();

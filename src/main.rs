@@ -84,12 +84,17 @@ async fn run(command: Command) -> Result<(), String> {
             tracing::info!(database = %config.database_url, "opening the store");
             let app = App::open(&config).await.map_err(|e| e.to_string())?;
             if let Some(root) = app.bootstrap().await.map_err(|e| e.to_string())? {
-                print_secret("The store was empty, so keyward created its first root key", root.expose());
+                print_secret(
+                    "The store was empty, so keyward created its first root key",
+                    root.expose(),
+                );
             }
             let listener = TcpListener::bind(config.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-            app.serve(listener, shutdown_signal()).await.map_err(|e| e.to_string())
+            app.serve(listener, shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
         }
         Command::Migrate(args) => {
             let config = args.load()?;

@@ -110,7 +110,8 @@ impl ApiKey {
     /// Whether the key holds `scope`, by name or through `grant_all`. `grant_all` covers every
     /// catalog scope but the reserved system scopes, which are only ever granted by name.
     pub fn holds(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope) || (self.grant_all && !crate::scope::is_reserved(scope))
+        self.scopes.iter().any(|s| s == scope)
+            || (self.grant_all && !crate::scope::is_reserved(scope))
     }
 }
 
@@ -171,11 +172,31 @@ impl KeyPatch {
         }
         set(&mut changed, "name", &mut key.name, &self.name);
         set(&mut changed, "scopes", &mut key.scopes, &self.scopes);
-        set(&mut changed, "grant_all", &mut key.grant_all, &self.grant_all);
-        set(&mut changed, "restrictions", &mut key.restrictions, &self.restrictions);
-        set(&mut changed, "rate_limit", &mut key.rate_limit, &self.rate_limit);
+        set(
+            &mut changed,
+            "grant_all",
+            &mut key.grant_all,
+            &self.grant_all,
+        );
+        set(
+            &mut changed,
+            "restrictions",
+            &mut key.restrictions,
+            &self.restrictions,
+        );
+        set(
+            &mut changed,
+            "rate_limit",
+            &mut key.rate_limit,
+            &self.rate_limit,
+        );
         set(&mut changed, "meta", &mut key.meta, &self.meta);
-        set(&mut changed, "expires_at", &mut key.expires_at, &self.expires_at);
+        set(
+            &mut changed,
+            "expires_at",
+            &mut key.expires_at,
+            &self.expires_at,
+        );
         changed
     }
 }

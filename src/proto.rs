@@ -8,7 +8,8 @@ use std::fmt;
 tonic::include_proto!("keyward.v1");
 
 /// The encoded `FileDescriptorSet` of `proto/`, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/keyward_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/keyward_descriptor.bin"));
 
 const REDACTED: &str = "[REDACTED]";
 

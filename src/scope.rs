@@ -42,14 +42,30 @@ mod tests {
 
     #[test]
     fn accepts_resource_action() {
-        for ok in ["videos:read", "members:email", "keys:write", "root", "ai.image:generate"] {
+        for ok in [
+            "videos:read",
+            "members:email",
+            "keys:write",
+            "root",
+            "ai.image:generate",
+        ] {
             assert!(check_name(ok).is_ok(), "{ok}");
         }
     }
 
     #[test]
     fn rejects_wildcards_and_junk() {
-        for bad in ["*", "videos:*", "videos", ":read", "videos:", "Videos:read", "a:b:c", "1x:read", ""] {
+        for bad in [
+            "*",
+            "videos:*",
+            "videos",
+            ":read",
+            "videos:",
+            "Videos:read",
+            "a:b:c",
+            "1x:read",
+            "",
+        ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
     }

@@ -54,7 +54,11 @@ impl App {
 
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, drains in-flight calls (for
     /// at most the configured shutdown timeout) and closes the store.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
         let (reporter, health) = tonic_health::server::health_reporter();
         set_status(&reporter, ServingStatus::Serving).await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -86,8 +90,12 @@ impl App {
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(VerifyServiceServer::new(VerifyApi::new(self.service.clone())))
-            .add_service(ManageServiceServer::new(ManageApi::new(self.service.clone())))
+            .add_service(VerifyServiceServer::new(VerifyApi::new(
+                self.service.clone(),
+            )))
+            .add_service(ManageServiceServer::new(ManageApi::new(
+                self.service.clone(),
+            )))
             .serve_with_incoming_shutdown(incoming, signal);
         if let Some(addr) = local {
             tracing::info!(%addr, "keyward listening");

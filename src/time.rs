@@ -40,7 +40,9 @@ impl Timestamp {
         if !(0..1_000_000_000).contains(&nanos) {
             return None;
         }
-        let micros = secs.checked_mul(1_000_000)?.checked_add(i64::from(nanos) / 1_000)?;
+        let micros = secs
+            .checked_mul(1_000_000)?
+            .checked_add(i64::from(nanos) / 1_000)?;
         Some(Timestamp(micros))
     }
 }

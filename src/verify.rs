@@ -217,7 +217,11 @@ mod tests {
 
     #[test]
     fn lists_every_missing_scope() {
-        let d = decide(&key(), &query(&["videos:read", "members:email", "billing:write"]), Timestamp(1));
+        let d = decide(
+            &key(),
+            &query(&["videos:read", "members:email", "billing:write"]),
+            Timestamp(1),
+        );
         assert_eq!(d.code, Code::InsufficientScope);
         assert_eq!(d.missing_scopes, vec!["members:email", "billing:write"]);
     }
@@ -227,7 +231,10 @@ mod tests {
         let mut k = key();
         k.scopes.clear();
         k.grant_all = true;
-        assert_eq!(decide(&k, &query(&["anything:new"]), Timestamp(1)).code, Code::Valid);
+        assert_eq!(
+            decide(&k, &query(&["anything:new"]), Timestamp(1)).code,
+            Code::Valid
+        );
     }
 
     #[test]

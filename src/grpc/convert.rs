@@ -123,7 +123,10 @@ pub(crate) fn parse_scopes(v: &mut Violations, field: &str, scopes: &[String]) -
 }
 
 /// Metadata: at most 32 entries, keys 1–64 and values up to 512 characters.
-pub(crate) fn parse_meta(v: &mut Violations, meta: &HashMap<String, String>) -> BTreeMap<String, String> {
+pub(crate) fn parse_meta(
+    v: &mut Violations,
+    meta: &HashMap<String, String>,
+) -> BTreeMap<String, String> {
     if meta.len() > 32 {
         v.add("meta", "at most 32 entries");
     }
@@ -132,7 +135,10 @@ pub(crate) fn parse_meta(v: &mut Violations, meta: &HashMap<String, String>) -> 
             v.add(format!("meta[{k:?}]"), "keys must be 1-64 characters");
         }
         if value.len() > 512 {
-            v.add(format!("meta[{k:?}]"), "values must be at most 512 characters");
+            v.add(
+                format!("meta[{k:?}]"),
+                "values must be at most 512 characters",
+            );
         }
     }
     meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
@@ -148,7 +154,11 @@ pub(crate) fn parse_restrictions(r: Option<&proto::Restrictions>) -> Restriction
     .unwrap_or_default()
 }
 
-pub(crate) fn parse_rate_limit(v: &mut Violations, field: &str, r: &proto::RateLimit) -> Option<RateLimit> {
+pub(crate) fn parse_rate_limit(
+    v: &mut Violations,
+    field: &str,
+    r: &proto::RateLimit,
+) -> Option<RateLimit> {
     let window = match r.window.as_ref().map(parse_duration) {
         Some(Ok(w)) if w.as_secs() >= 1 => w.as_secs(),
         _ => {
@@ -224,7 +234,9 @@ impl From<&ApiKey> for proto::KeyInfo {
 
 /// An opaque page token for a list cursor.
 pub(crate) fn page_token(cursor: Option<i64>) -> String {
-    cursor.map(|c| format!("p{}", base62::encode(c as u64))).unwrap_or_default()
+    cursor
+        .map(|c| format!("p{}", base62::encode(c as u64)))
+        .unwrap_or_default()
 }
 
 /// The cursor of a page token; `Ok(None)` for the first page.

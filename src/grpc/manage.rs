@@ -162,7 +162,10 @@ fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
     let environment = match parse_environment(r.environment) {
         Ok(Some(env)) => Some(env),
         Ok(None) => {
-            v.add("environment", "is required: ENVIRONMENT_LIVE or ENVIRONMENT_TEST");
+            v.add(
+                "environment",
+                "is required: ENVIRONMENT_LIVE or ENVIRONMENT_TEST",
+            );
             None
         }
         Err(e) => {
@@ -240,7 +243,11 @@ fn parse_list(r: &proto::ListKeysRequest) -> Result<KeyListQuery> {
 fn parse_patch(r: &proto::UpdateKeyRequest) -> Result<KeyPatch> {
     let mut v = Violations::default();
     let mut patch = KeyPatch::default();
-    let paths = r.update_mask.as_ref().map(|m| m.paths.as_slice()).unwrap_or(&[]);
+    let paths = r
+        .update_mask
+        .as_ref()
+        .map(|m| m.paths.as_slice())
+        .unwrap_or(&[]);
     if paths.is_empty() {
         v.add("update_mask", "name the fields to change");
     }

@@ -46,7 +46,10 @@ mod tests {
         let status = Status::from(Error::invalid("scopes[1]", "bad"));
         assert_eq!(status.code(), Code::InvalidArgument);
         let details = status.get_error_details();
-        let violations = &details.bad_request().expect("bad request details").field_violations;
+        let violations = &details
+            .bad_request()
+            .expect("bad request details")
+            .field_violations;
         assert_eq!(violations[0].field, "scopes[1]");
     }
 

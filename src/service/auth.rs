@@ -46,7 +46,11 @@ impl Caller {
             Access::Write => self.key.holds(KEYS_WRITE),
         };
         if !held {
-            let needed = if access == Access::Read { KEYS_READ } else { KEYS_WRITE };
+            let needed = if access == Access::Read {
+                KEYS_READ
+            } else {
+                KEYS_WRITE
+            };
             return Err(Error::PermissionDenied(format!(
                 "the calling key lacks the {needed} scope"
             )));
@@ -81,8 +85,11 @@ impl Caller {
 impl Keyward {
     /// Authenticates the key presented as `authorization: Bearer <key>`.
     pub async fn authenticate(&self, raw: Option<&str>) -> Result<Caller> {
-        let unauthenticated =
-            || Error::Unauthenticated("a valid key is required as `authorization: Bearer <key>`".into());
+        let unauthenticated = || {
+            Error::Unauthenticated(
+                "a valid key is required as `authorization: Bearer <key>`".into(),
+            )
+        };
         let raw = raw.filter(|r| !r.is_empty()).ok_or_else(unauthenticated)?;
         let parsed = self.format.parse(raw).ok_or_else(unauthenticated)?;
         let key = self.lookup(&parsed).await?.ok_or_else(unauthenticated)?;

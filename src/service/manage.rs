@@ -54,7 +54,11 @@ pub const ROOT_ACCOUNT: &str = "root";
 
 impl Keyward {
     /// Creates a key for `caller` and returns its secret, the one time it is ever shown.
-    pub async fn create_key(&self, caller: &Caller, request: CreateKey) -> Result<(SecretKey, ApiKey)> {
+    pub async fn create_key(
+        &self,
+        caller: &Caller,
+        request: CreateKey,
+    ) -> Result<(SecretKey, ApiKey)> {
         caller.authorize(&request.account_id, Access::Write)?;
         caller.authorize_grant(&request.scopes, request.grant_all)?;
         if request.scopes.is_empty() && !request.grant_all {
@@ -64,10 +68,14 @@ impl Keyward {
             ));
         }
         if !request.restrictions.is_empty() {
-            return Err(Error::Unimplemented("key restrictions are not supported yet".into()));
+            return Err(Error::Unimplemented(
+                "key restrictions are not supported yet".into(),
+            ));
         }
         if request.rate_limit.is_some() {
-            return Err(Error::Unimplemented("per-key rate limits are not supported yet".into()));
+            return Err(Error::Unimplemented(
+                "per-key rate limits are not supported yet".into(),
+            ));
         }
         let now = Timestamp::now();
         let expires_at = self.expiry(request.expiry, now)?;
@@ -94,7 +102,10 @@ impl Keyward {
                 created_by: Some(caller.key_id().to_owned()),
             },
         };
-        let stored = self.store.insert_key(&new, self.policy.max_active_keys, now).await?;
+        let stored = self
+            .store
+            .insert_key(&new, self.policy.max_active_keys, now)
+            .await?;
         self.invalidate(&stored.digest).await;
         tracing::info!(key_id = %stored.key.id, account_id = %stored.key.account_id, actor = caller.key_id(), "key created");
         Ok((generated.secret, stored.key))
@@ -111,12 +122,19 @@ impl Keyward {
         if let Some(at) = at
             && at <= now
         {
-            return Err(Error::invalid("expires_at", "the expiry must be in the future"));
+            return Err(Error::invalid(
+                "expires_at",
+                "the expiry must be in the future",
+            ));
         }
         if let Some(max) = self.policy.max_ttl {
             let limit = now.saturating_add(max);
             if at.is_none_or(|at| at > limit) {
-                let field = if matches!(expiry, Expiry::Ttl(_)) { "ttl" } else { "expires_at" };
+                let field = if matches!(expiry, Expiry::Ttl(_)) {
+                    "ttl"
+                } else {
+                    "expires_at"
+                };
                 return Err(Error::invalid(
                     field,
                     format!("keys may live at most {} seconds (max_ttl)", max.as_secs()),
@@ -154,16 +172,23 @@ impl Keyward {
             ));
         }
         if patch.restrictions.as_ref().is_some_and(|r| !r.is_empty()) {
-            return Err(Error::Unimplemented("key restrictions are not supported yet".into()));
+            return Err(Error::Unimplemented(
+                "key restrictions are not supported yet".into(),
+            ));
         }
         if patch.rate_limit.is_some_and(|r| r.is_some()) {
-            return Err(Error::Unimplemented("per-key rate limits are not supported yet".into()));
+            return Err(Error::Unimplemented(
+                "per-key rate limits are not supported yet".into(),
+            ));
         }
         let now = Timestamp::now();
         if let Some(Some(at)) = patch.expires_at
             && at <= now
         {
-            return Err(Error::invalid("expires_at", "the expiry must be in the future"));
+            return Err(Error::invalid(
+                "expires_at",
+                "the expiry must be in the future",
+            ));
         }
         let stored = self.store.update_key(id, patch, now).await?;
         self.invalidate(&stored.digest).await;
@@ -195,7 +220,10 @@ impl Keyward {
     pub async fn mint_root_key(&self, name: &str) -> Result<(SecretKey, ApiKey)> {
         let (secret, new) = self.root_key(name);
         // Root keys are not subject to the active-key limit of the root account.
-        let stored = self.store.insert_key(&new, u32::MAX, new.key.created_at).await?;
+        let stored = self
+            .store
+            .insert_key(&new, u32::MAX, new.key.created_at)
+            .await?;
         tracing::info!(key_id = %stored.key.id, "minted a root key");
         Ok((secret, stored.key))
     }

@@ -72,7 +72,12 @@ pub struct Keyward {
 
 impl Keyward {
     /// A service over `store`.
-    pub fn new(store: Arc<dyn Store>, format: KeyFormat, policy: Policy, cache: CacheSettings) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        format: KeyFormat,
+        policy: Policy,
+        cache: CacheSettings,
+    ) -> Self {
         Keyward {
             store,
             cache: KeyCache::new(cache),

@@ -150,7 +150,10 @@ mod tests {
     #[test]
     fn urls_print_without_password() {
         let url = DatabaseUrl::new("postgres://app:s3cret@db:5432/keyward?sslmode=require");
-        assert_eq!(url.to_string(), "postgres://app:***@db:5432/keyward?sslmode=require");
+        assert_eq!(
+            url.to_string(),
+            "postgres://app:***@db:5432/keyward?sslmode=require"
+        );
         assert!(!format!("{url:?}").contains("s3cret"));
         let plain = DatabaseUrl::new("sqlite://keyward.db");
         assert_eq!(plain.to_string(), "sqlite://keyward.db");

@@ -22,7 +22,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 /// Advisory-lock id held while bootstrapping the first key, so replicas starting together on an
 /// empty database create one root key between them.
-const BOOTSTRAP_LOCK: i64 = 0x6b65_7977_6172_64;
+const BOOTSTRAP_LOCK: i64 = 0x006b_6579_7761_7264;
 
 /// A PostgreSQL database shared by every replica.
 #[derive(Debug, Clone)]
@@ -59,10 +59,13 @@ impl PostgresStore {
         let mut stored = StoredKey::try_from(row)?;
         if change(&mut stored)? {
             stored.key.updated_at = now;
-            bind_key_update!(sqlx::query(UPDATE_KEY), KeyValues::of(&stored.digest, &stored.key))
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+            bind_key_update!(
+                sqlx::query(UPDATE_KEY),
+                KeyValues::of(&stored.digest, &stored.key)
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(stored)
@@ -78,7 +81,12 @@ impl Store for PostgresStore {
             .map_err(|e| Error::Internal(format!("PostgreSQL migration failed: {e}")))
     }
 
-    async fn insert_key(&self, new: &NewKey, default_max_active: u32, now: Timestamp) -> Result<StoredKey> {
+    async fn insert_key(
+        &self,
+        new: &NewKey,
+        default_max_active: u32,
+        now: Timestamp,
+    ) -> Result<StoredKey> {
         let account_id = &new.key.account_id;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         sqlx::query(ENSURE_ACCOUNT)
@@ -87,11 +95,13 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        let limit: Option<i64> = sqlx::query_scalar("SELECT max_active_keys FROM accounts WHERE account_id = $1 FOR UPDATE")
-            .bind(account_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let limit: Option<i64> = sqlx::query_scalar(
+            "SELECT max_active_keys FROM accounts WHERE account_id = $1 FOR UPDATE",
+        )
+        .bind(account_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
         let limit = limit.map_or(default_max_active, |l| u32::try_from(l).unwrap_or(u32::MAX));
         let active: i64 = sqlx::query_scalar(COUNT_ACTIVE)
             .bind(account_id)
@@ -102,10 +112,13 @@ impl Store for PostgresStore {
         if active >= i64::from(limit) {
             return Err(limit_reached(account_id, limit));
         }
-        let row = bind_key!(sqlx::query_as::<_, KeyRow>(INSERT_KEY), KeyValues::of(&new.digest, &new.key))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let row = bind_key!(
+            sqlx::query_as::<_, KeyRow>(INSERT_KEY),
+            KeyValues::of(&new.digest, &new.key)
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         StoredKey::try_from(row)
     }
@@ -130,10 +143,13 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        bind_key!(sqlx::query(INSERT_KEY), KeyValues::of(&new.digest, &new.key))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        bind_key!(
+            sqlx::query(INSERT_KEY),
+            KeyValues::of(&new.digest, &new.key)
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
     }

@@ -179,7 +179,10 @@ impl TryFrom<KeyRow> for StoredKey {
         let digest = KeyDigest::from_slice(&row.digest)
             .ok_or_else(|| Error::Internal(format!("key {} has a bad digest", row.id)))?;
         let environment = Environment::parse(&row.environment).ok_or_else(|| {
-            Error::Internal(format!("key {} has environment {:?}", row.id, row.environment))
+            Error::Internal(format!(
+                "key {} has environment {:?}",
+                row.id, row.environment
+            ))
         })?;
         let rate_limit: Option<RateLimit> = match &row.rate_limit {
             Some(text) => Some(from_json("rate_limit", text)?),
@@ -214,10 +217,17 @@ impl TryFrom<KeyRow> for StoredKey {
 }
 
 /// Turns up to `page_size + 1` rows into a page: the extra row only says another page exists.
-pub(crate) fn into_page(mut rows: Vec<KeyRow>, page_size: u32) -> Result<crate::model::Page<ApiKey>> {
+pub(crate) fn into_page(
+    mut rows: Vec<KeyRow>,
+    page_size: u32,
+) -> Result<crate::model::Page<ApiKey>> {
     let more = rows.len() > page_size as usize;
     rows.truncate(page_size as usize);
-    let next = if more { rows.last().map(|r| r.seq) } else { None };
+    let next = if more {
+        rows.last().map(|r| r.seq)
+    } else {
+        None
+    };
     let items = rows
         .into_iter()
         .map(|r| StoredKey::try_from(r).map(|s| s.key))

@@ -76,10 +76,13 @@ impl SqliteStore {
         let mut stored = StoredKey::try_from(row)?;
         if change(&mut stored)? {
             stored.key.updated_at = now;
-            bind_key_update!(sqlx::query(UPDATE_KEY), KeyValues::of(&stored.digest, &stored.key))
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+            bind_key_update!(
+                sqlx::query(UPDATE_KEY),
+                KeyValues::of(&stored.digest, &stored.key)
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(stored)
@@ -95,7 +98,12 @@ impl Store for SqliteStore {
             .map_err(|e| Error::Internal(format!("SQLite migration failed: {e}")))
     }
 
-    async fn insert_key(&self, new: &NewKey, default_max_active: u32, now: Timestamp) -> Result<StoredKey> {
+    async fn insert_key(
+        &self,
+        new: &NewKey,
+        default_max_active: u32,
+        now: Timestamp,
+    ) -> Result<StoredKey> {
         let account_id = &new.key.account_id;
         let mut tx = self.writer.begin().await.map_err(db_error)?;
         sqlx::query(ENSURE_ACCOUNT)
@@ -104,11 +112,12 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        let limit: Option<i64> = sqlx::query_scalar("SELECT max_active_keys FROM accounts WHERE account_id = $1")
-            .bind(account_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let limit: Option<i64> =
+            sqlx::query_scalar("SELECT max_active_keys FROM accounts WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
         let limit = limit.map_or(default_max_active, |l| u32::try_from(l).unwrap_or(u32::MAX));
         let active: i64 = sqlx::query_scalar(COUNT_ACTIVE)
             .bind(account_id)
@@ -119,10 +128,13 @@ impl Store for SqliteStore {
         if active >= i64::from(limit) {
             return Err(limit_reached(account_id, limit));
         }
-        let row = bind_key!(sqlx::query_as::<_, KeyRow>(INSERT_KEY), KeyValues::of(&new.digest, &new.key))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let row = bind_key!(
+            sqlx::query_as::<_, KeyRow>(INSERT_KEY),
+            KeyValues::of(&new.digest, &new.key)
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         StoredKey::try_from(row)
     }
@@ -142,10 +154,13 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        bind_key!(sqlx::query(INSERT_KEY), KeyValues::of(&new.digest, &new.key))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        bind_key!(
+            sqlx::query(INSERT_KEY),
+            KeyValues::of(&new.digest, &new.key)
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
     }

@@ -1,0 +1,256 @@
+//! Starts the real server on `127.0.0.1:0` over a real database (SQLite in a temp dir or a
+//! fresh PostgreSQL database) and hands out generated tonic clients.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keyward::config::{Config, Flags};
+use keyward::proto::manage_service_client::ManageServiceClient;
+use keyward::proto::verify_service_client::VerifyServiceClient;
+use keyward::proto::{self, Environment, VerifyCode};
+use keyward::server::App;
+use keyward::service::Keyward;
+use keyward::store::DatabaseUrl;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::Request;
+use tonic::transport::Channel;
+
+use crate::pg;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a test body once per backend, as `<name>::sqlite` and `<name>::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+/// A fresh database of the backend: its URL and the temp dir holding it (SQLite).
+pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+            (url, Some(dir))
+        }
+        Backend::Postgres => (pg::fresh_database().await, None),
+    }
+}
+
+/// Configuration for a test server on `database_url`.
+pub fn test_config(database_url: &str) -> Config {
+    let mut config = Config::load(None, &Flags::default()).expect("default config loads");
+    config.database_url = DatabaseUrl::new(database_url);
+    config
+}
+
+/// A running server and what a test needs to talk to it.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub root_key: String,
+    pub service: Arc<Keyward>,
+    pub database_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<keyward::error::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A server on a fresh database of `backend`, with a root key minted for the test.
+    pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Like [`start`](Self::start), with the configuration adjusted first.
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let (url, dir) = fresh_database(backend).await;
+        let mut config = test_config(&url);
+        adjust(&mut config);
+        let mut server = Self::start_on(config).await;
+        server._dir = dir;
+        server
+    }
+
+    /// A server on an existing database (sharing it with other servers).
+    pub async fn start_on(config: Config) -> TestServer {
+        let app = App::open(&config).await.expect("store opens");
+        let (secret, _) = app
+            .service()
+            .mint_root_key("test root")
+            .await
+            .expect("root key");
+        let service = app.service().clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            root_key: secret.expose().to_owned(),
+            service,
+            database_url: config.database_url.expose().to_owned(),
+            stop: Some(stop),
+            task: Some(task),
+            _dir: None,
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("valid uri")
+            .connect()
+            .await
+            .expect("connect to test server")
+    }
+
+    pub async fn manage(&self) -> ManageServiceClient<Channel> {
+        ManageServiceClient::new(self.channel().await)
+    }
+
+    pub async fn verifier(&self) -> VerifyServiceClient<Channel> {
+        VerifyServiceClient::new(self.channel().await)
+    }
+
+    /// A request carrying the root key.
+    pub fn root<T>(&self, message: T) -> Request<T> {
+        as_key(&self.root_key, message)
+    }
+
+    /// Creates a key through the API with the root key; returns the secret and record.
+    pub async fn create(&self, request: proto::CreateKeyRequest) -> (String, proto::ApiKey) {
+        let response = self
+            .manage()
+            .await
+            .create_key(self.root(request))
+            .await
+            .expect("create key")
+            .into_inner();
+        (response.key, response.api_key.expect("api_key"))
+    }
+
+    /// Verifies `key` with the given required scopes.
+    pub async fn verify(&self, key: &str, scopes: &[&str]) -> proto::VerifyResponse {
+        self.verifier()
+            .await
+            .verify(verify_request(key, scopes))
+            .await
+            .expect("verify answers")
+            .into_inner()
+    }
+
+    /// Queries the store has answered for the verify path so far.
+    pub fn store_lookups(&self) -> u64 {
+        self.service
+            .cache()
+            .stats()
+            .store_lookups
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server stops cleanly");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A request carrying `key` as its bearer credential.
+pub fn as_key<T>(key: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("ascii header"),
+    );
+    request
+}
+
+/// A live key request for `account` with `scopes`.
+pub fn key_request(account: &str, scopes: &[&str]) -> proto::CreateKeyRequest {
+    proto::CreateKeyRequest {
+        account_id: account.into(),
+        name: format!("key for {account}"),
+        environment: Environment::Live.into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+pub fn verify_request(key: &str, scopes: &[&str]) -> proto::VerifyRequest {
+    proto::VerifyRequest {
+        key: key.into(),
+        required_scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+pub fn code(response: &proto::VerifyResponse) -> VerifyCode {
+    VerifyCode::try_from(response.code).expect("known code")
+}
+
+/// Polls `check` until it returns `Some`, failing after `deadline`. Never a blind sleep.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The field names of an `INVALID_ARGUMENT` status's `BadRequest` details.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,193 @@
+//! Operations: gRPC health per service, server reflection (v1 and v1alpha), and graceful
+//! shutdown (NOT_SERVING first, in-flight calls finish).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use keyward::proto::VerifyCode;
+use tokio_stream::StreamExt;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestServer, code, eventually, key_request};
+
+const SERVICES: [&str; 3] = ["", "keyward.v1.VerifyService", "keyward.v1.ManageService"];
+
+both_backends!(health_is_serving, shutdown_reports_not_serving_and_drains);
+
+async fn health_is_serving(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut health = HealthClient::new(server.channel().await);
+    for service in SERVICES {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health check")
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving, "{service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "nope.Service".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    server.stop().await;
+}
+
+async fn shutdown_reports_not_serving_and_drains(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut health = HealthClient::new(server.channel().await);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: "keyward.v1.VerifyService".into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first: HealthCheckResponse = watch.next().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+    let stopping = tokio::spawn(server.stop());
+    let next: HealthCheckResponse = watch
+        .next()
+        .await
+        .expect("a status update")
+        .expect("status");
+    assert_eq!(next.status(), ServingStatus::NotServing);
+    drop(watch);
+    stopping.await.expect("server stopped cleanly");
+}
+
+/// 50 verifies are held inside the server (their store lookup waits on a table lock) when
+/// shutdown starts; every one of them is answered before the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_calls_finish_during_shutdown() {
+    use sqlx::Connection;
+    let server = TestServer::start(Backend::Postgres).await;
+    let (secret, _) = server.create(key_request("acme", &["videos:read"])).await;
+    let mut blocker = sqlx::PgConnection::connect(&server.database_url)
+        .await
+        .unwrap();
+    let mut lock = blocker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+
+    let verifier = server.verifier().await;
+    let in_flight: Vec<_> = (0..50)
+        .map(|_| {
+            let mut v = verifier.clone();
+            let request = crate::helpers::verify_request(&secret, &["videos:read"]);
+            tokio::spawn(async move { v.verify(request).await })
+        })
+        .collect();
+    let stats = server.service.clone();
+    eventually(
+        Duration::from_secs(10),
+        "50 verifies waiting in the server",
+        || {
+            let misses = stats.cache().stats().misses.load(Ordering::Relaxed);
+            async move { (misses >= 50).then_some(()) }
+        },
+    )
+    .await;
+
+    let mut health = HealthClient::new(server.channel().await);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+    let stopping = tokio::spawn(server.stop());
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status(),
+        ServingStatus::NotServing
+    );
+    drop(watch);
+    assert!(
+        !stopping.is_finished(),
+        "the server must wait for in-flight calls"
+    );
+
+    lock.commit().await.unwrap();
+    for call in in_flight {
+        let response = call.await.unwrap().expect("in-flight call answered");
+        assert_eq!(code(&response.into_inner()), VerifyCode::Valid);
+    }
+    stopping.await.expect("server stopped cleanly");
+}
+
+#[tokio::test]
+async fn reflection_lists_both_services() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let server = TestServer::start(Backend::Sqlite).await;
+
+    let mut client =
+        v1::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("v1 reflection")
+        .into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        stream.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("not a service list");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    for service in [
+        "keyward.v1.VerifyService",
+        "keyward.v1.ManageService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == service),
+            "v1 lists {service}: {names:?}"
+        );
+    }
+
+    let mut client =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "keyward.v1.ManageService".into(),
+            ),
+        ),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("v1alpha reflection")
+        .into_inner();
+    let response = stream.next().await.unwrap().unwrap().message_response;
+    assert!(
+        matches!(
+            response,
+            Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(ref f))
+                if !f.file_descriptor_proto.is_empty()
+        ),
+        "v1alpha describes ManageService: {response:?}"
+    );
+    server.stop().await;
+}

@@ -1,0 +1,216 @@
+//! The real `keyward` binary: first start prints a root key once, raw keys never reach the
+//! logs, and SIGTERM stops it cleanly with exit status 0.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keyward::proto::{self, VerifyCode};
+
+use crate::helpers::{as_key, code, key_request, verify_request};
+
+/// A running `keyward serve` whose output is collected line by line.
+struct Process {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    addr: String,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn collect(
+    stream: impl std::io::Read + Send + 'static,
+    into: Arc<Mutex<String>>,
+    lines: mpsc::Sender<String>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            into.lock().unwrap().push_str(&line);
+            into.lock().unwrap().push('\n');
+            let _ = lines.send(line);
+        }
+    })
+}
+
+impl Process {
+    fn start(database_url: &str) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--database-url", database_url])
+            .env("RUST_LOG", "trace")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start keyward");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let readers = vec![
+            collect(
+                child.stdout.take().unwrap(),
+                stdout.clone(),
+                mpsc::channel().0,
+            ),
+            collect(child.stderr.take().unwrap(), stderr.clone(), tx),
+        ];
+        let addr = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("keyward logs that it is listening");
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if event["message"] == "keyward listening" {
+                break event["addr"].as_str().expect("addr field").to_owned();
+            }
+        };
+        Process {
+            child,
+            stdout,
+            stderr,
+            addr,
+            readers,
+        }
+    }
+
+    async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    fn terminate(mut self) -> (std::process::ExitStatus, String, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait");
+        // The reader threads finish when the pipes close.
+        for reader in self.readers.drain(..) {
+            reader.join().expect("reader thread");
+        }
+        let out = self.stdout.lock().unwrap().clone();
+        let err = self.stderr.lock().unwrap().clone();
+        (exit, out, err)
+    }
+}
+
+fn root_key_in(stdout: &str) -> Option<String> {
+    stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("kw_live_"))
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_prints_a_root_key_and_logs_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    let server = Process::start(&url);
+    let root =
+        crate::helpers::eventually(Duration::from_secs(10), "the root key on stdout", || {
+            let found = root_key_in(&server.stdout.lock().unwrap());
+            async move { found }
+        })
+        .await;
+
+    // A full create → verify → revoke → verify cycle through the binary.
+    let channel = server.channel().await;
+    let mut manage = proto::manage_service_client::ManageServiceClient::new(channel.clone());
+    let mut verifier = proto::verify_service_client::VerifyServiceClient::new(channel);
+    let created = manage
+        .create_key(as_key(&root, key_request("acme", &["videos:read"])))
+        .await
+        .expect("create with the printed root key")
+        .into_inner();
+    let secret = created.key.clone();
+    let id = created.api_key.unwrap().id;
+    let valid = verifier
+        .verify(verify_request(&secret, &["videos:read"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&valid), VerifyCode::Valid);
+    let denied = verifier
+        .verify(verify_request(&secret, &["members:email"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&denied), VerifyCode::InsufficientScope);
+    manage
+        .revoke_key(as_key(&root, proto::RevokeKeyRequest { id }))
+        .await
+        .expect("revoke");
+    let revoked = verifier
+        .verify(verify_request(&secret, &[]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&revoked), VerifyCode::Revoked);
+    drop((manage, verifier));
+
+    let (exit, stdout, stderr) = server.terminate();
+    assert!(exit.success(), "SIGTERM exits 0, got {exit:?}");
+    assert!(stderr.contains("shutting down"), "shutdown is logged");
+    assert!(
+        stderr.contains("key created"),
+        "the logs were captured at trace level"
+    );
+    // The created key appears nowhere; the root key only in its one stdout banner.
+    let secret_part = &secret[16..];
+    assert!(
+        !stderr.contains(secret_part),
+        "a created secret reached the logs"
+    );
+    assert!(
+        !stdout.contains(secret_part),
+        "a created secret reached stdout"
+    );
+    assert!(
+        !stderr.contains(&root[16..]),
+        "the root key reached the logs"
+    );
+    assert_eq!(
+        stdout.matches(&root).count(),
+        1,
+        "the root key is printed once"
+    );
+
+    // The second start finds keys in the store and prints none.
+    let again = Process::start(&url);
+    let (exit, stdout, _) = again.terminate();
+    assert!(exit.success());
+    assert_eq!(
+        root_key_in(&stdout),
+        None,
+        "a root key was printed on the second start"
+    );
+}
+
+#[test]
+fn bad_configuration_stops_the_binary_with_a_clear_message() {
+    let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--key-prefix", "Not_Valid"])
+        .env("KEYWARD_DATABASE_URL", "sqlite::memory:")
+        .output()
+        .expect("run keyward");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("key_prefix"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve"])
+        .env("KEYWARD_LISTEN", "not-an-address")
+        .output()
+        .expect("run keyward");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.to_lowercase().contains("listen"), "{stderr}");
+}

@@ -1,0 +1,238 @@
+//! Store conformance: the same tests against SQLite and PostgreSQL, straight through the
+//! `Store` trait, so both backends are held to one contract.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use keyward::error::Error;
+use keyward::key::{Environment, KeyFormat};
+use keyward::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Restrictions, new_id};
+use keyward::store::{self, DatabaseUrl, Store};
+use keyward::time::Timestamp;
+
+use crate::both_backends;
+use crate::helpers::{Backend, fresh_database};
+
+both_backends!(
+    insert_and_look_up,
+    first_key_is_inserted_once,
+    active_limit_counts_only_active_keys,
+    list_pages_filters_and_orders,
+    update_and_revoke,
+    migrations_are_idempotent,
+);
+
+async fn open(backend: Backend) -> (Arc<dyn Store>, Option<tempfile::TempDir>) {
+    let (url, dir) = fresh_database(backend).await;
+    let store = store::connect(&DatabaseUrl::new(url))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    (store, dir)
+}
+
+fn new_key(account: &str, now: Timestamp) -> NewKey {
+    let generated = KeyFormat::default().generate(Environment::Test);
+    NewKey {
+        digest: generated.digest,
+        key: ApiKey {
+            id: new_id("key"),
+            account_id: account.into(),
+            name: "conformance".into(),
+            prefix: generated.display_prefix,
+            environment: Environment::Test,
+            scopes: vec!["videos:read".into(), "members:email".into()],
+            grant_all: false,
+            restrictions: Restrictions {
+                allowed_cidrs: vec!["10.0.0.0/8".into()],
+                ..Restrictions::default()
+            },
+            rate_limit: None,
+            meta: BTreeMap::from([("plan".to_owned(), "pro".to_owned())]),
+            created_at: now,
+            updated_at: now,
+            expires_at: Some(Timestamp(now.micros() + 3_600_000_000)),
+            last_used_at: None,
+            revoked_at: None,
+            previous_key_id: Some("key_previous".into()),
+            created_by: Some("key_creator".into()),
+        },
+    }
+}
+
+async fn insert_and_look_up(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    let now = Timestamp::now();
+    let new = new_key("acme", now);
+    let stored = store.insert_key(&new, 10, now).await.expect("insert");
+    assert_eq!(stored.key, new.key, "every field round-trips exactly");
+    assert_eq!(stored.digest, new.digest);
+    let by_digest = store
+        .key_by_digest(&new.digest)
+        .await
+        .unwrap()
+        .expect("found by digest");
+    assert_eq!(by_digest, stored);
+    let by_id = store
+        .key_by_id(&new.key.id)
+        .await
+        .unwrap()
+        .expect("found by id");
+    assert_eq!(by_id, stored);
+    let other = KeyFormat::default().generate(Environment::Test);
+    assert_eq!(store.key_by_digest(&other.digest).await.unwrap(), None);
+    assert_eq!(store.key_by_id("key_missing").await.unwrap(), None);
+
+    // The same digest or id twice is refused by the schema.
+    let mut dup = new_key("acme", now);
+    dup.digest = new.digest;
+    assert!(matches!(
+        store.insert_key(&dup, 10, now).await,
+        Err(Error::AlreadyExists(_))
+    ));
+    store.close().await;
+}
+
+async fn first_key_is_inserted_once(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    let now = Timestamp::now();
+    assert!(store.insert_first_key(&new_key("root", now)).await.unwrap());
+    assert!(!store.insert_first_key(&new_key("root", now)).await.unwrap());
+    store.close().await;
+}
+
+async fn active_limit_counts_only_active_keys(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    let now = Timestamp::now();
+    let first = store
+        .insert_key(&new_key("acme", now), 2, now)
+        .await
+        .unwrap();
+    let mut expired = new_key("acme", now);
+    expired.key.expires_at = Some(Timestamp(now.micros() - 1));
+    store
+        .insert_key(&expired, 2, now)
+        .await
+        .expect("expired keys do not count");
+    store
+        .insert_key(&new_key("acme", now), 2, now)
+        .await
+        .unwrap();
+    let refused = store.insert_key(&new_key("acme", now), 2, now).await;
+    assert!(
+        matches!(refused, Err(Error::FailedPrecondition(_))),
+        "{refused:?}"
+    );
+    store.revoke_key(&first.key.id, now).await.unwrap();
+    store
+        .insert_key(&new_key("acme", now), 2, now)
+        .await
+        .expect("revoked keys do not count");
+    store.close().await;
+}
+
+async fn list_pages_filters_and_orders(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    let now = Timestamp::now();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(
+            store
+                .insert_key(&new_key("acme", now), 100, now)
+                .await
+                .unwrap()
+                .key
+                .id,
+        );
+    }
+    store
+        .insert_key(&new_key("other", now), 100, now)
+        .await
+        .unwrap();
+    store.revoke_key(&ids[0], now).await.unwrap();
+
+    let query = |after, include_revoked| KeyListQuery {
+        account_id: "acme".into(),
+        include_revoked,
+        unused_since: None,
+        page_size: 2,
+        after,
+    };
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_keys(&query(after, true)).await.unwrap();
+        all.extend(page.items.iter().map(|k| k.id.clone()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(all, ids);
+    let active = store.list_keys(&query(None, false)).await.unwrap();
+    assert_eq!(
+        active.items.first().map(|k| k.id.clone()),
+        Some(ids[1].clone())
+    );
+    assert!(
+        active
+            .items
+            .iter()
+            .all(|k| k.account_id == "acme" && !k.is_revoked())
+    );
+    store.close().await;
+}
+
+async fn update_and_revoke(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    let now = Timestamp::now();
+    let stored = store
+        .insert_key(&new_key("acme", now), 10, now)
+        .await
+        .unwrap();
+    let later = Timestamp(now.micros() + 5);
+    let patch = KeyPatch {
+        name: Some("renamed".into()),
+        scopes: Some(vec!["videos:write".into()]),
+        expires_at: Some(None),
+        ..KeyPatch::default()
+    };
+    let updated = store
+        .update_key(&stored.key.id, &patch, later)
+        .await
+        .unwrap();
+    assert_eq!(updated.key.name, "renamed");
+    assert_eq!(updated.key.scopes, vec!["videos:write".to_owned()]);
+    assert_eq!(updated.key.expires_at, None);
+    assert_eq!(updated.key.updated_at, later);
+    assert_eq!(updated.digest, stored.digest);
+    let reread = store.key_by_id(&stored.key.id).await.unwrap().unwrap();
+    assert_eq!(reread, updated);
+
+    let revoked = store.revoke_key(&stored.key.id, later).await.unwrap();
+    assert_eq!(revoked.key.revoked_at, Some(later));
+    let again = store
+        .revoke_key(&stored.key.id, Timestamp(later.micros() + 9))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.key.revoked_at,
+        Some(later),
+        "revocation keeps its first time"
+    );
+    let refused = store.update_key(&stored.key.id, &patch, later).await;
+    assert!(matches!(refused, Err(Error::FailedPrecondition(_))));
+    let missing = store.update_key("key_missing", &patch, later).await;
+    assert!(matches!(missing, Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.revoke_key("key_missing", later).await,
+        Err(Error::NotFound(_))
+    ));
+    store.close().await;
+}
+
+async fn migrations_are_idempotent(backend: Backend) {
+    let (store, _dir) = open(backend).await;
+    store.migrate().await.expect("a second migrate is a no-op");
+    store.close().await;
+}
