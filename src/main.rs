@@ -81,6 +81,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Serve(args) => {
             let config = args.load()?;
             keyward::telemetry::init(config.log_format);
+            let shutdown = shutdown_signal()?;
             tracing::info!(database = %config.database_url, "opening the store");
             let app = App::open(&config).await.map_err(|e| e.to_string())?;
             if let Some(root) = app.bootstrap().await.map_err(|e| e.to_string())? {
@@ -92,7 +93,7 @@ async fn run(command: Command) -> Result<(), String> {
             let listener = TcpListener::bind(config.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-            app.serve(listener, shutdown_signal())
+            app.serve(listener, shutdown)
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -126,26 +127,18 @@ fn print_secret(headline: &str, secret: &str) {
     println!("{headline}. It is shown this once; store it now:\n\n    {secret}\n");
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
+/// Registers SIGTERM and SIGINT handlers now (so a signal that arrives while the server is
+/// still starting is not fatal) and returns a future that resolves on the first of them.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
+    })
 }
