@@ -5,14 +5,15 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use moka::future::Cache;
 
 use crate::error::{Error, Result};
 use crate::key::KeyDigest;
-use crate::model::{ApiKey, StoredKey};
+use crate::model::KeyState;
+use crate::time::Timestamp;
 
 /// How big the caches are and how long entries live.
 #[derive(Debug, Clone, Copy)]
@@ -40,9 +41,31 @@ pub struct CacheStats {
     pub store_lookups: AtomicU64,
 }
 
+/// A cached key: what verify needs, plus when its last use was last reported.
+#[derive(Debug)]
+pub struct CachedKey {
+    /// The key, its digest and its account's state.
+    pub state: KeyState,
+    /// Micros of the last use handed to the last-use tracker (0 = never).
+    last_use_mark: AtomicI64,
+}
+
+impl CachedKey {
+    /// Whether a use at `now` should be reported: at most once a second per key, so the
+    /// tracker's lock is not taken on every verify.
+    pub fn mark_use(&self, now: Timestamp) -> bool {
+        let mark = self.last_use_mark.load(Ordering::Relaxed);
+        now.micros() - mark >= 1_000_000
+            && self
+                .last_use_mark
+                .compare_exchange(mark, now.micros(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
-    key: Arc<ApiKey>,
+    key: Arc<CachedKey>,
     /// False when a mutation was invalidated while this entry was loading: it may be stale.
     clean: bool,
 }
@@ -70,6 +93,7 @@ impl KeyCache {
             entries: Cache::builder()
                 .max_capacity(settings.capacity)
                 .time_to_live(settings.ttl)
+                .support_invalidation_closures()
                 .build(),
             negative: Cache::builder()
                 .max_capacity(settings.negative_capacity)
@@ -96,10 +120,10 @@ impl KeyCache {
         &self,
         digest: KeyDigest,
         load: F,
-    ) -> Result<Option<Arc<ApiKey>>>
+    ) -> Result<Option<Arc<CachedKey>>>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<StoredKey>>>,
+        Fut: Future<Output = Result<Option<KeyState>>>,
     {
         if let Some(entry) = self.entries.get(&digest).await {
             if entry.clean {
@@ -121,8 +145,11 @@ impl KeyCache {
                 let found = load().await;
                 let clean = self.epoch.load(Ordering::Acquire) == before;
                 match found {
-                    Ok(Some(stored)) => Ok(Arc::new(Entry {
-                        key: Arc::new(stored.key),
+                    Ok(Some(state)) => Ok(Arc::new(Entry {
+                        key: Arc::new(CachedKey {
+                            state,
+                            last_use_mark: AtomicI64::new(0),
+                        }),
                         clean,
                     })),
                     Ok(None) => {
@@ -149,6 +176,19 @@ impl KeyCache {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.entries.invalidate(digest).await;
         self.negative.invalidate(digest).await;
+    }
+
+    /// Drops every cached key of an account, after its policy changed.
+    pub fn invalidate_account(&self, account_id: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let account_id = account_id.to_owned();
+        let registered = self
+            .entries
+            .invalidate_entries_if(move |_, entry| entry.key.state.key.account_id == account_id);
+        if registered.is_err() {
+            // Only if closures were not enabled at build time; dropping everything is correct too.
+            self.entries.invalidate_all();
+        }
     }
 
     /// Drops everything (e.g. when change notifications may have been missed).

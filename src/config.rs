@@ -58,6 +58,9 @@ pub struct Config {
     pub negative_cache_ttl: String,
     /// How long shutdown waits for in-flight calls (`10s`).
     pub shutdown_timeout: String,
+    /// How often coalesced last-use times are written (`10s`): `last_used_at` lags by at most
+    /// this plus one second.
+    pub last_used_interval: String,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             negative_cache_capacity: 100_000,
             negative_cache_ttl: "5s".into(),
             shutdown_timeout: "10s".into(),
+            last_used_interval: "10s".into(),
         }
     }
 }
@@ -134,6 +138,7 @@ const ENV_KEYS: &[&str] = &[
     "negative_cache_capacity",
     "negative_cache_ttl",
     "shutdown_timeout",
+    "last_used_interval",
 ];
 
 impl Config {
@@ -169,6 +174,11 @@ impl Config {
         duration::parse(&self.cache_ttl).map_err(|e| err("cache_ttl", e))?;
         duration::parse(&self.negative_cache_ttl).map_err(|e| err("negative_cache_ttl", e))?;
         duration::parse(&self.shutdown_timeout).map_err(|e| err("shutdown_timeout", e))?;
+        let interval =
+            duration::parse(&self.last_used_interval).map_err(|e| err("last_used_interval", e))?;
+        if interval.is_zero() {
+            return Err(err("last_used_interval", "must be longer than zero".into()));
+        }
         let policy = self.policy();
         if let (Some(default), Some(max)) = (policy.default_ttl, policy.max_ttl)
             && default > max
@@ -213,6 +223,11 @@ impl Config {
             negative_capacity: self.negative_cache_capacity,
             negative_ttl: secs(&self.negative_cache_ttl, 5),
         }
+    }
+
+    /// How often last-use times are written.
+    pub fn last_used_interval(&self) -> Duration {
+        duration::parse(&self.last_used_interval).unwrap_or(Duration::from_secs(10))
     }
 
     /// How long shutdown waits for in-flight calls.

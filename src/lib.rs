@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod catalog;
 pub mod config;
 pub mod duration;
 pub mod error;
@@ -15,6 +16,7 @@ mod grpc;
 pub mod key;
 pub mod model;
 pub mod proto;
+pub mod restriction;
 pub mod scope;
 pub mod server;
 pub mod service;

@@ -10,31 +10,8 @@ use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 
 use crate::key::{Environment, KeyDigest};
+pub use crate::restriction::Restrictions;
 use crate::time::Timestamp;
-
-/// Where a key may be used. An empty list means "no restriction".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Restrictions {
-    /// CIDRs the end client's IP must fall in.
-    pub allowed_cidrs: Vec<String>,
-    /// Referrer patterns with `*` wildcards.
-    pub allowed_referrers: Vec<String>,
-    /// Request-path patterns with `*` wildcards.
-    pub allowed_paths: Vec<String>,
-    /// HTTP methods.
-    pub allowed_methods: Vec<String>,
-}
-
-impl Restrictions {
-    /// Whether no restriction is set.
-    pub fn is_empty(&self) -> bool {
-        self.allowed_cidrs.is_empty()
-            && self.allowed_referrers.is_empty()
-            && self.allowed_paths.is_empty()
-            && self.allowed_methods.is_empty()
-    }
-}
 
 /// A budget of units per window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +66,9 @@ pub struct ApiKey {
     pub previous_key_id: Option<String>,
     /// The key that created this one.
     pub created_by: Option<String>,
+    /// The key that replaced this one by rotation; a replaced key no longer counts as active
+    /// and cannot be rotated again.
+    pub replaced_by: Option<String>,
 }
 
 impl ApiKey {
@@ -102,7 +82,7 @@ impl ApiKey {
         self.expires_at.is_some_and(|at| at <= now)
     }
 
-    /// Whether the key counts as active (neither revoked nor expired).
+    /// Whether the key can be used (neither revoked nor expired).
     pub fn is_active(&self, now: Timestamp) -> bool {
         !self.is_revoked() && !self.is_expired(now)
     }
@@ -123,6 +103,17 @@ pub struct StoredKey {
     pub digest: KeyDigest,
     /// The key's record.
     pub key: ApiKey,
+}
+
+/// What the verify path needs about a key: the record, its digest and its account's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyState {
+    /// The key's hash.
+    pub digest: KeyDigest,
+    /// The key's record.
+    pub key: ApiKey,
+    /// Whether the key's account is disabled.
+    pub account_disabled: bool,
 }
 
 /// A key to insert: a complete record whose secret has already been hashed.
@@ -238,6 +229,15 @@ pub struct Account {
     pub active_keys: u32,
 }
 
+/// Changes to an account's policy; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountPatch {
+    /// New active-key limit (`Some(None)` = the service default).
+    pub max_active_keys: Option<Option<u32>>,
+    /// Disable or re-enable the account.
+    pub disabled: Option<bool>,
+}
+
 /// A fresh public id with the given prefix, e.g. `key_…`: 22 random base62 characters.
 pub fn new_id(prefix: &str) -> String {
     let mut rng = OsRng.unwrap_err();
@@ -269,6 +269,7 @@ mod tests {
             revoked_at: None,
             previous_key_id: None,
             created_by: None,
+            replaced_by: None,
         }
     }
 

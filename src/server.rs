@@ -14,6 +14,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::grpc::{ManageApi, VerifyApi};
@@ -28,17 +29,30 @@ use crate::store;
 pub struct App {
     service: Arc<Keyward>,
     shutdown_timeout: Duration,
+    last_used_interval: Duration,
 }
 
 impl App {
     /// Connects to the configured store and applies its migrations.
     pub async fn open(config: &Config) -> Result<App> {
+        let catalog = match &config.scopes_file {
+            Some(path) => Catalog::load(path),
+            None => Ok(Catalog::builtin()),
+        }
+        .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
         let store = store::connect(&config.database_url).await?;
         store.migrate().await?;
-        let service = Keyward::new(store, config.key_format(), config.policy(), config.cache());
+        let service = Keyward::new(
+            store,
+            Arc::new(catalog),
+            config.key_format(),
+            config.policy(),
+            config.cache(),
+        );
         Ok(App {
             service: Arc::new(service),
             shutdown_timeout: config.shutdown_timeout(),
+            last_used_interval: config.last_used_interval(),
         })
     }
 
@@ -100,6 +114,10 @@ impl App {
         if let Some(addr) = local {
             tracing::info!(%addr, "keyward listening");
         }
+        let flusher = tokio::spawn(flush_last_used(
+            self.service.clone(),
+            self.last_used_interval,
+        ));
         tokio::pin!(server);
         let served = tokio::select! {
             result = &mut server => result,
@@ -113,9 +131,25 @@ impl App {
                 }
             }
         };
+        flusher.abort();
+        if let Err(e) = self.service.flush_last_used().await {
+            tracing::error!(error = %e, "could not write last-use times at shutdown");
+        }
         self.service.store().close().await;
         tracing::info!("keyward stopped");
         served.map_err(|e| Error::Internal(format!("gRPC server: {e}")))
+    }
+}
+
+/// Writes coalesced last-use times every `interval` until aborted.
+async fn flush_last_used(service: Arc<Keyward>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = service.flush_last_used().await {
+            tracing::warn!(error = %e, "could not write last-use times; will retry");
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! that applies wins.
 
 use crate::key::Environment;
-use crate::model::ApiKey;
+use crate::model::KeyState;
 use crate::time::Timestamp;
 
 /// The outcome of a verification, in the order the checks are made.
@@ -146,7 +146,8 @@ impl Decision {
 }
 
 /// Decides on a found key. `Valid` here means "every check but the rate limits passed".
-pub fn decide(key: &ApiKey, query: &VerifyQuery, now: Timestamp) -> Decision {
+pub fn decide(state: &KeyState, query: &VerifyQuery, now: Timestamp) -> Decision {
+    let key = &state.key;
     if key.is_revoked() {
         return Decision::deny(Code::Revoked);
     }
@@ -155,6 +156,23 @@ pub fn decide(key: &ApiKey, query: &VerifyQuery, now: Timestamp) -> Decision {
     }
     if query.environment.is_some_and(|env| env != key.environment) {
         return Decision::deny(Code::WrongEnvironment);
+    }
+    if state.account_disabled {
+        return Decision::deny(Code::AccountDisabled);
+    }
+    let r = &key.restrictions;
+    let ctx = &query.context;
+    if !r.allows_ip(&ctx.client_ip) {
+        return Decision::deny(Code::IpNotAllowed);
+    }
+    if !r.allows_referrer(&ctx.referrer) {
+        return Decision::deny(Code::ReferrerNotAllowed);
+    }
+    if !r.allows_method(&ctx.method) {
+        return Decision::deny(Code::MethodNotAllowed);
+    }
+    if !r.allows_path(&ctx.path) {
+        return Decision::deny(Code::PathNotAllowed);
     }
     let missing_scopes: Vec<String> = query
         .required_scopes
@@ -176,7 +194,17 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::model::Restrictions;
+    use crate::key::KeyDigest;
+    use crate::model::{ApiKey, Restrictions};
+    use crate::restriction::{Method, Pattern, parse_cidr};
+
+    fn state(key: ApiKey) -> KeyState {
+        KeyState {
+            digest: KeyDigest::of("k"),
+            key,
+            account_disabled: false,
+        }
+    }
 
     fn key() -> ApiKey {
         ApiKey {
@@ -197,6 +225,7 @@ mod tests {
             revoked_at: None,
             previous_key_id: None,
             created_by: None,
+            replaced_by: None,
         }
     }
 
@@ -210,15 +239,18 @@ mod tests {
 
     #[test]
     fn valid_when_scopes_are_held() {
-        let d = decide(&key(), &query(&["videos:read"]), Timestamp(1));
+        let d = decide(&state(key()), &query(&["videos:read"]), Timestamp(1));
         assert_eq!(d.code, Code::Valid);
-        assert_eq!(decide(&key(), &query(&[]), Timestamp(1)).code, Code::Valid);
+        assert_eq!(
+            decide(&state(key()), &query(&[]), Timestamp(1)).code,
+            Code::Valid
+        );
     }
 
     #[test]
     fn lists_every_missing_scope() {
         let d = decide(
-            &key(),
+            &state(key()),
             &query(&["videos:read", "members:email", "billing:write"]),
             Timestamp(1),
         );
@@ -232,7 +264,7 @@ mod tests {
         k.scopes.clear();
         k.grant_all = true;
         assert_eq!(
-            decide(&k, &query(&["anything:new"]), Timestamp(1)).code,
+            decide(&state(k.clone()), &query(&["anything:new"]), Timestamp(1)).code,
             Code::Valid
         );
     }
@@ -244,23 +276,78 @@ mod tests {
         k.expires_at = Some(Timestamp(1));
         let mut q = query(&["members:email"]);
         q.environment = Some(Environment::Test);
-        assert_eq!(decide(&k, &q, Timestamp(5)).code, Code::Revoked);
+        assert_eq!(
+            decide(&state(k.clone()), &q, Timestamp(5)).code,
+            Code::Revoked
+        );
         k.revoked_at = None;
-        assert_eq!(decide(&k, &q, Timestamp(5)).code, Code::Expired);
+        assert_eq!(
+            decide(&state(k.clone()), &q, Timestamp(5)).code,
+            Code::Expired
+        );
         k.expires_at = Some(Timestamp(10));
-        assert_eq!(decide(&k, &q, Timestamp(5)).code, Code::WrongEnvironment);
+        assert_eq!(
+            decide(&state(k.clone()), &q, Timestamp(5)).code,
+            Code::WrongEnvironment
+        );
         q.environment = Some(Environment::Live);
-        assert_eq!(decide(&k, &q, Timestamp(5)).code, Code::InsufficientScope);
+        assert_eq!(
+            decide(&state(k.clone()), &q, Timestamp(5)).code,
+            Code::InsufficientScope
+        );
         q.environment = None;
-        assert_eq!(decide(&k, &q, Timestamp(5)).code, Code::InsufficientScope);
+        assert_eq!(
+            decide(&state(k.clone()), &q, Timestamp(5)).code,
+            Code::InsufficientScope
+        );
     }
 
     #[test]
     fn expiry_is_exclusive_of_the_instant() {
         let mut k = key();
         k.expires_at = Some(Timestamp(10));
-        assert_eq!(decide(&k, &query(&[]), Timestamp(9)).code, Code::Valid);
-        assert_eq!(decide(&k, &query(&[]), Timestamp(10)).code, Code::Expired);
+        assert_eq!(
+            decide(&state(k.clone()), &query(&[]), Timestamp(9)).code,
+            Code::Valid
+        );
+        assert_eq!(
+            decide(&state(k.clone()), &query(&[]), Timestamp(10)).code,
+            Code::Expired
+        );
+    }
+
+    #[test]
+    fn restrictions_and_account_come_in_spec_order() {
+        let mut k = key();
+        k.restrictions = Restrictions {
+            allowed_cidrs: vec![parse_cidr("10.0.0.0/8").unwrap()],
+            allowed_referrers: vec![Pattern::parse("https://*.example.com/*").unwrap()],
+            allowed_methods: vec![Method::parse("GET").unwrap()],
+            allowed_paths: vec![Pattern::parse("/v1/videos/*").unwrap()],
+        };
+        let mut s = state(k);
+        s.account_disabled = true;
+        let mut q = query(&["members:email"]);
+        let now = Timestamp(1);
+        assert_eq!(decide(&s, &q, now).code, Code::AccountDisabled);
+        s.account_disabled = false;
+        assert_eq!(
+            decide(&s, &q, now).code,
+            Code::IpNotAllowed,
+            "a missing IP denies"
+        );
+        q.context.client_ip = "10.1.2.3".into();
+        assert_eq!(decide(&s, &q, now).code, Code::ReferrerNotAllowed);
+        q.context.referrer = "https://app.example.com/".into();
+        assert_eq!(decide(&s, &q, now).code, Code::MethodNotAllowed);
+        q.context.method = "get".into();
+        assert_eq!(decide(&s, &q, now).code, Code::PathNotAllowed);
+        q.context.path = "/v1/videos/9".into();
+        assert_eq!(decide(&s, &q, now).code, Code::InsufficientScope);
+        q.required_scopes = vec!["videos:read".into()];
+        assert_eq!(decide(&s, &q, now).code, Code::Valid);
+        q.context.client_ip = "192.168.0.1".into();
+        assert_eq!(decide(&s, &q, now).code, Code::IpNotAllowed);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::error::{Error, FieldViolation, Result};
 use crate::key::Environment;
 use crate::model::{ApiKey, RateLimit, Restrictions};
 use crate::proto;
+use crate::restriction::{self, Method, Pattern};
 use crate::scope;
 use crate::time::Timestamp;
 
@@ -144,14 +145,44 @@ pub(crate) fn parse_meta(
     meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-pub(crate) fn parse_restrictions(r: Option<&proto::Restrictions>) -> Restrictions {
-    r.map(|r| Restrictions {
-        allowed_cidrs: r.allowed_cidrs.clone(),
-        allowed_referrers: r.allowed_referrers.clone(),
-        allowed_paths: r.allowed_paths.clone(),
-        allowed_methods: r.allowed_methods.clone(),
-    })
-    .unwrap_or_default()
+/// Restrictions, each entry parsed; bad entries are named like `restrictions.allowed_cidrs[1]`.
+pub(crate) fn parse_restrictions(
+    v: &mut Violations,
+    r: Option<&proto::Restrictions>,
+) -> Restrictions {
+    let Some(r) = r else {
+        return Restrictions::default();
+    };
+    fn each<T>(
+        v: &mut Violations,
+        field: &str,
+        items: &[String],
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Vec<T> {
+        if items.len() > 100 {
+            v.add(format!("restrictions.{field}"), "at most 100 entries");
+        }
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                parse(item)
+                    .map_err(|e| v.add(format!("restrictions.{field}[{i}]"), e))
+                    .ok()
+            })
+            .collect()
+    }
+    Restrictions {
+        allowed_cidrs: each(
+            v,
+            "allowed_cidrs",
+            &r.allowed_cidrs,
+            restriction::parse_cidr,
+        ),
+        allowed_referrers: each(v, "allowed_referrers", &r.allowed_referrers, Pattern::parse),
+        allowed_paths: each(v, "allowed_paths", &r.allowed_paths, Pattern::parse),
+        allowed_methods: each(v, "allowed_methods", &r.allowed_methods, Method::parse),
+    }
 }
 
 pub(crate) fn parse_rate_limit(
@@ -176,12 +207,20 @@ pub(crate) fn parse_rate_limit(
     })
 }
 
-fn restrictions(r: &Restrictions) -> proto::Restrictions {
+pub(crate) fn restrictions(r: &Restrictions) -> proto::Restrictions {
     proto::Restrictions {
-        allowed_cidrs: r.allowed_cidrs.clone(),
-        allowed_referrers: r.allowed_referrers.clone(),
-        allowed_paths: r.allowed_paths.clone(),
-        allowed_methods: r.allowed_methods.clone(),
+        allowed_cidrs: r.allowed_cidrs.iter().map(ToString::to_string).collect(),
+        allowed_referrers: r
+            .allowed_referrers
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        allowed_paths: r.allowed_paths.iter().map(ToString::to_string).collect(),
+        allowed_methods: r
+            .allowed_methods
+            .iter()
+            .map(|m| m.as_str().to_owned())
+            .collect(),
     }
 }
 

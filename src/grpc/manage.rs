@@ -2,17 +2,19 @@
 //! values (naming every bad field), and calls the domain service.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
 use super::convert::{
     Violations, check_account_id, check_name, page_token, parse_duration, parse_environment,
     parse_meta, parse_page_size, parse_page_token, parse_rate_limit, parse_restrictions,
-    parse_scopes, parse_timestamp,
+    parse_scopes, parse_timestamp, rate_limit, restrictions,
 };
+use crate::catalog::{self, Preset, ScopeDef};
 use crate::error::{Error, Result};
 use crate::key::Environment;
-use crate::model::{KeyListQuery, KeyPatch};
+use crate::model::{Account, AccountPatch, KeyListQuery, KeyPatch};
 use crate::proto::{self, create_key_request, manage_service_server::ManageService};
 use crate::service::{Caller, CreateKey, Expiry, Keyward};
 
@@ -113,30 +115,87 @@ impl ManageService for ManageApi {
 
     async fn rotate_key(
         &self,
-        _request: Request<proto::RotateKeyRequest>,
+        request: Request<proto::RotateKeyRequest>,
     ) -> Result<Response<proto::RotateKeyResponse>, Status> {
-        Err(not_yet("RotateKey"))
+        let caller = self.caller(&request).await?;
+        let request = request.into_inner();
+        let id = required_id(&request.id)?;
+        let grace = match request.grace_period.as_ref().map(parse_duration) {
+            None => Duration::ZERO,
+            Some(Ok(grace)) => grace,
+            Some(Err(e)) => return Err(Error::invalid("grace_period", e).into()),
+        };
+        let (secret, new, old) = self.service.rotate_key(&caller, id, grace).await?;
+        Ok(Response::new(proto::RotateKeyResponse {
+            key: secret.expose().to_owned(),
+            api_key: Some((&new).into()),
+            previous_api_key: Some((&old).into()),
+        }))
     }
 
     async fn list_scopes(
         &self,
-        _request: Request<proto::ListScopesRequest>,
+        request: Request<proto::ListScopesRequest>,
     ) -> Result<Response<proto::ListScopesResponse>, Status> {
-        Err(not_yet("ListScopes"))
+        let caller = self.caller(&request).await?;
+        let catalog = self.service.list_scopes(&caller);
+        Ok(Response::new(proto::ListScopesResponse {
+            scopes: catalog.scopes().iter().map(scope).collect(),
+            presets: catalog.presets().iter().map(preset).collect(),
+        }))
     }
 
     async fn get_account(
         &self,
-        _request: Request<proto::GetAccountRequest>,
+        request: Request<proto::GetAccountRequest>,
     ) -> Result<Response<proto::GetAccountResponse>, Status> {
-        Err(not_yet("GetAccount"))
+        let caller = self.caller(&request).await?;
+        let account_id = &request.get_ref().account_id;
+        check_account_id(account_id).map_err(|e| Error::invalid("account_id", e))?;
+        let account = self.service.get_account(&caller, account_id).await?;
+        Ok(Response::new(proto::GetAccountResponse {
+            account: Some(account_message(&account)),
+        }))
     }
 
     async fn update_account(
         &self,
-        _request: Request<proto::UpdateAccountRequest>,
+        request: Request<proto::UpdateAccountRequest>,
     ) -> Result<Response<proto::UpdateAccountResponse>, Status> {
-        Err(not_yet("UpdateAccount"))
+        let caller = self.caller(&request).await?;
+        let request = request.into_inner();
+        let mut v = Violations::default();
+        v.check("account_id", check_account_id(&request.account_id));
+        let mut patch = AccountPatch::default();
+        let paths = request
+            .update_mask
+            .as_ref()
+            .map(|m| m.paths.as_slice())
+            .unwrap_or(&[]);
+        if paths.is_empty() {
+            v.add("update_mask", "name the fields to change");
+        }
+        for path in paths {
+            match path.as_str() {
+                "max_active_keys" => {
+                    patch.max_active_keys =
+                        Some((request.max_active_keys != 0).then_some(request.max_active_keys))
+                }
+                "disabled" => patch.disabled = Some(request.disabled),
+                other => v.add(
+                    "update_mask",
+                    format!("unknown field {other:?}; expected max_active_keys or disabled"),
+                ),
+            }
+        }
+        let patch = v.finish(patch)?;
+        let account = self
+            .service
+            .update_account(&caller, &request.account_id, &patch)
+            .await?;
+        Ok(Response::new(proto::UpdateAccountResponse {
+            account: Some(account_message(&account)),
+        }))
     }
 
     async fn list_audit_events(
@@ -144,6 +203,44 @@ impl ManageService for ManageApi {
         _request: Request<proto::ListAuditEventsRequest>,
     ) -> Result<Response<proto::ListAuditEventsResponse>, Status> {
         Err(not_yet("ListAuditEvents"))
+    }
+}
+
+fn scope(s: &ScopeDef) -> proto::Scope {
+    proto::Scope {
+        name: s.name.clone(),
+        description: s.description.clone(),
+        access: match s.access {
+            catalog::Access::Read => proto::ScopeAccess::Read,
+            catalog::Access::Write => proto::ScopeAccess::Write,
+        }
+        .into(),
+        risk: match s.risk {
+            catalog::Risk::Low => proto::ScopeRisk::Low,
+            catalog::Risk::Medium => proto::ScopeRisk::Medium,
+            catalog::Risk::High => proto::ScopeRisk::High,
+        }
+        .into(),
+        guardrail: s.guardrail.as_ref().map(rate_limit),
+    }
+}
+
+fn preset(p: &Preset) -> proto::Preset {
+    proto::Preset {
+        name: p.name.clone(),
+        description: p.description.clone(),
+        scopes: p.scopes.clone(),
+        grant_all: p.grant_all,
+        restrictions: Some(restrictions(&p.restrictions)),
+    }
+}
+
+fn account_message(a: &Account) -> proto::Account {
+    proto::Account {
+        account_id: a.account_id.clone(),
+        max_active_keys: a.max_active_keys.unwrap_or_default(),
+        disabled: a.disabled,
+        active_keys: a.active_keys,
     }
 }
 
@@ -173,9 +270,6 @@ fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
             None
         }
     };
-    if !r.preset.is_empty() {
-        return Err(Error::Unimplemented("presets are not supported yet".into()));
-    }
     let scopes = parse_scopes(&mut v, "scopes", &r.scopes);
     let expiry = match &r.expiry {
         None => Expiry::Default,
@@ -203,13 +297,14 @@ fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
         .as_ref()
         .and_then(|rl| parse_rate_limit(&mut v, "rate_limit", rl));
     let meta = parse_meta(&mut v, &r.meta);
-    let restrictions = parse_restrictions(r.restrictions.as_ref());
+    let restrictions = parse_restrictions(&mut v, r.restrictions.as_ref());
     v.finish(CreateKey {
         account_id: r.account_id,
         name: r.name,
         // A missing environment is already a violation, so this placeholder is never used.
         environment: environment.unwrap_or(Environment::Live),
         scopes,
+        preset: (!r.preset.is_empty()).then(|| r.preset.clone()),
         grant_all: r.grant_all,
         expiry,
         restrictions,
@@ -259,7 +354,9 @@ fn parse_patch(r: &proto::UpdateKeyRequest) -> Result<KeyPatch> {
             }
             "scopes" => patch.scopes = Some(parse_scopes(&mut v, "scopes", &r.scopes)),
             "grant_all" => patch.grant_all = Some(r.grant_all),
-            "restrictions" => patch.restrictions = Some(parse_restrictions(r.restrictions.as_ref())),
+            "restrictions" => {
+                patch.restrictions = Some(parse_restrictions(&mut v, r.restrictions.as_ref()))
+            }
             "rate_limit" => {
                 patch.rate_limit = Some(
                     r.rate_limit

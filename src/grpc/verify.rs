@@ -83,7 +83,10 @@ fn response(verdict: Verdict) -> proto::VerifyResponse {
         code: code(verdict.code).into(),
         http_status: verdict.code.http_status(),
         message: verdict.code.message().to_owned(),
-        key: verdict.key.as_deref().map(proto::KeyInfo::from),
+        key: verdict
+            .key
+            .as_deref()
+            .map(|k| proto::KeyInfo::from(&k.state.key)),
         missing_scopes: verdict.missing_scopes,
         rate_limit: None,
         retry_after: None,

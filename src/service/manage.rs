@@ -37,6 +37,8 @@ pub struct CreateKey {
     pub environment: Environment,
     /// Scopes to grant.
     pub scopes: Vec<String>,
+    /// A catalog preset to take scopes and restrictions from.
+    pub preset: Option<String>,
     /// Grant every scope.
     pub grant_all: bool,
     /// When it expires.
@@ -60,18 +62,8 @@ impl Keyward {
         request: CreateKey,
     ) -> Result<(SecretKey, ApiKey)> {
         caller.authorize(&request.account_id, Access::Write)?;
-        caller.authorize_grant(&request.scopes, request.grant_all)?;
-        if request.scopes.is_empty() && !request.grant_all {
-            return Err(Error::invalid(
-                "scopes",
-                "a key must be granted something: give scopes, a preset or grant_all",
-            ));
-        }
-        if !request.restrictions.is_empty() {
-            return Err(Error::Unimplemented(
-                "key restrictions are not supported yet".into(),
-            ));
-        }
+        let (scopes, grant_all, restrictions) = self.resolve_grant(&request)?;
+        caller.authorize_grant(&scopes, grant_all)?;
         if request.rate_limit.is_some() {
             return Err(Error::Unimplemented(
                 "per-key rate limits are not supported yet".into(),
@@ -88,9 +80,9 @@ impl Keyward {
                 name: request.name,
                 prefix: generated.display_prefix,
                 environment: request.environment,
-                scopes: request.scopes,
-                grant_all: request.grant_all,
-                restrictions: request.restrictions,
+                scopes,
+                grant_all,
+                restrictions,
                 rate_limit: request.rate_limit,
                 meta: request.meta,
                 created_at: now,
@@ -100,6 +92,7 @@ impl Keyward {
                 revoked_at: None,
                 previous_key_id: None,
                 created_by: Some(caller.key_id().to_owned()),
+                replaced_by: None,
             },
         };
         let stored = self
@@ -109,6 +102,97 @@ impl Keyward {
         self.invalidate(&stored.digest).await;
         tracing::info!(key_id = %stored.key.id, account_id = %stored.key.account_id, actor = caller.key_id(), "key created");
         Ok((generated.secret, stored.key))
+    }
+
+    /// The scopes, grant-all flag and restrictions a create request resolves to, with its
+    /// preset applied: given scopes and methods must stay within the preset's.
+    fn resolve_grant(&self, request: &CreateKey) -> Result<(Vec<String>, bool, Restrictions)> {
+        self.check_scopes("scopes", &request.scopes)?;
+        let Some(name) = &request.preset else {
+            if request.scopes.is_empty() && !request.grant_all {
+                return Err(Error::invalid(
+                    "scopes",
+                    "a key must be granted something: give scopes, a preset or grant_all",
+                ));
+            }
+            return Ok((
+                request.scopes.clone(),
+                request.grant_all,
+                request.restrictions.clone(),
+            ));
+        };
+        let preset = self.catalog.preset(name).ok_or_else(|| {
+            let known: Vec<&str> = self
+                .catalog
+                .presets()
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect();
+            Error::invalid(
+                "preset",
+                format!(
+                    "unknown preset {name:?}; the catalog has {}",
+                    known.join(", ")
+                ),
+            )
+        })?;
+        if request.grant_all && !preset.grant_all {
+            return Err(Error::invalid(
+                "grant_all",
+                format!("contradicts preset {name:?}, which does not grant all"),
+            ));
+        }
+        if !preset.grant_all
+            && let Some((i, scope)) = request
+                .scopes
+                .iter()
+                .enumerate()
+                .find(|(_, s)| !preset.scopes.contains(s))
+        {
+            return Err(Error::invalid(
+                format!("scopes[{i}]"),
+                format!("{scope:?} contradicts preset {name:?}, which does not include it"),
+            ));
+        }
+        let preset_methods = &preset.restrictions.allowed_methods;
+        let mut restrictions = request.restrictions.clone();
+        if !preset_methods.is_empty() {
+            if let Some((i, m)) = restrictions
+                .allowed_methods
+                .iter()
+                .enumerate()
+                .find(|(_, m)| !preset_methods.contains(m))
+            {
+                return Err(Error::invalid(
+                    format!("restrictions.allowed_methods[{i}]"),
+                    format!("{} contradicts preset {name:?}", m.as_str()),
+                ));
+            }
+            if restrictions.allowed_methods.is_empty() {
+                restrictions.allowed_methods = preset_methods.clone();
+            }
+        }
+        let scopes = if request.scopes.is_empty() {
+            preset.scopes.clone()
+        } else {
+            request.scopes.clone()
+        };
+        Ok((scopes, preset.grant_all, restrictions))
+    }
+
+    /// Refuses scopes the catalog does not have, naming the first one.
+    fn check_scopes(&self, field: &str, scopes: &[String]) -> Result<()> {
+        match scopes
+            .iter()
+            .enumerate()
+            .find(|(_, s)| self.catalog.get(s).is_none())
+        {
+            Some((i, s)) => Err(Error::invalid(
+                format!("{field}[{i}]"),
+                format!("unknown scope {s:?}; ListScopes shows the catalog"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Resolves an expiry request against the service's default and maximum TTL.
@@ -162,6 +246,7 @@ impl Keyward {
         let current = self.existing_key(id).await?;
         caller.authorize(&current.account_id, Access::Write)?;
         let scopes = patch.scopes.as_deref().unwrap_or(&[]);
+        self.check_scopes("scopes", scopes)?;
         caller.authorize_grant(scopes, patch.grant_all.unwrap_or(false))?;
         let grants_nothing = !patch.grant_all.unwrap_or(current.grant_all)
             && patch.scopes.as_ref().unwrap_or(&current.scopes).is_empty();
@@ -204,6 +289,54 @@ impl Keyward {
         self.invalidate(&stored.digest).await;
         tracing::info!(key_id = %id, actor = caller.key_id(), "key revoked");
         Ok(stored.key)
+    }
+
+    /// Replaces a key by a new one with the same name, scopes, restrictions, limits and meta.
+    /// The old key keeps working for `grace` (zero: it is revoked at once), then expires.
+    /// Returns the new secret, the new record and the old record.
+    pub async fn rotate_key(
+        &self,
+        caller: &Caller,
+        id: &str,
+        grace: Duration,
+    ) -> Result<(SecretKey, ApiKey, ApiKey)> {
+        let old = self.existing_key(id).await?;
+        caller.authorize(&old.account_id, Access::Write)?;
+        // A fresh secret for a key is as good as the key: no rotating what one could not grant.
+        caller.authorize_grant(&old.scopes, old.grant_all)?;
+        let now = Timestamp::now();
+        // The replacement keeps the old key's lifetime, counted from now, within max_ttl.
+        let lifetime = old.expires_at.map(|e| {
+            Duration::from_micros(u64::try_from(e.micros() - old.created_at.micros()).unwrap_or(0))
+        });
+        let lifetime = match (lifetime, self.policy.max_ttl) {
+            (Some(l), Some(max)) => Some(l.min(max)),
+            (None, max) => max,
+            (l, None) => l,
+        };
+        let generated = self.format.generate(old.environment);
+        let new = NewKey {
+            digest: generated.digest,
+            key: ApiKey {
+                id: new_id("key"),
+                prefix: generated.display_prefix,
+                created_at: now,
+                updated_at: now,
+                expires_at: lifetime.map(|l| now.saturating_add(l)),
+                last_used_at: None,
+                revoked_at: None,
+                previous_key_id: Some(old.id.clone()),
+                created_by: Some(caller.key_id().to_owned()),
+                replaced_by: None,
+                ..old.clone()
+            },
+        };
+        let old_expires_at = (!grace.is_zero()).then(|| now.saturating_add(grace));
+        let (old, new) = self.store.rotate_key(id, &new, old_expires_at, now).await?;
+        self.invalidate(&old.digest).await;
+        self.invalidate(&new.digest).await;
+        tracing::info!(key_id = %id, new_key_id = %new.key.id, actor = caller.key_id(), grace_secs = grace.as_secs(), "key rotated");
+        Ok((generated.secret, new.key, old.key))
     }
 
     /// Creates the first root key if the store holds no key at all; returns its secret.
@@ -251,6 +384,7 @@ impl Keyward {
                 revoked_at: None,
                 previous_key_id: None,
                 created_by: None,
+                replaced_by: None,
             },
         };
         (generated.secret, new)

@@ -2,21 +2,24 @@
 //! store. Holds the cache; every mutation goes through here so the cache is invalidated as soon
 //! as the store has committed.
 
+mod accounts;
 mod auth;
+mod last_used;
 mod manage;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::{CacheSettings, KeyCache};
+use crate::cache::{CacheSettings, CachedKey, KeyCache};
+use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
-use crate::model::ApiKey;
 use crate::store::Store;
 use crate::time::Timestamp;
 use crate::verify::{self, Code, VerifyQuery};
 
 pub use auth::Caller;
+pub use last_used::LastUsed;
 pub use manage::{CreateKey, Expiry};
 
 /// Service-wide policy.
@@ -41,14 +44,14 @@ impl Default for Policy {
 }
 
 /// The answer to a verify request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Verdict {
     /// The outcome.
     pub code: Code,
     /// Required scopes the key lacks.
     pub missing_scopes: Vec<String>,
     /// The key, whenever it was found.
-    pub key: Option<Arc<ApiKey>>,
+    pub key: Option<Arc<CachedKey>>,
 }
 
 impl Verdict {
@@ -68,12 +71,15 @@ pub struct Keyward {
     cache: KeyCache,
     format: KeyFormat,
     policy: Policy,
+    catalog: Arc<Catalog>,
+    last_used: LastUsed,
 }
 
 impl Keyward {
     /// A service over `store`.
     pub fn new(
         store: Arc<dyn Store>,
+        catalog: Arc<Catalog>,
         format: KeyFormat,
         policy: Policy,
         cache: CacheSettings,
@@ -83,7 +89,14 @@ impl Keyward {
             cache: KeyCache::new(cache),
             format,
             policy,
+            catalog,
+            last_used: LastUsed::default(),
         }
+    }
+
+    /// The scope catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     /// The cache, for its statistics.
@@ -107,7 +120,11 @@ impl Keyward {
         let Some(key) = self.lookup(&parsed).await? else {
             return Ok(Verdict::early(Code::NotFound));
         };
-        let decision = verify::decide(&key, query, Timestamp::now());
+        let now = Timestamp::now();
+        let decision = verify::decide(&key.state, query, now);
+        if decision.code == Code::Valid && key.mark_use(now) {
+            self.last_used.record(&key.state.key.id, now);
+        }
         Ok(Verdict {
             code: decision.code,
             missing_scopes: decision.missing_scopes,
@@ -116,7 +133,7 @@ impl Keyward {
     }
 
     /// The record of a well-formed key, through the cache.
-    async fn lookup(&self, parsed: &ParsedKey) -> Result<Option<Arc<ApiKey>>> {
+    async fn lookup(&self, parsed: &ParsedKey) -> Result<Option<Arc<CachedKey>>> {
         let digest = parsed.digest;
         let store = &self.store;
         let key = self
@@ -124,7 +141,7 @@ impl Keyward {
             .get_or_load(digest, || async move { store.key_by_digest(&digest).await })
             .await?;
         // A key whose stored environment disagrees with its text was not made by this service.
-        Ok(key.filter(|k| k.environment == parsed.environment))
+        Ok(key.filter(|k| k.state.key.environment == parsed.environment))
     }
 
     /// Drops a mutated key from the cache.

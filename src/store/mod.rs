@@ -13,7 +13,9 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::key::KeyDigest;
-use crate::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Page, StoredKey};
+use crate::model::{
+    Account, AccountPatch, ApiKey, KeyListQuery, KeyPatch, KeyState, NewKey, Page, StoredKey,
+};
 use crate::time::Timestamp;
 
 pub use postgres::PostgresStore;
@@ -38,8 +40,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Inserts `new` only if the store holds no key at all (first start). Returns whether it did.
     async fn insert_first_key(&self, new: &NewKey) -> Result<bool>;
 
-    /// Looks a key up by its digest: the verify path's one query.
-    async fn key_by_digest(&self, digest: &KeyDigest) -> Result<Option<StoredKey>>;
+    /// Looks a key and its account's state up by digest: the verify path's one query.
+    async fn key_by_digest(&self, digest: &KeyDigest) -> Result<Option<KeyState>>;
 
     /// Looks a key up by its public id.
     async fn key_by_id(&self, id: &str) -> Result<Option<StoredKey>>;
@@ -53,6 +55,33 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Revokes the key `id` (a no-op on a revoked key); `NotFound` if there is none.
     async fn revoke_key(&self, id: &str, now: Timestamp) -> Result<StoredKey>;
+
+    /// Replaces the key `old_id` by `new` in one transaction: the old key is revoked at `now`
+    /// when `old_expires_at` is `None`, else it expires then (or earlier, if it already did),
+    /// and is marked replaced. `FailedPrecondition` if the old key is revoked, expired or
+    /// already replaced. Returns (old, new).
+    async fn rotate_key(
+        &self,
+        old_id: &str,
+        new: &NewKey,
+        old_expires_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(StoredKey, StoredKey)>;
+
+    /// An account's policy and active-key count; `None` if the account has never had a key
+    /// or a policy.
+    async fn get_account(&self, account_id: &str, now: Timestamp) -> Result<Option<Account>>;
+
+    /// Changes an account's policy, creating the account if needed.
+    async fn update_account(
+        &self,
+        account_id: &str,
+        patch: &AccountPatch,
+        now: Timestamp,
+    ) -> Result<Account>;
+
+    /// Writes coalesced last-use times in one statement; a time never moves backwards.
+    async fn record_last_used(&self, uses: &[(String, Timestamp)]) -> Result<()>;
 
     /// Closes the connection pool(s), waiting for connections in use to be returned.
     async fn close(&self);
@@ -134,6 +163,29 @@ pub(crate) fn db_error(e: sqlx::Error) -> Error {
         }
         _ => Error::Internal(format!("database: {e}")),
     }
+}
+
+/// Checks that `key` may be rotated at `now`.
+pub(crate) fn check_rotatable(key: &ApiKey, now: Timestamp) -> Result<()> {
+    let why = if key.is_revoked() {
+        "is revoked"
+    } else if key.is_expired(now) {
+        "has expired"
+    } else if key.replaced_by.is_some() {
+        "was already rotated; rotate its replacement instead"
+    } else {
+        return Ok(());
+    };
+    Err(Error::FailedPrecondition(format!("key {:?} {why}", key.id)))
+}
+
+/// The JSON a last-use batch is sent to the database as: `[{"id": …, "t": …}, …]`.
+pub(crate) fn last_used_json(uses: &[(String, Timestamp)]) -> String {
+    let rows: Vec<serde_json::Value> = uses
+        .iter()
+        .map(|(id, t)| serde_json::json!({ "id": id, "t": t.micros() }))
+        .collect();
+    serde_json::Value::Array(rows).to_string()
 }
 
 /// The number of active keys that stops another create, as a domain error.

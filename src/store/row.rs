@@ -3,48 +3,94 @@
 //! microseconds since the epoch, so one row type decodes on SQLite and PostgreSQL alike.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use crate::error::{Error, Result};
 use crate::key::{Environment, KeyDigest};
-use crate::model::{ApiKey, RateLimit, Restrictions, StoredKey};
+use crate::model::{Account, ApiKey, KeyState, RateLimit, Restrictions, StoredKey};
 use crate::time::Timestamp;
 
 /// The key columns, in the order [`bind_key!`] binds them to `$1…$19`.
-pub(crate) const KEY_COLUMNS: &str = "id, digest, account_id, name, prefix, environment, scopes, \
-     grant_all, restrictions, rate_limit, meta, created_at, updated_at, expires_at, \
-     last_used_at, revoked_at, previous_key_id, created_by";
+const COLUMNS: [&str; 19] = [
+    "id",
+    "digest",
+    "account_id",
+    "name",
+    "prefix",
+    "environment",
+    "scopes",
+    "grant_all",
+    "restrictions",
+    "rate_limit",
+    "meta",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "last_used_at",
+    "revoked_at",
+    "previous_key_id",
+    "created_by",
+    "replaced_by",
+];
 
-pub(crate) const INSERT_KEY: &str = "INSERT INTO api_keys (id, digest, account_id, name, prefix, \
-     environment, scopes, grant_all, restrictions, rate_limit, meta, created_at, updated_at, \
-     expires_at, last_used_at, revoked_at, previous_key_id, created_by) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
-     RETURNING seq, id, digest, account_id, name, prefix, environment, scopes, grant_all, \
-     restrictions, rate_limit, meta, created_at, updated_at, expires_at, last_used_at, \
-     revoked_at, previous_key_id, created_by";
+fn columns(qualifier: &str) -> String {
+    COLUMNS
+        .iter()
+        .map(|c| format!("{qualifier}{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) static INSERT_KEY: LazyLock<String> = LazyLock::new(|| {
+    let placeholders: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO api_keys ({}) VALUES ({}) RETURNING seq, {}",
+        columns(""),
+        placeholders.join(", "),
+        columns("")
+    )
+});
+
+/// `SELECT … FROM api_keys WHERE id = $1`.
+pub(crate) static SELECT_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT seq, {} FROM api_keys WHERE id = $1", columns("")));
+
+/// A key and its account's state, by digest: the verify path's one query.
+pub(crate) static SELECT_STATE_BY_DIGEST: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT k.seq, {}, a.disabled AS account_disabled FROM api_keys k \
+         JOIN accounts a ON a.account_id = k.account_id WHERE k.digest = $1",
+        columns("k.")
+    )
+});
+
+pub(crate) static LIST_KEYS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT seq, {} FROM api_keys \
+         WHERE account_id = $1 AND seq > $2 AND ($3 OR revoked_at IS NULL) \
+         AND ($4 IS NULL OR last_used_at IS NULL OR last_used_at < $4) \
+         ORDER BY seq LIMIT $5",
+        columns("")
+    )
+});
 
 pub(crate) const ENSURE_ACCOUNT: &str = "INSERT INTO accounts (account_id, created_at, updated_at) \
      VALUES ($1, $2, $2) ON CONFLICT (account_id) DO NOTHING";
 
+/// Active keys: not revoked, not expired, not replaced by a rotation.
 pub(crate) const COUNT_ACTIVE: &str = "SELECT COUNT(*) FROM api_keys WHERE account_id = $1 \
-     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)";
+     AND revoked_at IS NULL AND replaced_by IS NULL AND (expires_at IS NULL OR expires_at > $2)";
 
 pub(crate) const UPDATE_KEY: &str = "UPDATE api_keys SET name = $2, scopes = $3, grant_all = $4, \
      restrictions = $5, rate_limit = $6, meta = $7, expires_at = $8, updated_at = $9, \
-     revoked_at = $10 WHERE id = $1";
+     revoked_at = $10, replaced_by = $11 WHERE id = $1";
 
-pub(crate) const LIST_KEYS: &str = "SELECT seq, id, digest, account_id, name, prefix, environment, \
-     scopes, grant_all, restrictions, rate_limit, meta, created_at, updated_at, expires_at, \
-     last_used_at, revoked_at, previous_key_id, created_by FROM api_keys \
-     WHERE account_id = $1 AND seq > $2 AND ($3 OR revoked_at IS NULL) \
-     AND ($4 IS NULL OR last_used_at IS NULL OR last_used_at < $4) \
-     ORDER BY seq LIMIT $5";
+pub(crate) const SELECT_ACCOUNT: &str =
+    "SELECT account_id, max_active_keys, disabled FROM accounts WHERE account_id = $1";
 
-/// `SELECT … FROM api_keys WHERE {column} = $1` for a unique column.
-pub(crate) fn select_key_by(column: &str) -> String {
-    format!("SELECT seq, {KEY_COLUMNS} FROM api_keys WHERE {column} = $1")
-}
+pub(crate) const UPDATE_ACCOUNT: &str = "UPDATE accounts SET max_active_keys = $2, disabled = $3, updated_at = $4 WHERE account_id = $1";
 
-/// Binds a [`KeyValues`] to a query as `$1…$18` in [`INSERT_KEY`]'s order.
+/// Binds a [`KeyValues`] to a query as `$1…$19` in [`INSERT_KEY`]'s order.
 macro_rules! bind_key {
     ($query:expr, $v:expr) => {{
         let v = $v;
@@ -67,11 +113,12 @@ macro_rules! bind_key {
             .bind(v.revoked_at)
             .bind(v.previous_key_id)
             .bind(v.created_by)
+            .bind(v.replaced_by)
     }};
 }
 pub(crate) use bind_key;
 
-/// Binds the mutable columns of a key to [`UPDATE_KEY`]'s `$1…$10`.
+/// Binds the mutable columns of a key to [`UPDATE_KEY`]'s `$1…$11`.
 macro_rules! bind_key_update {
     ($query:expr, $v:expr) => {{
         let v = $v;
@@ -86,6 +133,7 @@ macro_rules! bind_key_update {
             .bind(v.expires_at)
             .bind(v.updated_at)
             .bind(v.revoked_at)
+            .bind(v.replaced_by)
     }};
 }
 pub(crate) use bind_key_update;
@@ -112,6 +160,50 @@ pub(crate) struct KeyRow {
     revoked_at: Option<i64>,
     previous_key_id: Option<String>,
     created_by: Option<String>,
+    replaced_by: Option<String>,
+}
+
+/// A key row joined with its account's state.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct KeyStateRow {
+    #[sqlx(flatten)]
+    key: KeyRow,
+    account_disabled: bool,
+}
+
+impl TryFrom<KeyStateRow> for KeyState {
+    type Error = Error;
+
+    fn try_from(row: KeyStateRow) -> Result<Self> {
+        let stored = StoredKey::try_from(row.key)?;
+        Ok(KeyState {
+            digest: stored.digest,
+            key: stored.key,
+            account_disabled: row.account_disabled,
+        })
+    }
+}
+
+/// An account row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AccountRow {
+    pub account_id: String,
+    pub max_active_keys: Option<i64>,
+    pub disabled: bool,
+}
+
+impl AccountRow {
+    /// The domain account, with its count of active keys.
+    pub fn into_account(self, active_keys: i64) -> Account {
+        Account {
+            account_id: self.account_id,
+            max_active_keys: self
+                .max_active_keys
+                .map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
+            disabled: self.disabled,
+            active_keys: u32::try_from(active_keys).unwrap_or(u32::MAX),
+        }
+    }
 }
 
 /// A key's column values, ready to bind.
@@ -134,6 +226,7 @@ pub(crate) struct KeyValues {
     pub revoked_at: Option<i64>,
     pub previous_key_id: Option<String>,
     pub created_by: Option<String>,
+    pub replaced_by: Option<String>,
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
@@ -168,6 +261,7 @@ impl KeyValues {
             revoked_at: key.revoked_at.map(Timestamp::micros),
             previous_key_id: key.previous_key_id.clone(),
             created_by: key.created_by.clone(),
+            replaced_by: key.replaced_by.clone(),
         }
     }
 }
@@ -211,6 +305,7 @@ impl TryFrom<KeyRow> for StoredKey {
                 revoked_at: row.revoked_at.map(Timestamp),
                 previous_key_id: row.previous_key_id,
                 created_by: row.created_by,
+                replaced_by: row.replaced_by,
             },
         })
     }

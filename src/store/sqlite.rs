@@ -6,20 +6,32 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{SqliteConnection, SqlitePool};
 
 use super::row::{
-    COUNT_ACTIVE, ENSURE_ACCOUNT, INSERT_KEY, KeyRow, KeyValues, LIST_KEYS, UPDATE_KEY, bind_key,
-    bind_key_update, into_page, select_key_by,
+    AccountRow, COUNT_ACTIVE, ENSURE_ACCOUNT, INSERT_KEY, KeyRow, KeyStateRow, KeyValues,
+    LIST_KEYS, SELECT_ACCOUNT, SELECT_BY_ID, SELECT_STATE_BY_DIGEST, UPDATE_ACCOUNT, UPDATE_KEY,
+    bind_key, bind_key_update, into_page,
 };
-use super::{Store, db_error, limit_reached};
+use super::{Store, check_rotatable, db_error, last_used_json, limit_reached};
 use crate::error::{Error, Result};
 use crate::key::KeyDigest;
-use crate::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Page, StoredKey};
+use crate::model::{
+    Account, AccountPatch, ApiKey, KeyListQuery, KeyPatch, KeyState, NewKey, Page, StoredKey,
+};
 use crate::time::Timestamp;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Row lock clause: none needed, writes are serialised by the single writer connection.
+const LOCK: &str = "";
+
+const RECORD_LAST_USED: &str = "UPDATE api_keys \
+     SET last_used_at = max(coalesce(api_keys.last_used_at, 0), u.t) \
+     FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.t') AS t \
+           FROM json_each($1)) AS u \
+     WHERE api_keys.id = u.id";
 
 /// A SQLite database file (or in-memory database).
 #[derive(Debug, Clone)]
@@ -27,6 +39,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
 }
+
+type Tx = SqliteConnection;
 
 impl SqliteStore {
     /// Opens (creating if missing) the database the `sqlite:` URL names.
@@ -58,35 +72,63 @@ impl SqliteStore {
         };
         Ok(SqliteStore { reader, writer })
     }
+}
 
-    /// Reads, changes and writes one key in a single write transaction.
-    async fn modify_key(
-        &self,
-        id: &str,
-        now: Timestamp,
-        change: impl FnOnce(&mut StoredKey) -> Result<bool> + Send,
-    ) -> Result<StoredKey> {
-        let mut tx = self.writer.begin().await.map_err(db_error)?;
-        let row = sqlx::query_as::<_, KeyRow>(&select_key_by("id"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| Error::NotFound(format!("key {id:?}")))?;
-        let mut stored = StoredKey::try_from(row)?;
-        if change(&mut stored)? {
-            stored.key.updated_at = now;
-            bind_key_update!(
-                sqlx::query(UPDATE_KEY),
-                KeyValues::of(&stored.digest, &stored.key)
-            )
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        }
-        tx.commit().await.map_err(db_error)?;
-        Ok(stored)
-    }
+/// Reads a key for change inside a transaction.
+async fn key_for_update(tx: &mut Tx, id: &str) -> Result<StoredKey> {
+    let row = sqlx::query_as::<_, KeyRow>(&format!("{}{LOCK}", *SELECT_BY_ID))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::NotFound(format!("key {id:?}")))?;
+    StoredKey::try_from(row)
+}
+
+async fn write_key(tx: &mut Tx, stored: &StoredKey) -> Result<()> {
+    bind_key_update!(
+        sqlx::query(UPDATE_KEY),
+        KeyValues::of(&stored.digest, &stored.key)
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+async fn insert(tx: &mut Tx, new: &NewKey) -> Result<StoredKey> {
+    let row = bind_key!(
+        sqlx::query_as::<_, KeyRow>(&INSERT_KEY),
+        KeyValues::of(&new.digest, &new.key)
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    StoredKey::try_from(row)
+}
+
+/// Ensures the account row exists and returns it, locked for this transaction.
+async fn account_for_update(tx: &mut Tx, account_id: &str, now: Timestamp) -> Result<AccountRow> {
+    sqlx::query(ENSURE_ACCOUNT)
+        .bind(account_id)
+        .bind(now.micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    sqlx::query_as::<_, AccountRow>(&format!("{SELECT_ACCOUNT}{LOCK}"))
+        .bind(account_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)
+}
+
+async fn count_active(tx: &mut Tx, account_id: &str, now: Timestamp) -> Result<i64> {
+    sqlx::query_scalar(COUNT_ACTIVE)
+        .bind(account_id)
+        .bind(now.micros())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)
 }
 
 #[async_trait]
@@ -106,37 +148,16 @@ impl Store for SqliteStore {
     ) -> Result<StoredKey> {
         let account_id = &new.key.account_id;
         let mut tx = self.writer.begin().await.map_err(db_error)?;
-        sqlx::query(ENSURE_ACCOUNT)
-            .bind(account_id)
-            .bind(now.micros())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let limit: Option<i64> =
-            sqlx::query_scalar("SELECT max_active_keys FROM accounts WHERE account_id = $1")
-                .bind(account_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        let limit = limit.map_or(default_max_active, |l| u32::try_from(l).unwrap_or(u32::MAX));
-        let active: i64 = sqlx::query_scalar(COUNT_ACTIVE)
-            .bind(account_id)
-            .bind(now.micros())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        if active >= i64::from(limit) {
+        let account = account_for_update(&mut tx, account_id, now).await?;
+        let limit = account
+            .max_active_keys
+            .map_or(default_max_active, |l| u32::try_from(l).unwrap_or(u32::MAX));
+        if count_active(&mut tx, account_id, now).await? >= i64::from(limit) {
             return Err(limit_reached(account_id, limit));
         }
-        let row = bind_key!(
-            sqlx::query_as::<_, KeyRow>(INSERT_KEY),
-            KeyValues::of(&new.digest, &new.key)
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        let stored = insert(&mut tx, new).await?;
         tx.commit().await.map_err(db_error)?;
-        StoredKey::try_from(row)
+        Ok(stored)
     }
 
     async fn insert_first_key(&self, new: &NewKey) -> Result<bool> {
@@ -148,34 +169,23 @@ impl Store for SqliteStore {
         if any.is_some() {
             return Ok(false);
         }
-        sqlx::query(ENSURE_ACCOUNT)
-            .bind(&new.key.account_id)
-            .bind(new.key.created_at.micros())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        bind_key!(
-            sqlx::query(INSERT_KEY),
-            KeyValues::of(&new.digest, &new.key)
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        account_for_update(&mut tx, &new.key.account_id, new.key.created_at).await?;
+        insert(&mut tx, new).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
     }
 
-    async fn key_by_digest(&self, digest: &KeyDigest) -> Result<Option<StoredKey>> {
-        let row = sqlx::query_as::<_, KeyRow>(&select_key_by("digest"))
+    async fn key_by_digest(&self, digest: &KeyDigest) -> Result<Option<KeyState>> {
+        let row = sqlx::query_as::<_, KeyStateRow>(&SELECT_STATE_BY_DIGEST)
             .bind(digest.as_bytes().as_slice())
             .fetch_optional(&self.reader)
             .await
             .map_err(db_error)?;
-        row.map(StoredKey::try_from).transpose()
+        row.map(KeyState::try_from).transpose()
     }
 
     async fn key_by_id(&self, id: &str) -> Result<Option<StoredKey>> {
-        let row = sqlx::query_as::<_, KeyRow>(&select_key_by("id"))
+        let row = sqlx::query_as::<_, KeyRow>(&SELECT_BY_ID)
             .bind(id)
             .fetch_optional(&self.reader)
             .await
@@ -184,7 +194,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_keys(&self, q: &KeyListQuery) -> Result<Page<ApiKey>> {
-        let rows = sqlx::query_as::<_, KeyRow>(LIST_KEYS)
+        let rows = sqlx::query_as::<_, KeyRow>(&LIST_KEYS)
             .bind(&q.account_id)
             .bind(q.after.unwrap_or(0))
             .bind(q.include_revoked)
@@ -197,24 +207,101 @@ impl Store for SqliteStore {
     }
 
     async fn update_key(&self, id: &str, patch: &KeyPatch, now: Timestamp) -> Result<StoredKey> {
-        self.modify_key(id, now, |stored| {
-            if stored.key.is_revoked() {
-                return Err(Error::FailedPrecondition(format!("key {id:?} is revoked")));
-            }
-            Ok(!patch.apply(&mut stored.key).is_empty())
-        })
-        .await
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        let mut stored = key_for_update(&mut tx, id).await?;
+        if stored.key.is_revoked() {
+            return Err(Error::FailedPrecondition(format!("key {id:?} is revoked")));
+        }
+        if !patch.apply(&mut stored.key).is_empty() {
+            stored.key.updated_at = now;
+            write_key(&mut tx, &stored).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(stored)
     }
 
     async fn revoke_key(&self, id: &str, now: Timestamp) -> Result<StoredKey> {
-        self.modify_key(id, now, |stored| {
-            if stored.key.is_revoked() {
-                return Ok(false);
-            }
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        let mut stored = key_for_update(&mut tx, id).await?;
+        if !stored.key.is_revoked() {
             stored.key.revoked_at = Some(now);
-            Ok(true)
-        })
-        .await
+            stored.key.updated_at = now;
+            write_key(&mut tx, &stored).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(stored)
+    }
+
+    async fn rotate_key(
+        &self,
+        old_id: &str,
+        new: &NewKey,
+        old_expires_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(StoredKey, StoredKey)> {
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        let mut old = key_for_update(&mut tx, old_id).await?;
+        check_rotatable(&old.key, now)?;
+        match old_expires_at {
+            None => old.key.revoked_at = Some(now),
+            Some(at) => old.key.expires_at = Some(old.key.expires_at.map_or(at, |e| e.min(at))),
+        }
+        old.key.replaced_by = Some(new.key.id.clone());
+        old.key.updated_at = now;
+        write_key(&mut tx, &old).await?;
+        let new = insert(&mut tx, new).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok((old, new))
+    }
+
+    async fn get_account(&self, account_id: &str, now: Timestamp) -> Result<Option<Account>> {
+        let mut conn = self.reader.acquire().await.map_err(db_error)?;
+        let row = sqlx::query_as::<_, AccountRow>(SELECT_ACCOUNT)
+            .bind(account_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let active = count_active(&mut conn, account_id, now).await?;
+        Ok(Some(row.into_account(active)))
+    }
+
+    async fn update_account(
+        &self,
+        account_id: &str,
+        patch: &AccountPatch,
+        now: Timestamp,
+    ) -> Result<Account> {
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
+        let mut row = account_for_update(&mut tx, account_id, now).await?;
+        if let Some(max) = patch.max_active_keys {
+            row.max_active_keys = max.map(i64::from);
+        }
+        if let Some(disabled) = patch.disabled {
+            row.disabled = disabled;
+        }
+        sqlx::query(UPDATE_ACCOUNT)
+            .bind(account_id)
+            .bind(row.max_active_keys)
+            .bind(row.disabled)
+            .bind(now.micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let active = count_active(&mut tx, account_id, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(row.into_account(active))
+    }
+
+    async fn record_last_used(&self, uses: &[(String, Timestamp)]) -> Result<()> {
+        sqlx::query(RECORD_LAST_USED)
+            .bind(last_used_json(uses))
+            .execute(&self.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(())
     }
 
     async fn close(&self) {

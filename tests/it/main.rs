@@ -7,5 +7,6 @@ mod pg;
 mod keys;
 mod manage;
 mod ops;
+mod policy;
 mod process;
 mod store;

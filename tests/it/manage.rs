@@ -412,15 +412,21 @@ async fn unbuilt_rpcs_say_so(backend: Backend) {
     let server = TestServer::start(backend).await;
     let mut manage = server.manage().await;
     let status = manage
-        .rotate_key(server.root(proto::RotateKeyRequest::default()))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(status.message().contains("RotateKey"));
-    let status = manage
         .list_audit_events(server.root(proto::ListAuditEventsRequest::default()))
         .await
         .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert!(status.message().contains("ListAuditEvents"));
+    // A limit that would not be enforced is refused rather than stored.
+    let mut request = key_request("acme", &["videos:read"]);
+    request.rate_limit = Some(proto::RateLimit {
+        limit: 5,
+        window: Some(prost_types::Duration {
+            seconds: 60,
+            nanos: 0,
+        }),
+    });
+    let status = manage.create_key(server.root(request)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
     // The working ones still work alongside.
     let (secret, _) = server.create(key_request("acme", &["videos:read"])).await;

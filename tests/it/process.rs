@@ -205,6 +205,31 @@ fn bad_configuration_stops_the_binary_with_a_clear_message() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("key_prefix"), "{stderr}");
 
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("scopes.toml");
+    std::fs::write(
+        &catalog,
+        "[[scope]]\nname = \"videos:read\"\ndescription = \"x\"\naccess = \"sometimes\"\nrisk = \"low\"\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args([
+            "serve",
+            "--database-url",
+            "sqlite::memory:",
+            "--scopes-file",
+        ])
+        .arg(&catalog)
+        .output()
+        .expect("run keyward");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let at = format!("{}:4", catalog.display());
+    assert!(
+        stderr.contains(&at) && stderr.contains("sometimes"),
+        "{stderr}"
+    );
+
     let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
         .args(["serve"])
         .env("KEYWARD_LISTEN", "not-an-address")

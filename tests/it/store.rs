@@ -7,6 +7,7 @@ use std::sync::Arc;
 use keyward::error::Error;
 use keyward::key::{Environment, KeyFormat};
 use keyward::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Restrictions, new_id};
+use keyward::restriction::parse_cidr;
 use keyward::store::{self, DatabaseUrl, Store};
 use keyward::time::Timestamp;
 
@@ -44,7 +45,7 @@ fn new_key(account: &str, now: Timestamp) -> NewKey {
             scopes: vec!["videos:read".into(), "members:email".into()],
             grant_all: false,
             restrictions: Restrictions {
-                allowed_cidrs: vec!["10.0.0.0/8".into()],
+                allowed_cidrs: vec![parse_cidr("10.0.0.0/8").unwrap()],
                 ..Restrictions::default()
             },
             rate_limit: None,
@@ -56,6 +57,7 @@ fn new_key(account: &str, now: Timestamp) -> NewKey {
             revoked_at: None,
             previous_key_id: Some("key_previous".into()),
             created_by: Some("key_creator".into()),
+            replaced_by: None,
         },
     }
 }
@@ -72,7 +74,9 @@ async fn insert_and_look_up(backend: Backend) {
         .await
         .unwrap()
         .expect("found by digest");
-    assert_eq!(by_digest, stored);
+    assert_eq!(by_digest.key, stored.key);
+    assert_eq!(by_digest.digest, stored.digest);
+    assert!(!by_digest.account_disabled);
     let by_id = store
         .key_by_id(&new.key.id)
         .await

@@ -1,0 +1,426 @@
+//! The scope catalog: every permission group a key can hold, with its access kind, risk label
+//! and guardrail, plus the presets offered at creation. Loaded from TOML (built in, or
+//! `--scopes-file`) once at start; a malformed file stops the server with file, line and problem.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::duration;
+use crate::model::RateLimit;
+use crate::restriction::{Method, Restrictions};
+use crate::scope::{self, KEYS_READ, KEYS_WRITE, ROOT};
+
+const BUILTIN: &str = include_str!("catalog/default.toml");
+
+/// Whether a scope only reads or changes things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Reads only.
+    Read,
+    /// Changes things.
+    Write,
+}
+
+/// How much trust a scope needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    /// Reads and safe generation.
+    Low,
+    /// Ordinary edits.
+    Medium,
+    /// Trust-sensitive actions.
+    High,
+}
+
+/// One scope of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeDef {
+    /// `resource:action`.
+    pub name: String,
+    /// What it allows.
+    pub description: String,
+    /// Read or write.
+    pub access: Access,
+    /// Risk label.
+    pub risk: Risk,
+    /// Per-key limit for every key using the scope.
+    pub guardrail: Option<RateLimit>,
+}
+
+/// A named scope set offered at creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preset {
+    /// Name, e.g. `read_only`.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// The scopes it grants.
+    pub scopes: Vec<String>,
+    /// Whether it grants every scope.
+    pub grant_all: bool,
+    /// Restrictions keys made with it get.
+    pub restrictions: Restrictions,
+}
+
+/// The loaded catalog.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    scopes: Vec<ScopeDef>,
+    index: HashMap<String, usize>,
+    presets: Vec<Preset>,
+}
+
+/// A catalog that could not be loaded: where and why.
+#[derive(Debug, thiserror::Error)]
+#[error("scope catalog {origin}: {problem}")]
+pub struct CatalogError {
+    origin: String,
+    problem: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToml {
+    #[serde(default, rename = "scope")]
+    scopes: Vec<ScopeToml>,
+    #[serde(default, rename = "preset")]
+    presets: Vec<PresetToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeToml {
+    name: Spanned<String>,
+    description: String,
+    access: Access,
+    risk: Risk,
+    guardrail: Option<Spanned<GuardrailToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GuardrailToml {
+    limit: u32,
+    window: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresetToml {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    scopes: Vec<Spanned<String>>,
+    #[serde(default)]
+    all_reads: bool,
+    #[serde(default)]
+    grant_all: bool,
+    #[serde(default)]
+    allowed_methods: Vec<Spanned<String>>,
+}
+
+impl Catalog {
+    /// The catalog that ships inside the binary.
+    pub fn builtin() -> Catalog {
+        // The built-in file is tested (see tests below), so it always parses.
+        Catalog::parse(BUILTIN, "(built-in)").expect("the built-in catalog is valid")
+    }
+
+    /// Loads a catalog file.
+    pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| CatalogError {
+            origin: origin.clone(),
+            problem: format!("cannot read it: {e}"),
+        })?;
+        Catalog::parse(&text, &origin)
+    }
+
+    /// Parses catalog text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Catalog, CatalogError> {
+        let fail = |span: Option<std::ops::Range<usize>>, problem: String| CatalogError {
+            origin: match span {
+                Some(span) => format!(
+                    "{origin}:{}",
+                    1 + text[..span.start.min(text.len())].matches('\n').count()
+                ),
+                None => origin.to_owned(),
+            },
+            problem,
+        };
+        let file: FileToml = toml::from_str(text).map_err(|e| {
+            let problem = e.message().to_owned();
+            fail(e.span(), problem)
+        })?;
+
+        let mut catalog = Catalog {
+            scopes: Vec::new(),
+            index: HashMap::new(),
+            presets: Vec::new(),
+        };
+        for entry in file.scopes {
+            let name = entry.name.get_ref();
+            let span = Some(entry.name.span());
+            scope::check_name(name).map_err(|e| fail(span.clone(), e))?;
+            if scope::is_reserved(name) {
+                return Err(fail(
+                    span,
+                    format!(
+                        "{name:?} is a reserved system scope; it is always present and cannot be redefined"
+                    ),
+                ));
+            }
+            if catalog.index.contains_key(name) {
+                return Err(fail(span, format!("scope {name:?} is defined twice")));
+            }
+            let guardrail = match entry.guardrail {
+                None => None,
+                Some(g) => {
+                    let span = Some(g.span());
+                    let g = g.into_inner();
+                    let window = duration::parse(&g.window)
+                        .map_err(|e| fail(span.clone(), format!("guardrail window: {e}")))?;
+                    if g.limit == 0 || window.is_zero() {
+                        return Err(fail(
+                            span,
+                            "a guardrail needs a limit and a window above zero".into(),
+                        ));
+                    }
+                    Some(RateLimit {
+                        limit: g.limit,
+                        window_secs: window.as_secs(),
+                    })
+                }
+            };
+            catalog.push(ScopeDef {
+                name: name.clone(),
+                description: entry.description,
+                access: entry.access,
+                risk: entry.risk,
+                guardrail,
+            });
+        }
+        for (name, description, access) in [
+            (
+                KEYS_READ,
+                "Read keys of the key's own account",
+                Access::Read,
+            ),
+            (
+                KEYS_WRITE,
+                "Create, change, rotate and revoke keys of the key's own account",
+                Access::Write,
+            ),
+            (
+                ROOT,
+                "Manage keys and policy of every account",
+                Access::Write,
+            ),
+        ] {
+            catalog.push(ScopeDef {
+                name: name.to_owned(),
+                description: description.to_owned(),
+                access,
+                risk: Risk::High,
+                guardrail: None,
+            });
+        }
+
+        for entry in file.presets {
+            let name = entry.name.get_ref().clone();
+            let span = Some(entry.name.span());
+            let name_ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !name_ok {
+                return Err(fail(
+                    span,
+                    format!("preset name {name:?} must be lowercase letters, digits and '_'"),
+                ));
+            }
+            if catalog.presets.iter().any(|p| p.name == name) {
+                return Err(fail(span, format!("preset {name:?} is defined twice")));
+            }
+            let mut scopes: Vec<String> = Vec::new();
+            if entry.all_reads {
+                scopes.extend(
+                    catalog
+                        .scopes
+                        .iter()
+                        .filter(|s| s.access == Access::Read && !scope::is_reserved(&s.name))
+                        .map(|s| s.name.clone()),
+                );
+            }
+            for s in &entry.scopes {
+                if catalog.get(s.get_ref()).is_none() {
+                    return Err(fail(
+                        Some(s.span()),
+                        format!("preset {name:?} names unknown scope {:?}", s.get_ref()),
+                    ));
+                }
+                if !scopes.contains(s.get_ref()) {
+                    scopes.push(s.get_ref().clone());
+                }
+            }
+            if scopes.is_empty() && !entry.grant_all {
+                return Err(fail(
+                    span,
+                    format!("preset {name:?} grants nothing: give scopes, all_reads or grant_all"),
+                ));
+            }
+            let mut restrictions = Restrictions::default();
+            for m in &entry.allowed_methods {
+                restrictions
+                    .allowed_methods
+                    .push(Method::parse(m.get_ref()).map_err(|e| fail(Some(m.span()), e))?);
+            }
+            catalog.presets.push(Preset {
+                name,
+                description: entry.description,
+                scopes,
+                grant_all: entry.grant_all,
+                restrictions,
+            });
+        }
+        Ok(catalog)
+    }
+
+    fn push(&mut self, def: ScopeDef) {
+        self.index.insert(def.name.clone(), self.scopes.len());
+        self.scopes.push(def);
+    }
+
+    /// The scope named `name`, if the catalog has it.
+    pub fn get(&self, name: &str) -> Option<&ScopeDef> {
+        self.index.get(name).map(|&i| &self.scopes[i])
+    }
+
+    /// Every scope, in catalog order, reserved scopes last.
+    pub fn scopes(&self) -> &[ScopeDef] {
+        &self.scopes
+    }
+
+    /// The preset named `name`.
+    pub fn preset(&self, name: &str) -> Option<&Preset> {
+        self.presets.iter().find(|p| p.name == name)
+    }
+
+    /// Every preset.
+    pub fn presets(&self) -> &[Preset] {
+        &self.presets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_models_a_video_platform() {
+        let c = Catalog::builtin();
+        let own: Vec<_> = c
+            .scopes()
+            .iter()
+            .filter(|s| !scope::is_reserved(&s.name))
+            .collect();
+        assert!(own.len() >= 35, "{} scopes", own.len());
+        for resource in [
+            "videos",
+            "collections",
+            "members",
+            "analytics",
+            "comments",
+            "subscriptions",
+            "webhooks",
+            "generation",
+        ] {
+            assert!(
+                own.iter()
+                    .any(|s| s.name.starts_with(&format!("{resource}:"))),
+                "{resource}"
+            );
+        }
+        assert!(c.get("members:email").unwrap().guardrail.is_some());
+        assert_eq!(c.get("members:email").unwrap().risk, Risk::High);
+        for reserved in [KEYS_READ, KEYS_WRITE, ROOT] {
+            assert_eq!(
+                c.get(reserved).map(|s| s.risk),
+                Some(Risk::High),
+                "{reserved}"
+            );
+        }
+        let read_only = c.preset("read_only").unwrap();
+        assert!(
+            read_only
+                .scopes
+                .iter()
+                .all(|s| c.get(s).unwrap().access == Access::Read)
+        );
+        assert!(read_only.scopes.contains(&"videos:read".to_owned()));
+        assert!(!read_only.scopes.iter().any(|s| scope::is_reserved(s)));
+        let methods: Vec<_> = read_only
+            .restrictions
+            .allowed_methods
+            .iter()
+            .map(|m| m.as_str())
+            .collect();
+        assert_eq!(methods, ["GET", "HEAD", "OPTIONS"]);
+        assert!(
+            c.preset("content_agent")
+                .unwrap()
+                .scopes
+                .contains(&"generation:image".to_owned())
+        );
+        assert!(c.preset("full_access").unwrap().grant_all);
+    }
+
+    fn error(text: &str) -> String {
+        Catalog::parse(text, "cat.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_file_line_and_problem() {
+        let bad_access =
+            "[[scope]]\nname = \"a:b\"\ndescription = \"x\"\naccess = \"maybe\"\nrisk = \"low\"\n";
+        let e = error(bad_access);
+        assert!(e.contains("cat.toml:4") && e.contains("maybe"), "{e}");
+
+        let bad_name = "[[scope]]\nname = \"a:b\"\ndescription = \"x\"\naccess = \"read\"\nrisk = \"low\"\n\n[[scope]]\nname = \"Bad*\"\ndescription = \"x\"\naccess = \"read\"\nrisk = \"low\"\n";
+        let e = error(bad_name);
+        assert!(e.contains("cat.toml:8") && e.contains("Bad*"), "{e}");
+
+        let unknown_in_preset = "[[preset]]\nname = \"p\"\nscopes = [\"nope:read\"]\n";
+        let e = error(unknown_in_preset);
+        assert!(e.contains("cat.toml:3") && e.contains("nope:read"), "{e}");
+
+        let reserved =
+            "[[scope]]\nname = \"root\"\ndescription = \"x\"\naccess = \"read\"\nrisk = \"low\"\n";
+        assert!(error(reserved).contains("reserved"));
+
+        let syntax = "[[scope]\nname = ";
+        assert!(
+            error(syntax).starts_with("scope catalog cat.toml:1"),
+            "{}",
+            error(syntax)
+        );
+
+        let unknown_field = "[[scope]]\nname = \"a:b\"\ndescription = \"x\"\naccess = \"read\"\nrisk = \"low\"\ncolour = 1\n";
+        assert!(error(unknown_field).contains("colour"));
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let twice =
+            "[[scope]]\nname = \"a:b\"\ndescription = \"x\"\naccess = \"read\"\nrisk = \"low\"\n"
+                .repeat(2);
+        let e = error(&twice);
+        assert!(e.contains("cat.toml:7") && e.contains("twice"), "{e}");
+    }
+}

@@ -1,0 +1,51 @@
+//! Account policy (active-key limit, disabled) and the scope catalog as management sees them.
+
+use super::Keyward;
+use super::auth::{Access, Caller};
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::model::{Account, AccountPatch};
+use crate::time::Timestamp;
+
+impl Keyward {
+    /// An account's policy and active-key count, with the service default filled in.
+    pub async fn get_account(&self, caller: &Caller, account_id: &str) -> Result<Account> {
+        caller.authorize(account_id, Access::Read)?;
+        let account = self
+            .store
+            .get_account(account_id, Timestamp::now())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("account {account_id:?}")))?;
+        Ok(self.with_default(account))
+    }
+
+    /// Changes an account's policy (root only). Disabling takes effect on the next verify of
+    /// every key of the account, cached or not.
+    pub async fn update_account(
+        &self,
+        caller: &Caller,
+        account_id: &str,
+        patch: &AccountPatch,
+    ) -> Result<Account> {
+        caller.require_root()?;
+        let account = self
+            .store
+            .update_account(account_id, patch, Timestamp::now())
+            .await?;
+        self.cache.invalidate_account(account_id);
+        tracing::info!(%account_id, actor = caller.key_id(), ?patch, "account updated");
+        Ok(self.with_default(account))
+    }
+
+    /// The scope catalog, for any management caller.
+    pub fn list_scopes(&self, _caller: &Caller) -> &Catalog {
+        &self.catalog
+    }
+
+    fn with_default(&self, mut account: Account) -> Account {
+        account
+            .max_active_keys
+            .get_or_insert(self.policy.max_active_keys);
+        account
+    }
+}
