@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::CacheSettings;
 use crate::duration;
 use crate::key::{KeyFormat, KeyPrefix};
+use crate::model::RateLimit;
 use crate::service::Policy;
 use crate::store::DatabaseUrl;
 
@@ -44,6 +45,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Active keys per account unless the account overrides it.
     pub max_active_keys: u32,
+    /// Units per window for keys without their own rate limit.
+    pub rate_limit: u32,
+    /// The default rate limit's window (`2m`).
+    pub rate_limit_window: String,
     /// TTL of keys created without one (`30d`, `1y`, `never`).
     pub default_ttl: String,
     /// Longest TTL a key may get (`never` = unlimited).
@@ -73,6 +78,8 @@ impl Default for Config {
             key_prefix: "kw".into(),
             log_format: LogFormat::Text,
             max_active_keys: 10,
+            rate_limit: 100,
+            rate_limit_window: "2m".into(),
             default_ttl: "never".into(),
             max_ttl: "never".into(),
             cache_capacity: 1_000_000,
@@ -131,6 +138,8 @@ const ENV_KEYS: &[&str] = &[
     "key_prefix",
     "log_format",
     "max_active_keys",
+    "rate_limit",
+    "rate_limit_window",
     "default_ttl",
     "max_ttl",
     "cache_capacity",
@@ -168,6 +177,17 @@ impl Config {
         KeyPrefix::parse(&self.key_prefix).map_err(|e| err("key_prefix", e))?;
         if self.max_active_keys == 0 {
             return Err(err("max_active_keys", "must be at least 1".into()));
+        }
+        if self.rate_limit == 0 {
+            return Err(err("rate_limit", "must be at least 1".into()));
+        }
+        let window =
+            duration::parse(&self.rate_limit_window).map_err(|e| err("rate_limit_window", e))?;
+        if window.as_secs() == 0 {
+            return Err(err(
+                "rate_limit_window",
+                "must be at least one second".into(),
+            ));
         }
         duration::parse_ttl(&self.default_ttl).map_err(|e| err("default_ttl", e))?;
         duration::parse_ttl(&self.max_ttl).map_err(|e| err("max_ttl", e))?;
@@ -209,6 +229,10 @@ impl Config {
             max_active_keys: self.max_active_keys,
             default_ttl,
             max_ttl,
+            rate_limit: RateLimit {
+                limit: self.rate_limit,
+                window_secs: duration::parse(&self.rate_limit_window).map_or(120, |w| w.as_secs()),
+            },
         }
     }
 

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cache;
 pub mod catalog;
 pub mod config;
@@ -16,6 +17,7 @@ mod grpc;
 pub mod key;
 pub mod model;
 pub mod proto;
+pub mod ratelimit;
 pub mod restriction;
 pub mod scope;
 pub mod server;

@@ -9,8 +9,9 @@ use tonic::{Request, Response, Status};
 use super::convert::{
     Violations, check_account_id, check_name, page_token, parse_duration, parse_environment,
     parse_meta, parse_page_size, parse_page_token, parse_rate_limit, parse_restrictions,
-    parse_scopes, parse_timestamp, rate_limit, restrictions,
+    parse_scopes, parse_timestamp, rate_limit, restrictions, timestamp,
 };
+use crate::audit::{Action, AuditEvent, AuditQuery};
 use crate::catalog::{self, Preset, ScopeDef};
 use crate::error::{Error, Result};
 use crate::key::Environment;
@@ -41,10 +42,6 @@ impl ManageApi {
             });
         self.service.authenticate(bearer).await
     }
-}
-
-fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} is not implemented yet"))
 }
 
 #[tonic::async_trait]
@@ -200,9 +197,27 @@ impl ManageService for ManageApi {
 
     async fn list_audit_events(
         &self,
-        _request: Request<proto::ListAuditEventsRequest>,
+        request: Request<proto::ListAuditEventsRequest>,
     ) -> Result<Response<proto::ListAuditEventsResponse>, Status> {
-        Err(not_yet("ListAuditEvents"))
+        let caller = self.caller(&request).await?;
+        let r = request.get_ref();
+        let mut v = Violations::default();
+        v.check("account_id", check_account_id(&r.account_id));
+        let page_size = parse_page_size(&mut v, r.page_size);
+        let before = parse_page_token(&r.page_token).unwrap_or_else(|e| {
+            v.add("page_token", e);
+            None
+        });
+        let query = v.finish(AuditQuery {
+            account_id: r.account_id.clone(),
+            page_size,
+            before,
+        })?;
+        let page = self.service.list_audit_events(&caller, &query).await?;
+        Ok(Response::new(proto::ListAuditEventsResponse {
+            events: page.items.iter().map(event).collect(),
+            next_page_token: page_token(page.next),
+        }))
     }
 }
 
@@ -232,6 +247,34 @@ fn preset(p: &Preset) -> proto::Preset {
         scopes: p.scopes.clone(),
         grant_all: p.grant_all,
         restrictions: Some(restrictions(&p.restrictions)),
+    }
+}
+
+fn event(e: &AuditEvent) -> proto::AuditEvent {
+    use proto::AuditAction as P;
+    proto::AuditEvent {
+        id: e.id.clone(),
+        time: Some(timestamp(e.time)),
+        actor_key_id: e.actor_key_id.clone().unwrap_or_default(),
+        account_id: e.account_id.clone(),
+        action: match e.action {
+            Action::KeyCreated => P::KeyCreated,
+            Action::KeyUpdated => P::KeyUpdated,
+            Action::KeyRevoked => P::KeyRevoked,
+            Action::KeyRotated => P::KeyRotated,
+            Action::AccountUpdated => P::AccountUpdated,
+        }
+        .into(),
+        target_key_id: e.target_key_id.clone().unwrap_or_default(),
+        changes: e
+            .changes
+            .iter()
+            .map(|c| proto::FieldChange {
+                field: c.field.clone(),
+                old_value: c.old_value.clone(),
+                new_value: c.new_value.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{Violations, parse_environment, parse_scopes};
+use super::convert::{Violations, duration, parse_environment, parse_scopes, timestamp};
 use crate::proto::{self, verify_service_server::VerifyService};
 use crate::service::{Keyward, Verdict};
 use crate::verify::{Code, RequestContext, VerifyQuery};
@@ -88,7 +88,11 @@ fn response(verdict: Verdict) -> proto::VerifyResponse {
             .as_deref()
             .map(|k| proto::KeyInfo::from(&k.state.key)),
         missing_scopes: verdict.missing_scopes,
-        rate_limit: None,
-        retry_after: None,
+        rate_limit: verdict.rate_limit.map(|s| proto::RateLimitStatus {
+            limit: s.limit,
+            remaining: s.remaining,
+            reset_at: Some(timestamp(s.reset_at)),
+        }),
+        retry_after: verdict.retry_after.map(duration),
     }
 }

@@ -1,10 +1,12 @@
-//! Account policy (active-key limit, disabled) and the scope catalog as management sees them.
+//! Account policy (active-key limit, disabled), the audit trail and the scope catalog as
+//! management sees them.
 
 use super::Keyward;
 use super::auth::{Access, Caller};
+use crate::audit::{AuditEvent, AuditQuery};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::model::{Account, AccountPatch};
+use crate::model::{Account, AccountPatch, Page};
 use crate::time::Timestamp;
 
 impl Keyward {
@@ -30,11 +32,21 @@ impl Keyward {
         caller.require_root()?;
         let account = self
             .store
-            .update_account(account_id, patch, Timestamp::now())
+            .update_account(account_id, patch, Timestamp::now(), Some(caller.key_id()))
             .await?;
         self.cache.invalidate_account(account_id);
         tracing::info!(%account_id, actor = caller.key_id(), ?patch, "account updated");
         Ok(self.with_default(account))
+    }
+
+    /// One page of an account's audit events, newest first.
+    pub async fn list_audit_events(
+        &self,
+        caller: &Caller,
+        query: &AuditQuery,
+    ) -> Result<Page<AuditEvent>> {
+        caller.authorize(&query.account_id, Access::Read)?;
+        self.store.list_audit_events(query).await
     }
 
     /// The scope catalog, for any management caller.

@@ -97,7 +97,12 @@ impl Keyward {
         };
         let stored = self
             .store
-            .insert_key(&new, self.policy.max_active_keys, now)
+            .insert_key(
+                &new,
+                self.policy.max_active_keys,
+                now,
+                Some(caller.key_id()),
+            )
             .await?;
         self.invalidate(&stored.digest).await;
         tracing::info!(key_id = %stored.key.id, account_id = %stored.key.account_id, actor = caller.key_id(), "key created");
@@ -261,11 +266,6 @@ impl Keyward {
                 "key restrictions are not supported yet".into(),
             ));
         }
-        if patch.rate_limit.is_some_and(|r| r.is_some()) {
-            return Err(Error::Unimplemented(
-                "per-key rate limits are not supported yet".into(),
-            ));
-        }
         let now = Timestamp::now();
         if let Some(Some(at)) = patch.expires_at
             && at <= now
@@ -275,7 +275,10 @@ impl Keyward {
                 "the expiry must be in the future",
             ));
         }
-        let stored = self.store.update_key(id, patch, now).await?;
+        let stored = self
+            .store
+            .update_key(id, patch, now, Some(caller.key_id()))
+            .await?;
         self.invalidate(&stored.digest).await;
         tracing::info!(key_id = %id, actor = caller.key_id(), "key updated");
         Ok(stored.key)
@@ -285,7 +288,10 @@ impl Keyward {
     pub async fn revoke_key(&self, caller: &Caller, id: &str) -> Result<ApiKey> {
         let current = self.existing_key(id).await?;
         caller.authorize(&current.account_id, Access::Write)?;
-        let stored = self.store.revoke_key(id, Timestamp::now()).await?;
+        let stored = self
+            .store
+            .revoke_key(id, Timestamp::now(), Some(caller.key_id()))
+            .await?;
         self.invalidate(&stored.digest).await;
         tracing::info!(key_id = %id, actor = caller.key_id(), "key revoked");
         Ok(stored.key)
@@ -332,7 +338,10 @@ impl Keyward {
             },
         };
         let old_expires_at = (!grace.is_zero()).then(|| now.saturating_add(grace));
-        let (old, new) = self.store.rotate_key(id, &new, old_expires_at, now).await?;
+        let (old, new) = self
+            .store
+            .rotate_key(id, &new, old_expires_at, now, Some(caller.key_id()))
+            .await?;
         self.invalidate(&old.digest).await;
         self.invalidate(&new.digest).await;
         tracing::info!(key_id = %id, new_key_id = %new.key.id, actor = caller.key_id(), grace_secs = grace.as_secs(), "key rotated");
@@ -355,7 +364,7 @@ impl Keyward {
         // Root keys are not subject to the active-key limit of the root account.
         let stored = self
             .store
-            .insert_key(&new, u32::MAX, new.key.created_at)
+            .insert_key(&new, u32::MAX, new.key.created_at, None)
             .await?;
         tracing::info!(key_id = %stored.key.id, "minted a root key");
         Ok((secret, stored.key))

@@ -14,6 +14,8 @@ use crate::cache::{CacheSettings, CachedKey, KeyCache};
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
+use crate::model::{ApiKey, RateLimit};
+use crate::ratelimit::{LimitStatus, Outcome, RateLimiter};
 use crate::store::Store;
 use crate::time::Timestamp;
 use crate::verify::{self, Code, VerifyQuery};
@@ -31,6 +33,8 @@ pub struct Policy {
     pub default_ttl: Option<Duration>,
     /// Longest TTL a key may be given; `None` means unlimited.
     pub max_ttl: Option<Duration>,
+    /// Rate limit of keys without their own.
+    pub rate_limit: RateLimit,
 }
 
 impl Default for Policy {
@@ -39,6 +43,10 @@ impl Default for Policy {
             max_active_keys: 10,
             default_ttl: None,
             max_ttl: None,
+            rate_limit: RateLimit {
+                limit: 100,
+                window_secs: 120,
+            },
         }
     }
 }
@@ -52,6 +60,10 @@ pub struct Verdict {
     pub missing_scopes: Vec<String>,
     /// The key, whenever it was found.
     pub key: Option<Arc<CachedKey>>,
+    /// The key's own limit after this request (VALID), or the limit that refused it.
+    pub rate_limit: Option<LimitStatus>,
+    /// How long to wait before retrying (RATE_LIMITED).
+    pub retry_after: Option<Duration>,
 }
 
 impl Verdict {
@@ -60,6 +72,8 @@ impl Verdict {
             code,
             missing_scopes: Vec::new(),
             key: None,
+            rate_limit: None,
+            retry_after: None,
         }
     }
 }
@@ -73,6 +87,7 @@ pub struct Keyward {
     policy: Policy,
     catalog: Arc<Catalog>,
     last_used: LastUsed,
+    limiter: RateLimiter,
 }
 
 impl Keyward {
@@ -86,6 +101,7 @@ impl Keyward {
     ) -> Self {
         Keyward {
             store,
+            limiter: RateLimiter::new(cache.capacity),
             cache: KeyCache::new(cache),
             format,
             policy,
@@ -122,14 +138,53 @@ impl Keyward {
         };
         let now = Timestamp::now();
         let decision = verify::decide(&key.state, query, now);
-        if decision.code == Code::Valid && key.mark_use(now) {
-            self.last_used.record(&key.state.key.id, now);
-        }
-        Ok(Verdict {
+        let mut verdict = Verdict {
             code: decision.code,
             missing_scopes: decision.missing_scopes,
-            key: Some(key),
-        })
+            key: None,
+            rate_limit: None,
+            retry_after: None,
+        };
+        if verdict.code == Code::Valid {
+            self.apply_rate_limits(&mut verdict, &key.state.key, query, now);
+        }
+        if verdict.code == Code::Valid && key.mark_use(now) {
+            self.last_used.record(&key.state.key.id, now);
+        }
+        verdict.key = Some(key);
+        Ok(verdict)
+    }
+
+    /// Takes the request's units from the key's limit and the guardrails of the scopes it
+    /// requires, all or nothing; a refusal turns the verdict into `RATE_LIMITED`.
+    fn apply_rate_limits(
+        &self,
+        verdict: &mut Verdict,
+        key: &ApiKey,
+        query: &VerifyQuery,
+        now: Timestamp,
+    ) {
+        let own = key.rate_limit.unwrap_or(self.policy.rate_limit);
+        let guardrails: Vec<(&str, RateLimit)> = query
+            .required_scopes
+            .iter()
+            .filter_map(|s| Some((s.as_str(), self.catalog.get(s)?.guardrail?)))
+            .collect();
+        match self
+            .limiter
+            .check(&key.id, &own, &guardrails, query.cost, now)
+        {
+            Outcome::Allowed(status) => verdict.rate_limit = Some(status),
+            Outcome::Limited {
+                status,
+                retry_after,
+                ..
+            } => {
+                verdict.code = Code::RateLimited;
+                verdict.rate_limit = Some(status);
+                verdict.retry_after = Some(retry_after);
+            }
+        }
     }
 
     /// The record of a well-formed key, through the cache.

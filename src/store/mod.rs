@@ -1,6 +1,7 @@
 //! Persistence: one [`Store`] trait, one implementation per backend (SQLite, PostgreSQL),
 //! chosen by the database URL's scheme. Each backend has its own migrations; both speak the
-//! same SQL (`$N` placeholders work in both) and map rows through [`row`].
+//! same SQL (`$N` placeholders work in both) and map rows through [`row`]. Every mutation
+//! (`actor` is the calling key) writes its audit event in its own transaction.
 
 mod postgres;
 mod row;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::audit::{AuditEvent, AuditQuery};
 use crate::error::{Error, Result};
 use crate::key::KeyDigest;
 use crate::model::{
@@ -35,6 +37,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         new: &NewKey,
         default_max_active: u32,
         now: Timestamp,
+        actor: Option<&str>,
     ) -> Result<StoredKey>;
 
     /// Inserts `new` only if the store holds no key at all (first start). Returns whether it did.
@@ -51,10 +54,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Applies `patch` to the key `id`; `NotFound` if there is none, `FailedPrecondition` if it
     /// is revoked.
-    async fn update_key(&self, id: &str, patch: &KeyPatch, now: Timestamp) -> Result<StoredKey>;
+    async fn update_key(
+        &self,
+        id: &str,
+        patch: &KeyPatch,
+        now: Timestamp,
+        actor: Option<&str>,
+    ) -> Result<StoredKey>;
 
     /// Revokes the key `id` (a no-op on a revoked key); `NotFound` if there is none.
-    async fn revoke_key(&self, id: &str, now: Timestamp) -> Result<StoredKey>;
+    async fn revoke_key(&self, id: &str, now: Timestamp, actor: Option<&str>) -> Result<StoredKey>;
 
     /// Replaces the key `old_id` by `new` in one transaction: the old key is revoked at `now`
     /// when `old_expires_at` is `None`, else it expires then (or earlier, if it already did),
@@ -66,6 +75,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         new: &NewKey,
         old_expires_at: Option<Timestamp>,
         now: Timestamp,
+        actor: Option<&str>,
     ) -> Result<(StoredKey, StoredKey)>;
 
     /// An account's policy and active-key count; `None` if the account has never had a key
@@ -78,7 +88,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         account_id: &str,
         patch: &AccountPatch,
         now: Timestamp,
+        actor: Option<&str>,
     ) -> Result<Account>;
+
+    /// One page of an account's audit events, newest first.
+    async fn list_audit_events(&self, query: &AuditQuery) -> Result<Page<AuditEvent>>;
 
     /// Writes coalesced last-use times in one statement; a time never moves backwards.
     async fn record_last_used(&self, uses: &[(String, Timestamp)]) -> Result<()>;

@@ -9,11 +9,13 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool};
 
 use super::row::{
-    AccountRow, COUNT_ACTIVE, ENSURE_ACCOUNT, INSERT_KEY, KeyRow, KeyStateRow, KeyValues,
-    LIST_KEYS, SELECT_ACCOUNT, SELECT_BY_ID, SELECT_STATE_BY_DIGEST, UPDATE_ACCOUNT, UPDATE_KEY,
-    bind_key, bind_key_update, into_page,
+    AccountRow, COUNT_ACTIVE, ENSURE_ACCOUNT, EventRow, INSERT_EVENT, INSERT_KEY, KeyRow,
+    KeyStateRow, KeyValues, LIST_EVENTS, LIST_KEYS, SELECT_ACCOUNT, SELECT_BY_ID,
+    SELECT_STATE_BY_DIGEST, UPDATE_ACCOUNT, UPDATE_KEY, bind_event, bind_key, bind_key_update,
+    into_event_page, into_page,
 };
 use super::{Store, check_rotatable, db_error, last_used_json, limit_reached};
+use crate::audit::{Action, AuditEvent, AuditQuery};
 use crate::error::{Error, Result};
 use crate::key::KeyDigest;
 use crate::model::{
@@ -104,6 +106,14 @@ async fn account_for_update(tx: &mut Tx, account_id: &str, now: Timestamp) -> Re
         .map_err(db_error)
 }
 
+async fn audit(tx: &mut Tx, event: &AuditEvent) -> Result<()> {
+    bind_event!(sqlx::query(INSERT_EVENT), event)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
 async fn count_active(tx: &mut Tx, account_id: &str, now: Timestamp) -> Result<i64> {
     sqlx::query_scalar(COUNT_ACTIVE)
         .bind(account_id)
@@ -127,6 +137,7 @@ impl Store for PostgresStore {
         new: &NewKey,
         default_max_active: u32,
         now: Timestamp,
+        actor: Option<&str>,
     ) -> Result<StoredKey> {
         let account_id = &new.key.account_id;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
@@ -138,6 +149,11 @@ impl Store for PostgresStore {
             return Err(limit_reached(account_id, limit));
         }
         let stored = insert(&mut tx, new).await?;
+        audit(
+            &mut tx,
+            &AuditEvent::for_key(Action::KeyCreated, actor, None, &stored.key, now),
+        )
+        .await?;
         tx.commit().await.map_err(db_error)?;
         Ok(stored)
     }
@@ -157,7 +173,15 @@ impl Store for PostgresStore {
             return Ok(false);
         }
         account_for_update(&mut tx, &new.key.account_id, new.key.created_at).await?;
-        insert(&mut tx, new).await?;
+        let stored = insert(&mut tx, new).await?;
+        let event = AuditEvent::for_key(
+            Action::KeyCreated,
+            None,
+            None,
+            &stored.key,
+            stored.key.created_at,
+        );
+        audit(&mut tx, &event).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(true)
     }
@@ -193,27 +217,41 @@ impl Store for PostgresStore {
         into_page(rows, q.page_size)
     }
 
-    async fn update_key(&self, id: &str, patch: &KeyPatch, now: Timestamp) -> Result<StoredKey> {
+    async fn update_key(
+        &self,
+        id: &str,
+        patch: &KeyPatch,
+        now: Timestamp,
+        actor: Option<&str>,
+    ) -> Result<StoredKey> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let mut stored = key_for_update(&mut tx, id).await?;
         if stored.key.is_revoked() {
             return Err(Error::FailedPrecondition(format!("key {id:?} is revoked")));
         }
+        let before = stored.key.clone();
         if !patch.apply(&mut stored.key).is_empty() {
             stored.key.updated_at = now;
             write_key(&mut tx, &stored).await?;
+            let event =
+                AuditEvent::for_key(Action::KeyUpdated, actor, Some(&before), &stored.key, now);
+            audit(&mut tx, &event).await?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(stored)
     }
 
-    async fn revoke_key(&self, id: &str, now: Timestamp) -> Result<StoredKey> {
+    async fn revoke_key(&self, id: &str, now: Timestamp, actor: Option<&str>) -> Result<StoredKey> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let mut stored = key_for_update(&mut tx, id).await?;
         if !stored.key.is_revoked() {
+            let before = stored.key.clone();
             stored.key.revoked_at = Some(now);
             stored.key.updated_at = now;
             write_key(&mut tx, &stored).await?;
+            let event =
+                AuditEvent::for_key(Action::KeyRevoked, actor, Some(&before), &stored.key, now);
+            audit(&mut tx, &event).await?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(stored)
@@ -225,10 +263,12 @@ impl Store for PostgresStore {
         new: &NewKey,
         old_expires_at: Option<Timestamp>,
         now: Timestamp,
+        actor: Option<&str>,
     ) -> Result<(StoredKey, StoredKey)> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let mut old = key_for_update(&mut tx, old_id).await?;
         check_rotatable(&old.key, now)?;
+        let before = old.key.clone();
         match old_expires_at {
             None => old.key.revoked_at = Some(now),
             Some(at) => old.key.expires_at = Some(old.key.expires_at.map_or(at, |e| e.min(at))),
@@ -237,6 +277,16 @@ impl Store for PostgresStore {
         old.key.updated_at = now;
         write_key(&mut tx, &old).await?;
         let new = insert(&mut tx, new).await?;
+        audit(
+            &mut tx,
+            &AuditEvent::for_key(Action::KeyRotated, actor, Some(&before), &old.key, now),
+        )
+        .await?;
+        audit(
+            &mut tx,
+            &AuditEvent::for_key(Action::KeyCreated, actor, None, &new.key, now),
+        )
+        .await?;
         tx.commit().await.map_err(db_error)?;
         Ok((old, new))
     }
@@ -260,26 +310,47 @@ impl Store for PostgresStore {
         account_id: &str,
         patch: &AccountPatch,
         now: Timestamp,
+        actor: Option<&str>,
     ) -> Result<Account> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let mut row = account_for_update(&mut tx, account_id, now).await?;
+        let row = account_for_update(&mut tx, account_id, now).await?;
+        let active = count_active(&mut tx, account_id, now).await?;
+        let before = row.into_account(active);
+        let mut after = before.clone();
         if let Some(max) = patch.max_active_keys {
-            row.max_active_keys = max.map(i64::from);
+            after.max_active_keys = max;
         }
         if let Some(disabled) = patch.disabled {
-            row.disabled = disabled;
+            after.disabled = disabled;
         }
-        sqlx::query(UPDATE_ACCOUNT)
-            .bind(account_id)
-            .bind(row.max_active_keys)
-            .bind(row.disabled)
-            .bind(now.micros())
-            .execute(&mut *tx)
+        if after != before {
+            sqlx::query(UPDATE_ACCOUNT)
+                .bind(account_id)
+                .bind(after.max_active_keys.map(i64::from))
+                .bind(after.disabled)
+                .bind(now.micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            audit(
+                &mut tx,
+                &AuditEvent::for_account(actor, &before, &after, now),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(after)
+    }
+
+    async fn list_audit_events(&self, q: &AuditQuery) -> Result<Page<AuditEvent>> {
+        let rows = sqlx::query_as::<_, EventRow>(LIST_EVENTS)
+            .bind(&q.account_id)
+            .bind(q.before)
+            .bind(i64::from(q.page_size) + 1)
+            .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        let active = count_active(&mut tx, account_id, now).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(row.into_account(active))
+        into_event_page(rows, q.page_size)
     }
 
     async fn record_last_used(&self, uses: &[(String, Timestamp)]) -> Result<()> {

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
+use crate::audit::{Action, AuditEvent};
 use crate::error::{Error, Result};
 use crate::key::{Environment, KeyDigest};
-use crate::model::{Account, ApiKey, KeyState, RateLimit, Restrictions, StoredKey};
+use crate::model::{Account, ApiKey, KeyState, Page, RateLimit, Restrictions, StoredKey};
 use crate::time::Timestamp;
 
 /// The key columns, in the order [`bind_key!`] binds them to `$1…$19`.
@@ -229,7 +230,7 @@ pub(crate) struct KeyValues {
     pub replaced_by: Option<String>,
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     // Serializing plain structs, vectors and string maps cannot fail.
     serde_json::to_string(value).expect("plain data serializes")
 }
@@ -327,5 +328,70 @@ pub(crate) fn into_page(
         .into_iter()
         .map(|r| StoredKey::try_from(r).map(|s| s.key))
         .collect::<Result<_>>()?;
-    Ok(crate::model::Page { items, next })
+    Ok(Page { items, next })
+}
+
+pub(crate) const INSERT_EVENT: &str = "INSERT INTO audit_events \
+     (id, time, actor_key_id, account_id, action, target_key_id, changes) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+pub(crate) const LIST_EVENTS: &str = "SELECT seq, id, time, actor_key_id, account_id, action, \
+     target_key_id, changes FROM audit_events \
+     WHERE account_id = $1 AND ($2 IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3";
+
+/// Binds an audit event to [`INSERT_EVENT`]'s `$1…$7`.
+macro_rules! bind_event {
+    ($query:expr, $e:expr) => {{
+        let e: &crate::audit::AuditEvent = $e;
+        $query
+            .bind(e.id.clone())
+            .bind(e.time.micros())
+            .bind(e.actor_key_id.clone())
+            .bind(e.account_id.clone())
+            .bind(e.action.as_str())
+            .bind(e.target_key_id.clone())
+            .bind(crate::store::row::to_json(&e.changes))
+    }};
+}
+pub(crate) use bind_event;
+
+/// An audit event row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct EventRow {
+    seq: i64,
+    id: String,
+    time: i64,
+    actor_key_id: Option<String>,
+    account_id: String,
+    action: String,
+    target_key_id: Option<String>,
+    changes: String,
+}
+
+/// Turns up to `page_size + 1` event rows, newest first, into a page.
+pub(crate) fn into_event_page(mut rows: Vec<EventRow>, page_size: u32) -> Result<Page<AuditEvent>> {
+    let more = rows.len() > page_size as usize;
+    rows.truncate(page_size as usize);
+    let next = if more {
+        rows.last().map(|r| r.seq)
+    } else {
+        None
+    };
+    let items = rows
+        .into_iter()
+        .map(|r| {
+            Ok(AuditEvent {
+                action: Action::parse(&r.action).ok_or_else(|| {
+                    Error::Internal(format!("event {} has action {:?}", r.id, r.action))
+                })?,
+                changes: from_json("changes", &r.changes)?,
+                id: r.id,
+                time: Timestamp(r.time),
+                actor_key_id: r.actor_key_id,
+                account_id: r.account_id,
+                target_key_id: r.target_key_id,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Page { items, next })
 }

@@ -2,12 +2,12 @@
 //! listing without secrets, and the RPCs not built yet.
 
 use keyward::key::KeyDigest;
-use keyward::proto::{self, VerifyCode};
+use keyward::proto;
 use prost::Message;
 use tonic::Code;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestServer, as_key, code, key_request, violated_fields};
+use crate::helpers::{Backend, TestServer, as_key, key_request, violated_fields};
 
 both_backends!(
     eleventh_key_is_refused,
@@ -16,7 +16,6 @@ both_backends!(
     management_needs_credentials,
     bad_input_names_the_field,
     get_and_update_errors,
-    unbuilt_rpcs_say_so,
 );
 
 async fn eleventh_key_is_refused(backend: Backend) {
@@ -405,31 +404,5 @@ async fn get_and_update_errors(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
-    server.stop().await;
-}
-
-async fn unbuilt_rpcs_say_so(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    let mut manage = server.manage().await;
-    let status = manage
-        .list_audit_events(server.root(proto::ListAuditEventsRequest::default()))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(status.message().contains("ListAuditEvents"));
-    // A limit that would not be enforced is refused rather than stored.
-    let mut request = key_request("acme", &["videos:read"]);
-    request.rate_limit = Some(proto::RateLimit {
-        limit: 5,
-        window: Some(prost_types::Duration {
-            seconds: 60,
-            nanos: 0,
-        }),
-    });
-    let status = manage.create_key(server.root(request)).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    // The working ones still work alongside.
-    let (secret, _) = server.create(key_request("acme", &["videos:read"])).await;
-    assert_eq!(code(&server.verify(&secret, &[]).await), VerifyCode::Valid);
     server.stop().await;
 }

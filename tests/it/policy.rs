@@ -692,7 +692,11 @@ async fn accounts_limit_and_disable(backend: Backend) {
 }
 
 async fn last_use_is_coalesced_and_listed(backend: Backend) {
-    let server = TestServer::start_with(backend, |c| c.last_used_interval = "1s".into()).await;
+    let server = TestServer::start_with(backend, |c| {
+        c.last_used_interval = "1s".into();
+        c.rate_limit = 10_000;
+    })
+    .await;
     let (used, used_key) = server.create(key_request("acme", &["videos:read"])).await;
     let (_, idle_key) = server.create(key_request("acme", &["videos:read"])).await;
     let before = keyward::time::Timestamp::now();

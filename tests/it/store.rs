@@ -66,7 +66,7 @@ async fn insert_and_look_up(backend: Backend) {
     let (store, _dir) = open(backend).await;
     let now = Timestamp::now();
     let new = new_key("acme", now);
-    let stored = store.insert_key(&new, 10, now).await.expect("insert");
+    let stored = store.insert_key(&new, 10, now, None).await.expect("insert");
     assert_eq!(stored.key, new.key, "every field round-trips exactly");
     assert_eq!(stored.digest, new.digest);
     let by_digest = store
@@ -91,7 +91,7 @@ async fn insert_and_look_up(backend: Backend) {
     let mut dup = new_key("acme", now);
     dup.digest = new.digest;
     assert!(matches!(
-        store.insert_key(&dup, 10, now).await,
+        store.insert_key(&dup, 10, now, None).await,
         Err(Error::AlreadyExists(_))
     ));
     store.close().await;
@@ -109,27 +109,27 @@ async fn active_limit_counts_only_active_keys(backend: Backend) {
     let (store, _dir) = open(backend).await;
     let now = Timestamp::now();
     let first = store
-        .insert_key(&new_key("acme", now), 2, now)
+        .insert_key(&new_key("acme", now), 2, now, None)
         .await
         .unwrap();
     let mut expired = new_key("acme", now);
     expired.key.expires_at = Some(Timestamp(now.micros() - 1));
     store
-        .insert_key(&expired, 2, now)
+        .insert_key(&expired, 2, now, None)
         .await
         .expect("expired keys do not count");
     store
-        .insert_key(&new_key("acme", now), 2, now)
+        .insert_key(&new_key("acme", now), 2, now, None)
         .await
         .unwrap();
-    let refused = store.insert_key(&new_key("acme", now), 2, now).await;
+    let refused = store.insert_key(&new_key("acme", now), 2, now, None).await;
     assert!(
         matches!(refused, Err(Error::FailedPrecondition(_))),
         "{refused:?}"
     );
-    store.revoke_key(&first.key.id, now).await.unwrap();
+    store.revoke_key(&first.key.id, now, None).await.unwrap();
     store
-        .insert_key(&new_key("acme", now), 2, now)
+        .insert_key(&new_key("acme", now), 2, now, None)
         .await
         .expect("revoked keys do not count");
     store.close().await;
@@ -142,7 +142,7 @@ async fn list_pages_filters_and_orders(backend: Backend) {
     for _ in 0..5 {
         ids.push(
             store
-                .insert_key(&new_key("acme", now), 100, now)
+                .insert_key(&new_key("acme", now), 100, now, None)
                 .await
                 .unwrap()
                 .key
@@ -150,10 +150,10 @@ async fn list_pages_filters_and_orders(backend: Backend) {
         );
     }
     store
-        .insert_key(&new_key("other", now), 100, now)
+        .insert_key(&new_key("other", now), 100, now, None)
         .await
         .unwrap();
-    store.revoke_key(&ids[0], now).await.unwrap();
+    store.revoke_key(&ids[0], now, None).await.unwrap();
 
     let query = |after, include_revoked| KeyListQuery {
         account_id: "acme".into(),
@@ -191,7 +191,7 @@ async fn update_and_revoke(backend: Backend) {
     let (store, _dir) = open(backend).await;
     let now = Timestamp::now();
     let stored = store
-        .insert_key(&new_key("acme", now), 10, now)
+        .insert_key(&new_key("acme", now), 10, now, None)
         .await
         .unwrap();
     let later = Timestamp(now.micros() + 5);
@@ -202,7 +202,7 @@ async fn update_and_revoke(backend: Backend) {
         ..KeyPatch::default()
     };
     let updated = store
-        .update_key(&stored.key.id, &patch, later)
+        .update_key(&stored.key.id, &patch, later, None)
         .await
         .unwrap();
     assert_eq!(updated.key.name, "renamed");
@@ -213,10 +213,10 @@ async fn update_and_revoke(backend: Backend) {
     let reread = store.key_by_id(&stored.key.id).await.unwrap().unwrap();
     assert_eq!(reread, updated);
 
-    let revoked = store.revoke_key(&stored.key.id, later).await.unwrap();
+    let revoked = store.revoke_key(&stored.key.id, later, None).await.unwrap();
     assert_eq!(revoked.key.revoked_at, Some(later));
     let again = store
-        .revoke_key(&stored.key.id, Timestamp(later.micros() + 9))
+        .revoke_key(&stored.key.id, Timestamp(later.micros() + 9), None)
         .await
         .unwrap();
     assert_eq!(
@@ -224,12 +224,12 @@ async fn update_and_revoke(backend: Backend) {
         Some(later),
         "revocation keeps its first time"
     );
-    let refused = store.update_key(&stored.key.id, &patch, later).await;
+    let refused = store.update_key(&stored.key.id, &patch, later, None).await;
     assert!(matches!(refused, Err(Error::FailedPrecondition(_))));
-    let missing = store.update_key("key_missing", &patch, later).await;
+    let missing = store.update_key("key_missing", &patch, later, None).await;
     assert!(matches!(missing, Err(Error::NotFound(_))));
     assert!(matches!(
-        store.revoke_key("key_missing", later).await,
+        store.revoke_key("key_missing", later, None).await,
         Err(Error::NotFound(_))
     ));
     store.close().await;
