@@ -64,11 +64,6 @@ impl Keyward {
         caller.authorize(&request.account_id, Access::Write)?;
         let (scopes, grant_all, restrictions) = self.resolve_grant(&request)?;
         caller.authorize_grant(&scopes, grant_all)?;
-        if request.rate_limit.is_some() {
-            return Err(Error::Unimplemented(
-                "per-key rate limits are not supported yet".into(),
-            ));
-        }
         let now = Timestamp::now();
         let expires_at = self.expiry(request.expiry, now)?;
         let generated = self.format.generate(request.environment);
@@ -259,11 +254,6 @@ impl Keyward {
             return Err(Error::invalid(
                 "scopes",
                 "a key must keep some grant: give scopes or grant_all",
-            ));
-        }
-        if patch.restrictions.as_ref().is_some_and(|r| !r.is_empty()) {
-            return Err(Error::Unimplemented(
-                "key restrictions are not supported yet".into(),
             ));
         }
         let now = Timestamp::now();

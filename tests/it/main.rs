@@ -1,10 +1,12 @@
 //! keyward's integration tests: the real server on `127.0.0.1:0`, the generated tonic clients,
 //! real SQLite and PostgreSQL. Features run on both backends through `both_backends!`.
 
+mod access;
 mod helpers;
 mod pg;
 
 mod keys;
+mod limits;
 mod manage;
 mod ops;
 mod policy;

@@ -357,7 +357,7 @@ async fn restrictions_are_stored_and_enforced(backend: Backend) {
         .manage()
         .await
         .update_key(server.root(proto::UpdateKeyRequest {
-            id: key.id,
+            id: key.id.clone(),
             update_mask: Some(FieldMask {
                 paths: vec!["restrictions".into()],
             }),
@@ -371,6 +371,27 @@ async fn restrictions_are_stored_and_enforced(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(code(&response), VerifyCode::Valid);
+    // Setting new restrictions applies to the next verify too.
+    server
+        .manage()
+        .await
+        .update_key(server.root(proto::UpdateKeyRequest {
+            id: key.id,
+            restrictions: Some(proto::Restrictions {
+                allowed_methods: vec!["POST".into()],
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["restrictions".into()],
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let mut request = verify_request(&secret, &["videos:read"]);
+    request.context = Some(good.clone());
+    let response = verifier.verify(request).await.unwrap().into_inner();
+    assert_eq!(code(&response), VerifyCode::MethodNotAllowed);
     server.stop().await;
 }
 
