@@ -57,6 +57,8 @@ pub struct Config {
     pub cache_capacity: u64,
     /// Backstop lifetime of a cached key (`5m`).
     pub cache_ttl: String,
+    /// How long a cached key may still be served while the database is unreachable (`1h`).
+    pub stale_limit: String,
     /// Most unknown keys remembered.
     pub negative_cache_capacity: u64,
     /// How long an unknown key is remembered (`5s`).
@@ -84,6 +86,7 @@ impl Default for Config {
             max_ttl: "never".into(),
             cache_capacity: 1_000_000,
             cache_ttl: "5m".into(),
+            stale_limit: "1h".into(),
             negative_cache_capacity: 100_000,
             negative_cache_ttl: "5s".into(),
             shutdown_timeout: "10s".into(),
@@ -144,6 +147,7 @@ const ENV_KEYS: &[&str] = &[
     "max_ttl",
     "cache_capacity",
     "cache_ttl",
+    "stale_limit",
     "negative_cache_capacity",
     "negative_cache_ttl",
     "shutdown_timeout",
@@ -192,6 +196,7 @@ impl Config {
         duration::parse_ttl(&self.default_ttl).map_err(|e| err("default_ttl", e))?;
         duration::parse_ttl(&self.max_ttl).map_err(|e| err("max_ttl", e))?;
         duration::parse(&self.cache_ttl).map_err(|e| err("cache_ttl", e))?;
+        duration::parse(&self.stale_limit).map_err(|e| err("stale_limit", e))?;
         duration::parse(&self.negative_cache_ttl).map_err(|e| err("negative_cache_ttl", e))?;
         duration::parse(&self.shutdown_timeout).map_err(|e| err("shutdown_timeout", e))?;
         let interval =
@@ -244,6 +249,7 @@ impl Config {
         CacheSettings {
             capacity: self.cache_capacity,
             ttl: secs(&self.cache_ttl, 300),
+            stale_limit: secs(&self.stale_limit, 3600),
             negative_capacity: self.negative_cache_capacity,
             negative_ttl: secs(&self.negative_cache_ttl, 5),
         }
