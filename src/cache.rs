@@ -156,7 +156,11 @@ impl KeyCache {
     /// The record for `digest`, from the cache or, on a miss, from `load`. Callers missing on
     /// one digest at once are serialised on it, and all but the first find the entry the first
     /// one loaded: one store query. `None`: no such key.
-    pub async fn get_or_load<F, Fut>(&self, digest: KeyDigest, load: F) -> Result<Option<Arc<CachedKey>>>
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        digest: KeyDigest,
+        load: F,
+    ) -> Result<Option<Arc<CachedKey>>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<KeyState>>>,
@@ -230,7 +234,9 @@ impl KeyCache {
             })
             .await?;
         match computed {
-            CompResult::Inserted(entry) | CompResult::ReplacedWith(entry) => Ok(Some(entry.into_value().key.clone())),
+            CompResult::Inserted(entry) | CompResult::ReplacedWith(entry) => {
+                Ok(Some(entry.into_value().key.clone()))
+            }
             CompResult::Unchanged(entry) => {
                 let entry = entry.into_value();
                 if !self.is_fresh(&entry) {

@@ -238,6 +238,17 @@ pub struct AccountPatch {
     pub disabled: Option<bool>,
 }
 
+/// A change another replica made, as the store's change feed reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The key with this digest changed.
+    Key(KeyDigest),
+    /// The account's policy changed.
+    Account(String),
+    /// The feed was interrupted: changes may have been missed.
+    Lost,
+}
+
 /// A fresh public id with the given prefix, e.g. `key_…`: 22 random base62 characters.
 pub fn new_id(prefix: &str) -> String {
     let mut rng = OsRng.unwrap_err();

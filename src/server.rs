@@ -114,6 +114,14 @@ impl App {
         if let Some(addr) = local {
             tracing::info!(%addr, "keyward listening");
         }
+        let feed = self.service.store().subscribe().map(|mut changes| {
+            let service = self.service.clone();
+            tokio::spawn(async move {
+                while let Some(change) = changes.recv().await {
+                    service.apply_change(change).await;
+                }
+            })
+        });
         let flusher = tokio::spawn(flush_last_used(
             self.service.clone(),
             self.last_used_interval,
@@ -132,6 +140,9 @@ impl App {
             }
         };
         flusher.abort();
+        if let Some(feed) = feed {
+            feed.abort();
+        }
         if let Err(e) = self.service.flush_last_used().await {
             tracing::error!(error = %e, "could not write last-use times at shutdown");
         }

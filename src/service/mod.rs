@@ -8,13 +8,14 @@ mod last_used;
 mod manage;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::cache::{CacheSettings, CachedKey, KeyCache};
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
-use crate::model::{ApiKey, RateLimit};
+use crate::model::{ApiKey, Change, RateLimit};
 use crate::ratelimit::{LimitStatus, Outcome, RateLimiter};
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -88,6 +89,7 @@ pub struct Keyward {
     catalog: Arc<Catalog>,
     last_used: LastUsed,
     limiter: RateLimiter,
+    feed_interruptions: AtomicU64,
 }
 
 impl Keyward {
@@ -102,6 +104,7 @@ impl Keyward {
         Keyward {
             store,
             limiter: RateLimiter::new(cache.capacity),
+            feed_interruptions: AtomicU64::new(0),
             cache: KeyCache::new(cache),
             format,
             policy,
@@ -197,6 +200,23 @@ impl Keyward {
             .await?;
         // A key whose stored environment disagrees with its text was not made by this service.
         Ok(key.filter(|k| k.state.key.environment == parsed.environment))
+    }
+
+    /// Applies a change another replica made (from the store's change feed) to the cache.
+    pub async fn apply_change(&self, change: Change) {
+        match change {
+            Change::Key(digest) => self.cache.invalidate(&digest).await,
+            Change::Account(account_id) => self.cache.invalidate_account(&account_id),
+            Change::Lost => {
+                self.feed_interruptions.fetch_add(1, Ordering::Relaxed);
+                self.cache.mark_all_stale();
+            }
+        }
+    }
+
+    /// How often the change feed was (re)connected after possibly missing changes.
+    pub fn feed_interruptions(&self) -> u64 {
+        self.feed_interruptions.load(Ordering::Relaxed)
     }
 
     /// Drops a mutated key from the cache.

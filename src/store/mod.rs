@@ -3,6 +3,7 @@
 //! same SQL (`$N` placeholders work in both) and map rows through [`row`]. Every mutation
 //! (`actor` is the calling key) writes its audit event in its own transaction.
 
+mod listener;
 mod postgres;
 mod row;
 mod sqlite;
@@ -16,7 +17,8 @@ use crate::audit::{AuditEvent, AuditQuery};
 use crate::error::{Error, Result};
 use crate::key::KeyDigest;
 use crate::model::{
-    Account, AccountPatch, ApiKey, KeyListQuery, KeyPatch, KeyState, NewKey, Page, StoredKey,
+    Account, AccountPatch, ApiKey, Change, KeyListQuery, KeyPatch, KeyState, NewKey, Page,
+    StoredKey,
 };
 use crate::time::Timestamp;
 
@@ -96,6 +98,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Writes coalesced last-use times in one statement; a time never moves backwards.
     async fn record_last_used(&self, uses: &[(String, Timestamp)]) -> Result<()>;
+
+    /// A feed of changes made through other replicas sharing this store, if the backend has
+    /// one (PostgreSQL: `LISTEN/NOTIFY`). It ends when the receiver is dropped.
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<Change>> {
+        None
+    }
 
     /// Closes the connection pool(s), waiting for connections in use to be returned.
     async fn close(&self);

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool};
 
+use super::listener;
 use super::row::{
     AccountRow, COUNT_ACTIVE, ENSURE_ACCOUNT, EventRow, INSERT_EVENT, INSERT_KEY, KeyRow,
     KeyStateRow, KeyValues, LIST_EVENTS, LIST_KEYS, SELECT_ACCOUNT, SELECT_BY_ID,
@@ -19,7 +20,8 @@ use crate::audit::{Action, AuditEvent, AuditQuery};
 use crate::error::{Error, Result};
 use crate::key::KeyDigest;
 use crate::model::{
-    Account, AccountPatch, ApiKey, KeyListQuery, KeyPatch, KeyState, NewKey, Page, StoredKey,
+    Account, AccountPatch, ApiKey, Change, KeyListQuery, KeyPatch, KeyState, NewKey, Page,
+    StoredKey,
 };
 use crate::time::Timestamp;
 
@@ -41,6 +43,8 @@ const RECORD_LAST_USED: &str = "UPDATE api_keys \
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Tags this store's notifications so its own feed skips them (it invalidated already).
+    origin: String,
 }
 
 type Tx = PgConnection;
@@ -50,11 +54,15 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
+            // Short, so a database outage is answered UNAVAILABLE promptly rather than stalling calls.
+            .acquire_timeout(Duration::from_secs(2))
             .connect(url)
             .await
             .map_err(db_error)?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            origin: crate::model::new_id("origin"),
+        })
     }
 }
 
@@ -69,7 +77,7 @@ async fn key_for_update(tx: &mut Tx, id: &str) -> Result<StoredKey> {
     StoredKey::try_from(row)
 }
 
-async fn write_key(tx: &mut Tx, stored: &StoredKey) -> Result<()> {
+async fn write_key(tx: &mut Tx, stored: &StoredKey, origin: &str) -> Result<()> {
     bind_key_update!(
         sqlx::query(UPDATE_KEY),
         KeyValues::of(&stored.digest, &stored.key)
@@ -77,10 +85,21 @@ async fn write_key(tx: &mut Tx, stored: &StoredKey) -> Result<()> {
     .execute(&mut *tx)
     .await
     .map_err(db_error)?;
+    notify(tx, &Change::Key(stored.digest), origin).await
+}
+
+/// Tells every replica, when this transaction commits, to drop what it caches for `change`.
+async fn notify(tx: &mut Tx, change: &Change, origin: &str) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(listener::CHANNEL)
+        .bind(listener::payload(change, origin))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
     Ok(())
 }
 
-async fn insert(tx: &mut Tx, new: &NewKey) -> Result<StoredKey> {
+async fn insert(tx: &mut Tx, new: &NewKey, origin: &str) -> Result<StoredKey> {
     let row = bind_key!(
         sqlx::query_as::<_, KeyRow>(&INSERT_KEY),
         KeyValues::of(&new.digest, &new.key)
@@ -88,7 +107,10 @@ async fn insert(tx: &mut Tx, new: &NewKey) -> Result<StoredKey> {
     .fetch_one(&mut *tx)
     .await
     .map_err(db_error)?;
-    StoredKey::try_from(row)
+    let stored = StoredKey::try_from(row)?;
+    // A replica may remember this digest as unknown.
+    notify(tx, &Change::Key(stored.digest), origin).await?;
+    Ok(stored)
 }
 
 /// Ensures the account row exists and returns it, locked for this transaction.
@@ -148,7 +170,7 @@ impl Store for PostgresStore {
         if count_active(&mut tx, account_id, now).await? >= i64::from(limit) {
             return Err(limit_reached(account_id, limit));
         }
-        let stored = insert(&mut tx, new).await?;
+        let stored = insert(&mut tx, new, &self.origin).await?;
         audit(
             &mut tx,
             &AuditEvent::for_key(Action::KeyCreated, actor, None, &stored.key, now),
@@ -173,7 +195,7 @@ impl Store for PostgresStore {
             return Ok(false);
         }
         account_for_update(&mut tx, &new.key.account_id, new.key.created_at).await?;
-        let stored = insert(&mut tx, new).await?;
+        let stored = insert(&mut tx, new, &self.origin).await?;
         let event = AuditEvent::for_key(
             Action::KeyCreated,
             None,
@@ -232,7 +254,7 @@ impl Store for PostgresStore {
         let before = stored.key.clone();
         if !patch.apply(&mut stored.key).is_empty() {
             stored.key.updated_at = now;
-            write_key(&mut tx, &stored).await?;
+            write_key(&mut tx, &stored, &self.origin).await?;
             let event =
                 AuditEvent::for_key(Action::KeyUpdated, actor, Some(&before), &stored.key, now);
             audit(&mut tx, &event).await?;
@@ -248,7 +270,7 @@ impl Store for PostgresStore {
             let before = stored.key.clone();
             stored.key.revoked_at = Some(now);
             stored.key.updated_at = now;
-            write_key(&mut tx, &stored).await?;
+            write_key(&mut tx, &stored, &self.origin).await?;
             let event =
                 AuditEvent::for_key(Action::KeyRevoked, actor, Some(&before), &stored.key, now);
             audit(&mut tx, &event).await?;
@@ -275,8 +297,8 @@ impl Store for PostgresStore {
         }
         old.key.replaced_by = Some(new.key.id.clone());
         old.key.updated_at = now;
-        write_key(&mut tx, &old).await?;
-        let new = insert(&mut tx, new).await?;
+        write_key(&mut tx, &old, &self.origin).await?;
+        let new = insert(&mut tx, new, &self.origin).await?;
         audit(
             &mut tx,
             &AuditEvent::for_key(Action::KeyRotated, actor, Some(&before), &old.key, now),
@@ -337,6 +359,12 @@ impl Store for PostgresStore {
                 &AuditEvent::for_account(actor, &before, &after, now),
             )
             .await?;
+            notify(
+                &mut tx,
+                &Change::Account(account_id.to_owned()),
+                &self.origin,
+            )
+            .await?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(after)
@@ -360,6 +388,10 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<Change>> {
+        Some(listener::spawn(self.pool.clone(), self.origin.clone()))
     }
 
     async fn close(&self) {

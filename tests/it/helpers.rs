@@ -108,6 +108,19 @@ impl TestServer {
         let task = tokio::spawn(app.serve(listener, async {
             let _ = stopped.await;
         }));
+        if config.database_url.expose().starts_with("postgres") {
+            // Start from a connected change feed, so no test races its first (re)read.
+            let feed = service.clone();
+            eventually(
+                Duration::from_secs(10),
+                "the change feed to connect",
+                || {
+                    let connected = feed.feed_interruptions() >= 1;
+                    async move { connected.then_some(()) }
+                },
+            )
+            .await;
+        }
         TestServer {
             addr,
             root_key: secret.expose().to_owned(),

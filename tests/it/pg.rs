@@ -135,6 +135,11 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Restarts a stopped cluster (for outage tests).
+    pub fn restart(&self) -> Result<(), String> {
+        self.start_server(self.data.parent().expect("data dir has a parent"))
+    }
+
     /// Starts (or restarts) the server of an initialized cluster.
     pub fn start_server(&self, dir: &Path) -> Result<(), String> {
         let options = format!(
@@ -159,12 +164,12 @@ impl Cluster {
         )
     }
 
-    /// Stops the server at once (for outage tests).
-    #[allow(dead_code)]
+    /// Stops the server, disconnecting every client (for outage tests). `fast`, not
+    /// `immediate`: with `synchronous_commit=off` an immediate stop may lose the last commits.
     pub fn stop_server(&self) -> Result<(), String> {
         self.pg(
             "pg_ctl",
-            &["-D", path(&self.data), "-m", "immediate", "-w", "stop"],
+            &["-D", path(&self.data), "-m", "fast", "-w", "stop"],
         )
     }
 

@@ -1,0 +1,152 @@
+//! PostgreSQL's change feed: every replica LISTENs on one channel; mutations NOTIFY in their
+//! transaction with the key digest or account id they touched. When the listening connection
+//! drops, notifications sent meanwhile are lost, so the feed reports `Lost` (the cache then
+//! re-reads everything) and reconnects with exponential backoff.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::mpsc;
+
+use crate::key::KeyDigest;
+use crate::model::Change;
+
+/// The NOTIFY channel.
+pub(crate) const CHANNEL: &str = "keyward_changes";
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The NOTIFY payload of a change: `<origin> k:<hex digest>` or `<origin> a:<account id>`.
+pub(crate) fn payload(change: &Change, origin: &str) -> String {
+    match change {
+        Change::Key(digest) => {
+            let hex: String = digest
+                .as_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("{origin} k:{hex}")
+        }
+        Change::Account(id) => format!("{origin} a:{id}"),
+        Change::Lost => format!("{origin} lost"),
+    }
+}
+
+/// The change a payload reports, unless it came from `own` origin (or is malformed).
+fn parse(payload: &str, own: &str) -> Option<Option<Change>> {
+    let (origin, change) = payload.split_once(' ')?;
+    if origin == own {
+        return Some(None);
+    }
+    parse_change(change).map(Some)
+}
+
+fn parse_change(payload: &str) -> Option<Change> {
+    if let Some(hex) = payload.strip_prefix("k:") {
+        let bytes: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| {
+                hex.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect();
+        return KeyDigest::from_slice(&bytes?).map(Change::Key);
+    }
+    payload
+        .strip_prefix("a:")
+        .map(|id| Change::Account(id.to_owned()))
+}
+
+/// Starts listening; the task ends when the receiver is dropped.
+pub(crate) fn spawn(pool: PgPool, origin: String) -> mpsc::Receiver<Change> {
+    let (tx, rx) = mpsc::channel(4096);
+    tokio::spawn(run(pool, origin, tx));
+    rx
+}
+
+async fn run(pool: PgPool, origin: String, tx: mpsc::Sender<Change>) {
+    let mut backoff = MIN_BACKOFF;
+    let mut first = true;
+    loop {
+        match listen(&pool).await {
+            Ok(mut listener) => {
+                if !first {
+                    tracing::info!("change listener reconnected");
+                }
+                first = false;
+                backoff = MIN_BACKOFF;
+                // Whatever was sent while we were not listening is lost.
+                if tx.send(Change::Lost).await.is_err() {
+                    return;
+                }
+                loop {
+                    let received = tokio::select! {
+                        () = tx.closed() => return,
+                        received = listener.try_recv() => received,
+                    };
+                    match received {
+                        Ok(Some(notification)) => match parse(notification.payload(), &origin) {
+                            Some(Some(change)) => {
+                                if tx.send(change).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Some(None) => {} // our own change, already applied
+                            None => tracing::warn!("ignoring a malformed change notification"),
+                        },
+                        Ok(None) => {
+                            tracing::warn!("change listener connection lost");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "change listener failed");
+                            break;
+                        }
+                    }
+                }
+                if tx.send(Change::Lost).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot listen for changes");
+            }
+        }
+        tokio::select! {
+            () = tx.closed() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip() {
+        let digest = KeyDigest::of("kw_live_x");
+        for change in [Change::Key(digest), Change::Account("acme:eu@1".into())] {
+            assert_eq!(
+                parse(&payload(&change, "origin_a"), "origin_b"),
+                Some(Some(change.clone()))
+            );
+            assert_eq!(
+                parse(&payload(&change, "origin_a"), "origin_a"),
+                Some(None),
+                "own change"
+            );
+        }
+        assert_eq!(parse("o k:zz", "x"), None);
+        assert_eq!(parse("nonsense", "x"), None);
+    }
+}

@@ -1,0 +1,248 @@
+//! The cache under load and across replicas: negative cache, single flight, invalidation
+//! through PostgreSQL LISTEN/NOTIFY, a dropped listener, and a database outage.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use keyward::key::{Environment, KeyFormat};
+use keyward::proto::{self, VerifyCode};
+use prost_types::FieldMask;
+use sqlx::Connection;
+use tonic::Code;
+
+use crate::both_backends;
+use crate::helpers::{
+    Backend, TestServer, code, eventually, fresh_database, key_request, test_config, verify_request,
+};
+use crate::pg::Cluster;
+
+both_backends!(
+    negative_cache_absorbs_unknown_keys,
+    concurrent_misses_make_one_lookup
+);
+
+async fn negative_cache_absorbs_unknown_keys(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let unknown = KeyFormat::default().generate(Environment::Live);
+    let before = server.store_lookups();
+    let mut verifier = server.verifier().await;
+    for _ in 0..1000 {
+        let r = verifier
+            .verify(verify_request(unknown.secret.expose(), &[]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(code(&r), VerifyCode::NotFound);
+    }
+    let lookups = server.store_lookups() - before;
+    assert!(
+        lookups <= 2,
+        "1000 verifies of one unknown key made {lookups} store lookups"
+    );
+    server.stop().await;
+}
+
+async fn concurrent_misses_make_one_lookup(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (secret, _) = server.create(key_request("acme", &["videos:read"])).await;
+    let before = server.store_lookups();
+    let verifier = server.verifier().await;
+    let calls: Vec<_> = (0..100)
+        .map(|_| {
+            let mut v = verifier.clone();
+            let request = verify_request(&secret, &["videos:read"]);
+            tokio::spawn(async move { v.verify(request).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(
+            code(&call.await.unwrap().unwrap().into_inner()),
+            VerifyCode::Valid
+        );
+    }
+    assert_eq!(
+        server.store_lookups() - before,
+        1,
+        "100 concurrent misses, one store lookup"
+    );
+    server.stop().await;
+}
+
+/// Two servers sharing one PostgreSQL database (each starts with its change feed connected).
+async fn two_replicas() -> (TestServer, TestServer) {
+    let (url, _) = fresh_database(Backend::Postgres).await;
+    let a = TestServer::start_on(test_config(&url)).await;
+    let b = TestServer::start_on(test_config(&url)).await;
+    (a, b)
+}
+
+async fn until_code(server: &TestServer, secret: &str, scopes: &[&str], expected: VerifyCode) {
+    let what = format!("{expected:?} on the other replica");
+    eventually(Duration::from_secs(2), &what, || async {
+        (code(&server.verify(secret, scopes).await) == expected).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutations_reach_the_other_replica() {
+    let (a, b) = two_replicas().await;
+    let (revoked, revoked_key) = a.create(key_request("acme", &["videos:read"])).await;
+    let (rescoped, rescoped_key) = a.create(key_request("acme", &["videos:read"])).await;
+    let (disabled, _) = a.create(key_request("globex", &["videos:read"])).await;
+    // B caches all three.
+    for secret in [&revoked, &rescoped, &disabled] {
+        assert_eq!(
+            code(&b.verify(secret, &["videos:read"]).await),
+            VerifyCode::Valid
+        );
+    }
+    let lookups = b.store_lookups();
+    assert_eq!(code(&b.verify(&revoked, &[]).await), VerifyCode::Valid);
+    assert_eq!(b.store_lookups(), lookups, "B answers from its cache");
+
+    let mut manage = a.manage().await;
+    manage
+        .revoke_key(a.root(proto::RevokeKeyRequest { id: revoked_key.id }))
+        .await
+        .unwrap();
+    until_code(&b, &revoked, &[], VerifyCode::Revoked).await;
+
+    manage
+        .update_key(a.root(proto::UpdateKeyRequest {
+            id: rescoped_key.id,
+            scopes: vec!["videos:write".into()],
+            update_mask: Some(FieldMask {
+                paths: vec!["scopes".into()],
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    until_code(
+        &b,
+        &rescoped,
+        &["videos:read"],
+        VerifyCode::InsufficientScope,
+    )
+    .await;
+
+    manage
+        .update_account(a.root(proto::UpdateAccountRequest {
+            account_id: "globex".into(),
+            disabled: true,
+            update_mask: Some(FieldMask {
+                paths: vec!["disabled".into()],
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    until_code(&b, &disabled, &[], VerifyCode::AccountDisabled).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A change made while the listener is away is not notified; dropping the listener makes the
+/// replica re-read its cached keys, so the change is seen anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_listener_makes_the_cache_reread() {
+    let (url, _) = fresh_database(Backend::Postgres).await;
+    let server = TestServer::start_on(test_config(&url)).await;
+    let service = server.service.clone();
+    let (secret, key) = server.create(key_request("acme", &["videos:read"])).await;
+    assert_eq!(code(&server.verify(&secret, &[]).await), VerifyCode::Valid);
+
+    // Revoke behind keyward's back: no notification is sent.
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE api_keys SET revoked_at = 1 WHERE id = $1")
+        .bind(&key.id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(
+        code(&server.verify(&secret, &[]).await),
+        VerifyCode::Valid,
+        "still cached"
+    );
+
+    let terminated: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(terminated, 1, "the listener connection");
+    eventually(Duration::from_secs(10), "the listener to reconnect", || {
+        let n = service.feed_interruptions();
+        async move { (n >= 2).then_some(()) }
+    })
+    .await;
+    until_code(&server, &secret, &[], VerifyCode::Revoked).await;
+    server.stop().await;
+}
+
+/// Stops the database under a running server: cached keys keep verifying until the stale
+/// limit, unknown keys and management calls get UNAVAILABLE, and the server recovers by itself
+/// when the database returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_and_recovery() {
+    let cluster = Cluster::start().expect("a cluster of our own");
+    let mut config = test_config(&cluster.url("postgres"));
+    config.cache_ttl = "1s".into();
+    config.stale_limit = "8s".into();
+    // The test polls one key for many seconds; its rate limit is not what is tested here.
+    config.rate_limit = 1_000_000;
+    let server = TestServer::start_on(config).await;
+    let (secret, _) = server.create(key_request("acme", &["videos:read"])).await;
+    assert_eq!(code(&server.verify(&secret, &[]).await), VerifyCode::Valid);
+    let unknown = KeyFormat::default().generate(Environment::Live);
+
+    cluster.stop_server().expect("stop PostgreSQL");
+    // Past the cache TTL the key is re-read, fails, and is served stale.
+    let stats = server.service.clone();
+    eventually(Duration::from_secs(10), "a stale answer", || async {
+        assert_eq!(code(&server.verify(&secret, &[]).await), VerifyCode::Valid);
+        let stale = stats.cache().stats().stale_hits.load(Ordering::Relaxed);
+        (stale >= 1).then_some(())
+    })
+    .await;
+    let mut verifier = server.verifier().await;
+    let status = verifier
+        .verify(verify_request(unknown.secret.expose(), &[]))
+        .await
+        .expect_err("unknown key during the outage");
+    assert_eq!(status.code(), Code::Unavailable);
+    let status = server
+        .manage()
+        .await
+        .create_key(server.root(key_request("acme", &["videos:read"])))
+        .await
+        .expect_err("management during the outage");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().contains("database is unavailable"),
+        "{}",
+        status.message()
+    );
+
+    // Past the stale limit, the cached key is no longer vouched for.
+    let status = eventually(Duration::from_secs(20), "the stale limit", || {
+        let mut verifier = verifier.clone();
+        let request = verify_request(&secret, &[]);
+        async move { verifier.verify(request).await.err() }
+    })
+    .await;
+    assert_eq!(status.code(), Code::Unavailable);
+
+    cluster.restart().expect("restart PostgreSQL");
+    eventually(Duration::from_secs(30), "recovery", || async {
+        let mut verifier = server.verifier().await;
+        let r = verifier.verify(verify_request(&secret, &[])).await.ok()?;
+        (code(&r.into_inner()) == VerifyCode::Valid).then_some(())
+    })
+    .await;
+    server.create(key_request("acme", &["videos:read"])).await;
+    server.stop().await;
+}
