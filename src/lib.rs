@@ -15,6 +15,7 @@ pub mod duration;
 pub mod error;
 mod grpc;
 pub mod key;
+pub mod metrics;
 pub mod model;
 pub mod proto;
 pub mod ratelimit;

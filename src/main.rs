@@ -93,6 +93,14 @@ async fn run(command: Command) -> Result<(), String> {
             let listener = TcpListener::bind(config.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+            let app = match config.metrics_addr {
+                Some(addr) => app.with_metrics(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?,
+                ),
+                None => app,
+            };
             app.serve(listener, shutdown)
                 .await
                 .map_err(|e| e.to_string())

@@ -30,6 +30,7 @@ pub struct App {
     service: Arc<Keyward>,
     shutdown_timeout: Duration,
     last_used_interval: Duration,
+    metrics: Option<TcpListener>,
 }
 
 impl App {
@@ -53,12 +54,19 @@ impl App {
             service: Arc::new(service),
             shutdown_timeout: config.shutdown_timeout(),
             last_used_interval: config.last_used_interval(),
+            metrics: None,
         })
     }
 
     /// The domain service, for the CLI and tests.
     pub fn service(&self) -> &Arc<Keyward> {
         &self.service
+    }
+
+    /// Serves Prometheus metrics on `listener` (`GET /metrics`) while the server runs.
+    pub fn with_metrics(mut self, listener: TcpListener) -> Self {
+        self.metrics = Some(listener);
+        self
     }
 
     /// Creates the first root key if the store is empty; its secret is returned to be shown once.
@@ -69,7 +77,7 @@ impl App {
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, drains in-flight calls (for
     /// at most the configured shutdown timeout) and closes the store.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
@@ -122,6 +130,12 @@ impl App {
                 }
             })
         });
+        let metrics = self.metrics.take().map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving metrics on /metrics");
+            }
+            tokio::spawn(crate::metrics::serve(listener, self.service.clone()))
+        });
         let flusher = tokio::spawn(flush_last_used(
             self.service.clone(),
             self.last_used_interval,
@@ -140,6 +154,9 @@ impl App {
             }
         };
         flusher.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         if let Some(feed) = feed {
             feed.abort();
         }

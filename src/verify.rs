@@ -40,6 +40,24 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, in discriminant order (`code as usize` indexes this).
+    pub const ALL: [Code; 14] = [
+        Code::Valid,
+        Code::Missing,
+        Code::Malformed,
+        Code::NotFound,
+        Code::Revoked,
+        Code::Expired,
+        Code::WrongEnvironment,
+        Code::AccountDisabled,
+        Code::IpNotAllowed,
+        Code::ReferrerNotAllowed,
+        Code::MethodNotAllowed,
+        Code::PathNotAllowed,
+        Code::InsufficientScope,
+        Code::RateLimited,
+    ];
+
     /// What the gateway should answer.
     pub fn http_status(self) -> u32 {
         match self {
@@ -348,6 +366,13 @@ mod tests {
         assert_eq!(decide(&s, &q, now).code, Code::Valid);
         q.context.client_ip = "192.168.0.1".into();
         assert_eq!(decide(&s, &q, now).code, Code::IpNotAllowed);
+    }
+
+    #[test]
+    fn all_is_in_discriminant_order() {
+        for (i, code) in Code::ALL.iter().enumerate() {
+            assert_eq!(*code as usize, i);
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::cache::{CacheSettings, CachedKey, KeyCache};
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
+use crate::metrics::VerifyMetrics;
 use crate::model::{ApiKey, Change, RateLimit};
 use crate::ratelimit::{LimitStatus, Outcome, RateLimiter};
 use crate::store::Store;
@@ -90,6 +91,7 @@ pub struct Keyward {
     last_used: LastUsed,
     limiter: RateLimiter,
     feed_interruptions: AtomicU64,
+    verify_metrics: VerifyMetrics,
 }
 
 impl Keyward {
@@ -105,6 +107,7 @@ impl Keyward {
             store,
             limiter: RateLimiter::new(cache.capacity),
             feed_interruptions: AtomicU64::new(0),
+            verify_metrics: VerifyMetrics::default(),
             cache: KeyCache::new(cache),
             format,
             policy,
@@ -128,8 +131,22 @@ impl Keyward {
         &self.store
     }
 
-    /// Decides whether `raw` may make the request `query` describes.
+    /// Decides whether `raw` may make the request `query` describes, and records the answer
+    /// in the metrics.
     pub async fn verify(&self, raw: &str, query: &VerifyQuery) -> Result<Verdict> {
+        let start = std::time::Instant::now();
+        let verdict = self.decide(raw, query).await;
+        let code = verdict.as_ref().ok().map(|v| v.code);
+        self.verify_metrics.record(code, start.elapsed());
+        verdict
+    }
+
+    /// Verification counters and latencies.
+    pub fn verify_metrics(&self) -> &VerifyMetrics {
+        &self.verify_metrics
+    }
+
+    async fn decide(&self, raw: &str, query: &VerifyQuery) -> Result<Verdict> {
         if raw.is_empty() {
             return Ok(Verdict::early(Code::Missing));
         }

@@ -69,6 +69,7 @@ pub fn test_config(database_url: &str) -> Config {
 /// A running server and what a test needs to talk to it.
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
     pub root_key: String,
     pub service: Arc<Keyward>,
     pub database_url: String,
@@ -104,6 +105,11 @@ impl TestServer {
         let service = app.service().clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
+        let metrics = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind metrics");
+        let metrics_addr = metrics.local_addr().expect("local addr");
+        let app = app.with_metrics(metrics);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(listener, async {
             let _ = stopped.await;
@@ -123,6 +129,7 @@ impl TestServer {
         }
         TestServer {
             addr,
+            metrics_addr,
             root_key: secret.expose().to_owned(),
             service,
             database_url: config.database_url.expose().to_owned(),
@@ -182,6 +189,22 @@ impl TestServer {
             .stats()
             .store_lookups
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The Prometheus text from `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
+            .await
+            .expect("metrics");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: keyward\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        response
     }
 
     /// Stops the server and waits for it to finish.

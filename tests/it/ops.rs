@@ -15,7 +15,77 @@ use crate::helpers::{Backend, TestServer, code, eventually, key_request};
 
 const SERVICES: [&str; 3] = ["", "keyward.v1.VerifyService", "keyward.v1.ManageService"];
 
-both_backends!(health_is_serving, shutdown_reports_not_serving_and_drains);
+both_backends!(
+    health_is_serving,
+    shutdown_reports_not_serving_and_drains,
+    metrics_count_verifications_and_cache
+);
+
+fn value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+}
+
+async fn metrics_count_verifications_and_cache(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (secret, _) = server.create(key_request("acme", &["videos:read"])).await;
+    for _ in 0..3 {
+        assert_eq!(
+            code(&server.verify(&secret, &["videos:read"]).await),
+            VerifyCode::Valid
+        );
+    }
+    assert_eq!(
+        code(&server.verify(&secret, &["billing:write"]).await),
+        VerifyCode::InsufficientScope
+    );
+    assert_eq!(
+        code(&server.verify("kw_live_nope", &[]).await),
+        VerifyCode::Malformed
+    );
+    let m = server.metrics().await;
+    assert_eq!(
+        value(&m, r#"keyward_verifications_total{code="VALID"}"#),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            r#"keyward_verifications_total{code="INSUFFICIENT_SCOPE"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&m, r#"keyward_verifications_total{code="MALFORMED"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(&m, r#"keyward_verifications_total{code="REVOKED"}"#),
+        0.0
+    );
+    assert_eq!(value(&m, "keyward_verify_duration_seconds_count"), 5.0);
+    assert_eq!(
+        value(&m, r#"keyward_verify_duration_seconds_bucket{le="+Inf"}"#),
+        5.0
+    );
+    // One lookup for the root key that created the key, one for the key itself.
+    assert_eq!(value(&m, "keyward_store_lookups_total"), 2.0);
+    assert!(value(&m, "keyward_cache_hits_total") >= 3.0);
+    for series in [
+        "keyward_cache_misses_total",
+        "keyward_cache_negative_hits_total",
+        "keyward_cache_entries",
+        "keyward_store_errors_total",
+        "keyward_listener_reconnects_total",
+    ] {
+        value(&m, series);
+    }
+    // The raw key is nowhere in the metrics.
+    assert!(!m.contains(&secret[16..]));
+    server.stop().await;
+}
 
 async fn health_is_serving(backend: Backend) {
     let server = TestServer::start(backend).await;

@@ -132,6 +132,7 @@ async fn first_start_prints_a_root_key_and_logs_no_secret() {
         .into_inner();
     let secret = created.key.clone();
     let id = created.api_key.unwrap().id;
+    let key_id = id.clone();
     let valid = verifier
         .verify(verify_request(&secret, &["videos:read"]))
         .await
@@ -182,6 +183,14 @@ async fn first_start_prints_a_root_key_and_logs_no_secret() {
         1,
         "the root key is printed once"
     );
+
+    // The use of the key was written at shutdown (the default interval is far longer).
+    let store = keyward::store::connect(&keyward::store::DatabaseUrl::new(url.clone()))
+        .await
+        .unwrap();
+    let stored = store.key_by_id(&key_id).await.unwrap().unwrap();
+    assert!(stored.key.last_used_at.is_some(), "last use flushed on SIGTERM");
+    store.close().await;
 
     // The second start finds keys in the store and prints none.
     let again = Process::start(&url);
