@@ -24,6 +24,9 @@ enum Command {
     Serve(ConfigArgs),
     /// Apply database migrations and exit.
     Migrate(ConfigArgs),
+    /// Load-test a running server (Verify against the health Check floor), or with --peer
+    /// measure how fast a revocation reaches another replica.
+    Bench(BenchArgs),
     /// Root keys: mint one directly against the store, for recovery.
     RootKey {
         #[command(subcommand)]
@@ -41,6 +44,46 @@ enum RootKeyCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// The server to drive.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    /// A root key (creates the run's keys, revokes them afterwards).
+    #[arg(long, env = "KEYWARD_ROOT_KEY", hide_env_values = true)]
+    root_key: String,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 2)]
+    connections: usize,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Length of each phase (verify, then health), e.g. 10s.
+    #[arg(long, default_value = "10s")]
+    duration: String,
+    /// Keys created for the run.
+    #[arg(long, default_value_t = 1000)]
+    keys: usize,
+    /// Percent of verifies with unknown, well-formed keys.
+    #[arg(long, default_value_t = 0)]
+    miss_percent: u32,
+    /// Percent of verifies with malformed keys.
+    #[arg(long, default_value_t = 0)]
+    invalid_percent: u32,
+    /// Target total requests per second (default: as fast as possible).
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Key prefix of the server.
+    #[arg(long, default_value = "kw")]
+    key_prefix: String,
+    /// Measure revocation propagation to this replica instead of load.
+    #[arg(long)]
+    peer: Option<String>,
+    /// Revocations to time with --peer.
+    #[arg(long, default_value_t = 50)]
+    rounds: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,6 +153,35 @@ async fn run(command: Command) -> Result<(), String> {
             keyward::telemetry::init(config.log_format);
             App::open(&config).await.map_err(|e| e.to_string())?;
             tracing::info!(database = %config.database_url, "migrations applied");
+            Ok(())
+        }
+        Command::Bench(args) => {
+            let report = match &args.peer {
+                Some(peer) => {
+                    keyward::bench::propagation(&args.addr, peer, &args.root_key, args.rounds)
+                        .await?
+                }
+                None => {
+                    if args.miss_percent + args.invalid_percent > 100 {
+                        return Err("--miss-percent plus --invalid-percent exceeds 100".into());
+                    }
+                    let prefix = keyward::key::KeyPrefix::parse(&args.key_prefix)?;
+                    keyward::bench::load(keyward::bench::LoadSpec {
+                        addr: args.addr,
+                        root_key: args.root_key,
+                        connections: args.connections.max(1),
+                        concurrency: args.concurrency.max(1),
+                        duration: keyward::duration::parse(&args.duration)?,
+                        keys: args.keys.max(1),
+                        miss_percent: args.miss_percent,
+                        invalid_percent: args.invalid_percent,
+                        rate: args.rate,
+                        key_format: keyward::key::KeyFormat::new(prefix),
+                    })
+                    .await?
+                }
+            };
+            print!("{report}");
             Ok(())
         }
         Command::RootKey {

@@ -189,7 +189,10 @@ async fn first_start_prints_a_root_key_and_logs_no_secret() {
         .await
         .unwrap();
     let stored = store.key_by_id(&key_id).await.unwrap().unwrap();
-    assert!(stored.key.last_used_at.is_some(), "last use flushed on SIGTERM");
+    assert!(
+        stored.key.last_used_at.is_some(),
+        "last use flushed on SIGTERM"
+    );
     store.close().await;
 
     // The second start finds keys in the store and prints none.

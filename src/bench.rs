@@ -1,0 +1,401 @@
+//! `keyward bench`: a load generator that drives a running server through the generated tonic
+//! client, and a propagation probe for revocations across two replicas. It creates its own
+//! keys for the run (with a root key) and revokes them afterwards.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::sync::Mutex;
+use tonic::Request;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::key::{Environment, KeyFormat};
+use crate::proto::manage_service_client::ManageServiceClient;
+use crate::proto::verify_service_client::VerifyServiceClient;
+use crate::proto::{self, VerifyCode};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    /// Server address, `http://host:port`.
+    pub addr: String,
+    /// A root key, to create (and afterwards revoke) the keys of the run.
+    pub root_key: String,
+    /// HTTP/2 connections.
+    pub connections: usize,
+    /// Requests in flight per connection.
+    pub concurrency: usize,
+    /// How long each phase runs.
+    pub duration: Duration,
+    /// Keys created for the run.
+    pub keys: usize,
+    /// Share (percent) of verifies with an unknown but well-formed key.
+    pub miss_percent: u32,
+    /// Share (percent) of verifies with a malformed key.
+    pub invalid_percent: u32,
+    /// Target total requests per second; `None` = as fast as possible.
+    pub rate: Option<u32>,
+    /// Key prefix of the server.
+    pub key_format: KeyFormat,
+}
+
+/// Latency and throughput of one phase.
+#[derive(Debug)]
+pub struct PhaseReport {
+    /// What ran.
+    pub name: &'static str,
+    /// Requests answered.
+    pub requests: u64,
+    /// Requests that failed (gRPC errors).
+    pub errors: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Latencies, in microseconds.
+    pub histogram: Histogram<u64>,
+}
+
+impl PhaseReport {
+    /// Requests per second.
+    pub fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn line(&self) -> String {
+        let q = |p: f64| self.histogram.value_at_quantile(p);
+        format!(
+            "{:<8} {:>10.0} req/s  p50 {:>6} µs  p90 {:>6} µs  p99 {:>6} µs  p99.9 {:>6} µs  max {:>7} µs  ({} requests, {} errors)",
+            self.name,
+            self.rate(),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(0.999),
+            self.histogram.max(),
+            self.requests,
+            self.errors
+        )
+    }
+}
+
+fn authed<T>(root: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Ok(value) = format!("Bearer {root}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+async fn connect(addr: &str) -> Result<Channel, String> {
+    Endpoint::from_shared(addr.to_owned())
+        .map_err(|e| format!("bad address {addr}: {e}"))?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))
+}
+
+/// Creates `n` keys in a fresh account with no practical rate limit; returns (secrets, ids).
+async fn create_keys(
+    channel: Channel,
+    root: &str,
+    account: &str,
+    n: usize,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut manage = ManageServiceClient::new(channel);
+    manage
+        .update_account(authed(
+            root,
+            proto::UpdateAccountRequest {
+                account_id: account.to_owned(),
+                max_active_keys: u32::try_from(n + 1).unwrap_or(u32::MAX),
+                disabled: false,
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["max_active_keys".into()],
+                }),
+            },
+        ))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot raise the bench account's key limit: {}",
+                e.message()
+            )
+        })?;
+    let mut secrets = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let created = manage
+            .create_key(authed(
+                root,
+                proto::CreateKeyRequest {
+                    account_id: account.to_owned(),
+                    name: format!("bench {i}"),
+                    environment: proto::Environment::Live.into(),
+                    scopes: vec!["videos:read".into()],
+                    rate_limit: Some(proto::RateLimit {
+                        limit: u32::MAX,
+                        window: Some(prost_types::Duration {
+                            seconds: 1,
+                            nanos: 0,
+                        }),
+                    }),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map_err(|e| format!("cannot create bench keys: {}", e.message()))?
+            .into_inner();
+        secrets.push(created.key);
+        ids.push(created.api_key.map(|k| k.id).unwrap_or_default());
+    }
+    Ok((secrets, ids))
+}
+
+async fn revoke_keys(channel: Channel, root: &str, ids: &[String]) {
+    let mut manage = ManageServiceClient::new(channel);
+    for id in ids {
+        let _ = manage
+            .revoke_key(authed(root, proto::RevokeKeyRequest { id: id.clone() }))
+            .await;
+    }
+}
+
+/// Runs one phase: every worker calls `call(i)` in a loop until the deadline.
+async fn phase<F, Fut>(
+    name: &'static str,
+    spec: &LoadSpec,
+    channels: &[Channel],
+    call: F,
+) -> PhaseReport
+where
+    F: Fn(Channel, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let workers = spec.connections * spec.concurrency;
+    let histogram = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+    ));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let per_worker_interval = spec
+        .rate
+        .map(|rate| Duration::from_secs_f64(workers as f64 / f64::from(rate.max(1))));
+    let start = Instant::now();
+    let deadline = start + spec.duration;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let channel = channels[w % channels.len()].clone();
+        let call = call.clone();
+        let histogram = histogram.clone();
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut local =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            let mut ticker = per_worker_interval.map(|i| {
+                let mut t = tokio::time::interval(i);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                t
+            });
+            let mut i = w as u64;
+            while Instant::now() < deadline {
+                if let Some(t) = ticker.as_mut() {
+                    t.tick().await;
+                }
+                let sent = Instant::now();
+                let ok = call(channel.clone(), i).await;
+                let micros = u64::try_from(sent.elapsed().as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                let _ = local.record(micros.min(60_000_000));
+                if !ok {
+                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                i += workers as u64;
+            }
+            let _ = histogram.lock().await.add(&local);
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let elapsed = start.elapsed();
+    let histogram = Arc::try_unwrap(histogram)
+        .map(Mutex::into_inner)
+        .unwrap_or_else(|h| {
+            // Every task has finished, so no other reference is left; copy if one were.
+            h.try_lock()
+                .map(|g| g.clone())
+                .unwrap_or_else(|_| Histogram::new(3).expect("valid"))
+        });
+    PhaseReport {
+        name,
+        requests: histogram.len(),
+        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+        elapsed,
+        histogram,
+    }
+}
+
+/// Runs the Verify phase and the health-Check phase (the transport floor) and reports both.
+pub async fn load(spec: LoadSpec) -> Result<String, String> {
+    let mut channels = Vec::new();
+    for _ in 0..spec.connections.max(1) {
+        channels.push(connect(&spec.addr).await?);
+    }
+    let account = crate::model::new_id("bench");
+    eprintln!("creating {} keys in account {account}…", spec.keys);
+    let (secrets, ids) = create_keys(
+        channels[0].clone(),
+        &spec.root_key,
+        &account,
+        spec.keys.max(1),
+    )
+    .await?;
+    let unknown: Vec<String> = (0..1000)
+        .map(|_| {
+            spec.key_format
+                .generate(Environment::Live)
+                .secret
+                .expose()
+                .to_owned()
+        })
+        .collect();
+    let secrets = Arc::new(secrets);
+    let unknown = Arc::new(unknown);
+    let (miss, invalid) = (
+        u64::from(spec.miss_percent),
+        u64::from(spec.invalid_percent),
+    );
+
+    // Warm the cache so the run measures steady state.
+    let mut verifier = VerifyServiceClient::new(channels[0].clone());
+    for secret in secrets.iter() {
+        let _ = verifier
+            .verify(proto::VerifyRequest {
+                key: secret.clone(),
+                ..Default::default()
+            })
+            .await;
+    }
+
+    let verify = {
+        let secrets = secrets.clone();
+        let unknown = unknown.clone();
+        move |channel: Channel, i: u64| {
+            let bucket = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100;
+            let key = if bucket < invalid {
+                "kw_live_not-a-key".to_owned()
+            } else if bucket < invalid + miss {
+                unknown[(i as usize) % unknown.len()].clone()
+            } else {
+                secrets[(i as usize) % secrets.len()].clone()
+            };
+            async move {
+                let mut client = VerifyServiceClient::new(channel);
+                let request = proto::VerifyRequest {
+                    key,
+                    required_scopes: vec!["videos:read".into()],
+                    ..Default::default()
+                };
+                match client.verify(request).await {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        r.code != VerifyCode::RateLimited as i32
+                    }
+                    Err(_) => false,
+                }
+            }
+        }
+    };
+    let health = |channel: Channel, _i: u64| async move {
+        let mut client = HealthClient::new(channel);
+        client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .is_ok()
+    };
+    let verify_report = phase("verify", &spec, &channels, verify).await;
+    let health_report = phase("health", &spec, &channels, health).await;
+    revoke_keys(channels[0].clone(), &spec.root_key, &ids).await;
+
+    let ratio = verify_report.rate() / health_report.rate();
+    Ok(format!(
+        "{} connections × {} in flight, {:?} per phase, {} keys, mix: {}% hit / {}% miss / {}% invalid{}\n{}\n{}\nverify/health throughput ratio: {ratio:.2}\n",
+        spec.connections,
+        spec.concurrency,
+        spec.duration,
+        spec.keys,
+        100 - spec.miss_percent - spec.invalid_percent,
+        spec.miss_percent,
+        spec.invalid_percent,
+        spec.rate
+            .map(|r| format!(", target {r} req/s"))
+            .unwrap_or_default(),
+        verify_report.line(),
+        health_report.line(),
+    ))
+}
+
+/// Measures how long a revocation made through `addr` takes to be seen by `peer`, `rounds`
+/// times, polling the peer as fast as it answers.
+pub async fn propagation(
+    addr: &str,
+    peer: &str,
+    root_key: &str,
+    rounds: usize,
+) -> Result<String, String> {
+    let origin = connect(addr).await?;
+    let other = connect(peer).await?;
+    let account = crate::model::new_id("bench");
+    let (secrets, ids) = create_keys(origin.clone(), root_key, &account, rounds.max(1)).await?;
+    let mut manage = ManageServiceClient::new(origin);
+    let mut verifier = VerifyServiceClient::new(other);
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    for (secret, id) in secrets.iter().zip(&ids) {
+        let ask = || proto::VerifyRequest {
+            key: secret.clone(),
+            ..Default::default()
+        };
+        // The peer caches the key first, as a busy gateway would have.
+        let first = verifier
+            .verify(ask())
+            .await
+            .map_err(|e| e.message().to_owned())?;
+        if first.into_inner().code != VerifyCode::Valid as i32 {
+            return Err(
+                "the peer does not see the new key; do the servers share a database?".into(),
+            );
+        }
+        manage
+            .revoke_key(authed(root_key, proto::RevokeKeyRequest { id: id.clone() }))
+            .await
+            .map_err(|e| e.message().to_owned())?;
+        let revoked_at = Instant::now();
+        loop {
+            let r = verifier
+                .verify(ask())
+                .await
+                .map_err(|e| e.message().to_owned())?;
+            if r.into_inner().code == VerifyCode::Revoked as i32 {
+                break;
+            }
+            if revoked_at.elapsed() > Duration::from_secs(30) {
+                return Err("the peer did not see a revocation within 30 s".into());
+            }
+        }
+        let micros = u64::try_from(revoked_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let _ = histogram.record(micros.max(1));
+    }
+    let ms = |p: f64| histogram.value_at_quantile(p) as f64 / 1000.0;
+    Ok(format!(
+        "revocation seen by the peer, over {} revocations: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms\n",
+        histogram.len(),
+        ms(0.5),
+        ms(0.99),
+        histogram.max() as f64 / 1000.0
+    ))
+}
