@@ -20,7 +20,7 @@ use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
 
 use crate::error::{Error, Result};
-use crate::key::KeyDigest;
+use crate::key::{DigestHashBuilder, KeyDigest};
 use crate::model::KeyState;
 use crate::time::Timestamp;
 
@@ -94,8 +94,8 @@ struct Entry {
 /// The key cache.
 #[derive(Debug)]
 pub struct KeyCache {
-    entries: Cache<KeyDigest, Arc<Entry>>,
-    negative: Cache<KeyDigest, ()>,
+    entries: Cache<KeyDigest, Arc<Entry>, DigestHashBuilder>,
+    negative: Cache<KeyDigest, (), DigestHashBuilder>,
     settings: CacheSettings,
     /// Bumped by every invalidation; a load that sees it move may have read stale data.
     epoch: AtomicU64,
@@ -115,11 +115,11 @@ impl KeyCache {
                 .max_capacity(settings.capacity)
                 .time_to_live(settings.stale_limit.max(settings.ttl))
                 .support_invalidation_closures()
-                .build(),
+                .build_with_hasher(DigestHashBuilder::default()),
             negative: Cache::builder()
                 .max_capacity(settings.negative_capacity)
                 .time_to_live(settings.negative_ttl)
-                .build(),
+                .build_with_hasher(DigestHashBuilder::default()),
             settings,
             epoch: AtomicU64::new(0),
             generation: AtomicU64::new(0),

@@ -123,6 +123,27 @@ impl KeyDigest {
     }
 }
 
+/// Hashes a [`KeyDigest`] by taking its first 8 bytes: a SHA-256 digest is already uniformly
+/// distributed, so hashing it again (SipHash, moka's default) is wasted work on the hot path.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut head = [0u8; 8];
+        let n = bytes.len().min(8);
+        head[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(17) ^ u64::from_le_bytes(head);
+    }
+}
+
+/// The hasher builder for maps keyed by [`KeyDigest`].
+pub type DigestHashBuilder = std::hash::BuildHasherDefault<DigestHasher>;
+
 impl fmt::Debug for KeyDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("KeyDigest([REDACTED])")

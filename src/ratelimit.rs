@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use moka::Expiry;
 use moka::sync::Cache;
 
+use crate::key::{DigestHashBuilder, KeyDigest};
 use crate::model::RateLimit;
 use crate::time::Timestamp;
 
@@ -87,14 +88,19 @@ struct Entry {
 
 struct IdleExpiry;
 
-impl Expiry<String, Arc<Entry>> for IdleExpiry {
-    fn expire_after_create(&self, _: &String, entry: &Arc<Entry>, _: Instant) -> Option<Duration> {
+impl Expiry<KeyDigest, Arc<Entry>> for IdleExpiry {
+    fn expire_after_create(
+        &self,
+        _: &KeyDigest,
+        entry: &Arc<Entry>,
+        _: Instant,
+    ) -> Option<Duration> {
         Some(Duration::from_secs(entry.idle_secs.load(Ordering::Relaxed)))
     }
 
     fn expire_after_read(
         &self,
-        _: &String,
+        _: &KeyDigest,
         entry: &Arc<Entry>,
         _: Instant,
         _: Option<Duration>,
@@ -106,7 +112,7 @@ impl Expiry<String, Arc<Entry>> for IdleExpiry {
 
 /// Per-key counters for every key this replica has seen recently.
 pub struct RateLimiter {
-    keys: Cache<String, Arc<Entry>>,
+    keys: Cache<KeyDigest, Arc<Entry>, DigestHashBuilder>,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -124,7 +130,7 @@ impl RateLimiter {
             keys: Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(IdleExpiry)
-                .build(),
+                .build_with_hasher(DigestHashBuilder::default()),
         }
     }
 
@@ -134,11 +140,11 @@ impl RateLimiter {
         self.keys.entry_count()
     }
 
-    /// Takes `cost` units from the key's own limit and from the guardrail of every scope given,
+    /// Takes `cost` units from the key's own limit (the key named by its digest) and from the guardrail of every scope given,
     /// or from none of them if any lacks room.
     pub fn check(
         &self,
-        key_id: &str,
+        key: &KeyDigest,
         own: &RateLimit,
         guardrails: &[(&str, RateLimit)],
         cost: u32,
@@ -150,7 +156,7 @@ impl RateLimiter {
             .chain([own.window_secs])
             .max()
             .unwrap_or(1);
-        let entry = self.keys.get_with_by_ref(key_id, || {
+        let entry = self.keys.get_with_by_ref(key, || {
             Arc::new(Entry {
                 counters: Mutex::new(Counters::default()),
                 idle_secs: AtomicU64::new(longest),
@@ -219,12 +225,12 @@ mod tests {
         let limiter = RateLimiter::new(1000);
         let own = limit(3, 60);
         for remaining in [2, 1, 0] {
-            match limiter.check("k", &own, &[], 1, Timestamp(SEC)) {
+            match limiter.check(&KeyDigest::of("k"), &own, &[], 1, Timestamp(SEC)) {
                 Outcome::Allowed(s) => assert_eq!(s.remaining, remaining),
                 other => panic!("{other:?}"),
             }
         }
-        match limiter.check("k", &own, &[], 1, Timestamp(11 * SEC)) {
+        match limiter.check(&KeyDigest::of("k"), &own, &[], 1, Timestamp(11 * SEC)) {
             Outcome::Limited {
                 status,
                 retry_after,
@@ -238,11 +244,11 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            limiter.check("k", &own, &[], 1, Timestamp(61 * SEC)),
+            limiter.check(&KeyDigest::of("k"), &own, &[], 1, Timestamp(61 * SEC)),
             Outcome::Allowed(_)
         ));
         assert!(matches!(
-            limiter.check("other", &own, &[], 1, Timestamp(11 * SEC)),
+            limiter.check(&KeyDigest::of("other"), &own, &[], 1, Timestamp(11 * SEC)),
             Outcome::Allowed(_)
         ));
     }
@@ -252,14 +258,14 @@ mod tests {
         let limiter = RateLimiter::new(1000);
         let own = limit(10, 60);
         assert!(
-            matches!(limiter.check("k", &own, &[], 7, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 3)
+            matches!(limiter.check(&KeyDigest::of("k"), &own, &[], 7, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 3)
         );
         assert!(matches!(
-            limiter.check("k", &own, &[], 4, Timestamp(0)),
+            limiter.check(&KeyDigest::of("k"), &own, &[], 4, Timestamp(0)),
             Outcome::Limited { .. }
         ));
         assert!(
-            matches!(limiter.check("k", &own, &[], 3, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 0)
+            matches!(limiter.check(&KeyDigest::of("k"), &own, &[], 3, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 0)
         );
     }
 
@@ -269,13 +275,13 @@ mod tests {
         let own = limit(100, 60);
         let email = [("members:email", limit(2, 86_400))];
         assert!(
-            matches!(limiter.check("k", &own, &email, 1, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 99)
+            matches!(limiter.check(&KeyDigest::of("k"), &own, &email, 1, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 99)
         );
         assert!(
-            matches!(limiter.check("k", &own, &email, 1, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 98)
+            matches!(limiter.check(&KeyDigest::of("k"), &own, &email, 1, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 98)
         );
         // The guardrail refuses: the key's own budget is not touched.
-        match limiter.check("k", &own, &email, 1, Timestamp(0)) {
+        match limiter.check(&KeyDigest::of("k"), &own, &email, 1, Timestamp(0)) {
             Outcome::Limited { scope, status, .. } => {
                 assert_eq!(scope.as_deref(), Some("members:email"));
                 assert_eq!(status.limit, 2);
@@ -283,21 +289,27 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(
-            matches!(limiter.check("k", &own, &[], 1, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 97)
+            matches!(limiter.check(&KeyDigest::of("k"), &own, &[], 1, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 97)
         );
         // The own limit refuses: the guardrail is not touched either.
         let tight = limit(3, 60);
         let fresh = [("members:invite", limit(5, 86_400))];
         assert!(matches!(
-            limiter.check("j", &tight, &[], 3, Timestamp(0)),
+            limiter.check(&KeyDigest::of("j"), &tight, &[], 3, Timestamp(0)),
             Outcome::Allowed(_)
         ));
         assert!(matches!(
-            limiter.check("j", &tight, &fresh, 1, Timestamp(0)),
+            limiter.check(&KeyDigest::of("j"), &tight, &fresh, 1, Timestamp(0)),
             Outcome::Limited { scope: None, .. }
         ));
         assert!(matches!(
-            limiter.check("j", &limit(100, 60), &fresh, 5, Timestamp(0)),
+            limiter.check(
+                &KeyDigest::of("j"),
+                &limit(100, 60),
+                &fresh,
+                5,
+                Timestamp(0)
+            ),
             Outcome::Allowed(_)
         ));
     }
@@ -307,7 +319,13 @@ mod tests {
         let limiter = RateLimiter::new(1_000_000);
         let own = limit(100, 2);
         for i in 0..100_000 {
-            limiter.check(&format!("key_{i}"), &own, &[], 1, Timestamp(0));
+            limiter.check(
+                &KeyDigest::of(&format!("key_{i}")),
+                &own,
+                &[],
+                1,
+                Timestamp(0),
+            );
         }
         assert!(
             limiter.tracked_keys() > 0,
@@ -329,7 +347,13 @@ mod tests {
         let limiter = RateLimiter::new(1_000);
         let own = limit(100, 3600);
         for i in 0..20_000 {
-            limiter.check(&format!("key_{i}"), &own, &[], 1, Timestamp(0));
+            limiter.check(
+                &KeyDigest::of(&format!("key_{i}")),
+                &own,
+                &[],
+                1,
+                Timestamp(0),
+            );
         }
         assert!(
             limiter.tracked_keys() <= 1_000,

@@ -16,7 +16,7 @@ use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
 use crate::metrics::VerifyMetrics;
-use crate::model::{ApiKey, Change, RateLimit};
+use crate::model::{Change, KeyState, RateLimit};
 use crate::ratelimit::{LimitStatus, Outcome, RateLimiter};
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -166,7 +166,7 @@ impl Keyward {
             retry_after: None,
         };
         if verdict.code == Code::Valid {
-            self.apply_rate_limits(&mut verdict, &key.state.key, query, now);
+            self.apply_rate_limits(&mut verdict, &key.state, query, now);
         }
         if verdict.code == Code::Valid && key.mark_use(now) {
             self.last_used.record(&key.state.key.id, now);
@@ -180,11 +180,11 @@ impl Keyward {
     fn apply_rate_limits(
         &self,
         verdict: &mut Verdict,
-        key: &ApiKey,
+        state: &KeyState,
         query: &VerifyQuery,
         now: Timestamp,
     ) {
-        let own = key.rate_limit.unwrap_or(self.policy.rate_limit);
+        let own = state.key.rate_limit.unwrap_or(self.policy.rate_limit);
         let guardrails: Vec<(&str, RateLimit)> = query
             .required_scopes
             .iter()
@@ -192,7 +192,7 @@ impl Keyward {
             .collect();
         match self
             .limiter
-            .check(&key.id, &own, &guardrails, query.cost, now)
+            .check(&state.digest, &own, &guardrails, query.cost, now)
         {
             Outcome::Allowed(status) => verdict.rate_limit = Some(status),
             Outcome::Limited {
