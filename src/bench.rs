@@ -97,41 +97,42 @@ async fn connect(addr: &str) -> Result<Channel, String> {
         .map_err(|e| format!("cannot connect to {addr}: {e}"))
 }
 
-/// Creates `n` keys in a fresh account with no practical rate limit; returns (secrets, ids).
+/// Keys per bench account: the active-key count is checked on every create, so one huge
+/// account would make creating 100k keys quadratic.
+const KEYS_PER_ACCOUNT: usize = 500;
+
+/// Creates `n` keys in fresh accounts (`{prefix}_{i}`) with no practical rate limit; returns
+/// (secrets, ids).
 async fn create_keys(
     channel: Channel,
     root: &str,
-    account: &str,
+    prefix: &str,
     n: usize,
 ) -> Result<(Vec<String>, Vec<String>), String> {
     let mut manage = ManageServiceClient::new(channel);
-    manage
-        .update_account(authed(
-            root,
-            proto::UpdateAccountRequest {
-                account_id: account.to_owned(),
-                max_active_keys: u32::try_from(n + 1).unwrap_or(u32::MAX),
+    let mut secrets = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let account = format!("{prefix}_{}", i / KEYS_PER_ACCOUNT);
+        if i % KEYS_PER_ACCOUNT == 0 {
+            let raise = proto::UpdateAccountRequest {
+                account_id: account.clone(),
+                max_active_keys: u32::try_from(KEYS_PER_ACCOUNT + 1).unwrap_or(u32::MAX),
                 disabled: false,
                 update_mask: Some(prost_types::FieldMask {
                     paths: vec!["max_active_keys".into()],
                 }),
-            },
-        ))
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot raise the bench account's key limit: {}",
-                e.message()
-            )
-        })?;
-    let mut secrets = Vec::with_capacity(n);
-    let mut ids = Vec::with_capacity(n);
-    for i in 0..n {
+            };
+            manage
+                .update_account(authed(root, raise))
+                .await
+                .map_err(|e| format!("cannot raise a bench account's key limit: {}", e.message()))?;
+        }
         let created = manage
             .create_key(authed(
                 root,
                 proto::CreateKeyRequest {
-                    account_id: account.to_owned(),
+                    account_id: account,
                     name: format!("bench {i}"),
                     environment: proto::Environment::Live.into(),
                     scopes: vec!["videos:read".into()],
@@ -245,7 +246,7 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
         channels.push(connect(&spec.addr).await?);
     }
     let account = crate::model::new_id("bench");
-    eprintln!("creating {} keys in account {account}…", spec.keys);
+    eprintln!("creating {} keys in accounts {account}_*…", spec.keys);
     let (secrets, ids) = create_keys(
         channels[0].clone(),
         &spec.root_key,
@@ -270,6 +271,7 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
     );
 
     // Warm the cache so the run measures steady state.
+    eprintln!("warming the cache…");
     let mut verifier = VerifyServiceClient::new(channels[0].clone());
     for secret in secrets.iter() {
         let _ = verifier
@@ -318,6 +320,7 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
             .await
             .is_ok()
     };
+    eprintln!("running the verify phase, then the health phase…");
     let verify_report = phase("verify", &spec, &channels, verify).await;
     let health_report = phase("health", &spec, &channels, health).await;
     revoke_keys(channels[0].clone(), &spec.root_key, &ids).await;
