@@ -28,8 +28,10 @@ pub struct LoadSpec {
     pub connections: usize,
     /// Requests in flight per connection.
     pub concurrency: usize,
-    /// How long each phase runs.
+    /// How long each phase runs (at most, with `requests`).
     pub duration: Duration,
+    /// Requests per phase; `None` runs for `duration`.
+    pub requests: Option<u64>,
     /// Keys created for the run.
     pub keys: usize,
     /// Share (percent) of verifies with an unknown but well-formed key.
@@ -126,7 +128,9 @@ async fn create_keys(
             manage
                 .update_account(authed(root, raise))
                 .await
-                .map_err(|e| format!("cannot raise a bench account's key limit: {}", e.message()))?;
+                .map_err(|e| {
+                    format!("cannot raise a bench account's key limit: {}", e.message())
+                })?;
         }
         let created = manage
             .create_key(authed(
@@ -180,6 +184,8 @@ where
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
     ));
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let issued = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let budget = spec.requests;
     let per_worker_interval = spec
         .rate
         .map(|rate| Duration::from_secs_f64(workers as f64 / f64::from(rate.max(1))));
@@ -191,6 +197,7 @@ where
         let call = call.clone();
         let histogram = histogram.clone();
         let errors = errors.clone();
+        let issued = issued.clone();
         tasks.push(tokio::spawn(async move {
             let mut local =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
@@ -201,6 +208,11 @@ where
             });
             let mut i = w as u64;
             while Instant::now() < deadline {
+                if budget
+                    .is_some_and(|b| issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= b)
+                {
+                    break;
+                }
                 if let Some(t) = ticker.as_mut() {
                     t.tick().await;
                 }
@@ -327,10 +339,12 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
 
     let ratio = verify_report.rate() / health_report.rate();
     Ok(format!(
-        "{} connections × {} in flight, {:?} per phase, {} keys, mix: {}% hit / {}% miss / {}% invalid{}\n{}\n{}\nverify/health throughput ratio: {ratio:.2}\n",
+        "{} connections × {} in flight, {} per phase, {} keys, mix: {}% hit / {}% miss / {}% invalid{}\n{}\n{}\nverify/health throughput ratio: {ratio:.2}\n",
         spec.connections,
         spec.concurrency,
-        spec.duration,
+        spec.requests
+            .map(|r| format!("{r} requests"))
+            .unwrap_or_else(|| format!("{:?}", spec.duration)),
         spec.keys,
         100 - spec.miss_percent - spec.invalid_percent,
         spec.miss_percent,

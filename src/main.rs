@@ -63,6 +63,9 @@ struct BenchArgs {
     /// Length of each phase (verify, then health), e.g. 10s.
     #[arg(long, default_value = "10s")]
     duration: String,
+    /// Requests per phase instead of a duration (the phase still stops after 1 hour).
+    #[arg(long)]
+    requests: Option<u64>,
     /// Keys created for the run.
     #[arg(long, default_value_t = 1000)]
     keys: usize,
@@ -171,7 +174,11 @@ async fn run(command: Command) -> Result<(), String> {
                         root_key: args.root_key,
                         connections: args.connections.max(1),
                         concurrency: args.concurrency.max(1),
-                        duration: keyward::duration::parse(&args.duration)?,
+                        duration: match args.requests {
+                            Some(_) => std::time::Duration::from_secs(3600),
+                            None => keyward::duration::parse(&args.duration)?,
+                        },
+                        requests: args.requests,
                         keys: args.keys.max(1),
                         miss_percent: args.miss_percent,
                         invalid_percent: args.invalid_percent,

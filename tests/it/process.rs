@@ -251,3 +251,52 @@ fn bad_configuration_stops_the_binary_with_a_clear_message() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.to_lowercase().contains("listen"), "{stderr}");
 }
+
+/// Defaults → TOML file → `KEYWARD_*` environment → flags: each layer overrides the one before.
+/// The key prefix is visible in the root key printed on first start.
+#[test]
+fn configuration_layers_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keyward.toml");
+    std::fs::write(
+        &file,
+        "key_prefix = \"fromfile\"\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let first_key = |n: u32, env: Option<&str>, flag: Option<&str>| {
+        let url = format!("sqlite://{}", dir.path().join(format!("k{n}.db")).display());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        command
+            .args(["root-key", "create", "--database-url", &url, "--config"])
+            .arg(&file)
+            .env_remove("KEYWARD_KEY_PREFIX");
+        if let Some(env) = env {
+            command.env("KEYWARD_KEY_PREFIX", env);
+        }
+        if let Some(flag) = flag {
+            command.args(["--key-prefix", flag]);
+        }
+        let output = command.output().expect("run keyward");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        stdout
+            .split_whitespace()
+            .find(|w| w.contains("_live_"))
+            .map(|k| k.split('_').next().unwrap_or_default().to_owned())
+            .expect("a key is printed")
+    };
+    assert_eq!(first_key(1, None, None), "fromfile");
+    assert_eq!(first_key(2, Some("fromenv"), None), "fromenv");
+    assert_eq!(first_key(3, Some("fromenv"), Some("fromflag")), "fromflag");
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--config", "/nonexistent/keyward.toml"])
+        .output()
+        .expect("run keyward");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/keyward.toml"));
+}
