@@ -312,23 +312,29 @@ impl TryFrom<KeyRow> for StoredKey {
     }
 }
 
-/// Turns up to `page_size + 1` rows into a page: the extra row only says another page exists.
-pub(crate) fn into_page(
-    mut rows: Vec<KeyRow>,
+/// Turns up to `page_size + 1` rows into a page: the extra row only says another page exists;
+/// the cursor is the `seq` of the last row kept.
+fn paginate<R, T>(
+    mut rows: Vec<R>,
     page_size: u32,
-) -> Result<crate::model::Page<ApiKey>> {
+    seq: impl Fn(&R) -> i64,
+    convert: impl Fn(R) -> Result<T>,
+) -> Result<Page<T>> {
     let more = rows.len() > page_size as usize;
     rows.truncate(page_size as usize);
-    let next = if more {
-        rows.last().map(|r| r.seq)
-    } else {
-        None
-    };
-    let items = rows
-        .into_iter()
-        .map(|r| StoredKey::try_from(r).map(|s| s.key))
-        .collect::<Result<_>>()?;
+    let next = if more { rows.last().map(&seq) } else { None };
+    let items = rows.into_iter().map(convert).collect::<Result<_>>()?;
     Ok(Page { items, next })
+}
+
+/// A page of keys from up to `page_size + 1` rows.
+pub(crate) fn into_page(rows: Vec<KeyRow>, page_size: u32) -> Result<Page<ApiKey>> {
+    paginate(
+        rows,
+        page_size,
+        |r| r.seq,
+        |r| StoredKey::try_from(r).map(|s| s.key),
+    )
 }
 
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO audit_events \
@@ -368,18 +374,13 @@ pub(crate) struct EventRow {
     changes: String,
 }
 
-/// Turns up to `page_size + 1` event rows, newest first, into a page.
-pub(crate) fn into_event_page(mut rows: Vec<EventRow>, page_size: u32) -> Result<Page<AuditEvent>> {
-    let more = rows.len() > page_size as usize;
-    rows.truncate(page_size as usize);
-    let next = if more {
-        rows.last().map(|r| r.seq)
-    } else {
-        None
-    };
-    let items = rows
-        .into_iter()
-        .map(|r| {
+/// A page of audit events, newest first, from up to `page_size + 1` rows.
+pub(crate) fn into_event_page(rows: Vec<EventRow>, page_size: u32) -> Result<Page<AuditEvent>> {
+    paginate(
+        rows,
+        page_size,
+        |r| r.seq,
+        |r| {
             Ok(AuditEvent {
                 action: Action::parse(&r.action).ok_or_else(|| {
                     Error::Internal(format!("event {} has action {:?}", r.id, r.action))
@@ -391,7 +392,6 @@ pub(crate) fn into_event_page(mut rows: Vec<EventRow>, page_size: u32) -> Result
                 account_id: r.account_id,
                 target_key_id: r.target_key_id,
             })
-        })
-        .collect::<Result<_>>()?;
-    Ok(Page { items, next })
+        },
+    )
 }
