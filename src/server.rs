@@ -136,9 +136,11 @@ impl App {
             }
             tokio::spawn(crate::metrics::serve(listener, self.service.clone()))
         });
+        let (stop_flusher, flusher_stop) = tokio::sync::oneshot::channel::<()>();
         let flusher = tokio::spawn(flush_last_used(
             self.service.clone(),
             self.last_used_interval,
+            flusher_stop,
         ));
         tokio::pin!(server);
         let served = tokio::select! {
@@ -153,7 +155,9 @@ impl App {
                 }
             }
         };
-        flusher.abort();
+        // Not aborted: a flush in progress must finish, or its batch would be lost.
+        let _ = stop_flusher.send(());
+        let _ = flusher.await;
         if let Some(metrics) = metrics {
             metrics.abort();
         }
@@ -169,12 +173,19 @@ impl App {
     }
 }
 
-/// Writes coalesced last-use times every `interval` until aborted.
-async fn flush_last_used(service: Arc<Keyward>, interval: Duration) {
+/// Writes coalesced last-use times every `interval` until told to stop (between flushes).
+async fn flush_last_used(
+    service: Arc<Keyward>,
+    interval: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = ticks.tick() => {}
+        }
         if let Err(e) = service.flush_last_used().await {
             tracing::warn!(error = %e, "could not write last-use times; will retry");
         }
