@@ -87,6 +87,36 @@ impl ApiKey {
         !self.is_revoked() && !self.is_expired(now)
     }
 
+    /// Marks this key as replaced by `replacement` at `now`: revoked at once when
+    /// `expires_at` is `None`, else expiring then (or earlier, if it already did).
+    /// Fails if the key is revoked, expired or already replaced.
+    pub fn retire(
+        &mut self,
+        replacement: &str,
+        expires_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> crate::error::Result<()> {
+        let why = if self.is_revoked() {
+            "is revoked"
+        } else if self.is_expired(now) {
+            "has expired"
+        } else if self.replaced_by.is_some() {
+            "was already rotated; rotate its replacement instead"
+        } else {
+            match expires_at {
+                None => self.revoked_at = Some(now),
+                Some(at) => self.expires_at = Some(self.expires_at.map_or(at, |e| e.min(at))),
+            }
+            self.replaced_by = Some(replacement.to_owned());
+            self.updated_at = now;
+            return Ok(());
+        };
+        Err(crate::error::Error::FailedPrecondition(format!(
+            "key {:?} {why}",
+            self.id
+        )))
+    }
+
     /// Whether the key holds `scope`, by name or through `grant_all`. `grant_all` covers every
     /// catalog scope but the reserved system scopes, which are only ever granted by name.
     pub fn holds(&self, scope: &str) -> bool {
@@ -296,6 +326,34 @@ mod tests {
         assert_eq!(patch.apply(&mut k), vec!["scopes", "expires_at"]);
         assert_eq!(k.scopes, vec!["videos:write".to_owned()]);
         assert_eq!(k.expires_at, Some(Timestamp(5)));
+    }
+
+    #[test]
+    fn retiring_a_key_for_rotation() {
+        let mut k = key();
+        k.expires_at = Some(Timestamp(50));
+        k.retire("key_new", Some(Timestamp(100)), Timestamp(10))
+            .unwrap();
+        assert_eq!(
+            k.expires_at,
+            Some(Timestamp(50)),
+            "never extends the expiry"
+        );
+        assert_eq!(k.replaced_by.as_deref(), Some("key_new"));
+        assert!(
+            k.retire("key_other", None, Timestamp(11)).is_err(),
+            "rotated once only"
+        );
+        let mut now = key();
+        now.retire("key_new", None, Timestamp(10)).unwrap();
+        assert_eq!(
+            now.revoked_at,
+            Some(Timestamp(10)),
+            "no grace: revoked at once"
+        );
+        let mut expired = key();
+        expired.expires_at = Some(Timestamp(5));
+        assert!(expired.retire("key_new", None, Timestamp(10)).is_err());
     }
 
     #[test]

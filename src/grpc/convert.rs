@@ -291,6 +291,18 @@ pub(crate) fn parse_page_token(token: &str) -> Result<Option<i64>, String> {
         .ok_or_else(|| "is not a token this server issued".to_owned())
 }
 
+/// The paths of a required `update_mask`; an empty or missing mask is a violation.
+pub(crate) fn mask_paths<'a>(
+    v: &mut Violations,
+    mask: Option<&'a prost_types::FieldMask>,
+) -> &'a [String] {
+    let paths = mask.map(|m| m.paths.as_slice()).unwrap_or(&[]);
+    if paths.is_empty() {
+        v.add("update_mask", "name the fields to change");
+    }
+    paths
+}
+
 /// A page size: 0 means 50, at most 1000.
 pub(crate) fn parse_page_size(v: &mut Violations, size: u32) -> u32 {
     match size {

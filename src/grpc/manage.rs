@@ -7,9 +7,9 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    Violations, check_account_id, check_name, page_token, parse_duration, parse_environment,
-    parse_meta, parse_page_size, parse_page_token, parse_rate_limit, parse_restrictions,
-    parse_scopes, parse_timestamp, rate_limit, restrictions, timestamp,
+    Violations, check_account_id, check_name, mask_paths, page_token, parse_duration,
+    parse_environment, parse_meta, parse_page_size, parse_page_token, parse_rate_limit,
+    parse_restrictions, parse_scopes, parse_timestamp, rate_limit, restrictions, timestamp,
 };
 use crate::audit::{Action, AuditEvent, AuditQuery};
 use crate::catalog::{self, Preset, ScopeDef};
@@ -164,14 +164,7 @@ impl ManageService for ManageApi {
         let mut v = Violations::default();
         v.check("account_id", check_account_id(&request.account_id));
         let mut patch = AccountPatch::default();
-        let paths = request
-            .update_mask
-            .as_ref()
-            .map(|m| m.paths.as_slice())
-            .unwrap_or(&[]);
-        if paths.is_empty() {
-            v.add("update_mask", "name the fields to change");
-        }
+        let paths = mask_paths(&mut v, request.update_mask.as_ref());
         for path in paths {
             match path.as_str() {
                 "max_active_keys" => {
@@ -381,14 +374,7 @@ fn parse_list(r: &proto::ListKeysRequest) -> Result<KeyListQuery> {
 fn parse_patch(r: &proto::UpdateKeyRequest) -> Result<KeyPatch> {
     let mut v = Violations::default();
     let mut patch = KeyPatch::default();
-    let paths = r
-        .update_mask
-        .as_ref()
-        .map(|m| m.paths.as_slice())
-        .unwrap_or(&[]);
-    if paths.is_empty() {
-        v.add("update_mask", "name the fields to change");
-    }
+    let paths = mask_paths(&mut v, r.update_mask.as_ref());
     for path in paths {
         match path.as_str() {
             "name" => {

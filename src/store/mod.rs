@@ -187,20 +187,6 @@ pub(crate) fn db_error(e: sqlx::Error) -> Error {
     }
 }
 
-/// Checks that `key` may be rotated at `now`.
-pub(crate) fn check_rotatable(key: &ApiKey, now: Timestamp) -> Result<()> {
-    let why = if key.is_revoked() {
-        "is revoked"
-    } else if key.is_expired(now) {
-        "has expired"
-    } else if key.replaced_by.is_some() {
-        "was already rotated; rotate its replacement instead"
-    } else {
-        return Ok(());
-    };
-    Err(Error::FailedPrecondition(format!("key {:?} {why}", key.id)))
-}
-
 /// The JSON a last-use batch is sent to the database as: `[{"id": …, "t": …}, …]`.
 pub(crate) fn last_used_json(uses: &[(String, Timestamp)]) -> String {
     let rows: Vec<serde_json::Value> = uses

@@ -15,7 +15,7 @@ use super::row::{
     SELECT_STATE_BY_DIGEST, UPDATE_ACCOUNT, UPDATE_KEY, bind_event, bind_key, bind_key_update,
     into_event_page, into_page,
 };
-use super::{Store, check_rotatable, db_error, last_used_json, limit_reached};
+use super::{Store, db_error, last_used_json, limit_reached};
 use crate::audit::{Action, AuditEvent, AuditQuery};
 use crate::error::{Error, Result};
 use crate::key::KeyDigest;
@@ -289,14 +289,8 @@ impl Store for PostgresStore {
     ) -> Result<(StoredKey, StoredKey)> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let mut old = key_for_update(&mut tx, old_id).await?;
-        check_rotatable(&old.key, now)?;
         let before = old.key.clone();
-        match old_expires_at {
-            None => old.key.revoked_at = Some(now),
-            Some(at) => old.key.expires_at = Some(old.key.expires_at.map_or(at, |e| e.min(at))),
-        }
-        old.key.replaced_by = Some(new.key.id.clone());
-        old.key.updated_at = now;
+        old.key.retire(&new.key.id, old_expires_at, now)?;
         write_key(&mut tx, &old, &self.origin).await?;
         let new = insert(&mut tx, new, &self.origin).await?;
         audit(
