@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // prost's codec, but an undecodable request is INVALID_ARGUMENT rather than INTERNAL.
+        .codec_path("crate::grpc::codec::KeywardCodec")
         // These carry a raw key; their Debug is written by hand in src/proto.rs to redact it.
         .skip_debug([
             ".keyward.v1.VerifyRequest",

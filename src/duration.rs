@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+/// The longest TTL a key may have: 100 years, so every expiry stays a timestamp any protobuf
+/// runtime can decode (year 9999 at the latest).
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// Parses `<n><unit>` with unit `s`, `m`, `h`, `d`, `w` or `y`.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -40,6 +44,9 @@ pub fn parse_ttl(text: &str) -> Result<Option<Duration>, String> {
     if d.is_zero() {
         return Err(format!("{text:?} must be longer than zero"));
     }
+    if d > MAX_TTL {
+        return Err(format!("{text:?} is longer than 100 years"));
+    }
     Ok(Some(d))
 }
 
@@ -56,6 +63,7 @@ mod tests {
         assert_eq!(parse_ttl("1y"), Ok(Some(Duration::from_secs(365 * day))));
         assert_eq!(parse_ttl("never"), Ok(None));
         assert_eq!(parse("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_ttl("10000y").is_err());
     }
 
     #[test]

@@ -54,3 +54,35 @@ impl Error {
 
 /// The domain's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Most characters of client input quoted back in an error message.
+const ECHO_LIMIT: usize = 48;
+
+/// Client input made safe to quote in an error: anything shaped like a key (`…_live_…` or
+/// `…_test_…`) is replaced, and long input is cut to its first characters, so an error can
+/// neither leak a pasted key nor be inflated by the request it answers.
+pub fn echo(text: &str) -> String {
+    if text.contains("_live_") || text.contains("_test_") {
+        return "<redacted: looks like an API key>".to_owned();
+    }
+    let mut cut: String = text.chars().take(ECHO_LIMIT).collect();
+    if cut.len() < text.len() {
+        cut.push('…');
+    }
+    format!("{cut:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_redacts_keys_and_truncates() {
+        assert_eq!(echo("videos:*"), "\"videos:*\"");
+        assert!(!echo("kw_live_abcdefghijklmnopqrstuvwxyz0123456789AB").contains("abcdef"));
+        assert!(!echo("xx_test_secret").contains("secret"));
+        let long = "a".repeat(1_000_000);
+        assert!(echo(&long).len() < 60);
+        assert!(echo(&long).ends_with("…\""));
+    }
+}

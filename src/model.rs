@@ -117,6 +117,46 @@ impl ApiKey {
         )))
     }
 
+    /// Applies `patch` at `now`, returning the names of the fields that changed. Refuses what
+    /// would let a key outlive the rules that limit live keys: a revoked key does not change;
+    /// a key that has expired cannot be given a new expiry (it would come back to life past
+    /// its account's active-key limit); and a key replaced by rotation, whose grace period is
+    /// running, does not count as active, so its expiry may only move earlier.
+    pub fn update(
+        &mut self,
+        patch: &KeyPatch,
+        now: Timestamp,
+    ) -> crate::error::Result<Vec<&'static str>> {
+        let refuse = |why: &str| {
+            Err(crate::error::Error::FailedPrecondition(format!(
+                "key {:?} {why}",
+                self.id
+            )))
+        };
+        if self.is_revoked() {
+            return refuse("is revoked");
+        }
+        if let Some(expires_at) = patch.expires_at
+            && expires_at != self.expires_at
+        {
+            if self.is_expired(now) {
+                return refuse("has expired and cannot be given a new expiry; create a new key");
+            }
+            let earlier =
+                matches!((expires_at, self.expires_at), (Some(new), Some(old)) if new < old);
+            if self.replaced_by.is_some() && !earlier {
+                return refuse(
+                    "was replaced by rotation; its grace period can be shortened, never extended",
+                );
+            }
+        }
+        let changed = patch.apply(self);
+        if !changed.is_empty() {
+            self.updated_at = now;
+        }
+        Ok(changed)
+    }
+
     /// Whether the key holds `scope`, by name or through `grant_all`. `grant_all` covers every
     /// catalog scope but the reserved system scopes, which are only ever granted by name.
     pub fn holds(&self, scope: &str) -> bool {
@@ -354,6 +394,44 @@ mod tests {
         let mut expired = key();
         expired.expires_at = Some(Timestamp(5));
         assert!(expired.retire("key_new", None, Timestamp(10)).is_err());
+    }
+
+    #[test]
+    fn retiring_and_expired_keys_cannot_be_extended() {
+        let never = KeyPatch {
+            expires_at: Some(None),
+            ..KeyPatch::default()
+        };
+        let mut retiring = key();
+        retiring
+            .retire("key_new", Some(Timestamp(100)), Timestamp(10))
+            .unwrap();
+        assert!(retiring.update(&never, Timestamp(20)).is_err());
+        let later = KeyPatch {
+            expires_at: Some(Some(Timestamp(200))),
+            ..KeyPatch::default()
+        };
+        assert!(retiring.update(&later, Timestamp(20)).is_err());
+        let sooner = KeyPatch {
+            expires_at: Some(Some(Timestamp(50))),
+            ..KeyPatch::default()
+        };
+        assert_eq!(
+            retiring.update(&sooner, Timestamp(20)).unwrap(),
+            vec!["expires_at"]
+        );
+        let rename = KeyPatch {
+            name: Some("renamed".into()),
+            ..KeyPatch::default()
+        };
+        assert!(retiring.update(&rename, Timestamp(20)).is_ok());
+
+        let mut expired = key();
+        expired.expires_at = Some(Timestamp(5));
+        assert!(expired.update(&never, Timestamp(10)).is_err());
+        let mut revoked = key();
+        revoked.revoked_at = Some(Timestamp(1));
+        assert!(revoked.update(&rename, Timestamp(10)).is_err());
     }
 
     #[test]

@@ -8,6 +8,11 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::error::echo;
+
+/// The longest restriction pattern.
+pub const MAX_PATTERN_LEN: usize = 512;
+
 /// A pattern where `*` matches any run of characters within a path segment (a trailing `*`:
 /// everything) and everything else matches itself, e.g. `https://*.example.com/*` or
 /// `/v1/videos/*`. Case-sensitive.
@@ -18,12 +23,16 @@ pub struct Pattern(String);
 impl Pattern {
     /// Parses a pattern: 1–512 printable characters without whitespace.
     pub fn parse(text: &str) -> Result<Self, String> {
-        if text.is_empty() || text.len() > 512 {
-            return Err(format!("pattern {text:?} must be 1-512 characters"));
+        if text.is_empty() || text.len() > MAX_PATTERN_LEN {
+            return Err(format!(
+                "pattern {} must be 1-{MAX_PATTERN_LEN} characters",
+                echo(text)
+            ));
         }
         if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!(
-                "pattern {text:?} must not contain spaces or control characters"
+                "pattern {} must not contain spaces or control characters",
+                echo(text)
             ));
         }
         Ok(Pattern(text.to_owned()))
@@ -37,28 +46,60 @@ impl Pattern {
     /// Whether `text` matches the whole pattern. A `*` matches within one path segment (never
     /// a `/`), except a `*` that ends the pattern, which matches everything after it: so
     /// `https://*.example.com/*` cannot be satisfied by `https://evil.com/.example.com/`.
+    ///
+    /// Linear in `text` and the pattern: the literal pieces between `*`s are found leftmost,
+    /// in order, and a gap a `*` covers may not hold a `/`. Leftmost is always safe: a later
+    /// occurrence of a piece can only leave a longer, no less constrained, rest to match.
     pub fn matches(&self, text: &str) -> bool {
-        let (pattern, text) = (self.0.as_bytes(), text.as_bytes());
-        // row[j]: the pattern so far matches text[..j].
-        let mut row = vec![false; text.len() + 1];
-        row[0] = true;
-        for (i, &c) in pattern.iter().enumerate() {
-            let last = i + 1 == pattern.len();
-            let mut next = vec![false; text.len() + 1];
-            if c == b'*' {
-                next[0] = row[0];
-                for j in 1..=text.len() {
-                    next[j] = row[j] || (next[j - 1] && (last || text[j - 1] != b'/'));
-                }
-            } else {
-                for j in 1..=text.len() {
-                    next[j] = row[j - 1] && text[j - 1] == c;
-                }
-            }
-            row = next;
-        }
-        row[text.len()]
+        match_cost(&self.0, text).0
     }
+}
+
+/// Matches `pattern` against `text` and reports the bytes examined, so tests can assert that
+/// the work is linear.
+fn match_cost(pattern: &str, text: &str) -> (bool, usize) {
+    let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
+    let trailing_star = pattern.ends_with(b"*");
+    let body = pattern.strip_suffix(b"*").unwrap_or(pattern);
+    let mut pieces = body.split(|&b| b == b'*');
+    // `split` always yields at least one piece.
+    let first = pieces.next().unwrap_or_default();
+    let mut cost = first.len();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return (false, cost);
+    };
+    let pieces: Vec<&[u8]> = pieces.collect();
+    // Without a trailing `*`, the last piece must end the text.
+    let (middle, last) = match (trailing_star, pieces.split_last()) {
+        (false, Some((last, middle))) => (middle, Some(*last)),
+        _ => (pieces.as_slice(), None),
+    };
+    if let Some(last) = last {
+        cost += last.len();
+        let Some(head) = rest.strip_suffix(last) else {
+            return (false, cost);
+        };
+        rest = head;
+    }
+    for piece in middle {
+        // The gap before the piece may not cross a `/`: the piece starts by the next one.
+        let window = memchr::memchr(b'/', rest)
+            .map_or(rest.len(), |slash| (slash + piece.len()).min(rest.len()));
+        cost += window + piece.len();
+        match memchr::memmem::find(&rest[..window], piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return (false, cost),
+        }
+    }
+    cost += rest.len();
+    let ok = if trailing_star {
+        true
+    } else if body.contains(&b'*') {
+        memchr::memchr(b'/', rest).is_none()
+    } else {
+        rest.is_empty()
+    };
+    (ok, cost)
 }
 
 impl TryFrom<String> for Pattern {
@@ -90,7 +131,8 @@ impl Method {
     pub fn parse(text: &str) -> Result<Self, String> {
         if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_alphabetic()) {
             return Err(format!(
-                "method {text:?} must be an HTTP method such as GET"
+                "method {} must be an HTTP method such as GET",
+                echo(text)
             ));
         }
         Ok(Method(text.to_ascii_uppercase()))
@@ -120,22 +162,142 @@ impl From<Method> for String {
     }
 }
 
+/// The longest CIDR text accepted.
+const MAX_CIDR_LEN: usize = 64;
+
 /// Parses a CIDR (`203.0.113.0/24`, `2001:db8::/32`); a bare address means just that address.
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) is stored as the IPv4 network it
+/// maps (`10.0.0.0/8`), so it matches IPv4 clients like any other IPv4 network.
 pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
-    text.parse::<IpNet>()
+    let invalid = || {
+        format!(
+            "{} is not an IPv4 or IPv6 CIDR such as 203.0.113.0/24",
+            echo(text)
+        )
+    };
+    if text.len() > MAX_CIDR_LEN {
+        return Err(invalid());
+    }
+    let net = text
+        .parse::<IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-        .map(|net| net.trunc())
-        .map_err(|_| format!("{text:?} is not an IPv4 or IPv6 CIDR such as 203.0.113.0/24"))
+        .map_err(|_| invalid())?
+        .trunc();
+    if let IpNet::V6(v6) = net
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && v6.prefix_len() >= 96
+    {
+        // prefix_len - 96 is at most 32, always a valid IPv4 prefix length.
+        return Ok(IpNet::V4(
+            ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_err(|_| invalid())?,
+        ));
+    }
+    Ok(net)
 }
 
 /// Reads a client IP as gateways send it: an address or `address:port`; IPv4-mapped IPv6
 /// addresses count as IPv4.
 pub fn parse_client_ip(text: &str) -> Option<IpAddr> {
+    if text.len() > MAX_CIDR_LEN {
+        return None;
+    }
     let ip = text
         .parse::<IpAddr>()
         .ok()
         .or_else(|| text.parse::<SocketAddr>().ok().map(|s| s.ip()))?;
     Some(ip.to_canonical())
+}
+
+/// Whether `net` holds `ip`, an IPv4 client also matching IPv6 networks that contain its
+/// IPv4-mapped form (`::/0`, `::ffff:0:0/96`).
+fn net_contains(net: &IpNet, ip: IpAddr) -> bool {
+    match (net, ip) {
+        (IpNet::V6(v6), IpAddr::V4(v4)) => v6.contains(&v4.to_ipv6_mapped()),
+        _ => net.contains(&ip),
+    }
+}
+
+/// The longest request path (or referrer) a verify request may carry.
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// A request path made comparable, once per request, before path patterns match it (RFC 3986
+/// section 6.2.2): the query string and fragment are dropped, percent-encoded unreserved
+/// characters are decoded (`%2e` → `.`), other escapes get uppercase hex, and dot segments are
+/// removed (section 5.2.4), so `/v1/videos/%2e%2e/admin` is `/v1/admin`.
+///
+/// `None`, which fails closed, for anything a server might read in more than one way: an
+/// encoded `/` or `\`, a NUL or other control character, a raw `\`, an empty segment (`//`,
+/// which some servers merge and others keep), a `..;` or `.;` segment (read as `..` by some
+/// servers), a bad escape, a path not starting with `/`, or one longer than [`MAX_PATH_LEN`].
+pub fn normalize_path(path: &str) -> Option<String> {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    if !path.starts_with('/') || path.len() > MAX_PATH_LEN {
+        return None;
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hi = hex_value(*bytes.get(i + 1)?)?;
+            let lo = hex_value(*bytes.get(i + 2)?)?;
+            let c = hi * 16 + lo;
+            if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+                decoded.push(c);
+            } else if c == b'/' || c == b'\\' || c.is_ascii_control() {
+                return None;
+            } else {
+                decoded.extend_from_slice(&[b'%', HEX[usize::from(hi)], HEX[usize::from(lo)]]);
+            }
+            i += 3;
+        } else if b == b'\\' || b.is_ascii_control() {
+            return None;
+        } else {
+            decoded.push(b);
+            i += 1;
+        }
+    }
+    // Only ASCII was decoded, and other bytes were copied whole from a `str`.
+    let decoded = String::from_utf8(decoded).ok()?;
+    let segments: Vec<&str> = decoded[1..].split('/').collect();
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    for (n, segment) in segments.iter().enumerate() {
+        let last = n + 1 == segments.len();
+        match *segment {
+            "." | ".." => {
+                if *segment == ".." {
+                    out.pop();
+                }
+                if last {
+                    out.push("");
+                }
+            }
+            "" if !last => return None,
+            s if s.starts_with("..;") || s.starts_with(".;") => return None,
+            s => out.push(s),
+        }
+    }
+    let mut normal = String::with_capacity(decoded.len());
+    for segment in &out {
+        normal.push('/');
+        normal.push_str(segment);
+    }
+    if normal.is_empty() {
+        normal.push('/');
+    }
+    Some(normal)
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// Where a key may be used. An empty list means "no restriction".
@@ -167,7 +329,7 @@ impl Restrictions {
             return true;
         }
         parse_client_ip(client_ip)
-            .is_some_and(|ip| self.allowed_cidrs.iter().any(|net| net.contains(&ip)))
+            .is_some_and(|ip| self.allowed_cidrs.iter().any(|net| net_contains(net, ip)))
     }
 
     /// Whether the referrer is allowed. A missing referrer is not.
@@ -181,11 +343,13 @@ impl Restrictions {
         self.allowed_methods.is_empty() || self.allowed_methods.iter().any(|m| m.matches(method))
     }
 
-    /// Whether the path (its query string ignored) is allowed. A missing path is not.
+    /// Whether the path (its query string ignored) is allowed, matched in its normal form
+    /// (see [`normalize_path`]). A missing path, or one that cannot be normalised, is not.
     pub fn allows_path(&self, path: &str) -> bool {
-        let path = path.split(['?', '#']).next().unwrap_or_default();
-        self.allowed_paths.is_empty()
-            || (!path.is_empty() && self.allowed_paths.iter().any(|p| p.matches(path)))
+        if self.allowed_paths.is_empty() {
+            return true;
+        }
+        normalize_path(path).is_some_and(|path| self.allowed_paths.iter().any(|p| p.matches(&path)))
     }
 }
 
@@ -233,6 +397,98 @@ mod tests {
         for (pattern, text, expected) in cases {
             assert_eq!(p(pattern).matches(text), expected, "{pattern} vs {text}");
         }
+    }
+
+    #[test]
+    fn paths_are_normalised_before_matching() {
+        let r = Restrictions {
+            allowed_paths: vec![p("/v1/videos/*")],
+            ..Restrictions::default()
+        };
+        for attack in [
+            "/v1/videos/../admin",
+            "/v1/videos/%2e%2e/admin",
+            "/v1/videos/%2E%2E/admin",
+            "/v1/videos/..%2f..%2fadmin",
+            "/v1/videos/%2e%2e%2fadmin",
+            "/v1/videos/..%5cadmin",
+            "/v1/videos/..\\admin",
+            "/v1/videos//../admin",
+            "/v1/videos/..;/admin",
+            "/v1/videos/x%00",
+            "/v1/videos/%zz",
+            "/v1/videos/%2",
+            "v1/videos/1",
+            "/v1/videos/./../../admin",
+        ] {
+            assert!(!r.allows_path(attack), "{attack}");
+        }
+        for ok in [
+            "/v1/videos/1",
+            "/v1/videos/./1",
+            "/v1/%76ideos/1",
+            "/v1/videos/a%20b",
+            "/v1/collections/../videos/1?x=1",
+            "/v1/videos/1/comments/..",
+        ] {
+            assert!(r.allows_path(ok), "{ok}");
+        }
+        assert_eq!(normalize_path("/a/b/../c").as_deref(), Some("/a/c"));
+        assert_eq!(normalize_path("/a/..").as_deref(), Some("/"));
+        assert_eq!(normalize_path("/..").as_deref(), Some("/"));
+        assert_eq!(normalize_path("/a/./b/.").as_deref(), Some("/a/b/"));
+        assert_eq!(normalize_path("/a%2db%7e").as_deref(), Some("/a-b~"));
+        assert_eq!(normalize_path("/a%3fb").as_deref(), Some("/a%3Fb"));
+        assert_eq!(
+            normalize_path(&format!("/{}", "a".repeat(MAX_PATH_LEN))),
+            None
+        );
+    }
+
+    #[test]
+    fn matching_work_is_linear() {
+        // The hostile case: 512-character patterns of many stars against a long path.
+        let pattern = "*a".repeat(255) + "*b";
+        let text = "a".repeat(8192);
+        let (matched, cost) = match_cost(&pattern, &text);
+        assert!(!matched);
+        assert!(
+            cost <= 4 * (pattern.len() + text.len()),
+            "examined {cost} bytes for a {}-byte pattern and {}-byte text",
+            pattern.len(),
+            text.len()
+        );
+        let segments = "/a".repeat(4096);
+        let (_, cost) = match_cost("/*/*/*/*/*/*/*/*/*/*/*/*/z", &segments);
+        assert!(cost <= 4 * (segments.len() + 26), "{cost}");
+    }
+
+    #[test]
+    fn ipv4_mapped_networks_match_ipv4_clients() {
+        assert_eq!(
+            parse_cidr("::ffff:10.0.0.0/104").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            parse_cidr("::ffff:10.1.2.3").unwrap().to_string(),
+            "10.1.2.3/32"
+        );
+        let r = Restrictions {
+            allowed_cidrs: vec![parse_cidr("::ffff:10.0.0.0/104").unwrap()],
+            ..Restrictions::default()
+        };
+        assert!(r.allows_ip("10.1.2.3"));
+        assert!(r.allows_ip("::ffff:10.1.2.3"));
+        assert!(!r.allows_ip("11.1.2.3"));
+        let all_v6 = Restrictions {
+            allowed_cidrs: vec![parse_cidr("::/0").unwrap()],
+            ..Restrictions::default()
+        };
+        assert!(
+            all_v6.allows_ip("10.1.2.3"),
+            "::/0 holds every mapped IPv4 address"
+        );
+        assert!(parse_cidr(&"1".repeat(1_000_000)).unwrap_err().len() < 120);
     }
 
     #[test]

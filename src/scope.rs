@@ -11,6 +11,9 @@ pub const KEYS_WRITE: &str = "keys:write";
 /// The reserved system scopes, always in the catalog, never implied by `grant_all`.
 pub const RESERVED: [&str; 3] = [KEYS_READ, KEYS_WRITE, ROOT];
 
+/// The longest scope name: two parts of at most 64 characters and the colon.
+pub const MAX_NAME_LEN: usize = 129;
+
 /// Whether `name` is a reserved system scope.
 pub fn is_reserved(name: &str) -> bool {
     RESERVED.contains(&name)
@@ -22,6 +25,12 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if name == ROOT {
         return Ok(());
     }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "scope {} is longer than {MAX_NAME_LEN} characters",
+            crate::error::echo(name)
+        ));
+    }
     let part_ok = |p: &str| {
         p.len() <= 64
             && p.starts_with(|c: char| c.is_ascii_lowercase())
@@ -31,7 +40,8 @@ pub fn check_name(name: &str) -> Result<(), String> {
     match name.split_once(':') {
         Some((resource, action)) if part_ok(resource) && part_ok(action) => Ok(()),
         _ => Err(format!(
-            "scope {name:?} is not of the form resource:action (lowercase letters, digits, '_', '.', '-')"
+            "scope {} is not of the form resource:action (lowercase letters, digits, '_', '.', '-')",
+            crate::error::echo(name)
         )),
     }
 }

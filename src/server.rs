@@ -24,6 +24,14 @@ use crate::proto::verify_service_server::VerifyServiceServer;
 use crate::service::Keyward;
 use crate::store;
 
+/// Largest Verify request accepted: a key, up to 200 scope names, and a request context whose
+/// path and referrer are bounded at 4 KiB each.
+pub const MAX_VERIFY_REQUEST: usize = 16 * 1024;
+
+/// Largest ManageService request accepted: a key's restrictions (4 lists of at most 100
+/// entries) and metadata (32 entries of at most 512 bytes) fit several times over.
+pub const MAX_MANAGE_REQUEST: usize = 256 * 1024;
+
 /// An opened service, ready to serve.
 #[derive(Debug)]
 pub struct App {
@@ -116,12 +124,14 @@ impl App {
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(VerifyServiceServer::new(VerifyApi::new(
-                self.service.clone(),
-            )))
-            .add_service(ManageServiceServer::new(ManageApi::new(
-                self.service.clone(),
-            )))
+            .add_service(
+                VerifyServiceServer::new(VerifyApi::new(self.service.clone()))
+                    .max_decoding_message_size(MAX_VERIFY_REQUEST),
+            )
+            .add_service(
+                ManageServiceServer::new(ManageApi::new(self.service.clone()))
+                    .max_decoding_message_size(MAX_MANAGE_REQUEST),
+            )
             .serve_with_incoming_shutdown(incoming, signal);
         if let Some(addr) = local {
             tracing::info!(%addr, "keyward listening");

@@ -3,6 +3,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// 0001-01-01T00:00:00Z in seconds since the epoch.
+const MIN_SECS: i64 = -62_135_596_800;
+/// 9999-12-31T23:59:59Z in seconds since the epoch.
+const MAX_SECS: i64 = 253_402_300_799;
+
 /// A point in time, in microseconds since the Unix epoch (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Timestamp(pub i64);
@@ -35,9 +40,11 @@ impl Timestamp {
         (secs, nanos)
     }
 
-    /// Builds a timestamp from seconds and nanoseconds; `None` when out of range.
+    /// Builds a timestamp from seconds and nanoseconds; `None` outside the range
+    /// `google.protobuf.Timestamp` allows (years 1 to 9999), which every protobuf runtime can
+    /// decode.
     pub fn from_parts(secs: i64, nanos: i32) -> Option<Self> {
-        if !(0..1_000_000_000).contains(&nanos) {
+        if !(0..1_000_000_000).contains(&nanos) || !(MIN_SECS..=MAX_SECS).contains(&secs) {
             return None;
         }
         let micros = secs
@@ -59,5 +66,8 @@ mod tests {
         }
         assert_eq!(Timestamp::from_parts(0, -1), None);
         assert_eq!(Timestamp::from_parts(i64::MAX, 0), None);
+        assert!(Timestamp::from_parts(MAX_SECS, 999_999_999).is_some());
+        assert_eq!(Timestamp::from_parts(MAX_SECS + 1, 0), None, "year 10000");
+        assert_eq!(Timestamp::from_parts(MIN_SECS - 1, 0), None, "year 0");
     }
 }

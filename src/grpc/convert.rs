@@ -2,10 +2,10 @@
 //! well-formed domain values (every bad field collected and named), records are turned back
 //! into messages. Nothing here decides policy.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use crate::error::{Error, FieldViolation, Result};
+use crate::error::{Error, FieldViolation, Result, echo};
 use crate::key::Environment;
 use crate::model::{ApiKey, RateLimit, Restrictions};
 use crate::proto;
@@ -13,16 +13,40 @@ use crate::restriction::{self, Method, Pattern};
 use crate::scope;
 use crate::time::Timestamp;
 
-/// Collects every bad field of a request before answering.
+/// Most field violations reported for one request: enough to fix a request, small enough that
+/// the details stay far below the 16 KiB metadata limit of gRPC clients.
+const MAX_VIOLATIONS: usize = 10;
+
+/// Longest description of one violation.
+const MAX_DESCRIPTION: usize = 300;
+
+/// Collects the bad fields of a request before answering: the first [`MAX_VIOLATIONS`], and
+/// how many more there were.
 #[derive(Debug, Default)]
-pub(crate) struct Violations(Vec<FieldViolation>);
+pub(crate) struct Violations {
+    reported: Vec<FieldViolation>,
+    more: usize,
+}
 
 impl Violations {
     /// Records a bad field.
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(FieldViolation {
+        if self.reported.len() >= MAX_VIOLATIONS {
+            self.more += 1;
+            return;
+        }
+        let mut description: String = description.into();
+        if description.len() > MAX_DESCRIPTION {
+            let cut = (0..=MAX_DESCRIPTION)
+                .rev()
+                .find(|&i| description.is_char_boundary(i))
+                .unwrap_or(0);
+            description.truncate(cut);
+            description.push('…');
+        }
+        self.reported.push(FieldViolation {
             field: field.into(),
-            description: description.into(),
+            description,
         });
     }
 
@@ -34,12 +58,17 @@ impl Violations {
     }
 
     /// `Ok(value)` if nothing was wrong, else every violation.
-    pub fn finish<T>(self, value: T) -> Result<T> {
-        if self.0.is_empty() {
-            Ok(value)
-        } else {
-            Err(Error::InvalidArgument(self.0))
+    pub fn finish<T>(mut self, value: T) -> Result<T> {
+        if self.reported.is_empty() {
+            return Ok(value);
         }
+        if self.more > 0 {
+            self.reported.push(FieldViolation {
+                field: "request".into(),
+                description: format!("{} more problems not listed", self.more),
+            });
+        }
+        Err(Error::InvalidArgument(self.reported))
     }
 }
 
@@ -49,7 +78,8 @@ pub(crate) fn timestamp(t: Timestamp) -> prost_types::Timestamp {
 }
 
 pub(crate) fn parse_timestamp(t: &prost_types::Timestamp) -> Result<Timestamp, String> {
-    Timestamp::from_parts(t.seconds, t.nanos).ok_or_else(|| "not a valid timestamp".to_owned())
+    Timestamp::from_parts(t.seconds, t.nanos)
+        .ok_or_else(|| "not a valid timestamp between the years 1 and 9999".to_owned())
 }
 
 pub(crate) fn duration(d: Duration) -> prost_types::Duration {
@@ -59,12 +89,27 @@ pub(crate) fn duration(d: Duration) -> prost_types::Duration {
     }
 }
 
-pub(crate) fn parse_duration(d: &prost_types::Duration) -> Result<Duration, String> {
+/// A duration of at most `max` (named in the error as `max_text`).
+pub(crate) fn parse_duration(
+    d: &prost_types::Duration,
+    max: Duration,
+    max_text: &str,
+) -> Result<Duration, String> {
     if d.seconds < 0 || d.nanos < 0 {
         return Err("must not be negative".to_owned());
     }
-    Duration::try_from(*d).map_err(|_| "not a valid duration".to_owned())
+    let d = Duration::try_from(*d).map_err(|_| "not a valid duration".to_owned())?;
+    if d > max {
+        return Err(format!("must be at most {max_text}"));
+    }
+    Ok(d)
 }
+
+pub(crate) use crate::duration::MAX_TTL;
+/// The longest grace period of a rotation.
+pub(crate) const MAX_GRACE: Duration = Duration::from_secs(365 * 86_400);
+/// The longest rate-limit window.
+pub(crate) const MAX_WINDOW: Duration = Duration::from_secs(366 * 86_400);
 
 pub(crate) fn environment(env: Environment) -> proto::Environment {
     match env {
@@ -108,19 +153,39 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Scope names, each well-formed, no duplicates, at most 200.
+/// Most scopes a request may name.
+pub(crate) const MAX_SCOPES: usize = 200;
+
+/// Scope names, each well-formed, duplicates dropped, at most [`MAX_SCOPES`]. A longer list is
+/// refused before any of its entries is looked at.
 pub(crate) fn parse_scopes(v: &mut Violations, field: &str, scopes: &[String]) -> Vec<String> {
-    if scopes.len() > 200 {
-        v.add(field, "at most 200 scopes");
+    if scopes.len() > MAX_SCOPES {
+        v.add(field, format!("at most {MAX_SCOPES} scopes"));
+        return Vec::new();
     }
+    let mut seen = HashSet::with_capacity(scopes.len());
     let mut out: Vec<String> = Vec::with_capacity(scopes.len());
     for (i, s) in scopes.iter().enumerate() {
-        v.check(format!("{field}[{i}]"), scope::check_name(s));
-        if !out.contains(s) {
-            out.push(s.clone());
+        match scope::check_name(s) {
+            Err(e) => v.add(format!("{field}[{i}]"), e),
+            Ok(()) if seen.insert(s.as_str()) => out.push(s.clone()),
+            Ok(()) => {}
         }
     }
     out
+}
+
+/// A key id as this service issues them: `key_` and 22 letters or digits. Anything else is
+/// refused before it reaches a store, and never quoted back.
+pub(crate) fn check_key_id(id: &str) -> Result<(), String> {
+    let body = id.strip_prefix("key_").unwrap_or_default();
+    if id.is_empty() {
+        Err("is required".to_owned())
+    } else if body.len() != 22 || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Err("is not a key id (key_ followed by 22 letters and digits)".to_owned())
+    } else {
+        Ok(())
+    }
 }
 
 /// Metadata: at most 32 entries, keys 1–64 and values up to 512 characters.
@@ -130,14 +195,15 @@ pub(crate) fn parse_meta(
 ) -> BTreeMap<String, String> {
     if meta.len() > 32 {
         v.add("meta", "at most 32 entries");
+        return BTreeMap::new();
     }
     for (k, value) in meta {
         if k.is_empty() || k.len() > 64 {
-            v.add(format!("meta[{k:?}]"), "keys must be 1-64 characters");
+            v.add(format!("meta[{}]", echo(k)), "keys must be 1-64 characters");
         }
         if value.len() > 512 {
             v.add(
-                format!("meta[{k:?}]"),
+                format!("meta[{}]", echo(k)),
                 "values must be at most 512 characters",
             );
         }
@@ -161,6 +227,7 @@ pub(crate) fn parse_restrictions(
     ) -> Vec<T> {
         if items.len() > 100 {
             v.add(format!("restrictions.{field}"), "at most 100 entries");
+            return Vec::new();
         }
         items
             .iter()
@@ -190,8 +257,16 @@ pub(crate) fn parse_rate_limit(
     field: &str,
     r: &proto::RateLimit,
 ) -> Option<RateLimit> {
-    let window = match r.window.as_ref().map(parse_duration) {
+    let window = match r
+        .window
+        .as_ref()
+        .map(|w| parse_duration(w, MAX_WINDOW, "366 days"))
+    {
         Some(Ok(w)) if w.as_secs() >= 1 => w.as_secs(),
+        Some(Err(e)) => {
+            v.add(format!("{field}.window"), e);
+            return None;
+        }
         _ => {
             v.add(format!("{field}.window"), "must be at least one second");
             return None;
@@ -291,7 +366,7 @@ pub(crate) fn parse_page_token(token: &str) -> Result<Option<i64>, String> {
         .ok_or_else(|| "is not a token this server issued".to_owned())
 }
 
-/// The paths of a required `update_mask`; an empty or missing mask is a violation.
+/// The paths of a required `update_mask`; an empty, missing or oversized mask is a violation.
 pub(crate) fn mask_paths<'a>(
     v: &mut Violations,
     mask: Option<&'a prost_types::FieldMask>,
@@ -299,6 +374,9 @@ pub(crate) fn mask_paths<'a>(
     let paths = mask.map(|m| m.paths.as_slice()).unwrap_or(&[]);
     if paths.is_empty() {
         v.add("update_mask", "name the fields to change");
+    } else if paths.len() > 16 {
+        v.add("update_mask", "at most 16 paths");
+        return &[];
     }
     paths
 }
@@ -328,6 +406,61 @@ mod tests {
         assert_eq!(parse_page_token(""), Ok(None));
         assert!(parse_page_token("zzz").is_err());
         assert!(parse_page_token("p!!").is_err());
+    }
+
+    #[test]
+    fn oversized_lists_are_refused_before_any_entry_is_read() {
+        let mut v = Violations::default();
+        let many: Vec<String> = (0..60_000).map(|i| format!("s{i}:read")).collect();
+        assert!(parse_scopes(&mut v, "scopes", &many).is_empty());
+        let err = v.finish(()).unwrap_err();
+        let Error::InvalidArgument(violations) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            violations.len(),
+            1,
+            "one violation for the list, none per entry"
+        );
+    }
+
+    #[test]
+    fn duplicates_are_dropped_in_linear_time() {
+        let mut v = Violations::default();
+        let scopes: Vec<String> = (0..200).map(|i| format!("s{}:read", i % 7)).collect();
+        assert_eq!(parse_scopes(&mut v, "scopes", &scopes).len(), 7);
+    }
+
+    #[test]
+    fn violations_are_capped() {
+        let mut v = Violations::default();
+        for i in 0..40 {
+            v.add(format!("scopes[{i}]"), "x".repeat(10_000));
+        }
+        let Err(Error::InvalidArgument(violations)) = v.finish(()) else {
+            panic!()
+        };
+        assert_eq!(violations.len(), MAX_VIOLATIONS + 1);
+        assert!(
+            violations
+                .iter()
+                .all(|v| v.description.len() <= MAX_DESCRIPTION + 3)
+        );
+        assert!(violations.last().unwrap().description.contains("30 more"));
+    }
+
+    #[test]
+    fn key_ids() {
+        assert!(check_key_id("key_YbjKB8UR4Q1q1YqsBZAEUW").is_ok());
+        for bad in [
+            "",
+            "key_",
+            "key_YbjKB8UR4Q1q1YqsBZAEU\0",
+            "kw_live_Scf5dmYDbbZgNUFLn2pWH0euOufMEdoq2YUb1j",
+            "key_YbjKB8UR4Q1q1YqsBZAEUWW",
+        ] {
+            assert!(check_key_id(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -7,9 +7,10 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    Violations, check_account_id, check_name, mask_paths, page_token, parse_duration,
-    parse_environment, parse_meta, parse_page_size, parse_page_token, parse_rate_limit,
-    parse_restrictions, parse_scopes, parse_timestamp, rate_limit, restrictions, timestamp,
+    MAX_GRACE, MAX_TTL, Violations, check_account_id, check_key_id, check_name, mask_paths,
+    page_token, parse_duration, parse_environment, parse_meta, parse_page_size, parse_page_token,
+    parse_rate_limit, parse_restrictions, parse_scopes, parse_timestamp, rate_limit, restrictions,
+    timestamp,
 };
 use crate::audit::{Action, AuditEvent, AuditQuery};
 use crate::catalog::{self, Preset, ScopeDef};
@@ -17,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::key::Environment;
 use crate::model::{Account, AccountPatch, KeyListQuery, KeyPatch};
 use crate::proto::{self, create_key_request, manage_service_server::ManageService};
-use crate::service::{Caller, CreateKey, Expiry, Keyward};
+use crate::service::{Access, CallContext, Caller, CreateKey, Expiry, Keyward};
 
 /// The ManageService adapter.
 #[derive(Debug, Clone)]
@@ -31,7 +32,7 @@ impl ManageApi {
         ManageApi { service }
     }
 
-    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller> {
+    async fn caller<T>(&self, request: &Request<T>, rpc: &str, access: Access) -> Result<Caller> {
         let bearer = request
             .metadata()
             .get("authorization")
@@ -40,7 +41,13 @@ impl ManageApi {
                 let (scheme, token) = v.trim().split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             });
-        self.service.authenticate(bearer).await
+        let path = format!("/keyward.v1.ManageService/{rpc}");
+        let call = CallContext {
+            peer: request.remote_addr().map(|a| a.ip().to_canonical()),
+            rpc: &path,
+            access,
+        };
+        self.service.authenticate(bearer, &call).await
     }
 }
 
@@ -50,7 +57,7 @@ impl ManageService for ManageApi {
         &self,
         request: Request<proto::CreateKeyRequest>,
     ) -> Result<Response<proto::CreateKeyResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = self.caller(&request, "CreateKey", Access::Write).await?;
         let create = parse_create(request.into_inner())?;
         let (secret, key) = self.service.create_key(&caller, create).await?;
         Ok(Response::new(proto::CreateKeyResponse {
@@ -63,7 +70,7 @@ impl ManageService for ManageApi {
         &self,
         request: Request<proto::GetKeyRequest>,
     ) -> Result<Response<proto::GetKeyResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = self.caller(&request, "GetKey", Access::Read).await?;
         let id = required_id(&request.get_ref().id)?;
         let key = self.service.get_key(&caller, id).await?;
         Ok(Response::new(proto::GetKeyResponse {
@@ -75,7 +82,7 @@ impl ManageService for ManageApi {
         &self,
         request: Request<proto::ListKeysRequest>,
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = self.caller(&request, "ListKeys", Access::Read).await?;
         let query = parse_list(request.get_ref())?;
         let page = self.service.list_keys(&caller, &query).await?;
         Ok(Response::new(proto::ListKeysResponse {
@@ -88,7 +95,7 @@ impl ManageService for ManageApi {
         &self,
         request: Request<proto::UpdateKeyRequest>,
     ) -> Result<Response<proto::UpdateKeyResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = self.caller(&request, "UpdateKey", Access::Write).await?;
         let request = request.into_inner();
         let id = required_id(&request.id)?;
         let patch = parse_patch(&request)?;
@@ -102,7 +109,7 @@ impl ManageService for ManageApi {
         &self,
         request: Request<proto::RevokeKeyRequest>,
     ) -> Result<Response<proto::RevokeKeyResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = self.caller(&request, "RevokeKey", Access::Write).await?;
         let id = required_id(&request.get_ref().id)?;
         let key = self.service.revoke_key(&caller, id).await?;
         Ok(Response::new(proto::RevokeKeyResponse {
@@ -114,10 +121,14 @@ impl ManageService for ManageApi {
         &self,
         request: Request<proto::RotateKeyRequest>,
     ) -> Result<Response<proto::RotateKeyResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = self.caller(&request, "RotateKey", Access::Write).await?;
         let request = request.into_inner();
         let id = required_id(&request.id)?;
-        let grace = match request.grace_period.as_ref().map(parse_duration) {
+        let grace = match request
+            .grace_period
+            .as_ref()
+            .map(|g| parse_duration(g, MAX_GRACE, "365 days"))
+        {
             None => Duration::ZERO,
             Some(Ok(grace)) => grace,
             Some(Err(e)) => return Err(Error::invalid("grace_period", e).into()),
@@ -134,7 +145,7 @@ impl ManageService for ManageApi {
         &self,
         request: Request<proto::ListScopesRequest>,
     ) -> Result<Response<proto::ListScopesResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = self.caller(&request, "ListScopes", Access::Read).await?;
         let catalog = self.service.list_scopes(&caller);
         Ok(Response::new(proto::ListScopesResponse {
             scopes: catalog.scopes().iter().map(scope).collect(),
@@ -146,7 +157,7 @@ impl ManageService for ManageApi {
         &self,
         request: Request<proto::GetAccountRequest>,
     ) -> Result<Response<proto::GetAccountResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = self.caller(&request, "GetAccount", Access::Read).await?;
         let account_id = &request.get_ref().account_id;
         check_account_id(account_id).map_err(|e| Error::invalid("account_id", e))?;
         let account = self.service.get_account(&caller, account_id).await?;
@@ -159,7 +170,9 @@ impl ManageService for ManageApi {
         &self,
         request: Request<proto::UpdateAccountRequest>,
     ) -> Result<Response<proto::UpdateAccountResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = self
+            .caller(&request, "UpdateAccount", Access::Write)
+            .await?;
         let request = request.into_inner();
         let mut v = Violations::default();
         v.check("account_id", check_account_id(&request.account_id));
@@ -192,7 +205,9 @@ impl ManageService for ManageApi {
         &self,
         request: Request<proto::ListAuditEventsRequest>,
     ) -> Result<Response<proto::ListAuditEventsResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let caller = self
+            .caller(&request, "ListAuditEvents", Access::Read)
+            .await?;
         let r = request.get_ref();
         let mut v = Violations::default();
         v.check("account_id", check_account_id(&r.account_id));
@@ -281,11 +296,8 @@ fn account_message(a: &Account) -> proto::Account {
 }
 
 fn required_id(id: &str) -> Result<&str> {
-    if id.is_empty() {
-        Err(Error::invalid("id", "is required"))
-    } else {
-        Ok(id)
-    }
+    check_key_id(id).map_err(|e| Error::invalid("id", e))?;
+    Ok(id)
 }
 
 fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
@@ -309,17 +321,19 @@ fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
     let scopes = parse_scopes(&mut v, "scopes", &r.scopes);
     let expiry = match &r.expiry {
         None => Expiry::Default,
-        Some(create_key_request::Expiry::Ttl(ttl)) => match parse_duration(ttl) {
-            Ok(ttl) if !ttl.is_zero() => Expiry::Ttl(ttl),
-            Ok(_) => {
-                v.add("ttl", "must be positive");
-                Expiry::Default
+        Some(create_key_request::Expiry::Ttl(ttl)) => {
+            match parse_duration(ttl, MAX_TTL, "100 years") {
+                Ok(ttl) if !ttl.is_zero() => Expiry::Ttl(ttl),
+                Ok(_) => {
+                    v.add("ttl", "must be positive");
+                    Expiry::Default
+                }
+                Err(e) => {
+                    v.add("ttl", e);
+                    Expiry::Default
+                }
             }
-            Err(e) => {
-                v.add("ttl", e);
-                Expiry::Default
-            }
-        },
+        }
         Some(create_key_request::Expiry::ExpiresAt(at)) => match parse_timestamp(at) {
             Ok(at) => Expiry::At(at),
             Err(e) => {

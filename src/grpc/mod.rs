@@ -1,6 +1,7 @@
 //! The gRPC transport: thin adapters that validate, read the caller's identity, convert proto
 //! messages into domain values, call [`crate::service::Keyward`] and convert back.
 
+pub(crate) mod codec;
 mod convert;
 mod manage;
 mod status;

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{Violations, duration, parse_environment, parse_scopes, timestamp};
 use crate::proto::{self, verify_service_server::VerifyService};
+use crate::restriction::MAX_PATH_LEN;
 use crate::service::{Keyward, Verdict};
 use crate::verify::{Code, RequestContext, VerifyQuery};
 
@@ -43,11 +44,22 @@ fn parse_query(request: &proto::VerifyRequest) -> crate::error::Result<VerifyQue
         v.add("environment", e);
         None
     });
-    let context = request.context.as_ref().map(|c| RequestContext {
-        method: c.method.clone(),
-        path: c.path.clone(),
-        client_ip: c.client_ip.clone(),
-        referrer: c.referrer.clone(),
+    let context = request.context.as_ref().map(|c| {
+        let mut bounded = |field: &str, value: &str, max: usize| {
+            if value.len() > max {
+                v.add(format!("context.{field}"), format!("at most {max} bytes"));
+            }
+        };
+        bounded("method", &c.method, 20);
+        bounded("path", &c.path, MAX_PATH_LEN);
+        bounded("referrer", &c.referrer, MAX_PATH_LEN);
+        bounded("client_ip", &c.client_ip, 64);
+        RequestContext {
+            method: c.method.clone(),
+            path: c.path.clone(),
+            client_ip: c.client_ip.clone(),
+            referrer: c.referrer.clone(),
+        }
     });
     v.finish(VerifyQuery {
         required_scopes,

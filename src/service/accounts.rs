@@ -17,7 +17,9 @@ impl Keyward {
             .store
             .get_account(account_id, Timestamp::now())
             .await?
-            .ok_or_else(|| Error::NotFound(format!("account {account_id:?}")))?;
+            .ok_or_else(|| {
+                Error::NotFound(format!("account {}", crate::error::echo(account_id)))
+            })?;
         Ok(self.with_default(account))
     }
 
@@ -30,6 +32,12 @@ impl Keyward {
         patch: &AccountPatch,
     ) -> Result<Account> {
         caller.require_root()?;
+        if account_id == super::auth::ROOT_ACCOUNT {
+            return Err(Error::FailedPrecondition(
+                "the root account's policy does not change: disabling it would lock every operator out"
+                    .into(),
+            ));
+        }
         let account = self
             .store
             .update_account(account_id, patch, Timestamp::now(), Some(caller.key_id()))

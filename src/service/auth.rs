@@ -7,9 +7,28 @@ use std::sync::Arc;
 use super::Keyward;
 use crate::cache::CachedKey;
 use crate::error::{Error, Result};
+use crate::key::Environment;
 use crate::model::ApiKey;
 use crate::scope::{KEYS_READ, KEYS_WRITE, ROOT};
 use crate::time::Timestamp;
+
+/// The account root keys belong to. It is reserved: no key but a root key is ever created in
+/// it, and no caller but a root key reaches it, whatever its own account is called.
+pub const ROOT_ACCOUNT: &str = "root";
+
+/// How a management call reached the server, to check the calling key's own restrictions
+/// against: the caller's address is the TCP peer, the method is `GET` for reads and `POST` for
+/// changes (as the HTTP API spells them), the path is the RPC's (`/keyward.v1.ManageService/
+/// CreateKey`), and there is no referrer, so a key restricted by referrer cannot manage.
+#[derive(Debug, Clone, Copy)]
+pub struct CallContext<'a> {
+    /// The TCP peer's address, if known.
+    pub peer: Option<std::net::IpAddr>,
+    /// The RPC's path.
+    pub rpc: &'a str,
+    /// Whether the call reads or changes.
+    pub access: Access,
+}
 
 /// An authenticated management caller: the key it presented.
 #[derive(Debug, Clone)]
@@ -46,6 +65,11 @@ impl Caller {
         if self.is_root() {
             return Ok(());
         }
+        if account_id == ROOT_ACCOUNT || self.key().account_id == ROOT_ACCOUNT {
+            return Err(Error::PermissionDenied(
+                "only a root key may act on the root account".into(),
+            ));
+        }
         let held = match access {
             Access::Read => self.key().holds(KEYS_READ) || self.key().holds(KEYS_WRITE),
             Access::Write => self.key().holds(KEYS_WRITE),
@@ -62,8 +86,20 @@ impl Caller {
         }
         if self.key().account_id != account_id {
             return Err(Error::PermissionDenied(format!(
-                "the calling key belongs to another account than {account_id:?}"
+                "the calling key belongs to another account than {}",
+                crate::error::echo(account_id)
             )));
+        }
+        Ok(())
+    }
+
+    /// Fails unless the caller may create or change a key of `environment`: a `test` key
+    /// manages only `test` keys, so a leaked test credential can never mint or touch a live key.
+    pub fn authorize_environment(&self, environment: Environment) -> Result<()> {
+        if self.key().environment == Environment::Test && environment != Environment::Test {
+            return Err(Error::PermissionDenied(
+                "a test key manages only test keys".into(),
+            ));
         }
         Ok(())
     }
@@ -99,8 +135,9 @@ impl Caller {
 }
 
 impl Keyward {
-    /// Authenticates the key presented as `authorization: Bearer <key>`.
-    pub async fn authenticate(&self, raw: Option<&str>) -> Result<Caller> {
+    /// Authenticates the key presented as `authorization: Bearer <key>` for a call made as
+    /// `call` describes; the key's own restrictions apply to it as they would on Verify.
+    pub async fn authenticate(&self, raw: Option<&str>, call: &CallContext<'_>) -> Result<Caller> {
         let unauthenticated = || {
             Error::Unauthenticated(
                 "a valid key is required as `authorization: Bearer <key>`".into(),
@@ -122,6 +159,26 @@ impl Keyward {
             return Err(Error::PermissionDenied(
                 "the calling key holds no management scope (root, keys:read, keys:write)".into(),
             ));
+        }
+        let r = &key.restrictions;
+        let peer = call.peer.map(|ip| ip.to_string()).unwrap_or_default();
+        let method = match call.access {
+            Access::Read => "GET",
+            Access::Write => "POST",
+        };
+        let refused = if !r.allows_ip(&peer) {
+            Some("the caller's address is outside the calling key's allowed_cidrs")
+        } else if !r.allows_referrer("") {
+            Some("the calling key is restricted to referrers, which a management call has none of")
+        } else if !r.allows_method(method) {
+            Some("the calling key's allowed_methods do not allow this call")
+        } else if !r.allows_path(call.rpc) {
+            Some("the calling key's allowed_paths do not include this call")
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            return Err(Error::PermissionDenied(why.into()));
         }
         Ok(Caller { cached })
     }

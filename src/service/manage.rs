@@ -51,8 +51,19 @@ pub struct CreateKey {
     pub meta: BTreeMap<String, String>,
 }
 
-/// The account root keys belong to.
-pub const ROOT_ACCOUNT: &str = "root";
+pub use super::auth::ROOT_ACCOUNT;
+
+/// The `root` scope is held only by root keys, made by `keyward root-key create` (or at first
+/// start) in the reserved root account: no create or update hands it out.
+fn refuse_root_scope(field: &str, scopes: &[String]) -> Result<()> {
+    match scopes.iter().position(|s| s == ROOT) {
+        Some(i) => Err(Error::invalid(
+            format!("{field}[{i}]"),
+            "root is held only by root keys, which `keyward root-key create` makes",
+        )),
+        None => Ok(()),
+    }
+}
 
 impl Keyward {
     /// Creates a key for `caller` and returns its secret, the one time it is ever shown.
@@ -62,8 +73,16 @@ impl Keyward {
         request: CreateKey,
     ) -> Result<(SecretKey, ApiKey)> {
         caller.authorize(&request.account_id, Access::Write)?;
+        caller.authorize_environment(request.environment)?;
+        if request.account_id == ROOT_ACCOUNT {
+            return Err(Error::invalid(
+                "account_id",
+                "\"root\" is reserved for root keys, which `keyward root-key create` makes",
+            ));
+        }
         let (scopes, grant_all, restrictions) = self.resolve_grant(&request)?;
         caller.authorize_grant(&scopes, grant_all)?;
+        refuse_root_scope("scopes", &scopes)?;
         let now = Timestamp::now();
         let expires_at = self.expiry(request.expiry, now)?;
         let generated = self.format.generate(request.environment);
@@ -211,21 +230,33 @@ impl Keyward {
                 "the expiry must be in the future",
             ));
         }
+        let field = if matches!(expiry, Expiry::Ttl(_)) {
+            "ttl"
+        } else {
+            "expires_at"
+        };
+        self.check_lifetime(field, now, at)?;
+        Ok(at)
+    }
+
+    /// Refuses an expiry past what the service allows a key created at `created_at`:
+    /// `max_ttl` bounds a key's whole life, however it is asked for.
+    fn check_lifetime(
+        &self,
+        field: &str,
+        created_at: Timestamp,
+        expires_at: Option<Timestamp>,
+    ) -> Result<()> {
         if let Some(max) = self.policy.max_ttl {
-            let limit = now.saturating_add(max);
-            if at.is_none_or(|at| at > limit) {
-                let field = if matches!(expiry, Expiry::Ttl(_)) {
-                    "ttl"
-                } else {
-                    "expires_at"
-                };
+            let limit = created_at.saturating_add(max);
+            if expires_at.is_none_or(|at| at > limit) {
                 return Err(Error::invalid(
                     field,
                     format!("keys may live at most {} seconds (max_ttl)", max.as_secs()),
                 ));
             }
         }
-        Ok(at)
+        Ok(())
     }
 
     /// One key's record.
@@ -245,9 +276,18 @@ impl Keyward {
     pub async fn update_key(&self, caller: &Caller, id: &str, patch: &KeyPatch) -> Result<ApiKey> {
         let current = self.existing_key(id).await?;
         caller.authorize(&current.account_id, Access::Write)?;
+        caller.authorize_environment(current.environment)?;
+        if current.account_id == ROOT_ACCOUNT
+            && (patch.scopes.is_some() || patch.grant_all.is_some())
+        {
+            return Err(Error::FailedPrecondition(
+                "root keys hold exactly the root scope; their scopes do not change".into(),
+            ));
+        }
         let scopes = patch.scopes.as_deref().unwrap_or(&[]);
         self.check_scopes("scopes", scopes)?;
         caller.authorize_grant(scopes, patch.grant_all.unwrap_or(false))?;
+        refuse_root_scope("scopes", scopes)?;
         let grants_nothing = !patch.grant_all.unwrap_or(current.grant_all)
             && patch.scopes.as_ref().unwrap_or(&current.scopes).is_empty();
         if grants_nothing {
@@ -265,6 +305,9 @@ impl Keyward {
                 "the expiry must be in the future",
             ));
         }
+        if let Some(expires_at) = patch.expires_at {
+            self.check_lifetime("expires_at", current.created_at, expires_at)?;
+        }
         let stored = self
             .store
             .update_key(id, patch, now, Some(caller.key_id()))
@@ -278,6 +321,7 @@ impl Keyward {
     pub async fn revoke_key(&self, caller: &Caller, id: &str) -> Result<ApiKey> {
         let current = self.existing_key(id).await?;
         caller.authorize(&current.account_id, Access::Write)?;
+        caller.authorize_environment(current.environment)?;
         let stored = self
             .store
             .revoke_key(id, Timestamp::now(), Some(caller.key_id()))
@@ -298,6 +342,7 @@ impl Keyward {
     ) -> Result<(SecretKey, ApiKey, ApiKey)> {
         let old = self.existing_key(id).await?;
         caller.authorize(&old.account_id, Access::Write)?;
+        caller.authorize_environment(old.environment)?;
         // A fresh secret for a key is as good as the key: no rotating what one could not grant.
         caller.authorize_grant(&old.scopes, old.grant_all)?;
         let now = Timestamp::now();

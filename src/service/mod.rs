@@ -22,7 +22,7 @@ use crate::store::Store;
 use crate::time::Timestamp;
 use crate::verify::{self, Code, VerifyQuery};
 
-pub use auth::Caller;
+pub use auth::{Access, CallContext, Caller};
 pub use last_used::LastUsed;
 pub use manage::{CreateKey, Expiry};
 

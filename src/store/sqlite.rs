@@ -239,11 +239,8 @@ impl Store for SqliteStore {
     ) -> Result<StoredKey> {
         let mut tx = self.writer.begin().await.map_err(db_error)?;
         let mut stored = key_for_update(&mut tx, id).await?;
-        if stored.key.is_revoked() {
-            return Err(Error::FailedPrecondition(format!("key {id:?} is revoked")));
-        }
         let before = stored.key.clone();
-        if !patch.apply(&mut stored.key).is_empty() {
+        if !stored.key.update(patch, now)?.is_empty() {
             stored.key.updated_at = now;
             write_key(&mut tx, &stored).await?;
             let event =

@@ -21,6 +21,9 @@ use tonic::transport::Channel;
 
 use crate::pg;
 
+/// A well-formed key id that no key has.
+pub const ABSENT_ID: &str = "key_0000000000000000000000";
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -7,7 +7,7 @@ use prost::Message;
 use tonic::Code;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestServer, as_key, key_request, violated_fields};
+use crate::helpers::{ABSENT_ID, Backend, TestServer, as_key, key_request, violated_fields};
 
 both_backends!(
     eleventh_key_is_refused,
@@ -179,7 +179,9 @@ async fn list_keys_pages_and_never_carries_secrets(backend: Backend) {
 async fn management_needs_credentials(backend: Backend) {
     let server = TestServer::start(backend).await;
     let mut manage = server.manage().await;
-    let get = || proto::GetKeyRequest { id: "key_x".into() };
+    let get = || proto::GetKeyRequest {
+        id: ABSENT_ID.into(),
+    };
 
     let none = manage.get_key(get()).await.expect_err("no credentials");
     assert_eq!(none.code(), Code::Unauthenticated);
@@ -206,9 +208,12 @@ async fn management_needs_credentials(backend: Backend) {
     assert_eq!(status.code(), Code::PermissionDenied);
 
     // A revoked root key stops working on its next call.
-    let mut root_request = key_request("root", &["root"]);
-    root_request.name = "second root".into();
-    let (second_root, second) = server.create(root_request).await;
+    let (second_root, second) = server
+        .service
+        .mint_root_key("second root")
+        .await
+        .expect("mint");
+    let second_root = second_root.expose().to_owned();
     manage
         .get_key(as_key(
             &second_root,
@@ -332,7 +337,7 @@ async fn get_and_update_errors(backend: Backend) {
     assert_eq!(got, key);
     let missing = manage
         .get_key(server.root(proto::GetKeyRequest {
-            id: "key_nope".into(),
+            id: ABSENT_ID.into(),
         }))
         .await
         .unwrap_err();

@@ -9,8 +9,8 @@ use tonic::Code;
 
 use crate::both_backends;
 use crate::helpers::{
-    Backend, TestServer, as_key, code, eventually, fresh_database, key_request, test_config,
-    verify_request, violated_fields,
+    ABSENT_ID, Backend, TestServer, as_key, code, eventually, fresh_database, key_request,
+    test_config, verify_request, violated_fields,
 };
 
 both_backends!(
@@ -617,7 +617,7 @@ async fn rotation_and_the_active_key_limit(backend: Backend) {
     rotate(&server, &new_id, 0).await;
     let missing = manage
         .rotate_key(server.root(proto::RotateKeyRequest {
-            id: "key_missing".into(),
+            id: ABSENT_ID.into(),
             grace_period: None,
         }))
         .await
