@@ -3,9 +3,11 @@
 
 mod access;
 mod consistency;
+mod fuzz;
 mod helpers;
 mod pg;
 
+mod hostile;
 mod keys;
 mod limits;
 mod manage;
