@@ -14,6 +14,7 @@ use crate::cache::CacheSettings;
 use crate::duration;
 use crate::key::{KeyFormat, KeyPrefix};
 use crate::model::RateLimit;
+use crate::net::ConnectionLimits;
 use crate::service::Policy;
 use crate::store::DatabaseUrl;
 
@@ -68,6 +69,12 @@ pub struct Config {
     /// How often coalesced last-use times are written (`10s`): `last_used_at` lags by at most
     /// this plus one second.
     pub last_used_interval: String,
+    /// Most connections each listener keeps open at once; past that, accepting waits.
+    pub max_connections: usize,
+    /// How long a new connection may take to send its first bytes before it is closed.
+    pub handshake_timeout: String,
+    /// How long a connection may stay silent before it is closed (keepalive pings count).
+    pub idle_timeout: String,
 }
 
 impl Default for Config {
@@ -91,6 +98,9 @@ impl Default for Config {
             negative_cache_ttl: "5s".into(),
             shutdown_timeout: "10s".into(),
             last_used_interval: "10s".into(),
+            max_connections: 4096,
+            handshake_timeout: "10s".into(),
+            idle_timeout: "5m".into(),
         }
     }
 }
@@ -152,6 +162,9 @@ const ENV_KEYS: &[&str] = &[
     "negative_cache_ttl",
     "shutdown_timeout",
     "last_used_interval",
+    "max_connections",
+    "handshake_timeout",
+    "idle_timeout",
 ];
 
 impl Config {
@@ -203,6 +216,20 @@ impl Config {
             duration::parse(&self.last_used_interval).map_err(|e| err("last_used_interval", e))?;
         if interval.is_zero() {
             return Err(err("last_used_interval", "must be longer than zero".into()));
+        }
+        if self.max_connections == 0 {
+            return Err(err("max_connections", "must be at least 1".into()));
+        }
+        for (setting, value) in [
+            ("handshake_timeout", &self.handshake_timeout),
+            ("idle_timeout", &self.idle_timeout),
+        ] {
+            if duration::parse(value)
+                .map_err(|e| err(setting, e))?
+                .is_zero()
+            {
+                return Err(err(setting, "must be longer than zero".into()));
+            }
         }
         let policy = self.policy();
         if let (Some(default), Some(max)) = (policy.default_ttl, policy.max_ttl)
@@ -256,6 +283,17 @@ impl Config {
     }
 
     /// How often last-use times are written.
+    /// Bounds on the connections each listener keeps.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        // Validated at load.
+        let parse = |text: &str, fallback| duration::parse(text).unwrap_or(fallback);
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            handshake_timeout: parse(&self.handshake_timeout, Duration::from_secs(10)),
+            idle_timeout: parse(&self.idle_timeout, Duration::from_secs(300)),
+        }
+    }
+
     pub fn last_used_interval(&self) -> Duration {
         duration::parse(&self.last_used_interval).unwrap_or(Duration::from_secs(10))
     }

@@ -18,6 +18,7 @@ mod grpc;
 pub mod key;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod proto;
 pub mod ratelimit;
 pub mod restriction;

@@ -7,8 +7,17 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
+
+use crate::net::{ConnectionGauge, ConnectionLimits};
 
 use crate::service::Keyward;
 use crate::verify::Code;
@@ -173,33 +182,82 @@ pub fn render(service: &Keyward) -> String {
     out
 }
 
-/// Serves `GET /metrics` on `listener` until the task is aborted.
-pub async fn serve(listener: TcpListener, service: std::sync::Arc<Keyward>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
+/// The open-connection gauges of the listeners, in Prometheus text format.
+fn render_connections(gauges: &[(&str, Arc<ConnectionGauge>)]) -> String {
+    let mut out = String::from(
+        "# HELP keyward_connections_open Connections open, per listener.\n# TYPE keyward_connections_open gauge\n",
+    );
+    for (listener, gauge) in gauges {
+        let _ = writeln!(
+            out,
+            "keyward_connections_open{{listener=\"{listener}\"}} {}",
+            gauge.open()
+        );
+    }
+    out
+}
+
+/// Serves `GET /metrics` over HTTP/1.1 on `listener`, within `limits`, until the task is
+/// aborted.
+pub async fn serve(
+    listener: TcpListener,
+    service: Arc<Keyward>,
+    limits: ConnectionLimits,
+    gauge: Arc<ConnectionGauge>,
+    grpc_connections: Arc<ConnectionGauge>,
+) {
+    let mut connections = crate::net::incoming(listener, limits, gauge.clone());
+    while let Some(conn) = connections.next().await {
+        let Ok(conn) = conn else { continue };
         let service = service.clone();
+        let gauges = [
+            ("grpc", grpc_connections.clone()),
+            ("metrics", gauge.clone()),
+        ];
         tokio::spawn(async move {
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-                match stream.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
+            let respond = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let response = respond(&service, &gauges, &request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.handshake_timeout)
+                .serve_connection(TokioIo::new(conn), respond)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "metrics connection ended with an error");
             }
-            let line = String::from_utf8_lossy(&request);
-            let (status, body) = if line.starts_with("GET /metrics ") {
-                ("200 OK", render(&service))
-            } else {
-                ("404 Not Found", "try /metrics\n".to_owned())
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
         });
     }
+}
+
+fn respond(
+    service: &Keyward,
+    gauges: &[(&str, Arc<ConnectionGauge>)],
+    request: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            render(service) + &render_connections(gauges),
+        ),
+        (_, "/metrics") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "use GET\n".to_owned(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "try /metrics\n".to_owned(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    response
 }

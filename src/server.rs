@@ -10,7 +10,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -19,6 +18,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::grpc::{ManageApi, VerifyApi};
 use crate::key::SecretKey;
+use crate::net::{ConnectionGauge, ConnectionLimits};
 use crate::proto::manage_service_server::ManageServiceServer;
 use crate::proto::verify_service_server::VerifyServiceServer;
 use crate::service::Keyward;
@@ -38,6 +38,9 @@ pub struct App {
     service: Arc<Keyward>,
     shutdown_timeout: Duration,
     last_used_interval: Duration,
+    limits: ConnectionLimits,
+    connections: Arc<ConnectionGauge>,
+    metrics_connections: Arc<ConnectionGauge>,
     metrics: Option<TcpListener>,
 }
 
@@ -62,6 +65,9 @@ impl App {
             service: Arc::new(service),
             shutdown_timeout: config.shutdown_timeout(),
             last_used_interval: config.last_used_interval(),
+            limits: config.connection_limits(),
+            connections: Arc::default(),
+            metrics_connections: Arc::default(),
             metrics: None,
         })
     }
@@ -69,6 +75,11 @@ impl App {
     /// The domain service, for the CLI and tests.
     pub fn service(&self) -> &Arc<Keyward> {
         &self.service
+    }
+
+    /// Connections open on the gRPC listener and on the metrics listener.
+    pub fn connection_gauges(&self) -> (Arc<ConnectionGauge>, Arc<ConnectionGauge>) {
+        (self.connections.clone(), self.metrics_connections.clone())
     }
 
     /// Serves Prometheus metrics on `listener` (`GET /metrics`) while the server runs.
@@ -107,8 +118,8 @@ impl App {
             .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
 
         let local = listener.local_addr().ok();
-        // tonic only sets TCP_NODELAY on listeners it binds itself; set it on ours.
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        // Bounded connections with handshake and idle timeouts (TCP_NODELAY set on each).
+        let incoming = crate::net::incoming(listener, self.limits, self.connections.clone());
         let stopping = Arc::new(Notify::new());
         let signal = {
             let stopping = stopping.clone();
@@ -121,6 +132,9 @@ impl App {
             }
         };
         let server = Server::builder()
+            // Pings keep a live client's idle connection open and expose dead peers.
+            .http2_keepalive_interval(Some(self.limits.idle_timeout / 3))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -148,7 +162,13 @@ impl App {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "serving metrics on /metrics");
             }
-            tokio::spawn(crate::metrics::serve(listener, self.service.clone()))
+            tokio::spawn(crate::metrics::serve(
+                listener,
+                self.service.clone(),
+                self.limits,
+                self.metrics_connections.clone(),
+                self.connections.clone(),
+            ))
         });
         let (stop_flusher, flusher_stop) = tokio::sync::oneshot::channel::<()>();
         let flusher = tokio::spawn(flush_last_used(

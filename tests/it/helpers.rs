@@ -76,6 +76,11 @@ pub struct TestServer {
     pub root_key: String,
     pub service: Arc<Keyward>,
     pub database_url: String,
+    /// Open connections on the gRPC and the metrics listener.
+    pub connection_gauges: (
+        Arc<keyward::net::ConnectionGauge>,
+        Arc<keyward::net::ConnectionGauge>,
+    ),
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<keyward::error::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -106,6 +111,7 @@ impl TestServer {
             .await
             .expect("root key");
         let service = app.service().clone();
+        let connection_gauges = app.connection_gauges();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let metrics = TcpListener::bind("127.0.0.1:0")
@@ -136,6 +142,7 @@ impl TestServer {
             root_key: secret.expose().to_owned(),
             service,
             database_url: config.database_url.expose().to_owned(),
+            connection_gauges,
             stop: Some(stop),
             task: Some(task),
             _dir: None,
@@ -201,7 +208,7 @@ impl TestServer {
             .await
             .expect("metrics");
         stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: keyward\r\n\r\n")
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: keyward\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
         let mut response = String::new();

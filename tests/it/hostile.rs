@@ -530,3 +530,102 @@ async fn management_keys_follow_their_environment_and_restrictions(backend: Back
     );
     server.stop().await;
 }
+
+/// Waits until the peer closes `stream` (a read returns end-of-file or an error).
+async fn closed_by_server(mut stream: tokio::net::TcpStream, deadline: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    loop {
+        match tokio::time::timeout(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue, // e.g. the server's HTTP/2 settings frame
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_on_both_ports() {
+    let server = TestServer::start_with(Backend::Sqlite, |c| {
+        c.handshake_timeout = "1s".into();
+    })
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..200 {
+        silent.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    for _ in 0..50 {
+        silent.push(
+            tokio::net::TcpStream::connect(server.metrics_addr)
+                .await
+                .unwrap(),
+        );
+    }
+    let closed = futures_join_all(
+        silent
+            .into_iter()
+            .map(|s| closed_by_server(s, Duration::from_secs(15))),
+    )
+    .await;
+    assert_eq!(closed.iter().filter(|c| **c).count(), 250);
+    // The metrics endpoint (real HTTP) and the gRPC port still serve.
+    let metrics = server.metrics().await;
+    assert!(metrics.contains("keyward_connections_open{listener=\"grpc\"}"));
+    let (key, _) = server.create(key_request("acme", &["videos:read"])).await;
+    assert_eq!(code(&server.verify(&key, &[]).await), VerifyCode::Valid);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped() {
+    let server = TestServer::start_with(Backend::Sqlite, |c| {
+        c.max_connections = 8;
+        c.handshake_timeout = "1s".into();
+    })
+    .await;
+    let (grpc, _) = server.connection_gauges.clone();
+    let mut silent = Vec::new();
+    for _ in 0..40 {
+        silent.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    // The kernel completes the handshakes, but the server holds at most 8 at a time, while
+    // the silent ones time out in turn.
+    let closers: Vec<_> = silent
+        .into_iter()
+        .map(|s| tokio::spawn(closed_by_server(s, Duration::from_secs(30))))
+        .collect();
+    let mut most = 0;
+    eventually(
+        Duration::from_secs(30),
+        "the silent connections to close",
+        || {
+            most = most.max(grpc.open());
+            let finished = closers.iter().all(|c| c.is_finished());
+            async move { finished.then_some(()) }
+        },
+    )
+    .await;
+    for closer in closers {
+        assert!(closer.await.unwrap(), "closed by the server");
+    }
+    assert!(most <= 8, "at most 8 connections open, saw {most}");
+    let (key, _) = server.create(key_request("acme", &["videos:read"])).await;
+    assert_eq!(code(&server.verify(&key, &[]).await), VerifyCode::Valid);
+    server.stop().await;
+}
+
+/// Awaits every future, concurrently.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.expect("task"));
+    }
+    out
+}

@@ -1,0 +1,217 @@
+//! Accepting connections without letting them exhaust the server: at most `max_connections`
+//! open at once (past that, accepting waits for one to close), a connection that has sent
+//! nothing within `handshake_timeout` or that has been silent for `idle_timeout` is closed,
+//! and accept errors (out of file descriptors) back off instead of spinning.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::{Instant, Sleep};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// Bounds on the connections one listener keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// How long a new connection may take to send its first byte.
+    pub handshake_timeout: Duration,
+    /// How long an established connection may send nothing (HTTP/2 keepalive pings, which the
+    /// server sends every `idle_timeout / 3`, count: a live client answers them).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 4096,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Connections open right now, per listener, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct ConnectionGauge(AtomicU64);
+
+impl ConnectionGauge {
+    /// Connections open now.
+    pub fn open(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Accepts connections from `listener` within `limits`; the stream ends when it is dropped.
+pub fn incoming(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    gauge: Arc<ConnectionGauge>,
+) -> ReceiverStream<io::Result<Conn>> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(accept_loop(listener, limits, gauge, tx));
+    ReceiverStream::new(rx)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    gauge: Arc<ConnectionGauge>,
+    tx: mpsc::Sender<io::Result<Conn>>,
+) {
+    const MIN_BACKOFF: Duration = Duration::from_millis(10);
+    const MAX_BACKOFF: Duration = Duration::from_secs(1);
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let permit = tokio::select! {
+            () = tx.closed() => return,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return, // the semaphore is never closed
+            },
+        };
+        let accepted = tokio::select! {
+            () = tx.closed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                backoff = MIN_BACKOFF;
+                let _ = stream.set_nodelay(true);
+                let conn = Conn::new(stream, remote, limits, permit, gauge.clone());
+                if tx.send(Ok(conn)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Out of descriptors (or a transient error): wait instead of spinning.
+                tracing::warn!(error = %e, retry_in = ?backoff, "accept failed");
+                tokio::select! {
+                    () = tx.closed() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// An accepted connection: closed when it stays silent too long; holds its slot until dropped.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    remote: SocketAddr,
+    idle_timeout: Duration,
+    deadline: Pin<Box<Sleep>>,
+    _slot: OwnedSemaphorePermit,
+    gauge: Arc<ConnectionGauge>,
+}
+
+impl Conn {
+    fn new(
+        stream: TcpStream,
+        remote: SocketAddr,
+        limits: ConnectionLimits,
+        slot: OwnedSemaphorePermit,
+        gauge: Arc<ConnectionGauge>,
+    ) -> Self {
+        gauge.0.fetch_add(1, Ordering::Relaxed);
+        Conn {
+            stream,
+            remote,
+            idle_timeout: limits.idle_timeout,
+            deadline: Box::pin(tokio::time::sleep(limits.handshake_timeout)),
+            _slot: slot,
+            gauge,
+        }
+    }
+
+    /// The peer's address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.gauge.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    let next = Instant::now() + self.idle_timeout;
+                    self.deadline.as_mut().reset(next);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                ready!(self.deadline.as_mut().poll(cx));
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the connection sent nothing for too long",
+                )))
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        TcpConnectInfo {
+            local_addr: self.stream.local_addr().ok(),
+            remote_addr: Some(self.remote),
+        }
+    }
+}
