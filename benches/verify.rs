@@ -35,6 +35,7 @@ fn bench_verify(c: &mut Criterion) {
                 stale_limit: std::time::Duration::from_secs(3600),
                 negative_capacity: 1000,
                 negative_ttl: std::time::Duration::from_secs(5),
+                unknown_lookups_per_second: 100,
             },
         );
         let (secret, _) = service.mint_root_key("bench").await.expect("key");

@@ -7,13 +7,19 @@
 //! - Consistency: mutations invalidate at once; a load that raced a mutation is never served
 //!   again; when change notifications may have been missed, every entry is marked stale and
 //!   re-read from the store before it is trusted again.
-//! - Outages: a stale entry whose refresh fails because the store is unavailable keeps being
-//!   served up to `stale_limit` after it was loaded; while the store is known to be down, misses
-//!   fail fast instead of waiting for a connection.
+//! - Change feed down: an entry read while the feed is down (or any entry, while it is down)
+//!   is trusted for [`UNCONFIRMED_TTL`] only, then re-read; when the feed reconnects, every
+//!   entry is re-read before it is trusted again.
+//! - A cached key never waits on the store: an entry that is due for a re-read is answered
+//!   from the cache (up to `stale_limit` after it was loaded) while one background task per key
+//!   re-reads it. While the store is known to be down, misses fail fast.
+//! - Unknown-key floods: a miss is looked up only if the digest is known to exist or the
+//!   per-second budget for unknown digests allows it (see [`crate::known`]).
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
@@ -21,11 +27,16 @@ use moka::ops::compute::{CompResult, Op};
 
 use crate::error::{Error, Result};
 use crate::key::{DigestHashBuilder, KeyDigest};
+use crate::known::KnownKeys;
 use crate::model::KeyState;
 use crate::time::Timestamp;
 
 /// How long, after the store answered "unavailable", misses fail fast without asking it.
 const STORE_DOWN_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How long an entry is trusted when changes to it may not be reported: it was read while the
+/// change feed was down, or the feed is down now.
+pub const UNCONFIRMED_TTL: Duration = Duration::from_secs(1);
 
 /// How big the caches are and how long entries live.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +51,8 @@ pub struct CacheSettings {
     pub negative_capacity: u64,
     /// How long an unknown digest is remembered.
     pub negative_ttl: Duration,
+    /// Store look-ups per second for digests not known to exist.
+    pub unknown_lookups_per_second: u32,
 }
 
 /// Counters of what the cache did, for metrics and tests.
@@ -57,6 +70,8 @@ pub struct CacheStats {
     pub store_lookups: AtomicU64,
     /// Store queries that failed.
     pub store_errors: AtomicU64,
+    /// Background re-reads started for entries answered from the cache.
+    pub refreshes: AtomicU64,
 }
 
 /// A cached key: what verify needs, plus when its last use was last reported.
@@ -89,6 +104,9 @@ struct Entry {
     generation: u64,
     /// False when an invalidation happened while this entry was loading: it may be stale.
     clean: bool,
+    /// Whether the change feed was connected for the whole load: changes to the key after it
+    /// are reported.
+    confirmed: bool,
 }
 
 /// The key cache.
@@ -103,13 +121,21 @@ pub struct KeyCache {
     generation: AtomicU64,
     /// Until when (micros) the store is assumed down.
     store_down_until: AtomicI64,
+    /// Whether the change feed is connected (always, for a store without one).
+    feed_up: AtomicBool,
+    /// Bumped whenever the feed goes down.
+    feed_epoch: AtomicU64,
+    /// Digests being re-read in the background.
+    refreshing: Mutex<HashSet<KeyDigest, DigestHashBuilder>>,
+    known: KnownKeys,
     started: Instant,
     stats: CacheStats,
 }
 
 impl KeyCache {
-    /// An empty cache.
-    pub fn new(settings: CacheSettings) -> Self {
+    /// An empty cache; `has_feed` says whether the store reports changes from other replicas
+    /// (then entries are unconfirmed until the feed first connects).
+    pub fn new(settings: CacheSettings, has_feed: bool) -> Self {
         KeyCache {
             entries: Cache::builder()
                 .max_capacity(settings.capacity)
@@ -124,6 +150,10 @@ impl KeyCache {
             epoch: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             store_down_until: AtomicI64::new(0),
+            feed_up: AtomicBool::new(!has_feed),
+            feed_epoch: AtomicU64::new(0),
+            refreshing: Mutex::default(),
+            known: KnownKeys::new(settings.unknown_lookups_per_second),
             started: Instant::now(),
             stats: CacheStats::default(),
         }
@@ -147,31 +177,42 @@ impl KeyCache {
         self.micros_since_start() < self.store_down_until.load(Ordering::Relaxed)
     }
 
+    /// The digests known to exist, which bound the store work of unknown keys.
+    pub fn known(&self) -> &KnownKeys {
+        &self.known
+    }
+
     fn is_fresh(&self, entry: &Entry) -> bool {
+        let age = entry.loaded_at.elapsed();
         entry.clean
             && entry.generation == self.generation.load(Ordering::Acquire)
-            && entry.loaded_at.elapsed() < self.settings.ttl
+            && age < self.settings.ttl
+            && ((entry.confirmed && self.feed_up.load(Ordering::Acquire)) || age < UNCONFIRMED_TTL)
     }
 
     /// The record for `digest`, from the cache or, on a miss, from `load`. Callers missing on
     /// one digest at once are serialised on it, and all but the first find the entry the first
-    /// one loaded: one store query. `None`: no such key.
+    /// one loaded: one store query. An entry due for a re-read is answered at once and re-read
+    /// in the background. `None`: no such key.
     pub async fn get_or_load<F, Fut>(
-        &self,
+        self: &Arc<Self>,
         digest: KeyDigest,
         load: F,
     ) -> Result<Option<Arc<CachedKey>>>
     where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<KeyState>>>,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<KeyState>>> + Send + 'static,
     {
         if let Some(entry) = self.entries.get(&digest).await {
             if self.is_fresh(&entry) {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(entry.key.clone()));
             }
-            if self.is_servable(&entry) && self.store_is_down() {
+            if self.is_servable(&entry) {
                 self.stats.stale_hits.fetch_add(1, Ordering::Relaxed);
+                if !self.store_is_down() {
+                    self.refresh_in_background(digest, load);
+                }
                 return Ok(Some(entry.key.clone()));
             }
         } else if self.negative.contains_key(&digest) {
@@ -179,8 +220,47 @@ impl KeyCache {
             return Ok(None);
         } else if self.store_is_down() {
             return Err(unavailable());
+        } else if !self.known.should_look_up(&digest) {
+            return Ok(None);
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        self.load(digest, load).await
+    }
+
+    /// Re-reads `digest` in a task of its own, unless one is already doing so.
+    fn refresh_in_background<F, Fut>(self: &Arc<Self>, digest: KeyDigest, load: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<KeyState>>> + Send + 'static,
+    {
+        let started = self
+            .refreshing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(digest);
+        if !started {
+            return;
+        }
+        self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+        let cache = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = cache.load(digest, load).await {
+                tracing::debug!(error = %e, "background re-read of a cached key failed");
+            }
+            cache
+                .refreshing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&digest);
+        });
+    }
+
+    /// Loads `digest` from the store into the cache, one query per digest at a time.
+    async fn load<F, Fut>(&self, digest: KeyDigest, load: F) -> Result<Option<Arc<CachedKey>>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<KeyState>>>,
+    {
         let computed = self
             .entries
             .entry(digest)
@@ -196,20 +276,29 @@ impl KeyCache {
                 }
                 let before = self.epoch.load(Ordering::Acquire);
                 let generation = self.generation.load(Ordering::Acquire);
+                let feed_epoch = self.feed_epoch.load(Ordering::Acquire);
+                let feed_up = self.feed_up.load(Ordering::Acquire);
                 let loaded_at = Instant::now();
                 self.stats.store_lookups.fetch_add(1, Ordering::Relaxed);
                 let found = load().await;
                 let clean = self.epoch.load(Ordering::Acquire) == before;
+                let confirmed = feed_up
+                    && self.feed_up.load(Ordering::Acquire)
+                    && self.feed_epoch.load(Ordering::Acquire) == feed_epoch;
                 match found {
-                    Ok(Some(state)) => Ok(Op::Put(Arc::new(Entry {
-                        key: Arc::new(CachedKey {
-                            state,
-                            last_use_mark: AtomicI64::new(0),
-                        }),
-                        loaded_at,
-                        generation,
-                        clean,
-                    }))),
+                    Ok(Some(state)) => {
+                        self.known.insert(&digest);
+                        Ok(Op::Put(Arc::new(Entry {
+                            key: Arc::new(CachedKey {
+                                state,
+                                last_use_mark: AtomicI64::new(0),
+                            }),
+                            loaded_at,
+                            generation,
+                            clean,
+                            confirmed,
+                        })))
+                    }
                     Ok(None) => {
                         if clean {
                             self.negative.insert(digest, ()).await;
@@ -253,8 +342,11 @@ impl KeyCache {
         entry.clean && entry.loaded_at.elapsed() < self.settings.stale_limit
     }
 
-    /// Drops what is cached for `digest`, after a mutation of its key has been committed.
+    /// Drops what is cached for `digest`, after a mutation of its key (or its creation) has
+    /// been committed.
     pub async fn invalidate(&self, digest: &KeyDigest) {
+        // A key that changed (or was just created) exists.
+        self.known.insert(digest);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.entries.invalidate(digest).await;
         self.negative.invalidate(digest).await;
@@ -273,16 +365,149 @@ impl KeyCache {
         }
     }
 
-    /// Change notifications may have been missed: every cached key is re-read from the store
-    /// before it is trusted again (or served stale while the store is unreachable), and unknown
-    /// keys are forgotten.
+    /// The change feed reconnected after changes may have been missed: every cached key is
+    /// re-read from the store before it is fresh again, and unknown keys are forgotten.
     pub fn mark_all_stale(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.negative.invalidate_all();
+        self.feed_up.store(true, Ordering::Release);
+    }
+
+    /// The change feed is down: until it is back, nothing is trusted for longer than
+    /// [`UNCONFIRMED_TTL`] after it was read.
+    pub fn feed_down(&self) {
+        self.feed_epoch.fetch_add(1, Ordering::AcqRel);
+        self.feed_up.store(false, Ordering::Release);
+        self.negative.invalidate_all();
+    }
+
+    /// Whether the change feed is connected (always true for a store without one).
+    pub fn feed_connected(&self) -> bool {
+        self.feed_up.load(Ordering::Acquire)
     }
 }
 
 fn unavailable() -> Error {
     Error::Unavailable("the database is unavailable".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::model::test_key;
+
+    fn settings() -> CacheSettings {
+        CacheSettings {
+            capacity: 100,
+            ttl: Duration::from_secs(300),
+            stale_limit: Duration::from_secs(3600),
+            negative_capacity: 100,
+            negative_ttl: Duration::from_secs(5),
+            unknown_lookups_per_second: 100,
+        }
+    }
+
+    /// A store stand-in for the cache's loader: counts its calls and answers the key, revoked
+    /// from the `revoke_after`-th call on.
+    fn loader(
+        digest: KeyDigest,
+        calls: Arc<AtomicUsize>,
+        revoke_after: usize,
+    ) -> impl FnOnce() -> std::future::Ready<Result<Option<KeyState>>> + Send + 'static {
+        move || {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut key = test_key();
+            if n >= revoke_after {
+                key.revoked_at = Some(crate::time::Timestamp(1));
+            }
+            std::future::ready(Ok(Some(KeyState {
+                digest,
+                key,
+                account_disabled: false,
+            })))
+        }
+    }
+
+    async fn poll_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !check().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_read_while_the_feed_is_down_are_reread() {
+        let cache = Arc::new(KeyCache::new(settings(), true));
+        cache.mark_all_stale(); // the feed connects...
+        cache.feed_down(); // ...and drops
+        let digest = KeyDigest::of("kw_live_a");
+        let calls = Arc::new(AtomicUsize::new(0));
+        let first = cache
+            .get_or_load(digest, loader(digest, calls.clone(), 2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!first.state.key.is_revoked());
+        // A revocation made elsewhere, unreported, is seen once the entry's short life ends.
+        poll_until("the revocation to be read", async || {
+            let got = cache
+                .get_or_load(digest, loader(digest, calls.clone(), 2))
+                .await
+                .unwrap()
+                .unwrap();
+            got.state.key.is_revoked()
+        })
+        .await;
+        assert!(calls.load(Ordering::SeqCst) >= 2);
+    }
+
+    #[tokio::test]
+    async fn a_reconnected_feed_rereads_everything() {
+        let cache = Arc::new(KeyCache::new(settings(), false));
+        let digest = KeyDigest::of("kw_live_b");
+        let calls = Arc::new(AtomicUsize::new(0));
+        cache
+            .get_or_load(digest, loader(digest, calls.clone(), 2))
+            .await
+            .unwrap();
+        cache.mark_all_stale();
+        poll_until("the re-read after reconnecting", async || {
+            let got = cache
+                .get_or_load(digest, loader(digest, calls.clone(), 2))
+                .await
+                .unwrap()
+                .unwrap();
+            got.state.key.is_revoked()
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "one re-read");
+    }
+
+    #[tokio::test]
+    async fn a_cached_key_never_waits_on_the_store() {
+        let cache = Arc::new(KeyCache::new(settings(), false));
+        let digest = KeyDigest::of("kw_live_c");
+        let calls = Arc::new(AtomicUsize::new(0));
+        cache
+            .get_or_load(digest, loader(digest, calls.clone(), usize::MAX))
+            .await
+            .unwrap();
+        cache.mark_all_stale();
+        // The store now hangs (an outage not yet detected): every answer still comes at once,
+        // from the cache, and one background re-read waits for the store.
+        for _ in 0..100 {
+            let hanging = || std::future::pending::<Result<Option<KeyState>>>();
+            let answer =
+                tokio::time::timeout(Duration::from_secs(5), cache.get_or_load(digest, hanging))
+                    .await
+                    .expect("answered without waiting for the store");
+            assert!(answer.unwrap().is_some());
+        }
+        assert_eq!(cache.stats().refreshes.load(Ordering::Relaxed), 1);
+        assert_eq!(cache.stats().stale_hits.load(Ordering::Relaxed), 100);
+    }
 }

@@ -71,6 +71,9 @@ pub struct Config {
     pub last_used_interval: String,
     /// Most connections each listener keeps open at once; past that, accepting waits.
     pub max_connections: usize,
+    /// Store look-ups per second for well-formed keys not known to exist (`100`): bounds the
+    /// database work of a flood of random keys.
+    pub unknown_key_lookups_per_second: u32,
     /// How long a new connection may take to send its first bytes before it is closed.
     pub handshake_timeout: String,
     /// How long a connection may stay silent before it is closed (keepalive pings count).
@@ -99,6 +102,7 @@ impl Default for Config {
             shutdown_timeout: "10s".into(),
             last_used_interval: "10s".into(),
             max_connections: 4096,
+            unknown_key_lookups_per_second: 100,
             handshake_timeout: "10s".into(),
             idle_timeout: "5m".into(),
         }
@@ -163,6 +167,7 @@ const ENV_KEYS: &[&str] = &[
     "shutdown_timeout",
     "last_used_interval",
     "max_connections",
+    "unknown_key_lookups_per_second",
     "handshake_timeout",
     "idle_timeout",
 ];
@@ -279,6 +284,7 @@ impl Config {
             stale_limit: secs(&self.stale_limit, 3600),
             negative_capacity: self.negative_cache_capacity,
             negative_ttl: secs(&self.negative_cache_ttl, 5),
+            unknown_lookups_per_second: self.unknown_key_lookups_per_second,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod duration;
 pub mod error;
 mod grpc;
 pub mod key;
+pub mod known;
 pub mod metrics;
 pub mod model;
 pub mod net;

@@ -315,8 +315,10 @@ pub enum Change {
     Key(KeyDigest),
     /// The account's policy changed.
     Account(String),
-    /// The feed was interrupted: changes may have been missed.
+    /// The feed (re)connected after changes may have been missed: re-read everything.
     Lost,
+    /// The feed is down: changes are not being reported until it is back.
+    Down,
 }
 
 /// A fresh public id with the given prefix, e.g. `key_…`: 22 random base62 characters.
@@ -327,31 +329,37 @@ pub fn new_id(prefix: &str) -> String {
     id
 }
 
+/// A plain live key of account `acme` holding `videos:read`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_key() -> ApiKey {
+    ApiKey {
+        id: new_id("key"),
+        account_id: "acme".into(),
+        name: "n".into(),
+        prefix: "kw_live_abcdefgh".into(),
+        environment: Environment::Live,
+        scopes: vec!["videos:read".into()],
+        grant_all: false,
+        restrictions: Restrictions::default(),
+        rate_limit: None,
+        meta: BTreeMap::new(),
+        created_at: Timestamp(1),
+        updated_at: Timestamp(1),
+        expires_at: None,
+        last_used_at: None,
+        revoked_at: None,
+        previous_key_id: None,
+        created_by: None,
+        replaced_by: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn key() -> ApiKey {
-        ApiKey {
-            id: new_id("key"),
-            account_id: "acme".into(),
-            name: "n".into(),
-            prefix: "kw_live_abcdefgh".into(),
-            environment: Environment::Live,
-            scopes: vec!["videos:read".into()],
-            grant_all: false,
-            restrictions: Restrictions::default(),
-            rate_limit: None,
-            meta: BTreeMap::new(),
-            created_at: Timestamp(1),
-            updated_at: Timestamp(1),
-            expires_at: None,
-            last_used_at: None,
-            revoked_at: None,
-            previous_key_id: None,
-            created_by: None,
-            replaced_by: None,
-        }
+        test_key()
     }
 
     #[test]

@@ -61,6 +61,7 @@ impl App {
             config.policy(),
             config.cache(),
         );
+        service.load_known_keys().await?;
         Ok(App {
             service: Arc::new(service),
             shutdown_timeout: config.shutdown_timeout(),

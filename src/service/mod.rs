@@ -84,7 +84,7 @@ impl Verdict {
 #[derive(Debug)]
 pub struct Keyward {
     store: Arc<dyn Store>,
-    cache: KeyCache,
+    cache: Arc<KeyCache>,
     format: KeyFormat,
     policy: Policy,
     catalog: Arc<Catalog>,
@@ -104,16 +104,26 @@ impl Keyward {
         cache: CacheSettings,
     ) -> Self {
         Keyward {
-            store,
             limiter: RateLimiter::new(cache.capacity),
             feed_interruptions: AtomicU64::new(0),
             verify_metrics: VerifyMetrics::default(),
-            cache: KeyCache::new(cache),
+            cache: Arc::new(KeyCache::new(cache, store.has_change_feed())),
             format,
             policy,
             catalog,
             last_used: LastUsed::default(),
+            store,
         }
+    }
+
+    /// Loads the digests of every stored key into the set that bounds the store work of
+    /// unknown keys; at start, and again when the change feed may have missed creations.
+    pub async fn load_known_keys(&self) -> Result<()> {
+        let digests = self.store.key_digests().await?;
+        let count = digests.len();
+        self.cache.known().replace_all(digests);
+        tracing::debug!(keys = count, "loaded the set of known key digests");
+        Ok(())
     }
 
     /// The scope catalog.
@@ -210,23 +220,34 @@ impl Keyward {
     /// The record of a well-formed key, through the cache.
     async fn lookup(&self, parsed: &ParsedKey) -> Result<Option<Arc<CachedKey>>> {
         let digest = parsed.digest;
-        let store = &self.store;
+        let store = self.store.clone();
         let key = self
             .cache
-            .get_or_load(digest, || async move { store.key_by_digest(&digest).await })
+            .get_or_load(
+                digest,
+                move || async move { store.key_by_digest(&digest).await },
+            )
             .await?;
         // A key whose stored environment disagrees with its text was not made by this service.
         Ok(key.filter(|k| k.state.key.environment == parsed.environment))
     }
 
     /// Applies a change another replica made (from the store's change feed) to the cache.
-    pub async fn apply_change(&self, change: Change) {
+    pub async fn apply_change(self: &Arc<Self>, change: Change) {
         match change {
             Change::Key(digest) => self.cache.invalidate(&digest).await,
             Change::Account(account_id) => self.cache.invalidate_account(&account_id),
+            Change::Down => self.cache.feed_down(),
             Change::Lost => {
                 self.feed_interruptions.fetch_add(1, Ordering::Relaxed);
                 self.cache.mark_all_stale();
+                // Keys created while the feed was away are not in the known set yet.
+                let service = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = service.load_known_keys().await {
+                        tracing::warn!(error = %e, "could not reload the known key digests");
+                    }
+                });
             }
         }
     }

@@ -1,7 +1,8 @@
 //! PostgreSQL's change feed: every replica LISTENs on one channel; mutations NOTIFY in their
 //! transaction with the key digest or account id they touched. When the listening connection
-//! drops, notifications sent meanwhile are lost, so the feed reports `Lost` (the cache then
-//! re-reads everything) and reconnects with exponential backoff.
+//! drops, the feed reports `Down` (the cache then trusts nothing for long) and reconnects with a
+//! backoff capped at one second; notifications sent meanwhile are lost, so on reconnecting it
+//! reports `Lost` and the cache re-reads everything.
 
 use std::time::Duration;
 
@@ -16,7 +17,8 @@ use crate::model::Change;
 pub(crate) const CHANNEL: &str = "keyward_changes";
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Capped low: while the feed is down, the cache re-reads keys every second.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The NOTIFY payload of a change: `<origin> k:<hex digest>` or `<origin> a:<account id>`.
 pub(crate) fn payload(change: &Change, origin: &str) -> String {
@@ -31,6 +33,7 @@ pub(crate) fn payload(change: &Change, origin: &str) -> String {
         }
         Change::Account(id) => format!("{origin} a:{id}"),
         Change::Lost => format!("{origin} lost"),
+        Change::Down => format!("{origin} down"),
     }
 }
 
@@ -69,6 +72,7 @@ pub(crate) fn spawn(pool: PgPool, origin: String) -> mpsc::Receiver<Change> {
 async fn run(pool: PgPool, origin: String, tx: mpsc::Sender<Change>) {
     let mut backoff = MIN_BACKOFF;
     let mut first = true;
+    let mut reported_down = false;
     loop {
         match listen(&pool).await {
             Ok(mut listener) => {
@@ -76,6 +80,7 @@ async fn run(pool: PgPool, origin: String, tx: mpsc::Sender<Change>) {
                     tracing::info!("change listener reconnected");
                 }
                 first = false;
+                reported_down = false;
                 backoff = MIN_BACKOFF;
                 // Whatever was sent while we were not listening is lost.
                 if tx.send(Change::Lost).await.is_err() {
@@ -106,20 +111,28 @@ async fn run(pool: PgPool, origin: String, tx: mpsc::Sender<Change>) {
                         }
                     }
                 }
-                if tx.send(Change::Lost).await.is_err() {
-                    return;
-                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "cannot listen for changes");
+            }
+        }
+        if !reported_down {
+            reported_down = true;
+            if tx.send(Change::Down).await.is_err() {
+                return;
             }
         }
         tokio::select! {
             () = tx.closed() => return,
             () = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff = next_backoff(backoff);
     }
+}
+
+/// The wait before the next reconnection attempt: doubling, at most [`MAX_BACKOFF`].
+fn next_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).min(MAX_BACKOFF)
 }
 
 async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
@@ -131,6 +144,15 @@ async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconnect_backoff_is_capped_near_a_second() {
+        let mut backoff = MIN_BACKOFF;
+        for _ in 0..50 {
+            backoff = next_backoff(backoff);
+        }
+        assert_eq!(backoff, Duration::from_secs(1));
+    }
 
     #[test]
     fn payloads_round_trip() {

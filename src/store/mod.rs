@@ -99,6 +99,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Writes coalesced last-use times in one statement; a time never moves backwards.
     async fn record_last_used(&self, uses: &[(String, Timestamp)]) -> Result<()>;
 
+    /// Every key digest in the store, to know which keys exist (see [`crate::known`]).
+    async fn key_digests(&self) -> Result<Vec<KeyDigest>>;
+
+    /// Whether [`subscribe`](Self::subscribe) gives a feed.
+    fn has_change_feed(&self) -> bool {
+        false
+    }
+
     /// A feed of changes made through other replicas sharing this store, if the backend has
     /// one (PostgreSQL: `LISTEN/NOTIFY`). It ends when the receiver is dropped.
     fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<Change>> {
@@ -194,6 +202,16 @@ pub(crate) fn last_used_json(uses: &[(String, Timestamp)]) -> String {
         .map(|(id, t)| serde_json::json!({ "id": id, "t": t.micros() }))
         .collect();
     serde_json::Value::Array(rows).to_string()
+}
+
+/// Digest column values as digests; a malformed one is an internal error.
+pub(crate) fn digests(rows: Vec<Vec<u8>>) -> Result<Vec<KeyDigest>> {
+    rows.iter()
+        .map(|bytes| {
+            KeyDigest::from_slice(bytes)
+                .ok_or_else(|| Error::Internal("a stored digest is not 32 bytes".into()))
+        })
+        .collect()
 }
 
 /// The number of active keys that stops another create, as a domain error.

@@ -385,6 +385,18 @@ impl Store for PostgresStore {
         Some(listener::spawn(self.pool.clone(), self.origin.clone()))
     }
 
+    async fn key_digests(&self) -> Result<Vec<KeyDigest>> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT digest FROM api_keys")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        super::digests(rows)
+    }
+
+    fn has_change_feed(&self) -> bool {
+        true
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

@@ -366,6 +366,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn key_digests(&self) -> Result<Vec<KeyDigest>> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT digest FROM api_keys")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_error)?;
+        super::digests(rows)
+    }
+
     async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;

@@ -18,8 +18,64 @@ use crate::pg::Cluster;
 
 both_backends!(
     negative_cache_absorbs_unknown_keys,
-    concurrent_misses_make_one_lookup
+    concurrent_misses_make_one_lookup,
+    distinct_unknown_keys_cost_bounded_store_work,
 );
+
+/// 3,000 distinct well-formed unknown keys (the negative cache cannot help) make at most the
+/// configured budget of store look-ups per second; keys that exist keep exact answers.
+async fn distinct_unknown_keys_cost_bounded_store_work(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| c.unknown_key_lookups_per_second = 5).await;
+    let (real, _) = server.create(key_request("acme", &["videos:read"])).await;
+    let unknown: Vec<String> = (0..3000)
+        .map(|_| {
+            KeyFormat::default()
+                .generate(Environment::Live)
+                .secret
+                .expose()
+                .to_owned()
+        })
+        .collect();
+    let before = server.store_lookups();
+    let start = std::time::Instant::now();
+    let verifier = server.verifier().await;
+    let calls = unknown.chunks(300).map(|chunk| {
+        let mut verifier = verifier.clone();
+        let chunk = chunk.to_vec();
+        tokio::spawn(async move {
+            for key in chunk {
+                let r = verifier.verify(verify_request(&key, &[])).await.unwrap();
+                assert_eq!(code(&r.into_inner()), VerifyCode::NotFound);
+            }
+        })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        call.await.unwrap();
+    }
+    // The budget is per wall-clock second: count the seconds the flood touched.
+    let windows = start.elapsed().as_secs() + 2;
+    let lookups = server.store_lookups() - before;
+    assert!(
+        lookups <= 5 * windows,
+        "{lookups} store look-ups for 3000 unknown keys over {windows} budget windows"
+    );
+    // A key this server created verifies at once, budget or not.
+    assert_eq!(code(&server.verify(&real, &[]).await), VerifyCode::Valid);
+    // A key another process put in the store (not in the known set yet) is still found.
+    let other = keyward::server::App::open(&test_config(&server.database_url))
+        .await
+        .unwrap();
+    let (minted, _) = other.service().mint_root_key("elsewhere").await.unwrap();
+    let minted = minted.expose().to_owned();
+    eventually(
+        Duration::from_secs(5),
+        "the minted key to verify",
+        || async { (code(&server.verify(&minted, &[]).await) == VerifyCode::Valid).then_some(()) },
+    )
+    .await;
+    other.service().store().close().await;
+    server.stop().await;
+}
 
 async fn negative_cache_absorbs_unknown_keys(backend: Backend) {
     let server = TestServer::start(backend).await;
