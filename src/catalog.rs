@@ -424,3 +424,31 @@ mod tests {
         assert!(e.contains("cat.toml:7") && e.contains("twice"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_catalog_or_a_located_error(text in "\\PC{0,400}") {
+            if let Err(e) = Catalog::parse(&text, "fuzz.toml") {
+                prop_assert!(e.to_string().contains("fuzz.toml:"), "{e}");
+            }
+        }
+
+        #[test]
+        fn scope_tables_with_odd_fields_never_panic(
+            name in "[a-z:*. ]{0,20}",
+            access in "[a-z]{0,8}",
+            risk in "[a-z]{0,8}",
+        ) {
+            let text = format!(
+                "[scopes.\"{name}\"]\ndescription = \"d\"\naccess = \"{access}\"\nrisk = \"{risk}\"\n"
+            );
+            let _ = Catalog::parse(&text, "fuzz.toml");
+        }
+    }
+}

@@ -82,3 +82,27 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_without_panic(text in "\\PC{0,24}") {
+            let _ = parse(&text);
+            let _ = parse_ttl(&text);
+        }
+
+        #[test]
+        fn numbers_with_units_round_trip(n in 0u64..1_000_000, unit in 0usize..6) {
+            let (suffix, secs) = [("s", 1), ("m", 60), ("h", 3_600), ("d", 86_400), ("w", 604_800), ("y", 31_536_000)][unit];
+            prop_assert_eq!(parse(&format!("{n}{suffix}")), Ok(Duration::from_secs(n * secs)));
+            let ttl = parse_ttl(&format!("{n}{suffix}"));
+            let d = Duration::from_secs(n * secs);
+            prop_assert_eq!(ttl.is_ok(), n > 0 && d <= MAX_TTL);
+        }
+    }
+}

@@ -313,3 +313,39 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_without_panic(text in "\\PC{0,80}") {
+            let _ = KeyFormat::default().parse(&text);
+        }
+
+        #[test]
+        fn generated_keys_parse_and_any_one_character_change_is_caught(
+            live in any::<bool>(),
+            position in 0usize..46,
+            replacement in "[A-Za-z0-9]",
+        ) {
+            let format = KeyFormat::default();
+            let env = if live { Environment::Live } else { Environment::Test };
+            let generated = format.generate(env);
+            let raw = generated.secret.expose();
+            let parsed = format.parse(raw).expect("a generated key parses");
+            prop_assert_eq!(parsed.environment, env);
+            prop_assert_eq!(parsed.digest, generated.digest);
+            // Change one character of the secret or checksum (after `kw_live_`).
+            let position = 8 + position % (raw.len() - 8);
+            let mut changed = raw.to_owned();
+            if changed[position..position + 1] != *replacement {
+                changed.replace_range(position..position + 1, &replacement);
+                prop_assert!(format.parse(&changed).is_none(), "{position}");
+            }
+        }
+    }
+}

@@ -570,3 +570,76 @@ mod tests {
         assert_eq!(serde_json::from_str::<Restrictions>(&json).unwrap(), r);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The straightforward dynamic-programming matcher, as a reference for the linear one.
+    fn reference(pattern: &str, text: &str) -> bool {
+        let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
+        let mut row = vec![false; text.len() + 1];
+        row[0] = true;
+        for (i, &c) in pattern.iter().enumerate() {
+            let last = i + 1 == pattern.len();
+            let mut next = vec![false; text.len() + 1];
+            if c == b'*' {
+                next[0] = row[0];
+                for j in 1..=text.len() {
+                    next[j] = row[j] || (next[j - 1] && (last || text[j - 1] != b'/'));
+                }
+            } else {
+                for j in 1..=text.len() {
+                    next[j] = row[j - 1] && text[j - 1] == c;
+                }
+            }
+            row = next;
+        }
+        row[text.len()]
+    }
+
+    proptest! {
+        #[test]
+        fn linear_matching_agrees_with_the_reference(
+            pattern in "[ab/*.]{1,12}",
+            text in "[ab/.]{0,16}",
+        ) {
+            let p = Pattern::parse(&pattern).unwrap();
+            prop_assert_eq!(p.matches(&text), reference(&pattern, &text), "{} vs {}", pattern, text);
+        }
+
+        #[test]
+        fn normal_paths_are_normal(path in "/[a-z./%2eEfF5cC;]{0,24}") {
+            if let Some(normal) = normalize_path(&path) {
+                prop_assert!(normal.starts_with('/'));
+                prop_assert!(!normal.contains("//"), "{normal}");
+                for segment in normal.split('/') {
+                    prop_assert!(segment != "." && segment != "..", "{normal}");
+                }
+                prop_assert_eq!(normalize_path(&normal), Some(normal.clone()), "idempotent");
+            }
+        }
+
+        #[test]
+        fn any_path_normalises_or_is_refused_without_panic(path in "\\PC{0,64}") {
+            let _ = normalize_path(&path);
+        }
+
+        #[test]
+        fn cidrs_round_trip(v4 in any::<[u8; 4]>(), v4_len in 0u8..=32, v6 in any::<[u16; 8]>(), v6_len in 0u8..=128) {
+            let net = parse_cidr(&format!("{}/{v4_len}", std::net::Ipv4Addr::from(v4))).unwrap();
+            prop_assert_eq!(parse_cidr(&net.to_string()).unwrap(), net);
+            let addr = std::net::Ipv6Addr::from(v6);
+            let net = parse_cidr(&format!("{addr}/{v6_len}")).unwrap();
+            prop_assert_eq!(parse_cidr(&net.to_string()).unwrap(), net);
+        }
+
+        #[test]
+        fn any_text_is_a_cidr_or_refused_without_panic(text in "\\PC{0,48}") {
+            let _ = parse_cidr(&text);
+            let _ = parse_client_ip(&text);
+        }
+    }
+}

@@ -424,3 +424,48 @@ fn parse_patch(r: &proto::UpdateKeyRequest) -> Result<KeyPatch> {
     }
     v.finish(patch)
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const KNOWN: [&str; 7] = [
+        "name",
+        "scopes",
+        "grant_all",
+        "restrictions",
+        "rate_limit",
+        "meta",
+        "expires_at",
+    ];
+
+    proptest! {
+        #[test]
+        fn update_masks_name_known_fields_or_are_refused(
+            paths in proptest::collection::vec("[a-z_.]{0,14}|name|scopes|meta|grant_all", 0..20),
+        ) {
+            let request = proto::UpdateKeyRequest {
+                id: "key_0000000000000000000000".into(),
+                name: "n".into(),
+                update_mask: Some(prost_types::FieldMask { paths: paths.clone() }),
+                ..Default::default()
+            };
+            let valid = !paths.is_empty()
+                && paths.len() <= 16
+                && paths.iter().all(|p| KNOWN.contains(&p.as_str()) && p != "scopes");
+            match parse_patch(&request) {
+                Ok(patch) => {
+                    prop_assert!(valid || paths.iter().any(|p| p == "scopes"), "{paths:?}");
+                    prop_assert_eq!(patch.name.is_some(), paths.iter().any(|p| p == "name"));
+                }
+                Err(Error::InvalidArgument(violations)) => {
+                    prop_assert!(!valid, "{paths:?}");
+                    prop_assert!(violations.len() <= 11);
+                }
+                Err(e) => prop_assert!(false, "{e:?}"),
+            }
+        }
+    }
+}
