@@ -42,6 +42,8 @@ pub struct LoadSpec {
     pub rate: Option<u32>,
     /// Key prefix of the server.
     pub key_format: KeyFormat,
+    /// The server's metrics address (`host:port`), to report its store look-ups per unknown key.
+    pub metrics_addr: Option<String>,
 }
 
 /// Latency and throughput of one phase.
@@ -57,6 +59,8 @@ pub struct PhaseReport {
     pub elapsed: Duration,
     /// Latencies, in microseconds.
     pub histogram: Histogram<u64>,
+    /// Latencies of the requests made with a valid key, in microseconds.
+    pub valid: Histogram<u64>,
 }
 
 impl PhaseReport {
@@ -66,17 +70,21 @@ impl PhaseReport {
     }
 
     fn line(&self) -> String {
-        let q = |p: f64| self.histogram.value_at_quantile(p);
+        self.line_of(self.name, &self.histogram)
+    }
+
+    fn line_of(&self, name: &str, histogram: &Histogram<u64>) -> String {
+        let q = |p: f64| histogram.value_at_quantile(p);
         format!(
             "{:<8} {:>10.0} req/s  p50 {:>6} µs  p90 {:>6} µs  p99 {:>6} µs  p99.9 {:>6} µs  max {:>7} µs  ({} requests, {} errors)",
-            self.name,
-            self.rate(),
+            name,
+            histogram.len() as f64 / self.elapsed.as_secs_f64(),
             q(0.5),
             q(0.9),
             q(0.99),
             q(0.999),
-            self.histogram.max(),
-            self.requests,
+            histogram.max(),
+            histogram.len(),
             self.errors
         )
     }
@@ -177,10 +185,14 @@ async fn phase<F, Fut>(
 ) -> PhaseReport
 where
     F: Fn(Channel, u64) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
+    // (answered, made with a valid key)
+    Fut: std::future::Future<Output = (bool, bool)> + Send,
 {
     let workers = spec.connections * spec.concurrency;
     let histogram = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+    ));
+    let valid = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
     ));
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -196,11 +208,13 @@ where
         let channel = channels[w % channels.len()].clone();
         let call = call.clone();
         let histogram = histogram.clone();
+        let valid = valid.clone();
         let errors = errors.clone();
         let issued = issued.clone();
         tasks.push(tokio::spawn(async move {
             let mut local =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            let mut local_valid = local.clone();
             let mut ticker = per_worker_interval.map(|i| {
                 let mut t = tokio::time::interval(i);
                 t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -217,38 +231,67 @@ where
                     t.tick().await;
                 }
                 let sent = Instant::now();
-                let ok = call(channel.clone(), i).await;
+                let (ok, with_valid_key) = call(channel.clone(), i).await;
                 let micros = u64::try_from(sent.elapsed().as_micros())
                     .unwrap_or(u64::MAX)
                     .max(1);
                 let _ = local.record(micros.min(60_000_000));
+                if with_valid_key {
+                    let _ = local_valid.record(micros.min(60_000_000));
+                }
                 if !ok {
                     errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 i += workers as u64;
             }
             let _ = histogram.lock().await.add(&local);
+            let _ = valid.lock().await.add(&local_valid);
         }));
     }
     for task in tasks {
         let _ = task.await;
     }
     let elapsed = start.elapsed();
-    let histogram = Arc::try_unwrap(histogram)
-        .map(Mutex::into_inner)
-        .unwrap_or_else(|h| {
-            // Every task has finished, so no other reference is left; copy if one were.
-            h.try_lock()
-                .map(|g| g.clone())
-                .unwrap_or_else(|_| Histogram::new(3).expect("valid"))
-        });
+    // Every task has finished, so no other reference is left; copy if one were.
+    let unwrap = |h: Arc<Mutex<Histogram<u64>>>| {
+        Arc::try_unwrap(h)
+            .map(Mutex::into_inner)
+            .unwrap_or_else(|h| {
+                h.try_lock()
+                    .map(|g| g.clone())
+                    .unwrap_or_else(|_| Histogram::new(3).expect("valid"))
+            })
+    };
+    let histogram = unwrap(histogram);
+    let valid = unwrap(valid);
     PhaseReport {
         name,
         requests: histogram.len(),
         errors: errors.load(std::sync::atomic::Ordering::Relaxed),
         elapsed,
         histogram,
+        valid,
     }
+}
+
+/// The value of an unlabelled counter on the server's metrics endpoint.
+async fn server_counter(metrics_addr: &str, name: &str) -> Result<u64, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(metrics_addr)
+        .await
+        .map_err(|e| format!("metrics at {metrics_addr}: {e}"))?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: keyward\r\nConnection: close\r\n\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .await
+        .map_err(|e| e.to_string())?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .ok_or_else(|| format!("no {name} in the metrics"))
 }
 
 /// Runs the Verify phase and the health-Check phase (the transport floor) and reports both.
@@ -266,17 +309,8 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
         spec.keys.max(1),
     )
     .await?;
-    let unknown: Vec<String> = (0..1000)
-        .map(|_| {
-            spec.key_format
-                .generate(Environment::Live)
-                .secret
-                .expose()
-                .to_owned()
-        })
-        .collect();
     let secrets = Arc::new(secrets);
-    let unknown = Arc::new(unknown);
+    let unknowns_sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (miss, invalid) = (
         u64::from(spec.miss_percent),
         u64::from(spec.invalid_percent),
@@ -296,13 +330,21 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
 
     let verify = {
         let secrets = secrets.clone();
-        let unknown = unknown.clone();
+        let format = spec.key_format.clone();
+        let unknowns_sent = unknowns_sent.clone();
         move |channel: Channel, i: u64| {
             let bucket = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100;
+            let valid_key = bucket >= invalid + miss;
             let key = if bucket < invalid {
                 "kw_live_not-a-key".to_owned()
-            } else if bucket < invalid + miss {
-                unknown[(i as usize) % unknown.len()].clone()
+            } else if !valid_key {
+                // Each unknown key is new, so the negative cache cannot absorb them.
+                unknowns_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format
+                    .generate(Environment::Live)
+                    .secret
+                    .expose()
+                    .to_owned()
             } else {
                 secrets[(i as usize) % secrets.len()].clone()
             };
@@ -313,33 +355,56 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
                     required_scopes: vec!["videos:read".into()],
                     ..Default::default()
                 };
-                match client.verify(request).await {
+                let ok = match client.verify(request).await {
                     Ok(r) => {
                         let r = r.into_inner();
                         r.code != VerifyCode::RateLimited as i32
                     }
                     Err(_) => false,
-                }
+                };
+                (ok, valid_key)
             }
         }
     };
     let health = |channel: Channel, _i: u64| async move {
         let mut client = HealthClient::new(channel);
-        client
+        let ok = client
             .check(HealthCheckRequest {
                 service: String::new(),
             })
             .await
-            .is_ok()
+            .is_ok();
+        (ok, false)
     };
     eprintln!("running the verify phase, then the health phase…");
+    const LOOKUPS: &str = "keyward_store_lookups_total";
+    let lookups_before = match &spec.metrics_addr {
+        Some(addr) => Some(server_counter(addr, LOOKUPS).await?),
+        None => None,
+    };
     let verify_report = phase("verify", &spec, &channels, verify).await;
+    let unknown_line = match (&spec.metrics_addr, lookups_before) {
+        (Some(addr), Some(before)) => {
+            let lookups = server_counter(addr, LOOKUPS).await?.saturating_sub(before);
+            let sent = unknowns_sent.load(std::sync::atomic::Ordering::Relaxed);
+            format!(
+                "store look-ups during the verify phase: {lookups} for {sent} distinct unknown keys ({:.1} per 1,000)\n",
+                lookups as f64 * 1000.0 / sent.max(1) as f64
+            )
+        }
+        _ => String::new(),
+    };
+    let valid_line = if miss + invalid > 0 {
+        format!("{}\n", verify_report.line_of("valid", &verify_report.valid))
+    } else {
+        String::new()
+    };
     let health_report = phase("health", &spec, &channels, health).await;
     revoke_keys(channels[0].clone(), &spec.root_key, &ids).await;
 
     let ratio = verify_report.rate() / health_report.rate();
     Ok(format!(
-        "{} connections × {} in flight, {} per phase, {} keys, mix: {}% hit / {}% miss / {}% invalid{}\n{}\n{}\nverify/health throughput ratio: {ratio:.2}\n",
+        "{} connections × {} in flight, {} per phase, {} keys, mix: {}% hit / {}% miss / {}% invalid{}\n{}\n{valid_line}{}\nverify/health throughput ratio: {ratio:.2}\n{unknown_line}",
         spec.connections,
         spec.concurrency,
         spec.requests

@@ -71,7 +71,7 @@ pub struct Config {
     pub last_used_interval: String,
     /// Most connections each listener keeps open at once; past that, accepting waits.
     pub max_connections: usize,
-    /// Store look-ups per second for well-formed keys not known to exist (`100`): bounds the
+    /// Store look-ups per second for well-formed keys not known to exist (`50`): bounds the
     /// database work of a flood of random keys.
     pub unknown_key_lookups_per_second: u32,
     /// How long a new connection may take to send its first bytes before it is closed.
@@ -102,7 +102,7 @@ impl Default for Config {
             shutdown_timeout: "10s".into(),
             last_used_interval: "10s".into(),
             max_connections: 4096,
-            unknown_key_lookups_per_second: 100,
+            unknown_key_lookups_per_second: 50,
             handshake_timeout: "10s".into(),
             idle_timeout: "5m".into(),
         }

@@ -69,7 +69,10 @@ struct BenchArgs {
     /// Keys created for the run.
     #[arg(long, default_value_t = 1000)]
     keys: usize,
-    /// Percent of verifies with unknown, well-formed keys.
+    /// The server's metrics address (host:port): reports its store look-ups per unknown key.
+    #[arg(long)]
+    metrics_addr: Option<String>,
+    /// Percent of verifies with unknown, well-formed keys (each one new).
     #[arg(long, default_value_t = 0)]
     miss_percent: u32,
     /// Percent of verifies with malformed keys.
@@ -184,6 +187,7 @@ async fn run(command: Command) -> Result<(), String> {
                         invalid_percent: args.invalid_percent,
                         rate: args.rate,
                         key_format: keyward::key::KeyFormat::new(prefix),
+                        metrics_addr: args.metrics_addr,
                     })
                     .await?
                 }

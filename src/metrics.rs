@@ -160,6 +160,13 @@ pub fn render(service: &Keyward) -> String {
     );
     metric(
         &mut out,
+        "keyward_unknown_keys_shed_total",
+        "counter",
+        "Unknown keys answered without a store look-up: the per-second budget was spent.",
+        service.cache().known().shed(),
+    );
+    metric(
+        &mut out,
         "keyward_store_errors_total",
         "counter",
         "Key queries that failed.",

@@ -59,6 +59,16 @@ async fn distinct_unknown_keys_cost_bounded_store_work(backend: Backend) {
         lookups <= 5 * windows,
         "{lookups} store look-ups for 3000 unknown keys over {windows} budget windows"
     );
+    let metrics = server.metrics().await;
+    let shed: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("keyward_unknown_keys_shed_total ")?
+                .parse()
+                .ok()
+        })
+        .expect("shed counter");
+    assert!(shed + lookups >= 3000, "{shed} shed + {lookups} looked up");
     // A key this server created verifies at once, budget or not.
     assert_eq!(code(&server.verify(&real, &[]).await), VerifyCode::Valid);
     // A key another process put in the store (not in the known set yet) is still found.
