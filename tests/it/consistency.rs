@@ -249,6 +249,51 @@ async fn a_dropped_listener_makes_the_cache_reread() {
     server.stop().await;
 }
 
+/// End to end, after an 8-second outage: a revocation made through another replica as soon as
+/// the database returns is seen within 3 seconds. (The unit tests in `src/cache.rs` pin the
+/// mechanism: entries read while the feed is down are trusted for one second only.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_right_after_an_outage_is_not_lost() {
+    let cluster = Cluster::start().expect("a cluster of our own");
+    let config = || {
+        let mut config = test_config(&cluster.url("postgres"));
+        config.rate_limit = 1_000_000;
+        config
+    };
+    let a = TestServer::start_on(config()).await;
+    let b = TestServer::start_on(config()).await;
+    let (secret, key) = a.create(key_request("acme", &["videos:read"])).await;
+    assert_eq!(code(&a.verify(&secret, &[]).await), VerifyCode::Valid);
+
+    cluster.stop_server().expect("stop PostgreSQL");
+    // An 8-second outage, with A answering its cached key throughout.
+    let outage = std::time::Instant::now();
+    while outage.elapsed() < Duration::from_secs(8) {
+        assert_eq!(code(&a.verify(&secret, &[]).await), VerifyCode::Valid);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.restart().expect("restart PostgreSQL");
+    // B revokes the key as soon as the database is back.
+    let revoked_at = eventually(Duration::from_secs(30), "B to revoke", || async {
+        let mut manage = b.manage().await;
+        manage
+            .revoke_key(b.root(proto::RevokeKeyRequest { id: key.id.clone() }))
+            .await
+            .ok()
+            .map(|_| std::time::Instant::now())
+    })
+    .await;
+    eventually(
+        Duration::from_secs(3),
+        "A to see the revocation",
+        || async { (code(&a.verify(&secret, &[]).await) == VerifyCode::Revoked).then_some(()) },
+    )
+    .await;
+    assert!(revoked_at.elapsed() < Duration::from_secs(3));
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Stops the database under a running server: cached keys keep verifying until the stale
 /// limit, unknown keys and management calls get UNAVAILABLE, and the server recovers by itself
 /// when the database returns.
