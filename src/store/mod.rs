@@ -6,6 +6,7 @@
 mod listener;
 mod postgres;
 mod row;
+mod sql;
 mod sqlite;
 
 use std::fmt;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::audit::{AuditEvent, AuditQuery};
+use crate::audit::{Action, AuditEvent, AuditQuery};
 use crate::error::{Error, Result};
 use crate::key::KeyDigest;
 use crate::model::{
@@ -25,25 +26,45 @@ use crate::time::Timestamp;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-/// Everything keyward keeps. Mutations that must hold together (the active-key limit, a
-/// read-modify-write of a key) run in one transaction inside the implementation.
+/// One transaction's primitives: the only writes a backend knows. Every rule about what may
+/// be written (the active-key limit, what an update or a rotation may change, the audit event
+/// in the same transaction) lives once, in [`Store`]'s provided methods, on top of these.
+/// Dropped without [`commit`](Tx::commit), the transaction rolls back.
+#[async_trait]
+pub trait Tx: Send {
+    /// Reads a key for change (locked on backends where writers race); `NotFound` if none.
+    async fn key_for_update(&mut self, id: &str) -> Result<StoredKey>;
+    /// Writes a key's record back.
+    async fn write_key(&mut self, stored: &StoredKey) -> Result<()>;
+    /// Inserts a key.
+    async fn insert_key(&mut self, new: &NewKey) -> Result<StoredKey>;
+    /// Ensures the account row exists and reads it for change, with its active-key count.
+    async fn account_for_update(&mut self, account_id: &str, now: Timestamp) -> Result<Account>;
+    /// Active keys of the account at `now`.
+    async fn count_active(&mut self, account_id: &str, now: Timestamp) -> Result<u32>;
+    /// Writes an account's policy back.
+    async fn write_account(&mut self, account: &Account, now: Timestamp) -> Result<()>;
+    /// Records an audit event.
+    async fn audit(&mut self, event: &AuditEvent) -> Result<()>;
+    /// Whether the store holds no key at all.
+    async fn store_is_empty(&mut self) -> Result<bool>;
+    /// Commits.
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// Everything keyward keeps. A backend supplies transactions and queries; the mutations,
+/// with the rules that must hold inside their transaction, are written here once.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Applies this backend's migrations.
     async fn migrate(&self) -> Result<()>;
 
-    /// Inserts a key unless its account already has `max_active` active keys (the account's
-    /// own override wins over `default_max_active`); then `FailedPrecondition`.
-    async fn insert_key(
-        &self,
-        new: &NewKey,
-        default_max_active: u32,
-        now: Timestamp,
-        actor: Option<&str>,
-    ) -> Result<StoredKey>;
+    /// Starts a transaction.
+    async fn begin(&self) -> Result<Box<dyn Tx>>;
 
-    /// Inserts `new` only if the store holds no key at all (first start). Returns whether it did.
-    async fn insert_first_key(&self, new: &NewKey) -> Result<bool>;
+    /// Starts a transaction that no other first-start bootstrap runs beside (replicas starting
+    /// together on an empty database make one root key between them).
+    async fn begin_bootstrap(&self) -> Result<Box<dyn Tx>>;
 
     /// Looks a key and its account's state up by digest: the verify path's one query.
     async fn key_by_digest(&self, digest: &KeyDigest) -> Result<Option<KeyState>>;
@@ -54,44 +75,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// One page of an account's keys, oldest first.
     async fn list_keys(&self, query: &KeyListQuery) -> Result<Page<ApiKey>>;
 
-    /// Applies `patch` to the key `id`; `NotFound` if there is none, `FailedPrecondition` if it
-    /// is revoked.
-    async fn update_key(
-        &self,
-        id: &str,
-        patch: &KeyPatch,
-        now: Timestamp,
-        actor: Option<&str>,
-    ) -> Result<StoredKey>;
-
-    /// Revokes the key `id` (a no-op on a revoked key); `NotFound` if there is none.
-    async fn revoke_key(&self, id: &str, now: Timestamp, actor: Option<&str>) -> Result<StoredKey>;
-
-    /// Replaces the key `old_id` by `new` in one transaction: the old key is revoked at `now`
-    /// when `old_expires_at` is `None`, else it expires then (or earlier, if it already did),
-    /// and is marked replaced. `FailedPrecondition` if the old key is revoked, expired or
-    /// already replaced. Returns (old, new).
-    async fn rotate_key(
-        &self,
-        old_id: &str,
-        new: &NewKey,
-        old_expires_at: Option<Timestamp>,
-        now: Timestamp,
-        actor: Option<&str>,
-    ) -> Result<(StoredKey, StoredKey)>;
-
     /// An account's policy and active-key count; `None` if the account has never had a key
     /// or a policy.
     async fn get_account(&self, account_id: &str, now: Timestamp) -> Result<Option<Account>>;
-
-    /// Changes an account's policy, creating the account if needed.
-    async fn update_account(
-        &self,
-        account_id: &str,
-        patch: &AccountPatch,
-        now: Timestamp,
-        actor: Option<&str>,
-    ) -> Result<Account>;
 
     /// One page of an account's audit events, newest first.
     async fn list_audit_events(&self, query: &AuditQuery) -> Result<Page<AuditEvent>>;
@@ -102,19 +88,145 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Every key digest in the store, to know which keys exist (see [`crate::known`]).
     async fn key_digests(&self) -> Result<Vec<KeyDigest>>;
 
-    /// Whether [`subscribe`](Self::subscribe) gives a feed.
-    fn has_change_feed(&self) -> bool {
-        false
-    }
-
     /// A feed of changes made through other replicas sharing this store, if the backend has
     /// one (PostgreSQL: `LISTEN/NOTIFY`). It ends when the receiver is dropped.
     fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<Change>> {
         None
     }
 
+    /// Whether [`subscribe`](Self::subscribe) gives a feed.
+    fn has_change_feed(&self) -> bool {
+        false
+    }
+
     /// Closes the connection pool(s), waiting for connections in use to be returned.
     async fn close(&self);
+
+    /// Inserts a key unless its account already has as many active keys as its limit (the
+    /// account's own override, else `default_max_active`); then `FailedPrecondition`.
+    async fn insert_key(
+        &self,
+        new: &NewKey,
+        default_max_active: u32,
+        now: Timestamp,
+        actor: Option<&str>,
+    ) -> Result<StoredKey> {
+        let mut tx = self.begin().await?;
+        let account = tx.account_for_update(&new.key.account_id, now).await?;
+        let limit = account.max_active_keys.unwrap_or(default_max_active);
+        if account.active_keys >= limit {
+            return Err(limit_reached(&account, limit));
+        }
+        let stored = tx.insert_key(new).await?;
+        let event = AuditEvent::for_key(Action::KeyCreated, actor, None, &stored.key, now);
+        tx.audit(&event).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Inserts `new` only if the store holds no key at all (first start). Returns whether it did.
+    async fn insert_first_key(&self, new: &NewKey) -> Result<bool> {
+        let mut tx = self.begin_bootstrap().await?;
+        if !tx.store_is_empty().await? {
+            return Ok(false);
+        }
+        let now = new.key.created_at;
+        tx.account_for_update(&new.key.account_id, now).await?;
+        let stored = tx.insert_key(new).await?;
+        let event = AuditEvent::for_key(Action::KeyCreated, None, None, &stored.key, now);
+        tx.audit(&event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Applies `patch` to the key `id` under [`ApiKey::update`]'s rules; `NotFound` if there
+    /// is none.
+    async fn update_key(
+        &self,
+        id: &str,
+        patch: &KeyPatch,
+        now: Timestamp,
+        actor: Option<&str>,
+    ) -> Result<StoredKey> {
+        let mut tx = self.begin().await?;
+        let mut stored = tx.key_for_update(id).await?;
+        let before = stored.key.clone();
+        if !stored.key.update(patch, now)?.is_empty() {
+            tx.write_key(&stored).await?;
+            let event =
+                AuditEvent::for_key(Action::KeyUpdated, actor, Some(&before), &stored.key, now);
+            tx.audit(&event).await?;
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Revokes the key `id` (a no-op on a revoked key); `NotFound` if there is none.
+    async fn revoke_key(&self, id: &str, now: Timestamp, actor: Option<&str>) -> Result<StoredKey> {
+        let mut tx = self.begin().await?;
+        let mut stored = tx.key_for_update(id).await?;
+        if !stored.key.is_revoked() {
+            let before = stored.key.clone();
+            stored.key.revoked_at = Some(now);
+            stored.key.updated_at = now;
+            tx.write_key(&stored).await?;
+            let event =
+                AuditEvent::for_key(Action::KeyRevoked, actor, Some(&before), &stored.key, now);
+            tx.audit(&event).await?;
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Replaces the key `old_id` by `new` in one transaction, under [`ApiKey::retire`]'s rules.
+    /// Returns (old, new).
+    async fn rotate_key(
+        &self,
+        old_id: &str,
+        new: &NewKey,
+        old_expires_at: Option<Timestamp>,
+        now: Timestamp,
+        actor: Option<&str>,
+    ) -> Result<(StoredKey, StoredKey)> {
+        let mut tx = self.begin().await?;
+        let mut old = tx.key_for_update(old_id).await?;
+        let before = old.key.clone();
+        old.key.retire(&new.key.id, old_expires_at, now)?;
+        tx.write_key(&old).await?;
+        let new = tx.insert_key(new).await?;
+        let rotated = AuditEvent::for_key(Action::KeyRotated, actor, Some(&before), &old.key, now);
+        tx.audit(&rotated).await?;
+        let created = AuditEvent::for_key(Action::KeyCreated, actor, None, &new.key, now);
+        tx.audit(&created).await?;
+        tx.commit().await?;
+        Ok((old, new))
+    }
+
+    /// Changes an account's policy, creating the account if needed.
+    async fn update_account(
+        &self,
+        account_id: &str,
+        patch: &AccountPatch,
+        now: Timestamp,
+        actor: Option<&str>,
+    ) -> Result<Account> {
+        let mut tx = self.begin().await?;
+        let before = tx.account_for_update(account_id, now).await?;
+        let mut after = before.clone();
+        if let Some(max) = patch.max_active_keys {
+            after.max_active_keys = max;
+        }
+        if let Some(disabled) = patch.disabled {
+            after.disabled = disabled;
+        }
+        if after != before {
+            tx.write_account(&after, now).await?;
+            tx.audit(&AuditEvent::for_account(actor, &before, &after, now))
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(after)
+    }
 }
 
 /// A database URL. Prints without its password so it can be logged and shown in errors.
@@ -214,10 +326,11 @@ pub(crate) fn digests(rows: Vec<Vec<u8>>) -> Result<Vec<KeyDigest>> {
         .collect()
 }
 
-/// The number of active keys that stops another create, as a domain error.
-pub(crate) fn limit_reached(account_id: &str, limit: u32) -> Error {
+/// An account at its active-key limit, as a domain error.
+fn limit_reached(account: &Account, limit: u32) -> Error {
     Error::FailedPrecondition(format!(
-        "account {account_id:?} already has {limit} active keys, its maximum; revoke one or raise max_active_keys"
+        "account {:?} has {} active keys and may have at most {limit}; revoke one or raise max_active_keys",
+        account.account_id, account.active_keys
     ))
 }
 

@@ -1,0 +1,250 @@
+//! The SQL both backends speak, written once: [`sql_backend!`] expands to a backend's
+//! transaction type (the [`Tx`](super::Tx) primitives) and its read queries, over the sqlx
+//! database type it is given. What differs between backends stays in their own files: pools,
+//! the row-lock clause, the change notification, the last-use statement and migrations.
+
+/// Expands, for backend `$store` on sqlx database `$db`, to:
+/// - `$tx`, a transaction implementing [`super::Tx`] (rows read for change are locked with
+///   `$store::LOCK`; each change is passed to `$store::changed` inside the transaction);
+/// - `impl Store for $store`: the read queries on `self.reader()`, transactions on
+///   `self.writer()`, and the backend's hooks (`MIGRATOR`, `RECORD_LAST_USED`,
+///   `HAS_CHANGE_FEED`, `serialize_bootstrap`, `change_feed`, `close_pools`).
+macro_rules! sql_backend {
+    (store: $store:ty, db: $db:ty, tx: $tx:ident) => {
+        /// A transaction on this backend; dropped without commit, it rolls back.
+        pub(crate) struct $tx {
+            tx: sqlx::Transaction<'static, $db>,
+            store: $store,
+        }
+
+        #[async_trait::async_trait]
+        impl super::Tx for $tx {
+            async fn key_for_update(&mut self, id: &str) -> Result<StoredKey> {
+                let sql = format!("{}{}", *SELECT_BY_ID, <$store>::LOCK);
+                let row = sqlx::query_as::<_, KeyRow>(&sql)
+                    .bind(id)
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .map_err(db_error)?
+                    .ok_or_else(|| Error::NotFound(format!("key {id:?}")))?;
+                StoredKey::try_from(row)
+            }
+
+            async fn write_key(&mut self, stored: &StoredKey) -> Result<()> {
+                bind_key_update!(
+                    sqlx::query(UPDATE_KEY),
+                    KeyValues::of(&stored.digest, &stored.key)
+                )
+                .execute(&mut *self.tx)
+                .await
+                .map_err(db_error)?;
+                self.store
+                    .changed(&mut self.tx, &Change::Key(stored.digest))
+                    .await
+            }
+
+            async fn insert_key(&mut self, new: &NewKey) -> Result<StoredKey> {
+                let row = bind_key!(
+                    sqlx::query_as::<_, KeyRow>(&INSERT_KEY),
+                    KeyValues::of(&new.digest, &new.key)
+                )
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err(db_error)?;
+                let stored = StoredKey::try_from(row)?;
+                // A replica may remember this digest as unknown.
+                self.store
+                    .changed(&mut self.tx, &Change::Key(stored.digest))
+                    .await?;
+                Ok(stored)
+            }
+
+            async fn account_for_update(
+                &mut self,
+                account_id: &str,
+                now: Timestamp,
+            ) -> Result<Account> {
+                sqlx::query(ENSURE_ACCOUNT)
+                    .bind(account_id)
+                    .bind(now.micros())
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(db_error)?;
+                let sql = format!("{SELECT_ACCOUNT}{}", <$store>::LOCK);
+                let row = sqlx::query_as::<_, AccountRow>(&sql)
+                    .bind(account_id)
+                    .fetch_one(&mut *self.tx)
+                    .await
+                    .map_err(db_error)?;
+                let active = self.count_active(account_id, now).await?;
+                Ok(row.into_account(i64::from(active)))
+            }
+
+            async fn count_active(&mut self, account_id: &str, now: Timestamp) -> Result<u32> {
+                let count: i64 = sqlx::query_scalar(COUNT_ACTIVE)
+                    .bind(account_id)
+                    .bind(now.micros())
+                    .fetch_one(&mut *self.tx)
+                    .await
+                    .map_err(db_error)?;
+                Ok(u32::try_from(count).unwrap_or(u32::MAX))
+            }
+
+            async fn write_account(&mut self, account: &Account, now: Timestamp) -> Result<()> {
+                sqlx::query(UPDATE_ACCOUNT)
+                    .bind(&account.account_id)
+                    .bind(account.max_active_keys.map(i64::from))
+                    .bind(account.disabled)
+                    .bind(now.micros())
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(db_error)?;
+                self.store
+                    .changed(&mut self.tx, &Change::Account(account.account_id.clone()))
+                    .await
+            }
+
+            async fn audit(&mut self, event: &AuditEvent) -> Result<()> {
+                bind_event!(sqlx::query(INSERT_EVENT), event)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
+            }
+
+            async fn store_is_empty(&mut self) -> Result<bool> {
+                let any: Option<i64> = sqlx::query_scalar("SELECT seq FROM api_keys LIMIT 1")
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .map_err(db_error)?;
+                Ok(any.is_none())
+            }
+
+            async fn commit(self: Box<Self>) -> Result<()> {
+                self.tx.commit().await.map_err(db_error)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl super::Store for $store {
+            async fn migrate(&self) -> Result<()> {
+                <$store>::MIGRATOR
+                    .run(self.writer())
+                    .await
+                    .map_err(|e| Error::Internal(format!("migration failed: {e}")))
+            }
+
+            async fn begin(&self) -> Result<Box<dyn super::Tx>> {
+                let tx = self.writer().begin().await.map_err(db_error)?;
+                Ok(Box::new($tx {
+                    tx,
+                    store: self.clone(),
+                }))
+            }
+
+            async fn begin_bootstrap(&self) -> Result<Box<dyn super::Tx>> {
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                self.serialize_bootstrap(&mut tx).await?;
+                Ok(Box::new($tx {
+                    tx,
+                    store: self.clone(),
+                }))
+            }
+
+            async fn key_by_digest(&self, digest: &KeyDigest) -> Result<Option<KeyState>> {
+                let row = sqlx::query_as::<_, KeyStateRow>(&SELECT_STATE_BY_DIGEST)
+                    .bind(digest.as_bytes().as_slice())
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db_error)?;
+                row.map(KeyState::try_from).transpose()
+            }
+
+            async fn key_by_id(&self, id: &str) -> Result<Option<StoredKey>> {
+                let row = sqlx::query_as::<_, KeyRow>(&SELECT_BY_ID)
+                    .bind(id)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db_error)?;
+                row.map(StoredKey::try_from).transpose()
+            }
+
+            async fn list_keys(&self, q: &KeyListQuery) -> Result<Page<ApiKey>> {
+                let rows = sqlx::query_as::<_, KeyRow>(&LIST_KEYS)
+                    .bind(&q.account_id)
+                    .bind(q.after.unwrap_or(0))
+                    .bind(q.include_revoked)
+                    .bind(q.unused_since.map(Timestamp::micros))
+                    .bind(i64::from(q.page_size) + 1)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db_error)?;
+                into_page(rows, q.page_size)
+            }
+
+            async fn get_account(
+                &self,
+                account_id: &str,
+                now: Timestamp,
+            ) -> Result<Option<Account>> {
+                let row = sqlx::query_as::<_, AccountRow>(SELECT_ACCOUNT)
+                    .bind(account_id)
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err(db_error)?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let active: i64 = sqlx::query_scalar(COUNT_ACTIVE)
+                    .bind(account_id)
+                    .bind(now.micros())
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err(db_error)?;
+                Ok(Some(row.into_account(active)))
+            }
+
+            async fn list_audit_events(&self, q: &AuditQuery) -> Result<Page<AuditEvent>> {
+                let rows = sqlx::query_as::<_, EventRow>(LIST_EVENTS)
+                    .bind(&q.account_id)
+                    .bind(q.before)
+                    .bind(i64::from(q.page_size) + 1)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db_error)?;
+                into_event_page(rows, q.page_size)
+            }
+
+            async fn record_last_used(&self, uses: &[(String, Timestamp)]) -> Result<()> {
+                sqlx::query(<$store>::RECORD_LAST_USED)
+                    .bind(super::last_used_json(uses))
+                    .execute(self.writer())
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
+            }
+
+            async fn key_digests(&self) -> Result<Vec<KeyDigest>> {
+                let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT digest FROM api_keys")
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db_error)?;
+                super::digests(rows)
+            }
+
+            fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<Change>> {
+                self.change_feed()
+            }
+
+            fn has_change_feed(&self) -> bool {
+                <$store>::HAS_CHANGE_FEED
+            }
+
+            async fn close(&self) {
+                self.close_pools().await;
+            }
+        }
+    };
+}
+
+pub(crate) use sql_backend;
