@@ -164,8 +164,9 @@ impl KeyCache {
         &self.stats
     }
 
-    /// Keys cached right now (approximate, as moka counts).
-    pub fn entry_count(&self) -> u64 {
+    /// Keys cached right now. moka counts lazily, so its pending bookkeeping is run first.
+    pub async fn entry_count(&self) -> u64 {
+        self.entries.run_pending_tasks().await;
         self.entries.entry_count()
     }
 

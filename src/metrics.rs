@@ -67,7 +67,7 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
 }
 
 /// The metrics of a service, in Prometheus text format.
-pub fn render(service: &Keyward) -> String {
+pub async fn render(service: &Keyward) -> String {
     let mut out = String::new();
     let v = service.verify_metrics();
     let _ = writeln!(
@@ -149,7 +149,7 @@ pub fn render(service: &Keyward) -> String {
         "keyward_cache_entries",
         "gauge",
         "Keys in the cache.",
-        service.cache().entry_count(),
+        service.cache().entry_count().await,
     );
     metric(
         &mut out,
@@ -223,8 +223,9 @@ pub async fn serve(
         ];
         tokio::spawn(async move {
             let respond = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let response = respond(&service, &gauges, &request);
-                async move { Ok::<_, Infallible>(response) }
+                let service = service.clone();
+                let gauges = gauges.clone();
+                async move { Ok::<_, Infallible>(respond(&service, &gauges, &request).await) }
             });
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -238,7 +239,7 @@ pub async fn serve(
     }
 }
 
-fn respond(
+async fn respond(
     service: &Keyward,
     gauges: &[(&str, Arc<ConnectionGauge>)],
     request: &Request<Incoming>,
@@ -247,7 +248,7 @@ fn respond(
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            render(service) + &render_connections(gauges),
+            render(service).await + &render_connections(gauges),
         ),
         (_, "/metrics") => (
             StatusCode::METHOD_NOT_ALLOWED,

@@ -1,5 +1,5 @@
 //! The verify decision: a pure function of (key record, request, now). No I/O, so it is tested
-//! exhaustively here and benchmarked on its own. Checks run in the SPEC's order; the first
+//! here and benchmarked on its own. Checks run in the SPEC's order; the first
 //! that applies wins.
 
 use crate::key::Environment;

@@ -1,5 +1,5 @@
 //! ManageService: credentials, validation, the active-key limit (also under concurrency),
-//! listing without secrets, and the RPCs not built yet.
+//! listing without secrets, credentials, and errors that name the field.
 
 use keyward::key::KeyDigest;
 use keyward::proto;
@@ -16,7 +16,40 @@ both_backends!(
     management_needs_credentials,
     bad_input_names_the_field,
     get_and_update_errors,
+    limit_error_names_the_count_and_the_limit,
 );
+
+async fn limit_error_names_the_count_and_the_limit(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut manage = server.manage().await;
+    for _ in 0..5 {
+        server.create(key_request("acme", &["videos:read"])).await;
+    }
+    manage
+        .update_account(server.root(proto::UpdateAccountRequest {
+            account_id: "acme".into(),
+            max_active_keys: 1,
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["max_active_keys".into()],
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let refused = manage
+        .create_key(server.root(key_request("acme", &["videos:read"])))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused
+            .message()
+            .contains("has 5 active keys and may have at most 1"),
+        "{}",
+        refused.message()
+    );
+    server.stop().await;
+}
 
 async fn eleventh_key_is_refused(backend: Backend) {
     let server = TestServer::start(backend).await;

@@ -73,6 +73,11 @@ async fn metrics_count_verifications_and_cache(backend: Backend) {
     // One lookup for the root key that created the key, one for the key itself.
     assert_eq!(value(&m, "keyward_store_lookups_total"), 2.0);
     assert!(value(&m, "keyward_cache_hits_total") >= 3.0);
+    assert_eq!(
+        value(&m, "keyward_cache_entries"),
+        2.0,
+        "the root key and the verified key are cached"
+    );
     for series in [
         "keyward_cache_misses_total",
         "keyward_cache_negative_hits_total",
