@@ -78,7 +78,7 @@ pub struct CacheStats {
 #[derive(Debug)]
 pub struct CachedKey {
     /// The key, its digest and its account's state.
-    pub state: KeyState,
+    pub state: Arc<KeyState>,
     /// Micros of the last use handed to the last-use tracker (0 = never).
     last_use_mark: AtomicI64,
 }
@@ -291,7 +291,7 @@ impl KeyCache {
                         self.known.insert(&digest);
                         Ok(Op::Put(Arc::new(Entry {
                             key: Arc::new(CachedKey {
-                                state,
+                                state: Arc::new(state),
                                 last_use_mark: AtomicI64::new(0),
                             }),
                             loaded_at,

@@ -8,8 +8,8 @@ use tonic::{Request, Response, Status};
 use super::convert::{Violations, duration, parse_environment, parse_scopes, timestamp};
 use crate::proto::{self, verify_service_server::VerifyService};
 use crate::restriction::MAX_PATH_LEN;
-use crate::service::{Keyward, Verdict};
-use crate::verify::{Code, RequestContext, VerifyQuery};
+use crate::service::Keyward;
+use crate::verify::{Code, Decision, RequestContext, VerifyQuery};
 
 /// The VerifyService adapter.
 #[derive(Debug, Clone)]
@@ -32,8 +32,8 @@ impl VerifyService for VerifyApi {
     ) -> Result<Response<proto::VerifyResponse>, Status> {
         let request = request.into_inner();
         let query = parse_query(&request)?;
-        let verdict = self.service.verify(&request.key, &query).await?;
-        Ok(Response::new(response(verdict)))
+        let decision = self.service.verify(&request.key, &query).await?;
+        Ok(Response::new(response(decision)))
     }
 }
 
@@ -65,7 +65,7 @@ fn parse_query(request: &proto::VerifyRequest) -> crate::error::Result<VerifyQue
         required_scopes,
         context: context.unwrap_or_default(),
         environment,
-        cost: request.cost.max(1),
+        cost: request.cost,
     })
 }
 
@@ -89,22 +89,22 @@ fn code(code: Code) -> proto::VerifyCode {
     }
 }
 
-fn response(verdict: Verdict) -> proto::VerifyResponse {
+fn response(decision: Decision) -> proto::VerifyResponse {
     proto::VerifyResponse {
-        valid: verdict.code == Code::Valid,
-        code: code(verdict.code).into(),
-        http_status: verdict.code.http_status(),
-        message: verdict.code.message().to_owned(),
-        key: verdict
+        valid: decision.code == Code::Valid,
+        code: code(decision.code).into(),
+        http_status: decision.code.http_status(),
+        message: decision.code.message().to_owned(),
+        key: decision
             .key
             .as_deref()
-            .map(|k| proto::KeyInfo::from(&k.state.key)),
-        missing_scopes: verdict.missing_scopes,
-        rate_limit: verdict.rate_limit.map(|s| proto::RateLimitStatus {
+            .map(|k| proto::KeyInfo::from(&k.key)),
+        missing_scopes: decision.missing_scopes,
+        rate_limit: decision.rate_limit.map(|s| proto::RateLimitStatus {
             limit: s.limit,
             remaining: s.remaining,
             reset_at: Some(timestamp(s.reset_at)),
         }),
-        retry_after: verdict.retry_after.map(duration),
+        retry_after: decision.retry_after.map(duration),
     }
 }

@@ -17,10 +17,10 @@ use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
 use crate::metrics::VerifyMetrics;
 use crate::model::{Change, KeyState, RateLimit};
-use crate::ratelimit::{LimitStatus, Outcome, RateLimiter};
+use crate::ratelimit::{Outcome, RateLimiter};
 use crate::store::Store;
 use crate::time::Timestamp;
-use crate::verify::{self, Code, VerifyQuery};
+use crate::verify::{self, Code, Decision, Presented, RateBudget, VerifyQuery};
 
 pub use auth::{Access, CallContext, Caller};
 pub use last_used::LastUsed;
@@ -49,33 +49,6 @@ impl Default for Policy {
                 limit: 100,
                 window_secs: 120,
             },
-        }
-    }
-}
-
-/// The answer to a verify request.
-#[derive(Debug, Clone)]
-pub struct Verdict {
-    /// The outcome.
-    pub code: Code,
-    /// Required scopes the key lacks.
-    pub missing_scopes: Vec<String>,
-    /// The key, whenever it was found.
-    pub key: Option<Arc<CachedKey>>,
-    /// The key's own limit after this request (VALID), or the limit that refused it.
-    pub rate_limit: Option<LimitStatus>,
-    /// How long to wait before retrying (RATE_LIMITED).
-    pub retry_after: Option<Duration>,
-}
-
-impl Verdict {
-    fn early(code: Code) -> Self {
-        Verdict {
-            code,
-            missing_scopes: Vec::new(),
-            key: None,
-            rate_limit: None,
-            retry_after: None,
         }
     }
 }
@@ -142,13 +115,13 @@ impl Keyward {
     }
 
     /// Decides whether `raw` may make the request `query` describes, and records the answer
-    /// in the metrics.
-    pub async fn verify(&self, raw: &str, query: &VerifyQuery) -> Result<Verdict> {
+    /// in the metrics. Only I/O here: parse, look up, [`verify::decide`], record the use.
+    pub async fn verify(&self, raw: &str, query: &VerifyQuery) -> Result<Decision> {
         let start = std::time::Instant::now();
-        let verdict = self.decide(raw, query).await;
-        let code = verdict.as_ref().ok().map(|v| v.code);
+        let decision = self.verify_uncounted(raw, query).await;
+        let code = decision.as_ref().ok().map(|d| d.code);
         self.verify_metrics.record(code, start.elapsed());
-        verdict
+        decision
     }
 
     /// Verification counters and latencies.
@@ -156,79 +129,52 @@ impl Keyward {
         &self.verify_metrics
     }
 
-    async fn decide(&self, raw: &str, query: &VerifyQuery) -> Result<Verdict> {
-        if raw.is_empty() {
-            return Ok(Verdict::early(Code::Missing));
-        }
-        let Some(parsed) = self.format.parse(raw) else {
-            return Ok(Verdict::early(Code::Malformed));
+    async fn verify_uncounted(&self, raw: &str, query: &VerifyQuery) -> Result<Decision> {
+        let parsed = (!raw.is_empty()).then(|| self.format.parse(raw)).flatten();
+        let cached = match &parsed {
+            Some(parsed) => self.cached(parsed.digest).await?,
+            None => None,
         };
-        let Some(key) = self.lookup(&parsed).await? else {
-            return Ok(Verdict::early(Code::NotFound));
+        let presented = match (&parsed, &cached) {
+            _ if raw.is_empty() => Presented::Empty,
+            (None, _) => Presented::Malformed,
+            (Some(_), None) => Presented::Unknown,
+            (Some(parsed), Some(cached)) => Presented::Found {
+                state: &cached.state,
+                environment: parsed.environment,
+            },
         };
         let now = Timestamp::now();
-        let decision = verify::decide(&key.state, query, now);
-        let mut verdict = Verdict {
-            code: decision.code,
-            missing_scopes: decision.missing_scopes,
-            key: None,
-            rate_limit: None,
-            retry_after: None,
+        let mut budget = Budgets {
+            limiter: &self.limiter,
+            catalog: &self.catalog,
+            default: self.policy.rate_limit,
         };
-        if verdict.code == Code::Valid {
-            self.apply_rate_limits(&mut verdict, &key.state, query, now);
-        }
-        if verdict.code == Code::Valid && key.mark_use(now) {
-            self.last_used.record(&key.state.key.id, now);
-        }
-        verdict.key = Some(key);
-        Ok(verdict)
-    }
-
-    /// Takes the request's units from the key's limit and the guardrails of the scopes it
-    /// requires, all or nothing; a refusal turns the verdict into `RATE_LIMITED`.
-    fn apply_rate_limits(
-        &self,
-        verdict: &mut Verdict,
-        state: &KeyState,
-        query: &VerifyQuery,
-        now: Timestamp,
-    ) {
-        let own = state.key.rate_limit.unwrap_or(self.policy.rate_limit);
-        let guardrails: Vec<(&str, RateLimit)> = query
-            .required_scopes
-            .iter()
-            .filter_map(|s| Some((s.as_str(), self.catalog.get(s)?.guardrail?)))
-            .collect();
-        match self
-            .limiter
-            .check(&state.digest, &own, &guardrails, query.cost, now)
+        let decision = verify::decide(presented, query, now, &mut budget);
+        if decision.code == Code::Valid
+            && let Some(cached) = &cached
+            && cached.mark_use(now)
         {
-            Outcome::Allowed(status) => verdict.rate_limit = Some(status),
-            Outcome::Limited {
-                status,
-                retry_after,
-                ..
-            } => {
-                verdict.code = Code::RateLimited;
-                verdict.rate_limit = Some(status);
-                verdict.retry_after = Some(retry_after);
-            }
+            self.last_used.record(&cached.state.key.id, now);
         }
+        Ok(decision)
     }
 
-    /// The record of a well-formed key, through the cache.
-    async fn lookup(&self, parsed: &ParsedKey) -> Result<Option<Arc<CachedKey>>> {
-        let digest = parsed.digest;
+    /// The cached record of a digest (loading it on a miss); `None` if there is no such key.
+    async fn cached(&self, digest: KeyDigest) -> Result<Option<Arc<CachedKey>>> {
         let store = self.store.clone();
-        let key = self
-            .cache
+        self.cache
             .get_or_load(
                 digest,
                 move || async move { store.key_by_digest(&digest).await },
             )
-            .await?;
-        // A key whose stored environment disagrees with its text was not made by this service.
+            .await
+    }
+
+    /// The record of a well-formed key, through the cache, if its stored environment matches
+    /// its text (for management credentials).
+    async fn lookup(&self, parsed: &ParsedKey) -> Result<Option<Arc<CachedKey>>> {
+        let key = self.cached(parsed.digest).await?;
         Ok(key.filter(|k| k.state.key.environment == parsed.environment))
     }
 
@@ -260,5 +206,31 @@ impl Keyward {
     /// Drops a mutated key from the cache.
     async fn invalidate(&self, digest: &KeyDigest) {
         self.cache.invalidate(digest).await;
+    }
+}
+
+/// The service's rate-limit budget: the replica's limiter, with the key's own limit (or the
+/// service default) and the catalog's guardrails of the required scopes.
+struct Budgets<'a> {
+    limiter: &'a RateLimiter,
+    catalog: &'a Catalog,
+    default: RateLimit,
+}
+
+impl RateBudget for Budgets<'_> {
+    fn take(
+        &mut self,
+        state: &KeyState,
+        required_scopes: &[String],
+        cost: u32,
+        now: Timestamp,
+    ) -> Outcome {
+        let own = state.key.rate_limit.unwrap_or(self.default);
+        let guardrails: Vec<(&str, RateLimit)> = required_scopes
+            .iter()
+            .filter_map(|s| Some((s.as_str(), self.catalog.get(s)?.guardrail?)))
+            .collect();
+        self.limiter
+            .check(&state.digest, &own, &guardrails, cost, now)
     }
 }

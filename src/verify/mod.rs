@@ -1,0 +1,189 @@
+//! The verify decision, whole: every one of the fourteen codes is decided here, by one pure
+//! function of what was presented as a key, the request, `now` and the rate-limit budget, in
+//! the order of the SPEC (section 6); the first that applies wins. The service around it only
+//! parses, looks up, calls [`decide`] and records; the transports only convert.
+
+mod code;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use code::Code;
+
+use crate::key::Environment;
+use crate::model::KeyState;
+use crate::ratelimit::{LimitStatus, Outcome};
+use crate::time::Timestamp;
+
+/// The end client's HTTP request, as the gateway describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestContext {
+    /// HTTP method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// Client IP address.
+    pub client_ip: String,
+    /// Referer header.
+    pub referrer: String,
+}
+
+/// What a verify request asks, besides the key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyQuery {
+    /// Scopes the request needs.
+    pub required_scopes: Vec<String>,
+    /// The HTTP request.
+    pub context: RequestContext,
+    /// The environment the gateway serves; `None` accepts either.
+    pub environment: Option<Environment>,
+    /// Rate-limit units; 0 counts as 1.
+    pub cost: u32,
+}
+
+/// What the request presented as a key, once parsed and looked up.
+#[derive(Debug, Clone, Copy)]
+pub enum Presented<'a> {
+    /// Nothing.
+    Empty,
+    /// Not the key format, or the checksum fails: no lookup was made.
+    Malformed,
+    /// Well-formed, but no such key.
+    Unknown,
+    /// A stored key, and the environment its text names.
+    Found {
+        /// The key and its account's state.
+        state: &'a Arc<KeyState>,
+        /// The environment in the key's text (`kw_live_…`).
+        environment: Environment,
+    },
+}
+
+/// The rate-limit budget of keys, behind a trait so [`decide`] stays pure: the service's
+/// budget is the in-memory limiter with the catalog's guardrails, a test's is a stand-in.
+pub trait RateBudget {
+    /// Takes `cost` units from the key's own limit and from the guardrail of each required
+    /// scope that has one, all or nothing.
+    fn take(
+        &mut self,
+        state: &KeyState,
+        required_scopes: &[String],
+        cost: u32,
+        now: Timestamp,
+    ) -> Outcome;
+}
+
+/// The answer to a verify request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The outcome.
+    pub code: Code,
+    /// Required scopes the key lacks (`INSUFFICIENT_SCOPE`).
+    pub missing_scopes: Vec<String>,
+    /// The key's own limit after this request (`VALID`), or the limit that refused it.
+    pub rate_limit: Option<LimitStatus>,
+    /// How long to wait before retrying (`RATE_LIMITED`).
+    pub retry_after: Option<Duration>,
+    /// The key, whenever it was found (also on a denial).
+    pub key: Option<Arc<KeyState>>,
+}
+
+impl Decision {
+    fn deny(code: Code) -> Self {
+        Decision {
+            code,
+            missing_scopes: Vec::new(),
+            rate_limit: None,
+            retry_after: None,
+            key: None,
+        }
+    }
+
+    /// A denial of a found key, which the answer carries.
+    fn deny_key(code: Code, state: &Arc<KeyState>) -> Self {
+        Decision {
+            key: Some(state.clone()),
+            ..Decision::deny(code)
+        }
+    }
+
+    /// Whether a key was found: the answer then carries it, denial or not.
+    pub fn found_key(&self) -> bool {
+        self.key.is_some()
+    }
+}
+
+/// Decides a verify request. Rate-limit units are taken only when every other check passed.
+pub fn decide(
+    presented: Presented<'_>,
+    query: &VerifyQuery,
+    now: Timestamp,
+    budget: &mut impl RateBudget,
+) -> Decision {
+    let state = match presented {
+        Presented::Empty => return Decision::deny(Code::Missing),
+        Presented::Malformed => return Decision::deny(Code::Malformed),
+        Presented::Unknown => return Decision::deny(Code::NotFound),
+        // A stored key whose environment disagrees with its text was not made by this service.
+        Presented::Found { state, environment } if state.key.environment != environment => {
+            return Decision::deny(Code::NotFound);
+        }
+        Presented::Found { state, .. } => state,
+    };
+    let key = &state.key;
+    if key.is_revoked() {
+        return Decision::deny_key(Code::Revoked, state);
+    }
+    if key.is_expired(now) {
+        return Decision::deny_key(Code::Expired, state);
+    }
+    if query.environment.is_some_and(|env| env != key.environment) {
+        return Decision::deny_key(Code::WrongEnvironment, state);
+    }
+    if state.account_disabled {
+        return Decision::deny_key(Code::AccountDisabled, state);
+    }
+    let r = &key.restrictions;
+    let ctx = &query.context;
+    if !r.allows_ip(&ctx.client_ip) {
+        return Decision::deny_key(Code::IpNotAllowed, state);
+    }
+    if !r.allows_referrer(&ctx.referrer) {
+        return Decision::deny_key(Code::ReferrerNotAllowed, state);
+    }
+    if !r.allows_method(&ctx.method) {
+        return Decision::deny_key(Code::MethodNotAllowed, state);
+    }
+    if !r.allows_path(&ctx.path) {
+        return Decision::deny_key(Code::PathNotAllowed, state);
+    }
+    let missing_scopes: Vec<String> = query
+        .required_scopes
+        .iter()
+        .filter(|s| !key.holds(s))
+        .cloned()
+        .collect();
+    if !missing_scopes.is_empty() {
+        return Decision {
+            missing_scopes,
+            ..Decision::deny_key(Code::InsufficientScope, state)
+        };
+    }
+    match budget.take(state, &query.required_scopes, query.cost.max(1), now) {
+        Outcome::Allowed(status) => Decision {
+            rate_limit: Some(status),
+            ..Decision::deny_key(Code::Valid, state)
+        },
+        Outcome::Limited {
+            status,
+            retry_after,
+            ..
+        } => Decision {
+            rate_limit: Some(status),
+            retry_after: Some(retry_after),
+            ..Decision::deny_key(Code::RateLimited, state)
+        },
+    }
+}
