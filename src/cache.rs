@@ -29,7 +29,6 @@ use crate::error::{Error, Result};
 use crate::key::{DigestHashBuilder, KeyDigest};
 use crate::known::KnownKeys;
 use crate::model::KeyState;
-use crate::time::Timestamp;
 
 /// How long, after the store answered "unavailable", misses fail fast without asking it.
 const STORE_DOWN_BACKOFF: Duration = Duration::from_secs(1);
@@ -74,31 +73,9 @@ pub struct CacheStats {
     pub refreshes: AtomicU64,
 }
 
-/// A cached key: what verify needs, plus when its last use was last reported.
-#[derive(Debug)]
-pub struct CachedKey {
-    /// The key, its digest and its account's state.
-    pub state: Arc<KeyState>,
-    /// Micros of the last use handed to the last-use tracker (0 = never).
-    last_use_mark: AtomicI64,
-}
-
-impl CachedKey {
-    /// Whether a use at `now` should be reported: at most once a second per key, so the
-    /// tracker's lock is not taken on every verify.
-    pub fn mark_use(&self, now: Timestamp) -> bool {
-        let mark = self.last_use_mark.load(Ordering::Relaxed);
-        now.micros() - mark >= 1_000_000
-            && self
-                .last_use_mark
-                .compare_exchange(mark, now.micros(), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-    }
-}
-
 #[derive(Debug)]
 struct Entry {
-    key: Arc<CachedKey>,
+    key: Arc<KeyState>,
     loaded_at: Instant,
     /// The cache generation when loading started; an older one means "re-read before trusting".
     generation: u64,
@@ -199,7 +176,7 @@ impl KeyCache {
         self: &Arc<Self>,
         digest: KeyDigest,
         load: F,
-    ) -> Result<Option<Arc<CachedKey>>>
+    ) -> Result<Option<Arc<KeyState>>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<KeyState>>> + Send + 'static,
@@ -257,7 +234,7 @@ impl KeyCache {
     }
 
     /// Loads `digest` from the store into the cache, one query per digest at a time.
-    async fn load<F, Fut>(&self, digest: KeyDigest, load: F) -> Result<Option<Arc<CachedKey>>>
+    async fn load<F, Fut>(&self, digest: KeyDigest, load: F) -> Result<Option<Arc<KeyState>>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<KeyState>>>,
@@ -290,10 +267,7 @@ impl KeyCache {
                     Ok(Some(state)) => {
                         self.known.insert(&digest);
                         Ok(Op::Put(Arc::new(Entry {
-                            key: Arc::new(CachedKey {
-                                state: Arc::new(state),
-                                last_use_mark: AtomicI64::new(0),
-                            }),
+                            key: Arc::new(state),
                             loaded_at,
                             generation,
                             clean,
@@ -359,7 +333,7 @@ impl KeyCache {
         let account_id = account_id.to_owned();
         let registered = self
             .entries
-            .invalidate_entries_if(move |_, entry| entry.key.state.key.account_id == account_id);
+            .invalidate_entries_if(move |_, entry| entry.key.key.account_id == account_id);
         if registered.is_err() {
             // Only if closures were not enabled at build time; dropping everything is correct too.
             self.entries.invalidate_all();
@@ -424,11 +398,7 @@ mod tests {
             if n >= revoke_after {
                 key.revoked_at = Some(crate::time::Timestamp(1));
             }
-            std::future::ready(Ok(Some(KeyState {
-                digest,
-                key,
-                account_disabled: false,
-            })))
+            std::future::ready(Ok(Some(KeyState::new(digest, key, false))))
         }
     }
 
@@ -452,7 +422,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(!first.state.key.is_revoked());
+        assert!(!first.key.is_revoked());
         // A revocation made elsewhere, unreported, is seen once the entry's short life ends.
         poll_until("the revocation to be read", async || {
             let got = cache
@@ -460,7 +430,7 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap();
-            got.state.key.is_revoked()
+            got.key.is_revoked()
         })
         .await;
         assert!(calls.load(Ordering::SeqCst) >= 2);
@@ -482,7 +452,7 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap();
-            got.state.key.is_revoked()
+            got.key.is_revoked()
         })
         .await;
         assert_eq!(calls.load(Ordering::SeqCst), 2, "one re-read");

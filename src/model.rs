@@ -2,6 +2,7 @@
 //! No proto or SQL types here; the gRPC adapter and the stores convert at their edges.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use rand::TryRngCore;
@@ -175,7 +176,8 @@ pub struct StoredKey {
     pub key: ApiKey,
 }
 
-/// What the verify path needs about a key: the record, its digest and its account's state.
+/// What the verify path needs about a key: the record, its digest and its account's state,
+/// and when its last use was last reported (so a cached key reports at most once a second).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyState {
     /// The key's hash.
@@ -184,7 +186,51 @@ pub struct KeyState {
     pub key: ApiKey,
     /// Whether the key's account is disabled.
     pub account_disabled: bool,
+    /// The last use handed to the last-use tracker; not part of the key's identity.
+    pub use_mark: UseMark,
 }
+
+impl KeyState {
+    /// What the store knows about a key; no use reported yet.
+    pub fn new(digest: KeyDigest, key: ApiKey, account_disabled: bool) -> Self {
+        KeyState {
+            digest,
+            key,
+            account_disabled,
+            use_mark: UseMark::default(),
+        }
+    }
+
+    /// Whether a use at `now` should be reported: at most once a second per key, so the
+    /// tracker's lock is not taken on every verify.
+    pub fn mark_use(&self, now: Timestamp) -> bool {
+        let marked = &self.use_mark.0;
+        let mark = marked.load(Ordering::Relaxed);
+        now.micros() - mark >= 1_000_000
+            && marked
+                .compare_exchange(mark, now.micros(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+/// Micros of the last use reported for a key (0 = none). Copies and compares as "no use
+/// reported": it is bookkeeping of one cached copy, not part of the record.
+#[derive(Debug, Default)]
+pub struct UseMark(AtomicI64);
+
+impl Clone for UseMark {
+    fn clone(&self) -> Self {
+        UseMark::default()
+    }
+}
+
+impl PartialEq for UseMark {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for UseMark {}
 
 /// A key to insert: a complete record whose secret has already been hashed.
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@ use tonic_health::server::HealthReporter;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::grpc::{ManageApi, VerifyApi};
+use crate::grpc::{ManageApi, TraceLayer, VerifyApi};
 use crate::key::SecretKey;
 use crate::net::{ConnectionGauge, ConnectionLimits};
 use crate::proto::manage_service_server::ManageServiceServer;
@@ -136,6 +136,7 @@ impl App {
             // Pings keep a live client's idle connection open and expose dead peers.
             .http2_keepalive_interval(Some(self.limits.idle_timeout / 3))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .layer(TraceLayer)
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -12,6 +12,7 @@ use super::convert::{
     parse_rate_limit, parse_restrictions, parse_scopes, parse_timestamp, rate_limit, restrictions,
     timestamp,
 };
+use super::trace::{record_caller, record_target};
 use crate::audit::{Action, AuditEvent, AuditQuery};
 use crate::catalog::{self, Preset, ScopeDef};
 use crate::error::{Error, Result};
@@ -47,7 +48,9 @@ impl ManageApi {
             rpc: &path,
             access,
         };
-        self.service.authenticate(bearer, &call).await
+        let caller = self.service.authenticate(bearer, &call).await?;
+        record_caller(caller.key_id(), caller.account_id());
+        Ok(caller)
     }
 }
 
@@ -60,6 +63,7 @@ impl ManageService for ManageApi {
         let caller = self.caller(&request, "CreateKey", Access::Write).await?;
         let create = parse_create(request.into_inner())?;
         let (secret, key) = self.service.create_key(&caller, create).await?;
+        record_target(&key.id);
         Ok(Response::new(proto::CreateKeyResponse {
             key: secret.expose().to_owned(),
             api_key: Some((&key).into()),
@@ -297,6 +301,7 @@ fn account_message(a: &Account) -> proto::Account {
 
 fn required_id(id: &str) -> Result<&str> {
     check_key_id(id).map_err(|e| Error::invalid("id", e))?;
+    record_target(id);
     Ok(id)
 }
 

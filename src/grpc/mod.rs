@@ -5,7 +5,9 @@ pub(crate) mod codec;
 mod convert;
 mod manage;
 mod status;
+pub(crate) mod trace;
 mod verify;
 
 pub use manage::ManageApi;
+pub use trace::TraceLayer;
 pub use verify::VerifyApi;

@@ -33,6 +33,9 @@ impl VerifyService for VerifyApi {
         let request = request.into_inner();
         let query = parse_query(&request)?;
         let decision = self.service.verify(&request.key, &query).await?;
+        if let Some(state) = &decision.key {
+            super::trace::record_caller(&state.key.id, &state.key.account_id);
+        }
         Ok(Response::new(response(decision)))
     }
 }

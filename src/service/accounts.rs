@@ -43,7 +43,7 @@ impl Keyward {
             .update_account(account_id, patch, Timestamp::now(), Some(caller.key_id()))
             .await?;
         self.cache.invalidate_account(account_id);
-        tracing::info!(%account_id, actor = caller.key_id(), ?patch, "account updated");
+        tracing::debug!(%account_id, actor = caller.key_id(), ?patch, "account updated");
         Ok(self.with_default(account))
     }
 

@@ -5,10 +5,9 @@
 use std::sync::Arc;
 
 use super::Keyward;
-use crate::cache::CachedKey;
 use crate::error::{Error, Result};
 use crate::key::Environment;
-use crate::model::ApiKey;
+use crate::model::{ApiKey, KeyState};
 use crate::scope::{KEYS_READ, KEYS_WRITE, ROOT};
 use crate::time::Timestamp;
 
@@ -33,7 +32,7 @@ pub struct CallContext<'a> {
 /// An authenticated management caller: the key it presented.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    cached: Arc<CachedKey>,
+    cached: Arc<KeyState>,
 }
 
 /// The kind of access an operation needs.
@@ -47,12 +46,17 @@ pub enum Access {
 
 impl Caller {
     fn key(&self) -> &ApiKey {
-        &self.cached.state.key
+        &self.cached.key
     }
 
     /// The caller's key id, recorded as the actor of its mutations.
     pub fn key_id(&self) -> &str {
         &self.key().id
+    }
+
+    /// The account of the caller's key.
+    pub fn account_id(&self) -> &str {
+        &self.key().account_id
     }
 
     /// Whether the caller holds `root`.
@@ -146,11 +150,11 @@ impl Keyward {
         let raw = raw.filter(|r| !r.is_empty()).ok_or_else(unauthenticated)?;
         let parsed = self.format.parse(raw).ok_or_else(unauthenticated)?;
         let cached = self.lookup(&parsed).await?.ok_or_else(unauthenticated)?;
-        let key = &cached.state.key;
+        let key = &cached.key;
         if !key.is_active(Timestamp::now()) {
             return Err(unauthenticated());
         }
-        if cached.state.account_disabled {
+        if cached.account_disabled {
             return Err(Error::PermissionDenied(
                 "the calling key's account is disabled".into(),
             ));

@@ -119,7 +119,7 @@ impl Keyward {
             )
             .await?;
         self.invalidate(&stored.digest).await;
-        tracing::info!(key_id = %stored.key.id, account_id = %stored.key.account_id, actor = caller.key_id(), "key created");
+        tracing::debug!(key_id = %stored.key.id, account_id = %stored.key.account_id, actor = caller.key_id(), "key created");
         Ok((generated.secret, stored.key))
     }
 
@@ -313,7 +313,7 @@ impl Keyward {
             .update_key(id, patch, now, Some(caller.key_id()))
             .await?;
         self.invalidate(&stored.digest).await;
-        tracing::info!(key_id = %id, actor = caller.key_id(), "key updated");
+        tracing::debug!(key_id = %id, actor = caller.key_id(), "key updated");
         Ok(stored.key)
     }
 
@@ -327,7 +327,7 @@ impl Keyward {
             .revoke_key(id, Timestamp::now(), Some(caller.key_id()))
             .await?;
         self.invalidate(&stored.digest).await;
-        tracing::info!(key_id = %id, actor = caller.key_id(), "key revoked");
+        tracing::debug!(key_id = %id, actor = caller.key_id(), "key revoked");
         Ok(stored.key)
     }
 
@@ -379,7 +379,7 @@ impl Keyward {
             .await?;
         self.invalidate(&old.digest).await;
         self.invalidate(&new.digest).await;
-        tracing::info!(key_id = %id, new_key_id = %new.key.id, actor = caller.key_id(), grace_secs = grace.as_secs(), "key rotated");
+        tracing::debug!(key_id = %id, new_key_id = %new.key.id, actor = caller.key_id(), grace_secs = grace.as_secs(), "key rotated");
         Ok((generated.secret, new.key, old.key))
     }
 

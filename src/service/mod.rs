@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::cache::{CacheSettings, CachedKey, KeyCache};
+use crate::cache::{CacheSettings, KeyCache};
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
@@ -135,12 +135,12 @@ impl Keyward {
             Some(parsed) => self.cached(parsed.digest).await?,
             None => None,
         };
-        let presented = match (&parsed, &cached) {
+        let presented = match (parsed, cached) {
             _ if raw.is_empty() => Presented::Empty,
             (None, _) => Presented::Malformed,
             (Some(_), None) => Presented::Unknown,
-            (Some(parsed), Some(cached)) => Presented::Found {
-                state: &cached.state,
+            (Some(parsed), Some(state)) => Presented::Found {
+                state,
                 environment: parsed.environment,
             },
         };
@@ -152,16 +152,16 @@ impl Keyward {
         };
         let decision = verify::decide(presented, query, now, &mut budget);
         if decision.code == Code::Valid
-            && let Some(cached) = &cached
-            && cached.mark_use(now)
+            && let Some(state) = &decision.key
+            && state.mark_use(now)
         {
-            self.last_used.record(&cached.state.key.id, now);
+            self.last_used.record(&state.key.id, now);
         }
         Ok(decision)
     }
 
     /// The cached record of a digest (loading it on a miss); `None` if there is no such key.
-    async fn cached(&self, digest: KeyDigest) -> Result<Option<Arc<CachedKey>>> {
+    async fn cached(&self, digest: KeyDigest) -> Result<Option<Arc<KeyState>>> {
         let store = self.store.clone();
         self.cache
             .get_or_load(
@@ -173,9 +173,9 @@ impl Keyward {
 
     /// The record of a well-formed key, through the cache, if its stored environment matches
     /// its text (for management credentials).
-    async fn lookup(&self, parsed: &ParsedKey) -> Result<Option<Arc<CachedKey>>> {
+    async fn lookup(&self, parsed: &ParsedKey) -> Result<Option<Arc<KeyState>>> {
         let key = self.cached(parsed.digest).await?;
-        Ok(key.filter(|k| k.state.key.environment == parsed.environment))
+        Ok(key.filter(|k| k.key.environment == parsed.environment))
     }
 
     /// Applies a change another replica made (from the store's change feed) to the cache.

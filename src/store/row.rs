@@ -177,11 +177,11 @@ impl TryFrom<KeyStateRow> for KeyState {
 
     fn try_from(row: KeyStateRow) -> Result<Self> {
         let stored = StoredKey::try_from(row.key)?;
-        Ok(KeyState {
-            digest: stored.digest,
-            key: stored.key,
-            account_disabled: row.account_disabled,
-        })
+        Ok(KeyState::new(
+            stored.digest,
+            stored.key,
+            row.account_disabled,
+        ))
     }
 }
 

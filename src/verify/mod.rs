@@ -44,8 +44,8 @@ pub struct VerifyQuery {
 }
 
 /// What the request presented as a key, once parsed and looked up.
-#[derive(Debug, Clone, Copy)]
-pub enum Presented<'a> {
+#[derive(Debug, Clone)]
+pub enum Presented {
     /// Nothing.
     Empty,
     /// Not the key format, or the checksum fails: no lookup was made.
@@ -55,7 +55,7 @@ pub enum Presented<'a> {
     /// A stored key, and the environment its text names.
     Found {
         /// The key and its account's state.
-        state: &'a Arc<KeyState>,
+        state: Arc<KeyState>,
         /// The environment in the key's text (`kw_live_…`).
         environment: Environment,
     },
@@ -102,9 +102,9 @@ impl Decision {
     }
 
     /// A denial of a found key, which the answer carries.
-    fn deny_key(code: Code, state: &Arc<KeyState>) -> Self {
+    fn deny_key(code: Code, state: Arc<KeyState>) -> Self {
         Decision {
-            key: Some(state.clone()),
+            key: Some(state),
             ..Decision::deny(code)
         }
     }
@@ -117,7 +117,7 @@ impl Decision {
 
 /// Decides a verify request. Rate-limit units are taken only when every other check passed.
 pub fn decide(
-    presented: Presented<'_>,
+    presented: Presented,
     query: &VerifyQuery,
     now: Timestamp,
     budget: &mut impl RateBudget,
@@ -171,7 +171,7 @@ pub fn decide(
             ..Decision::deny_key(Code::InsufficientScope, state)
         };
     }
-    match budget.take(state, &query.required_scopes, query.cost.max(1), now) {
+    match budget.take(&state, &query.required_scopes, query.cost.max(1), now) {
         Outcome::Allowed(status) => Decision {
             rate_limit: Some(status),
             ..Decision::deny_key(Code::Valid, state)

@@ -67,11 +67,7 @@ impl Scenario {
         Scenario {
             kind: Kind::Found,
             text_environment: Environment::Live,
-            state: KeyState {
-                digest: KeyDigest::of("kw_live_x"),
-                key,
-                account_disabled: false,
-            },
+            state: KeyState::new(KeyDigest::of("kw_live_x"), key, false),
             query: VerifyQuery {
                 required_scopes: vec!["videos:read".into()],
                 context: RequestContext {
@@ -121,7 +117,7 @@ impl Scenario {
             Kind::Malformed => Presented::Malformed,
             Kind::Unknown => Presented::Unknown,
             Kind::Found => Presented::Found {
-                state: &state,
+                state,
                 environment: self.text_environment,
             },
         };

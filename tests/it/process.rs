@@ -155,6 +155,12 @@ async fn first_start_prints_a_root_key_and_logs_no_secret() {
         .unwrap()
         .into_inner();
     assert_eq!(code(&revoked), VerifyCode::Revoked);
+    // A refused management call: the plain key holds no management scope.
+    let refused = manage
+        .create_key(as_key(&secret, key_request("acme", &["videos:read"])))
+        .await
+        .expect_err("a revoked plain key cannot manage");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     drop((manage, verifier));
 
     let (exit, stdout, stderr) = server.terminate();
@@ -164,6 +170,31 @@ async fn first_start_prints_a_root_key_and_logs_no_secret() {
         stderr.contains("key created"),
         "the logs were captured at trace level"
     );
+    // Every management call leaves one info line: who (the calling key), what (the RPC),
+    // on what (the target), and how it ended; refusals with their reason.
+    let revoke_line = stderr
+        .lines()
+        .find(|l| l.contains("management call done") && l.contains("RevokeKey"))
+        .expect("a log line for the revocation");
+    assert!(
+        revoke_line.contains(&format!("\"target\":\"{key_id}\"")),
+        "{revoke_line}"
+    );
+    assert!(revoke_line.contains("\"key_id\":\"key_"), "{revoke_line}");
+    assert!(
+        revoke_line.contains("\"code\":\"Ok\"") || revoke_line.contains("\"code\":\"OK\""),
+        "{revoke_line}"
+    );
+    let refused_line = stderr
+        .lines()
+        .find(|l| l.contains("management call refused") && l.contains("CreateKey"))
+        .expect("a log line for the refusal");
+    assert!(refused_line.contains("Unauthenticated"), "{refused_line}");
+    assert!(
+        refused_line.contains("a valid key is required"),
+        "{refused_line}"
+    );
+
     // The created key appears nowhere; the root key only in its one stdout banner.
     let secret_part = &secret[16..];
     assert!(
@@ -203,6 +234,24 @@ async fn first_start_prints_a_root_key_and_logs_no_secret() {
         root_key_in(&stdout),
         None,
         "a root key was printed on the second start"
+    );
+}
+
+#[test]
+fn text_logs_have_no_colour_codes_when_not_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["migrate", "--log-format", "text", "--database-url", &url])
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run keyward");
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("migrations applied"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a pipe: {stderr:?}"
     );
 }
 
