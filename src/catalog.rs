@@ -144,150 +144,30 @@ impl Catalog {
 
     /// Parses catalog text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Catalog, CatalogError> {
-        let fail = |span: Option<std::ops::Range<usize>>, problem: String| CatalogError {
-            origin: match span {
-                Some(span) => format!(
-                    "{origin}:{}",
-                    1 + text[..span.start.min(text.len())].matches('\n').count()
-                ),
-                None => origin.to_owned(),
-            },
-            problem,
-        };
+        let at = Locator { text, origin };
         let file: FileToml = toml::from_str(text).map_err(|e| {
             let problem = e.message().to_owned();
-            fail(e.span(), problem)
+            at.fail(e.span(), problem)
         })?;
-
         let mut catalog = Catalog {
             scopes: Vec::new(),
             index: HashMap::new(),
             presets: Vec::new(),
         };
         for entry in file.scopes {
-            let name = entry.name.get_ref();
             let span = Some(entry.name.span());
-            scope::check_name(name).map_err(|e| fail(span.clone(), e))?;
-            if scope::is_reserved(name) {
-                return Err(fail(
-                    span,
-                    format!(
-                        "{name:?} is a reserved system scope; it is always present and cannot be redefined"
-                    ),
-                ));
+            let def = scope_def(entry, &at)?;
+            if catalog.index.contains_key(&def.name) {
+                return Err(at.fail(span, format!("scope {:?} is defined twice", def.name)));
             }
-            if catalog.index.contains_key(name) {
-                return Err(fail(span, format!("scope {name:?} is defined twice")));
-            }
-            let guardrail = match entry.guardrail {
-                None => None,
-                Some(g) => {
-                    let span = Some(g.span());
-                    let g = g.into_inner();
-                    let window = duration::parse(&g.window)
-                        .map_err(|e| fail(span.clone(), format!("guardrail window: {e}")))?;
-                    if g.limit == 0 || window.is_zero() {
-                        return Err(fail(
-                            span,
-                            "a guardrail needs a limit and a window above zero".into(),
-                        ));
-                    }
-                    Some(RateLimit {
-                        limit: g.limit,
-                        window_secs: window.as_secs(),
-                    })
-                }
-            };
-            catalog.push(ScopeDef {
-                name: name.clone(),
-                description: entry.description,
-                access: entry.access,
-                risk: entry.risk,
-                guardrail,
-            });
+            catalog.push(def);
         }
-        for (name, description, access) in [
-            (
-                KEYS_READ,
-                "Read keys of the key's own account",
-                Access::Read,
-            ),
-            (
-                KEYS_WRITE,
-                "Create, change, rotate and revoke keys of the key's own account",
-                Access::Write,
-            ),
-            (
-                ROOT,
-                "Manage keys and policy of every account",
-                Access::Write,
-            ),
-        ] {
-            catalog.push(ScopeDef {
-                name: name.to_owned(),
-                description: description.to_owned(),
-                access,
-                risk: Risk::High,
-                guardrail: None,
-            });
+        for def in reserved_scopes() {
+            catalog.push(def);
         }
-
         for entry in file.presets {
-            let name = entry.name.get_ref().clone();
-            let span = Some(entry.name.span());
-            let name_ok = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-            if !name_ok {
-                return Err(fail(
-                    span,
-                    format!("preset name {name:?} must be lowercase letters, digits and '_'"),
-                ));
-            }
-            if catalog.presets.iter().any(|p| p.name == name) {
-                return Err(fail(span, format!("preset {name:?} is defined twice")));
-            }
-            let mut scopes: Vec<String> = Vec::new();
-            if entry.all_reads {
-                scopes.extend(
-                    catalog
-                        .scopes
-                        .iter()
-                        .filter(|s| s.access == Access::Read && !scope::is_reserved(&s.name))
-                        .map(|s| s.name.clone()),
-                );
-            }
-            for s in &entry.scopes {
-                if catalog.get(s.get_ref()).is_none() {
-                    return Err(fail(
-                        Some(s.span()),
-                        format!("preset {name:?} names unknown scope {:?}", s.get_ref()),
-                    ));
-                }
-                if !scopes.contains(s.get_ref()) {
-                    scopes.push(s.get_ref().clone());
-                }
-            }
-            if scopes.is_empty() && !entry.grant_all {
-                return Err(fail(
-                    span,
-                    format!("preset {name:?} grants nothing: give scopes, all_reads or grant_all"),
-                ));
-            }
-            let mut restrictions = Restrictions::default();
-            for m in &entry.allowed_methods {
-                restrictions
-                    .allowed_methods
-                    .push(Method::parse(m.get_ref()).map_err(|e| fail(Some(m.span()), e))?);
-            }
-            catalog.presets.push(Preset {
-                name,
-                description: entry.description,
-                scopes,
-                grant_all: entry.grant_all,
-                restrictions,
-            });
+            let preset = preset(entry, &catalog, &at)?;
+            catalog.presets.push(preset);
         }
         Ok(catalog)
     }
@@ -316,6 +196,157 @@ impl Catalog {
     pub fn presets(&self) -> &[Preset] {
         &self.presets
     }
+}
+
+/// Where catalog text came from, to name a line in errors.
+struct Locator<'a> {
+    text: &'a str,
+    origin: &'a str,
+}
+
+impl Locator<'_> {
+    fn fail(&self, span: Option<std::ops::Range<usize>>, problem: String) -> CatalogError {
+        let origin = match span {
+            Some(span) => format!(
+                "{}:{}",
+                self.origin,
+                1 + self.text[..span.start.min(self.text.len())]
+                    .matches('\n')
+                    .count()
+            ),
+            None => self.origin.to_owned(),
+        };
+        CatalogError { origin, problem }
+    }
+}
+
+/// One `[[scopes]]` entry, checked: a well-formed, unreserved name and a sane guardrail.
+fn scope_def(entry: ScopeToml, at: &Locator<'_>) -> Result<ScopeDef, CatalogError> {
+    let name = entry.name.get_ref();
+    let span = Some(entry.name.span());
+    scope::check_name(name).map_err(|e| at.fail(span.clone(), e))?;
+    if scope::is_reserved(name) {
+        return Err(at.fail(
+            span,
+            format!(
+                "{name:?} is a reserved system scope; it is always present and cannot be redefined"
+            ),
+        ));
+    }
+    let guardrail = match entry.guardrail {
+        None => None,
+        Some(g) => {
+            let span = Some(g.span());
+            let g = g.into_inner();
+            let window = duration::parse(&g.window)
+                .map_err(|e| at.fail(span.clone(), format!("guardrail window: {e}")))?;
+            if g.limit == 0 || window.is_zero() {
+                return Err(at.fail(
+                    span,
+                    "a guardrail needs a limit and a window above zero".into(),
+                ));
+            }
+            Some(RateLimit {
+                limit: g.limit,
+                window_secs: window.as_secs(),
+            })
+        }
+    };
+    Ok(ScopeDef {
+        name: name.clone(),
+        description: entry.description,
+        access: entry.access,
+        risk: entry.risk,
+        guardrail,
+    })
+}
+
+/// The reserved system scopes, always in the catalog, all high risk.
+fn reserved_scopes() -> impl Iterator<Item = ScopeDef> {
+    [
+        (
+            KEYS_READ,
+            "Read keys of the key's own account",
+            Access::Read,
+        ),
+        (
+            KEYS_WRITE,
+            "Create, change, rotate and revoke keys of the key's own account",
+            Access::Write,
+        ),
+        (
+            ROOT,
+            "Manage keys and policy of every account",
+            Access::Write,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, description, access)| ScopeDef {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        access,
+        risk: Risk::High,
+        guardrail: None,
+    })
+}
+
+/// One `[[presets]]` entry, checked against the scopes already in `catalog`.
+fn preset(entry: PresetToml, catalog: &Catalog, at: &Locator<'_>) -> Result<Preset, CatalogError> {
+    let name = entry.name.get_ref().clone();
+    let span = Some(entry.name.span());
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !name_ok {
+        return Err(at.fail(
+            span,
+            format!("preset name {name:?} must be lowercase letters, digits and '_'"),
+        ));
+    }
+    if catalog.presets.iter().any(|p| p.name == name) {
+        return Err(at.fail(span, format!("preset {name:?} is defined twice")));
+    }
+    let mut scopes: Vec<String> = Vec::new();
+    if entry.all_reads {
+        scopes.extend(
+            catalog
+                .scopes
+                .iter()
+                .filter(|s| s.access == Access::Read && !scope::is_reserved(&s.name))
+                .map(|s| s.name.clone()),
+        );
+    }
+    for s in &entry.scopes {
+        if catalog.get(s.get_ref()).is_none() {
+            return Err(at.fail(
+                Some(s.span()),
+                format!("preset {name:?} names unknown scope {:?}", s.get_ref()),
+            ));
+        }
+        if !scopes.contains(s.get_ref()) {
+            scopes.push(s.get_ref().clone());
+        }
+    }
+    if scopes.is_empty() && !entry.grant_all {
+        return Err(at.fail(
+            span,
+            format!("preset {name:?} grants nothing: give scopes, all_reads or grant_all"),
+        ));
+    }
+    let mut restrictions = Restrictions::default();
+    for m in &entry.allowed_methods {
+        restrictions
+            .allowed_methods
+            .push(Method::parse(m.get_ref()).map_err(|e| at.fail(Some(m.span()), e))?);
+    }
+    Ok(Preset {
+        name,
+        description: entry.description,
+        scopes,
+        grant_all: entry.grant_all,
+        restrictions,
+    })
 }
 
 #[cfg(test)]

@@ -10,12 +10,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::cache::CacheSettings;
 use crate::duration;
 use crate::key::{KeyFormat, KeyPrefix};
-use crate::model::RateLimit;
 use crate::net::ConnectionLimits;
-use crate::service::Policy;
 use crate::store::DatabaseUrl;
 
 /// Log output format.
@@ -49,35 +46,45 @@ pub struct Config {
     /// Units per window for keys without their own rate limit.
     pub rate_limit: u32,
     /// The default rate limit's window (`2m`).
-    pub rate_limit_window: String,
+    #[serde(with = "duration::human")]
+    pub rate_limit_window: Duration,
     /// TTL of keys created without one (`30d`, `1y`, `never`).
-    pub default_ttl: String,
+    #[serde(with = "duration::ttl")]
+    pub default_ttl: Option<Duration>,
     /// Longest TTL a key may get (`never` = unlimited).
-    pub max_ttl: String,
+    #[serde(with = "duration::ttl")]
+    pub max_ttl: Option<Duration>,
     /// Most keys held in the verify cache.
     pub cache_capacity: u64,
     /// Backstop lifetime of a cached key (`5m`).
-    pub cache_ttl: String,
+    #[serde(with = "duration::human")]
+    pub cache_ttl: Duration,
     /// How long a cached key may still be served while the database is unreachable (`1h`).
-    pub stale_limit: String,
+    #[serde(with = "duration::human")]
+    pub stale_limit: Duration,
     /// Most unknown keys remembered.
     pub negative_cache_capacity: u64,
     /// How long an unknown key is remembered (`5s`).
-    pub negative_cache_ttl: String,
+    #[serde(with = "duration::human")]
+    pub negative_cache_ttl: Duration,
     /// How long shutdown waits for in-flight calls (`10s`).
-    pub shutdown_timeout: String,
+    #[serde(with = "duration::human")]
+    pub shutdown_timeout: Duration,
     /// How often coalesced last-use times are written (`10s`): `last_used_at` lags by at most
     /// this plus one second.
-    pub last_used_interval: String,
+    #[serde(with = "duration::human")]
+    pub last_used_interval: Duration,
     /// Most connections each listener keeps open at once; past that, accepting waits.
     pub max_connections: usize,
     /// Store look-ups per second for well-formed keys not known to exist (`50`): bounds the
     /// database work of a flood of random keys.
     pub unknown_key_lookups_per_second: u32,
     /// How long a new connection may take to send its first bytes before it is closed.
-    pub handshake_timeout: String,
+    #[serde(with = "duration::human")]
+    pub handshake_timeout: Duration,
     /// How long a connection may stay silent before it is closed (keepalive pings count).
-    pub idle_timeout: String,
+    #[serde(with = "duration::human")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for Config {
@@ -91,20 +98,20 @@ impl Default for Config {
             log_format: LogFormat::Text,
             max_active_keys: 10,
             rate_limit: 100,
-            rate_limit_window: "2m".into(),
-            default_ttl: "never".into(),
-            max_ttl: "never".into(),
+            rate_limit_window: Duration::from_secs(120),
+            default_ttl: None,
+            max_ttl: None,
             cache_capacity: 1_000_000,
-            cache_ttl: "5m".into(),
-            stale_limit: "1h".into(),
+            cache_ttl: Duration::from_secs(300),
+            stale_limit: Duration::from_secs(3600),
             negative_cache_capacity: 100_000,
-            negative_cache_ttl: "5s".into(),
-            shutdown_timeout: "10s".into(),
-            last_used_interval: "10s".into(),
+            negative_cache_ttl: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+            last_used_interval: Duration::from_secs(10),
             max_connections: 4096,
             unknown_key_lookups_per_second: 50,
-            handshake_timeout: "10s".into(),
-            idle_timeout: "5m".into(),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -203,46 +210,30 @@ impl Config {
         if self.rate_limit == 0 {
             return Err(err("rate_limit", "must be at least 1".into()));
         }
-        let window =
-            duration::parse(&self.rate_limit_window).map_err(|e| err("rate_limit_window", e))?;
-        if window.as_secs() == 0 {
+        if self.rate_limit_window.as_secs() == 0 {
             return Err(err(
                 "rate_limit_window",
                 "must be at least one second".into(),
             ));
         }
-        duration::parse_ttl(&self.default_ttl).map_err(|e| err("default_ttl", e))?;
-        duration::parse_ttl(&self.max_ttl).map_err(|e| err("max_ttl", e))?;
-        duration::parse(&self.cache_ttl).map_err(|e| err("cache_ttl", e))?;
-        duration::parse(&self.stale_limit).map_err(|e| err("stale_limit", e))?;
-        duration::parse(&self.negative_cache_ttl).map_err(|e| err("negative_cache_ttl", e))?;
-        duration::parse(&self.shutdown_timeout).map_err(|e| err("shutdown_timeout", e))?;
-        let interval =
-            duration::parse(&self.last_used_interval).map_err(|e| err("last_used_interval", e))?;
-        if interval.is_zero() {
-            return Err(err("last_used_interval", "must be longer than zero".into()));
+        for (setting, value) in [
+            ("last_used_interval", self.last_used_interval),
+            ("handshake_timeout", self.handshake_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(err(setting, "must be longer than zero".into()));
+            }
         }
         if self.max_connections == 0 {
             return Err(err("max_connections", "must be at least 1".into()));
         }
-        for (setting, value) in [
-            ("handshake_timeout", &self.handshake_timeout),
-            ("idle_timeout", &self.idle_timeout),
-        ] {
-            if duration::parse(value)
-                .map_err(|e| err(setting, e))?
-                .is_zero()
-            {
-                return Err(err(setting, "must be longer than zero".into()));
-            }
-        }
-        let policy = self.policy();
-        if let (Some(default), Some(max)) = (policy.default_ttl, policy.max_ttl)
+        if let (Some(default), Some(max)) = (self.default_ttl, self.max_ttl)
             && default > max
         {
             return Err(err(
                 "default_ttl",
-                format!("is longer than max_ttl ({})", self.max_ttl),
+                format!("is longer than max_ttl ({})", duration::format(max)),
             ));
         }
         Ok(())
@@ -256,56 +247,47 @@ impl Config {
 
     /// The service-wide key policy. With a `max_ttl` and no `default_ttl`, keys created
     /// without an expiry get the longest TTL allowed.
-    pub fn policy(&self) -> Policy {
-        let max_ttl = duration::parse_ttl(&self.max_ttl).ok().flatten();
-        let default_ttl = duration::parse_ttl(&self.default_ttl)
-            .ok()
-            .flatten()
-            .or(max_ttl);
-        Policy {
-            max_active_keys: self.max_active_keys,
-            default_ttl,
-            max_ttl,
-            rate_limit: RateLimit {
-                limit: self.rate_limit,
-                window_secs: duration::parse(&self.rate_limit_window).map_or(120, |w| w.as_secs()),
-            },
-        }
-    }
-
-    /// Cache sizes and lifetimes.
-    pub fn cache(&self) -> CacheSettings {
-        let secs = |text: &str, fallback: u64| {
-            duration::parse(text).unwrap_or(Duration::from_secs(fallback))
-        };
-        CacheSettings {
-            capacity: self.cache_capacity,
-            ttl: secs(&self.cache_ttl, 300),
-            stale_limit: secs(&self.stale_limit, 3600),
-            negative_capacity: self.negative_cache_capacity,
-            negative_ttl: secs(&self.negative_cache_ttl, 5),
-            unknown_lookups_per_second: self.unknown_key_lookups_per_second,
-        }
-    }
-
-    /// How often last-use times are written.
     /// Bounds on the connections each listener keeps.
     pub fn connection_limits(&self) -> ConnectionLimits {
-        // Validated at load.
-        let parse = |text: &str, fallback| duration::parse(text).unwrap_or(fallback);
         ConnectionLimits {
             max_connections: self.max_connections,
-            handshake_timeout: parse(&self.handshake_timeout, Duration::from_secs(10)),
-            idle_timeout: parse(&self.idle_timeout, Duration::from_secs(300)),
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.idle_timeout,
         }
     }
+}
 
-    pub fn last_used_interval(&self) -> Duration {
-        duration::parse(&self.last_used_interval).unwrap_or(Duration::from_secs(10))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyward.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), &Flags::default())
     }
 
-    /// How long shutdown waits for in-flight calls.
-    pub fn shutdown_timeout(&self) -> Duration {
-        duration::parse(&self.shutdown_timeout).unwrap_or(Duration::from_secs(10))
+    #[test]
+    fn durations_are_durations_and_a_bad_one_is_an_error() {
+        let config = load_toml("cache_ttl = \"90s\"\nmax_ttl = \"1y\"\ndefault_ttl = \"30d\"\n")
+            .expect("valid durations");
+        assert_eq!(config.cache_ttl, Duration::from_secs(90));
+        assert_eq!(config.max_ttl, Some(Duration::from_secs(365 * 86_400)));
+        assert_eq!(config.default_ttl, Some(Duration::from_secs(30 * 86_400)));
+        for (text, setting) in [
+            ("cache_ttl = \"5 minutes\"", "cache_ttl"),
+            ("stale_limit = \"1x\"", "stale_limit"),
+            ("max_ttl = \"forever\"", "max_ttl"),
+            ("max_ttl = \"10000y\"", "max_ttl"),
+            ("idle_timeout = \"0s\"", "idle_timeout"),
+        ] {
+            let error = load_toml(text).expect_err(text).to_string();
+            assert!(error.contains(setting), "{text}: {error}");
+        }
+        let error = load_toml("default_ttl = \"90d\"\nmax_ttl = \"30d\"\n")
+            .expect_err("default above max")
+            .to_string();
+        assert!(error.contains("default_ttl"), "{error}");
     }
 }

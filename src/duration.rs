@@ -50,6 +50,67 @@ pub fn parse_ttl(text: &str) -> Result<Option<Duration>, String> {
     Ok(Some(d))
 }
 
+/// A duration in the largest unit that divides it exactly (`120s` → `2m`), as [`parse`] reads.
+pub fn format(d: Duration) -> String {
+    let secs = d.as_secs();
+    let units = [
+        ("y", 365 * 86_400),
+        ("w", 7 * 86_400),
+        ("d", 86_400),
+        ("h", 3_600),
+        ("m", 60),
+    ];
+    for (unit, size) in units {
+        if secs > 0 && secs.is_multiple_of(size) {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
+}
+
+/// Serde adapter for a duration written as [`parse`] reads it (`10s`, `5m`, `2w`): a value
+/// that does not parse is an error naming the setting, never a silent default.
+pub mod human {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+    use std::time::Duration;
+
+    /// Writes `d` as [`super::format`] spells it.
+    pub fn serialize<S: Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format(*d))
+    }
+
+    /// Reads a duration as [`super::parse`] does.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::parse(&text).map_err(D::Error::custom)
+    }
+}
+
+/// Serde adapter for a TTL: a duration as [`parse_ttl`] reads it, or `never` (`None`).
+pub mod ttl {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+    use std::time::Duration;
+
+    /// Writes `never` or the duration.
+    pub fn serialize<S: Serializer>(
+        d: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            None => serializer.serialize_str("never"),
+            Some(d) => serializer.serialize_str(&super::format(*d)),
+        }
+    }
+
+    /// Reads a TTL as [`super::parse_ttl`] does.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::parse_ttl(&text).map_err(D::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +125,9 @@ mod tests {
         assert_eq!(parse_ttl("never"), Ok(None));
         assert_eq!(parse("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_ttl("10000y").is_err());
+        for text in ["2m", "5s", "1h", "3d", "2w", "1y", "90s"] {
+            assert_eq!(format(parse(text).unwrap()), text);
+        }
     }
 
     #[test]

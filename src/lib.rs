@@ -8,7 +8,6 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
-pub mod bench;
 pub mod cache;
 pub mod catalog;
 pub mod config;
@@ -26,6 +25,7 @@ pub mod restriction;
 pub mod scope;
 pub mod server;
 pub mod service;
+pub mod stats;
 pub mod store;
 pub mod telemetry;
 pub mod time;

@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod cli;
+
 use clap::{Parser, Subcommand};
 use keyward::config::{Config, Flags};
 use keyward::server::App;
@@ -164,15 +166,14 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Bench(args) => {
             let report = match &args.peer {
                 Some(peer) => {
-                    keyward::bench::propagation(&args.addr, peer, &args.root_key, args.rounds)
-                        .await?
+                    cli::bench::propagation(&args.addr, peer, &args.root_key, args.rounds).await?
                 }
                 None => {
                     if args.miss_percent + args.invalid_percent > 100 {
                         return Err("--miss-percent plus --invalid-percent exceeds 100".into());
                     }
                     let prefix = keyward::key::KeyPrefix::parse(&args.key_prefix)?;
-                    keyward::bench::load(keyward::bench::LoadSpec {
+                    cli::bench::load(cli::bench::LoadSpec {
                         addr: args.addr,
                         root_key: args.root_key,
                         connections: args.connections.max(1),

@@ -13,15 +13,17 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::cache::CacheSettings;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::grpc::{ManageApi, TraceLayer, VerifyApi};
 use crate::key::SecretKey;
+use crate::model::RateLimit;
 use crate::net::{ConnectionGauge, ConnectionLimits};
 use crate::proto::manage_service_server::ManageServiceServer;
 use crate::proto::verify_service_server::VerifyServiceServer;
-use crate::service::Keyward;
+use crate::service::{Keyward, Policy};
 use crate::store;
 
 /// Largest Verify request accepted: a key, up to 200 scope names, and a request context whose
@@ -58,14 +60,14 @@ impl App {
             store,
             Arc::new(catalog),
             config.key_format(),
-            config.policy(),
-            config.cache(),
+            policy(config),
+            cache_settings(config),
         );
         service.load_known_keys().await?;
         Ok(App {
             service: Arc::new(service),
-            shutdown_timeout: config.shutdown_timeout(),
-            last_used_interval: config.last_used_interval(),
+            shutdown_timeout: config.shutdown_timeout,
+            last_used_interval: config.last_used_interval,
             limits: config.connection_limits(),
             connections: Arc::default(),
             metrics_connections: Arc::default(),
@@ -206,6 +208,32 @@ impl App {
         self.service.store().close().await;
         tracing::info!("keyward stopped");
         served.map_err(|e| Error::Internal(format!("gRPC server: {e}")))
+    }
+}
+
+/// The service-wide key policy the configuration sets.
+fn policy(config: &Config) -> Policy {
+    Policy {
+        max_active_keys: config.max_active_keys,
+        // With a max_ttl and no default, keys get the longest life allowed.
+        default_ttl: config.default_ttl.or(config.max_ttl),
+        max_ttl: config.max_ttl,
+        rate_limit: RateLimit {
+            limit: config.rate_limit,
+            window_secs: config.rate_limit_window.as_secs(),
+        },
+    }
+}
+
+/// The cache's sizes and lifetimes the configuration sets.
+fn cache_settings(config: &Config) -> CacheSettings {
+    CacheSettings {
+        capacity: config.cache_capacity,
+        ttl: config.cache_ttl,
+        stale_limit: config.stale_limit,
+        negative_capacity: config.negative_cache_capacity,
+        negative_ttl: config.negative_cache_ttl,
+        unknown_lookups_per_second: config.unknown_key_lookups_per_second,
     }
 }
 

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{Violations, duration, parse_environment, parse_scopes, timestamp};
 use crate::proto::{self, verify_service_server::VerifyService};
-use crate::restriction::MAX_PATH_LEN;
+use crate::restriction::{MAX_PATH_LEN, parse_client_ip};
 use crate::service::Keyward;
 use crate::verify::{Code, Decision, RequestContext, VerifyQuery};
 
@@ -57,10 +57,21 @@ fn parse_query(request: &proto::VerifyRequest) -> crate::error::Result<VerifyQue
         bounded("path", &c.path, MAX_PATH_LEN);
         bounded("referrer", &c.referrer, MAX_PATH_LEN);
         bounded("client_ip", &c.client_ip, 64);
+        let client_ip = match c.client_ip.as_str() {
+            "" => None,
+            text if text.len() > 64 => None, // already a violation
+            text => parse_client_ip(text).or_else(|| {
+                v.add(
+                    "context.client_ip",
+                    "is not an IP address (or address:port)",
+                );
+                None
+            }),
+        };
         RequestContext {
             method: c.method.clone(),
             path: c.path.clone(),
-            client_ip: c.client_ip.clone(),
+            client_ip,
             referrer: c.referrer.clone(),
         }
     });

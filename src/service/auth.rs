@@ -165,12 +165,11 @@ impl Keyward {
             ));
         }
         let r = &key.restrictions;
-        let peer = call.peer.map(|ip| ip.to_string()).unwrap_or_default();
         let method = match call.access {
             Access::Read => "GET",
             Access::Write => "POST",
         };
-        let refused = if !r.allows_ip(&peer) {
+        let refused = if !r.allows_ip(call.peer) {
             Some("the caller's address is outside the calling key's allowed_cidrs")
         } else if !r.allows_referrer("") {
             Some("the calling key is restricted to referrers, which a management call has none of")

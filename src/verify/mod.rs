@@ -24,8 +24,8 @@ pub struct RequestContext {
     pub method: String,
     /// Request path.
     pub path: String,
-    /// Client IP address.
-    pub client_ip: String,
+    /// The end client's IP address, parsed once at the edge (IPv4-mapped addresses as IPv4).
+    pub client_ip: Option<std::net::IpAddr>,
     /// Referer header.
     pub referrer: String,
 }
@@ -147,7 +147,7 @@ pub fn decide(
     }
     let r = &key.restrictions;
     let ctx = &query.context;
-    if !r.allows_ip(&ctx.client_ip) {
+    if !r.allows_ip(ctx.client_ip) {
         return Decision::deny_key(Code::IpNotAllowed, state);
     }
     if !r.allows_referrer(&ctx.referrer) {

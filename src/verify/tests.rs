@@ -73,7 +73,7 @@ impl Scenario {
                 context: RequestContext {
                     method: "GET".into(),
                     path: "/v1/videos/1".into(),
-                    client_ip: "10.1.2.3".into(),
+                    client_ip: Some("10.1.2.3".parse().unwrap()),
                     referrer: "https://app.example.com/".into(),
                 },
                 environment: Some(Environment::Live),
@@ -97,7 +97,7 @@ impl Scenario {
             Code::Expired => self.state.key.expires_at = Some(Timestamp(500)),
             Code::WrongEnvironment => self.query.environment = Some(Environment::Test),
             Code::AccountDisabled => self.state.account_disabled = true,
-            Code::IpNotAllowed => self.query.context.client_ip = "192.0.2.1".into(),
+            Code::IpNotAllowed => self.query.context.client_ip = Some("192.0.2.1".parse().unwrap()),
             Code::ReferrerNotAllowed => self.query.context.referrer = "https://evil.test/".into(),
             Code::MethodNotAllowed => self.query.context.method = "POST".into(),
             Code::PathNotAllowed => self.query.context.path = "/v1/admin".into(),

@@ -301,8 +301,8 @@ async fn a_revocation_right_after_an_outage_is_not_lost() {
 async fn database_outage_and_recovery() {
     let cluster = Cluster::start().expect("a cluster of our own");
     let mut config = test_config(&cluster.url("postgres"));
-    config.cache_ttl = "1s".into();
-    config.stale_limit = "8s".into();
+    config.cache_ttl = Duration::from_secs(1);
+    config.stale_limit = Duration::from_secs(8);
     // The test polls one key for many seconds; its rate limit is not what is tested here.
     config.rate_limit = 1_000_000;
     let server = TestServer::start_on(config).await;

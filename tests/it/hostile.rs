@@ -339,7 +339,10 @@ async fn retiring_and_expired_keys_cannot_be_extended(backend: Backend) {
 }
 
 async fn max_ttl_holds_on_update(backend: Backend) {
-    let server = TestServer::start_with(backend, |c| c.max_ttl = "30d".into()).await;
+    let server = TestServer::start_with(backend, |c| {
+        c.max_ttl = Some(Duration::from_secs(30 * 86_400))
+    })
+    .await;
     let mut manage = server.manage().await;
     let mut request = key_request("acme", &["videos:read"]);
     request.expiry = Some(create_key_request::Expiry::Ttl(secs(10 * 86_400)));
@@ -547,7 +550,7 @@ async fn closed_by_server(mut stream: tokio::net::TcpStream, deadline: Duration)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_are_closed_on_both_ports() {
     let server = TestServer::start_with(Backend::Sqlite, |c| {
-        c.handshake_timeout = "1s".into();
+        c.handshake_timeout = Duration::from_secs(1);
     })
     .await;
     let mut silent = Vec::new();
@@ -580,7 +583,7 @@ async fn silent_connections_are_closed_on_both_ports() {
 async fn connections_are_capped() {
     let server = TestServer::start_with(Backend::Sqlite, |c| {
         c.max_connections = 8;
-        c.handshake_timeout = "1s".into();
+        c.handshake_timeout = Duration::from_secs(1);
     })
     .await;
     let (grpc, _) = server.connection_gauges.clone();

@@ -438,8 +438,8 @@ async fn bad_restrictions_name_the_entry(backend: Backend) {
 
 async fn expiry_defaults_and_max_ttl(backend: Backend) {
     let server = TestServer::start_with(backend, |c| {
-        c.default_ttl = "30d".into();
-        c.max_ttl = "90d".into();
+        c.default_ttl = Some(Duration::from_secs(30 * 86_400));
+        c.max_ttl = Some(Duration::from_secs(90 * 86_400));
     })
     .await;
     let now = std::time::SystemTime::now()
@@ -714,7 +714,7 @@ async fn accounts_limit_and_disable(backend: Backend) {
 
 async fn last_use_is_coalesced_and_listed(backend: Backend) {
     let server = TestServer::start_with(backend, |c| {
-        c.last_used_interval = "1s".into();
+        c.last_used_interval = Duration::from_secs(1);
         c.rate_limit = 10_000;
     })
     .await;
@@ -778,7 +778,7 @@ async fn last_use_is_coalesced_and_listed(backend: Backend) {
 async fn last_use_is_flushed_at_shutdown(backend: Backend) {
     let (url, _dir) = fresh_database(backend).await;
     let mut config = test_config(&url);
-    config.last_used_interval = "1h".into();
+    config.last_used_interval = Duration::from_secs(3600);
     let server = TestServer::start_on(config).await;
     let (secret, key) = server.create(key_request("acme", &["videos:read"])).await;
     assert_eq!(code(&server.verify(&secret, &[]).await), VerifyCode::Valid);

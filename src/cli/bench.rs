@@ -12,10 +12,10 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::key::{Environment, KeyFormat};
-use crate::proto::manage_service_client::ManageServiceClient;
-use crate::proto::verify_service_client::VerifyServiceClient;
-use crate::proto::{self, VerifyCode};
+use keyward::key::{Environment, KeyFormat};
+use keyward::proto::manage_service_client::ManageServiceClient;
+use keyward::proto::verify_service_client::VerifyServiceClient;
+use keyward::proto::{self, VerifyCode};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -300,7 +300,7 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
     for _ in 0..spec.connections.max(1) {
         channels.push(connect(&spec.addr).await?);
     }
-    let account = crate::model::new_id("bench");
+    let account = keyward::model::new_id("bench");
     eprintln!("creating {} keys in accounts {account}_*…", spec.keys);
     let (secrets, ids) = create_keys(
         channels[0].clone(),
@@ -432,7 +432,7 @@ pub async fn propagation(
 ) -> Result<String, String> {
     let origin = connect(addr).await?;
     let other = connect(peer).await?;
-    let account = crate::model::new_id("bench");
+    let account = keyward::model::new_id("bench");
     let (secrets, ids) = create_keys(origin.clone(), root_key, &account, rounds.max(1)).await?;
     let mut manage = ManageServiceClient::new(origin);
     let mut verifier = VerifyServiceClient::new(other);
