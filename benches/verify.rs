@@ -42,7 +42,7 @@ fn bench_verify(c: &mut Criterion) {
         (service, secret.expose().to_owned())
     });
     let query = VerifyQuery {
-        required_scopes: vec!["root".into()],
+        required_scopes: vec![keyward::scope::ScopeName::parse("root").expect("a scope name")],
         context: RequestContext::default(),
         environment: None,
         cost: 1,

@@ -213,7 +213,7 @@ pub fn key_changes(before: Option<&ApiKey>, after: &ApiKey) -> Vec<FieldChange> 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditQuery {
     /// The account.
-    pub account_id: String,
+    pub account_id: crate::ids::AccountId,
     /// Largest page.
     pub page_size: u32,
     /// Position before which the page starts (newest first).

@@ -14,6 +14,7 @@ pub mod config;
 pub mod duration;
 pub mod error;
 mod grpc;
+pub mod ids;
 pub mod key;
 pub mod known;
 pub mod metrics;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::key::{Environment, KeyDigest};
 pub use crate::restriction::Restrictions;
+use crate::scope::ScopeName;
 use crate::time::Timestamp;
 
 /// A budget of units per window.
@@ -73,6 +74,38 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
+    /// The record of a key issued at `now`: a fresh id, the display prefix of its secret, and
+    /// nothing granted, restricted, used or revoked yet. Callers add the grant with struct
+    /// update syntax, so a record is built one way.
+    pub fn issued(
+        account_id: impl Into<String>,
+        name: impl Into<String>,
+        display_prefix: impl Into<String>,
+        environment: Environment,
+        now: Timestamp,
+    ) -> Self {
+        ApiKey {
+            id: new_id("key"),
+            account_id: account_id.into(),
+            name: name.into(),
+            prefix: display_prefix.into(),
+            environment,
+            scopes: Vec::new(),
+            grant_all: false,
+            restrictions: Restrictions::default(),
+            rate_limit: None,
+            meta: BTreeMap::new(),
+            created_at: now,
+            updated_at: now,
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+            previous_key_id: None,
+            created_by: None,
+            replaced_by: None,
+        }
+    }
+
     /// Whether the key has been revoked.
     pub fn is_revoked(&self) -> bool {
         self.revoked_at.is_some()
@@ -247,7 +280,7 @@ pub struct KeyPatch {
     /// New name.
     pub name: Option<String>,
     /// New scopes.
-    pub scopes: Option<Vec<String>>,
+    pub scopes: Option<Vec<ScopeName>>,
     /// New grant-all flag.
     pub grant_all: Option<bool>,
     /// New restrictions.
@@ -278,7 +311,11 @@ impl KeyPatch {
             }
         }
         set(&mut changed, "name", &mut key.name, &self.name);
-        set(&mut changed, "scopes", &mut key.scopes, &self.scopes);
+        let scopes: Option<Vec<String>> = self
+            .scopes
+            .as_ref()
+            .map(|names| names.iter().map(|n| n.as_str().to_owned()).collect());
+        set(&mut changed, "scopes", &mut key.scopes, &scopes);
         set(
             &mut changed,
             "grant_all",
@@ -312,7 +349,7 @@ impl KeyPatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyListQuery {
     /// The account.
-    pub account_id: String,
+    pub account_id: crate::ids::AccountId,
     /// Include revoked keys.
     pub include_revoked: bool,
     /// Only keys not used since then (never-used keys included).
@@ -379,24 +416,14 @@ pub fn new_id(prefix: &str) -> String {
 #[cfg(test)]
 pub(crate) fn test_key() -> ApiKey {
     ApiKey {
-        id: new_id("key"),
-        account_id: "acme".into(),
-        name: "n".into(),
-        prefix: "kw_live_abcdefgh".into(),
-        environment: Environment::Live,
         scopes: vec!["videos:read".into()],
-        grant_all: false,
-        restrictions: Restrictions::default(),
-        rate_limit: None,
-        meta: BTreeMap::new(),
-        created_at: Timestamp(1),
-        updated_at: Timestamp(1),
-        expires_at: None,
-        last_used_at: None,
-        revoked_at: None,
-        previous_key_id: None,
-        created_by: None,
-        replaced_by: None,
+        ..ApiKey::issued(
+            "acme",
+            "n",
+            "kw_live_abcdefgh",
+            Environment::Live,
+            Timestamp(1),
+        )
     }
 }
 
@@ -413,7 +440,7 @@ mod tests {
         let mut k = key();
         let patch = KeyPatch {
             name: Some("n".into()),
-            scopes: Some(vec!["videos:write".into()]),
+            scopes: Some(vec![ScopeName::parse("videos:write").unwrap()]),
             expires_at: Some(Some(Timestamp(5))),
             ..KeyPatch::default()
         };

@@ -19,6 +19,41 @@ pub fn is_reserved(name: &str) -> bool {
     RESERVED.contains(&name)
 }
 
+/// A well-formed scope name (see [`check_name`]), parsed once at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ScopeName(String);
+
+impl ScopeName {
+    /// Parses a scope name; the error names the problem.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        check_name(text)?;
+        Ok(ScopeName(text.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ScopeName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<ScopeName> for String {
+    fn from(name: ScopeName) -> String {
+        name.0
+    }
+}
+
+impl std::fmt::Display for ScopeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Checks that `name` is a well-formed scope: `resource:action` of `[a-z0-9_.-]`, each part
 /// starting with a letter, or the reserved `root`. Returns the reason when it is not.
 pub fn check_name(name: &str) -> Result<(), String> {
@@ -61,6 +96,16 @@ mod tests {
         ] {
             assert!(check_name(ok).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn scope_names_parse_once() {
+        assert_eq!(
+            ScopeName::parse("videos:read").unwrap().as_str(),
+            "videos:read"
+        );
+        assert!(ScopeName::parse("videos:*").is_err());
+        assert!(ScopeName::parse(&"a".repeat(200)).is_err());
     }
 
     #[test]

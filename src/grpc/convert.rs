@@ -10,7 +10,7 @@ use crate::key::Environment;
 use crate::model::{ApiKey, RateLimit, Restrictions};
 use crate::proto;
 use crate::restriction::{self, Method, Pattern};
-use crate::scope;
+use crate::scope::ScopeName;
 use crate::time::Timestamp;
 
 /// Most field violations reported for one request: enough to fix a request, small enough that
@@ -55,6 +55,23 @@ impl Violations {
         if let Err(description) = result {
             self.add(field, description);
         }
+    }
+
+    /// Parses `text` with `parse`, recording the error as a violation of `field`.
+    pub fn parse<T>(
+        &mut self,
+        field: &str,
+        text: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        parse(text).map_err(|e| self.add(field, e)).ok()
+    }
+
+    /// Like [`finish`](Self::finish), for a value that exists only if its parses succeeded
+    /// (a failed parse is always a violation, so `None` is never returned as success).
+    pub fn finish_parsed<T>(self, value: Option<T>) -> Result<T> {
+        self.finish(value)?
+            .ok_or_else(|| Error::Internal("a failed parse left no violation".into()))
     }
 
     /// `Ok(value)` if nothing was wrong, else every violation.
@@ -128,20 +145,6 @@ pub(crate) fn parse_environment(value: i32) -> Result<Option<Environment>, Strin
     }
 }
 
-/// An account id: 1–128 characters of `[A-Za-z0-9._:@-]`.
-pub(crate) fn check_account_id(id: &str) -> Result<(), String> {
-    let ok_chars = id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b));
-    if id.is_empty() {
-        Err("is required".to_owned())
-    } else if id.len() > 128 || !ok_chars {
-        Err("must be 1-128 characters of [A-Za-z0-9._:@-]".to_owned())
-    } else {
-        Ok(())
-    }
-}
-
 /// A key name: 1–200 characters, no control characters.
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
@@ -158,34 +161,21 @@ pub(crate) const MAX_SCOPES: usize = 200;
 
 /// Scope names, each well-formed, duplicates dropped, at most [`MAX_SCOPES`]. A longer list is
 /// refused before any of its entries is looked at.
-pub(crate) fn parse_scopes(v: &mut Violations, field: &str, scopes: &[String]) -> Vec<String> {
+pub(crate) fn parse_scopes(v: &mut Violations, field: &str, scopes: &[String]) -> Vec<ScopeName> {
     if scopes.len() > MAX_SCOPES {
         v.add(field, format!("at most {MAX_SCOPES} scopes"));
         return Vec::new();
     }
     let mut seen = HashSet::with_capacity(scopes.len());
-    let mut out: Vec<String> = Vec::with_capacity(scopes.len());
+    let mut out = Vec::with_capacity(scopes.len());
     for (i, s) in scopes.iter().enumerate() {
-        match scope::check_name(s) {
+        match ScopeName::parse(s) {
             Err(e) => v.add(format!("{field}[{i}]"), e),
-            Ok(()) if seen.insert(s.as_str()) => out.push(s.clone()),
-            Ok(()) => {}
+            Ok(name) if seen.insert(s.as_str()) => out.push(name),
+            Ok(_) => {}
         }
     }
     out
-}
-
-/// A key id as this service issues them: `key_` and 22 letters or digits. Anything else is
-/// refused before it reaches a store, and never quoted back.
-pub(crate) fn check_key_id(id: &str) -> Result<(), String> {
-    let body = id.strip_prefix("key_").unwrap_or_default();
-    if id.is_empty() {
-        Err("is required".to_owned())
-    } else if body.len() != 22 || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        Err("is not a key id (key_ followed by 22 letters and digits)".to_owned())
-    } else {
-        Ok(())
-    }
 }
 
 /// Metadata: at most 32 entries, keys 1–64 and values up to 512 characters.
@@ -447,27 +437,5 @@ mod tests {
                 .all(|v| v.description.len() <= MAX_DESCRIPTION + 3)
         );
         assert!(violations.last().unwrap().description.contains("30 more"));
-    }
-
-    #[test]
-    fn key_ids() {
-        assert!(check_key_id("key_YbjKB8UR4Q1q1YqsBZAEUW").is_ok());
-        for bad in [
-            "",
-            "key_",
-            "key_YbjKB8UR4Q1q1YqsBZAEU\0",
-            "kw_live_Scf5dmYDbbZgNUFLn2pWH0euOufMEdoq2YUb1j",
-            "key_YbjKB8UR4Q1q1YqsBZAEUWW",
-        ] {
-            assert!(check_key_id(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn account_ids() {
-        assert!(check_account_id("acme-corp_1@eu").is_ok());
-        assert!(check_account_id("").is_err());
-        assert!(check_account_id("has space").is_err());
-        assert!(check_account_id(&"a".repeat(129)).is_err());
     }
 }

@@ -7,15 +7,15 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    MAX_GRACE, MAX_TTL, Violations, check_account_id, check_key_id, check_name, mask_paths,
-    page_token, parse_duration, parse_environment, parse_meta, parse_page_size, parse_page_token,
-    parse_rate_limit, parse_restrictions, parse_scopes, parse_timestamp, rate_limit, restrictions,
-    timestamp,
+    MAX_GRACE, MAX_TTL, Violations, check_name, mask_paths, page_token, parse_duration,
+    parse_environment, parse_meta, parse_page_size, parse_page_token, parse_rate_limit,
+    parse_restrictions, parse_scopes, parse_timestamp, rate_limit, restrictions, timestamp,
 };
 use super::trace::{record_caller, record_target};
 use crate::audit::{Action, AuditEvent, AuditQuery};
 use crate::catalog::{self, Preset, ScopeDef};
 use crate::error::{Error, Result};
+use crate::ids::{AccountId, KeyId};
 use crate::key::Environment;
 use crate::model::{Account, AccountPatch, KeyListQuery, KeyPatch};
 use crate::proto::{self, create_key_request, manage_service_server::ManageService};
@@ -76,7 +76,7 @@ impl ManageService for ManageApi {
     ) -> Result<Response<proto::GetKeyResponse>, Status> {
         let caller = self.caller(&request, "GetKey", Access::Read).await?;
         let id = required_id(&request.get_ref().id)?;
-        let key = self.service.get_key(&caller, id).await?;
+        let key = self.service.get_key(&caller, &id).await?;
         Ok(Response::new(proto::GetKeyResponse {
             api_key: Some((&key).into()),
         }))
@@ -103,7 +103,7 @@ impl ManageService for ManageApi {
         let request = request.into_inner();
         let id = required_id(&request.id)?;
         let patch = parse_patch(&request)?;
-        let key = self.service.update_key(&caller, id, &patch).await?;
+        let key = self.service.update_key(&caller, &id, &patch).await?;
         Ok(Response::new(proto::UpdateKeyResponse {
             api_key: Some((&key).into()),
         }))
@@ -115,7 +115,7 @@ impl ManageService for ManageApi {
     ) -> Result<Response<proto::RevokeKeyResponse>, Status> {
         let caller = self.caller(&request, "RevokeKey", Access::Write).await?;
         let id = required_id(&request.get_ref().id)?;
-        let key = self.service.revoke_key(&caller, id).await?;
+        let key = self.service.revoke_key(&caller, &id).await?;
         Ok(Response::new(proto::RevokeKeyResponse {
             api_key: Some((&key).into()),
         }))
@@ -137,7 +137,7 @@ impl ManageService for ManageApi {
             Some(Ok(grace)) => grace,
             Some(Err(e)) => return Err(Error::invalid("grace_period", e).into()),
         };
-        let (secret, new, old) = self.service.rotate_key(&caller, id, grace).await?;
+        let (secret, new, old) = self.service.rotate_key(&caller, &id, grace).await?;
         Ok(Response::new(proto::RotateKeyResponse {
             key: secret.expose().to_owned(),
             api_key: Some((&new).into()),
@@ -162,9 +162,10 @@ impl ManageService for ManageApi {
         request: Request<proto::GetAccountRequest>,
     ) -> Result<Response<proto::GetAccountResponse>, Status> {
         let caller = self.caller(&request, "GetAccount", Access::Read).await?;
-        let account_id = &request.get_ref().account_id;
-        check_account_id(account_id).map_err(|e| Error::invalid("account_id", e))?;
-        let account = self.service.get_account(&caller, account_id).await?;
+        let account_id = AccountId::parse(&request.get_ref().account_id)
+            .map_err(|e| Error::invalid("account_id", e))?;
+        record_target(account_id.as_str());
+        let account = self.service.get_account(&caller, &account_id).await?;
         Ok(Response::new(proto::GetAccountResponse {
             account: Some(account_message(&account)),
         }))
@@ -179,7 +180,7 @@ impl ManageService for ManageApi {
             .await?;
         let request = request.into_inner();
         let mut v = Violations::default();
-        v.check("account_id", check_account_id(&request.account_id));
+        let account_id = v.parse("account_id", &request.account_id, AccountId::parse);
         let mut patch = AccountPatch::default();
         let paths = mask_paths(&mut v, request.update_mask.as_ref());
         for path in paths {
@@ -195,10 +196,11 @@ impl ManageService for ManageApi {
                 ),
             }
         }
-        let patch = v.finish(patch)?;
+        let (account_id, patch) = v.finish_parsed(account_id.map(|id| (id, patch)))?;
+        record_target(account_id.as_str());
         let account = self
             .service
-            .update_account(&caller, &request.account_id, &patch)
+            .update_account(&caller, &account_id, &patch)
             .await?;
         Ok(Response::new(proto::UpdateAccountResponse {
             account: Some(account_message(&account)),
@@ -214,17 +216,17 @@ impl ManageService for ManageApi {
             .await?;
         let r = request.get_ref();
         let mut v = Violations::default();
-        v.check("account_id", check_account_id(&r.account_id));
+        let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
         let page_size = parse_page_size(&mut v, r.page_size);
         let before = parse_page_token(&r.page_token).unwrap_or_else(|e| {
             v.add("page_token", e);
             None
         });
-        let query = v.finish(AuditQuery {
-            account_id: r.account_id.clone(),
+        let query = v.finish_parsed(account_id.map(|account_id| AuditQuery {
+            account_id,
             page_size,
             before,
-        })?;
+        }))?;
         let page = self.service.list_audit_events(&caller, &query).await?;
         Ok(Response::new(proto::ListAuditEventsResponse {
             events: page.items.iter().map(event).collect(),
@@ -299,15 +301,15 @@ fn account_message(a: &Account) -> proto::Account {
     }
 }
 
-fn required_id(id: &str) -> Result<&str> {
-    check_key_id(id).map_err(|e| Error::invalid("id", e))?;
-    record_target(id);
+fn required_id(id: &str) -> Result<KeyId> {
+    let id = KeyId::parse(id).map_err(|e| Error::invalid("id", e))?;
+    record_target(id.as_str());
     Ok(id)
 }
 
 fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
     let mut v = Violations::default();
-    v.check("account_id", check_account_id(&r.account_id));
+    let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
     v.check("name", check_name(&r.name));
     let environment = match parse_environment(r.environment) {
         Ok(Some(env)) => Some(env),
@@ -353,8 +355,8 @@ fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
         .and_then(|rl| parse_rate_limit(&mut v, "rate_limit", rl));
     let meta = parse_meta(&mut v, &r.meta);
     let restrictions = parse_restrictions(&mut v, r.restrictions.as_ref());
-    v.finish(CreateKey {
-        account_id: r.account_id,
+    v.finish_parsed(account_id.map(|account_id| CreateKey {
+        account_id,
         name: r.name,
         // A missing environment is already a violation, so this placeholder is never used.
         environment: environment.unwrap_or(Environment::Live),
@@ -365,12 +367,12 @@ fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
         restrictions,
         rate_limit,
         meta,
-    })
+    }))
 }
 
 fn parse_list(r: &proto::ListKeysRequest) -> Result<KeyListQuery> {
     let mut v = Violations::default();
-    v.check("account_id", check_account_id(&r.account_id));
+    let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
     let page_size = parse_page_size(&mut v, r.page_size);
     let after = parse_page_token(&r.page_token).unwrap_or_else(|e| {
         v.add("page_token", e);
@@ -381,13 +383,13 @@ fn parse_list(r: &proto::ListKeysRequest) -> Result<KeyListQuery> {
             .map_err(|e| v.add("unused_since", e))
             .ok()
     });
-    v.finish(KeyListQuery {
-        account_id: r.account_id.clone(),
+    v.finish_parsed(account_id.map(|account_id| KeyListQuery {
+        account_id,
         include_revoked: r.include_revoked,
         unused_since,
         page_size,
         after,
-    })
+    }))
 }
 
 fn parse_patch(r: &proto::UpdateKeyRequest) -> Result<KeyPatch> {

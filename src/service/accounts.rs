@@ -6,12 +6,14 @@ use super::auth::{Access, Caller};
 use crate::audit::{AuditEvent, AuditQuery};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::ids::AccountId;
 use crate::model::{Account, AccountPatch, Page};
 use crate::time::Timestamp;
 
 impl Keyward {
     /// An account's policy and active-key count, with the service default filled in.
-    pub async fn get_account(&self, caller: &Caller, account_id: &str) -> Result<Account> {
+    pub async fn get_account(&self, caller: &Caller, account_id: &AccountId) -> Result<Account> {
+        let account_id = account_id.as_str();
         caller.authorize(account_id, Access::Read)?;
         let account = self
             .store
@@ -28,9 +30,10 @@ impl Keyward {
     pub async fn update_account(
         &self,
         caller: &Caller,
-        account_id: &str,
+        account_id: &AccountId,
         patch: &AccountPatch,
     ) -> Result<Account> {
+        let account_id = account_id.as_str();
         caller.require_root()?;
         if account_id == super::auth::ROOT_ACCOUNT {
             return Err(Error::FailedPrecondition(
@@ -53,7 +56,7 @@ impl Keyward {
         caller: &Caller,
         query: &AuditQuery,
     ) -> Result<Page<AuditEvent>> {
-        caller.authorize(&query.account_id, Access::Read)?;
+        caller.authorize(query.account_id.as_str(), Access::Read)?;
         self.store.list_audit_events(query).await
     }
 

@@ -120,7 +120,7 @@ impl Caller {
     }
 
     /// Fails if a key with these grants would hold anything the caller does not: no escalation.
-    pub fn authorize_grant(&self, scopes: &[String], grant_all: bool) -> Result<()> {
+    pub fn authorize_grant(&self, scopes: &[impl AsRef<str>], grant_all: bool) -> Result<()> {
         if self.is_root() {
             return Ok(());
         }
@@ -129,7 +129,11 @@ impl Caller {
                 "only a key with grant_all may grant grant_all".into(),
             ));
         }
-        if let Some(scope) = scopes.iter().find(|s| *s == ROOT || !self.key().holds(s)) {
+        if let Some(scope) = scopes
+            .iter()
+            .map(AsRef::as_ref)
+            .find(|s| *s == ROOT || !self.key().holds(s))
+        {
             return Err(Error::PermissionDenied(format!(
                 "the calling key cannot grant {scope:?}, which it does not hold"
             )));

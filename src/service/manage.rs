@@ -8,9 +8,11 @@ use std::time::Duration;
 use super::Keyward;
 use super::auth::{Access, Caller};
 use crate::error::{Error, Result};
+use crate::ids::{AccountId, KeyId};
 use crate::key::{Environment, SecretKey};
-use crate::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Page, RateLimit, Restrictions, new_id};
+use crate::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Page, RateLimit, Restrictions};
 use crate::scope::ROOT;
+use crate::scope::ScopeName;
 use crate::time::Timestamp;
 
 /// When a new key expires.
@@ -30,13 +32,13 @@ pub enum Expiry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateKey {
     /// The owning account.
-    pub account_id: String,
+    pub account_id: AccountId,
     /// Human-readable name.
     pub name: String,
     /// The key's environment.
     pub environment: Environment,
     /// Scopes to grant.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<ScopeName>,
     /// A catalog preset to take scopes and restrictions from.
     pub preset: Option<String>,
     /// Grant every scope.
@@ -53,10 +55,15 @@ pub struct CreateKey {
 
 pub use super::auth::ROOT_ACCOUNT;
 
+/// Scope names as a record stores them.
+fn names(scopes: &[ScopeName]) -> Vec<String> {
+    scopes.iter().map(|s| s.as_str().to_owned()).collect()
+}
+
 /// The `root` scope is held only by root keys, made by `keyward root-key create` (or at first
 /// start) in the reserved root account: no create or update hands it out.
-fn refuse_root_scope(field: &str, scopes: &[String]) -> Result<()> {
-    match scopes.iter().position(|s| s == ROOT) {
+fn refuse_root_scope(field: &str, scopes: &[impl AsRef<str>]) -> Result<()> {
+    match scopes.iter().position(|s| s.as_ref() == ROOT) {
         Some(i) => Err(Error::invalid(
             format!("{field}[{i}]"),
             "root is held only by root keys, which `keyward root-key create` makes",
@@ -72,9 +79,9 @@ impl Keyward {
         caller: &Caller,
         request: CreateKey,
     ) -> Result<(SecretKey, ApiKey)> {
-        caller.authorize(&request.account_id, Access::Write)?;
+        caller.authorize(request.account_id.as_str(), Access::Write)?;
         caller.authorize_environment(request.environment)?;
-        if request.account_id == ROOT_ACCOUNT {
+        if request.account_id.as_str() == ROOT_ACCOUNT {
             return Err(Error::invalid(
                 "account_id",
                 "\"root\" is reserved for root keys, which `keyward root-key create` makes",
@@ -89,24 +96,20 @@ impl Keyward {
         let new = NewKey {
             digest: generated.digest,
             key: ApiKey {
-                id: new_id("key"),
-                account_id: request.account_id,
-                name: request.name,
-                prefix: generated.display_prefix,
-                environment: request.environment,
                 scopes,
                 grant_all,
                 restrictions,
                 rate_limit: request.rate_limit,
                 meta: request.meta,
-                created_at: now,
-                updated_at: now,
                 expires_at,
-                last_used_at: None,
-                revoked_at: None,
-                previous_key_id: None,
                 created_by: Some(caller.key_id().to_owned()),
-                replaced_by: None,
+                ..ApiKey::issued(
+                    request.account_id.as_str(),
+                    request.name,
+                    generated.display_prefix,
+                    request.environment,
+                    now,
+                )
             },
         };
         let stored = self
@@ -135,7 +138,7 @@ impl Keyward {
                 ));
             }
             return Ok((
-                request.scopes.clone(),
+                names(&request.scopes),
                 request.grant_all,
                 request.restrictions.clone(),
             ));
@@ -166,11 +169,11 @@ impl Keyward {
                 .scopes
                 .iter()
                 .enumerate()
-                .find(|(_, s)| !preset.scopes.contains(s))
+                .find(|(_, s)| !preset.scopes.iter().any(|p| p == s.as_str()))
         {
             return Err(Error::invalid(
                 format!("scopes[{i}]"),
-                format!("{scope:?} contradicts preset {name:?}, which does not include it"),
+                format!("\"{scope}\" contradicts preset {name:?}, which does not include it"),
             ));
         }
         let preset_methods = &preset.restrictions.allowed_methods;
@@ -194,17 +197,17 @@ impl Keyward {
         let scopes = if request.scopes.is_empty() {
             preset.scopes.clone()
         } else {
-            request.scopes.clone()
+            names(&request.scopes)
         };
         Ok((scopes, preset.grant_all, restrictions))
     }
 
     /// Refuses scopes the catalog does not have, naming the first one.
-    fn check_scopes(&self, field: &str, scopes: &[String]) -> Result<()> {
+    fn check_scopes(&self, field: &str, scopes: &[ScopeName]) -> Result<()> {
         match scopes
             .iter()
             .enumerate()
-            .find(|(_, s)| self.catalog.get(s).is_none())
+            .find(|(_, s)| self.catalog.get(s.as_str()).is_none())
         {
             Some((i, s)) => Err(Error::invalid(
                 format!("{field}[{i}]"),
@@ -260,7 +263,7 @@ impl Keyward {
     }
 
     /// One key's record.
-    pub async fn get_key(&self, caller: &Caller, id: &str) -> Result<ApiKey> {
+    pub async fn get_key(&self, caller: &Caller, id: &KeyId) -> Result<ApiKey> {
         let key = self.existing_key(id).await?;
         caller.authorize(&key.account_id, Access::Read)?;
         Ok(key)
@@ -268,12 +271,17 @@ impl Keyward {
 
     /// One page of an account's keys.
     pub async fn list_keys(&self, caller: &Caller, query: &KeyListQuery) -> Result<Page<ApiKey>> {
-        caller.authorize(&query.account_id, Access::Read)?;
+        caller.authorize(query.account_id.as_str(), Access::Read)?;
         self.store.list_keys(query).await
     }
 
     /// Changes a key; the next verify sees the change.
-    pub async fn update_key(&self, caller: &Caller, id: &str, patch: &KeyPatch) -> Result<ApiKey> {
+    pub async fn update_key(
+        &self,
+        caller: &Caller,
+        id: &KeyId,
+        patch: &KeyPatch,
+    ) -> Result<ApiKey> {
         let current = self.existing_key(id).await?;
         caller.authorize(&current.account_id, Access::Write)?;
         caller.authorize_environment(current.environment)?;
@@ -289,7 +297,10 @@ impl Keyward {
         caller.authorize_grant(scopes, patch.grant_all.unwrap_or(false))?;
         refuse_root_scope("scopes", scopes)?;
         let grants_nothing = !patch.grant_all.unwrap_or(current.grant_all)
-            && patch.scopes.as_ref().unwrap_or(&current.scopes).is_empty();
+            && patch
+                .scopes
+                .as_ref()
+                .map_or(current.scopes.is_empty(), Vec::is_empty);
         if grants_nothing {
             return Err(Error::invalid(
                 "scopes",
@@ -310,7 +321,7 @@ impl Keyward {
         }
         let stored = self
             .store
-            .update_key(id, patch, now, Some(caller.key_id()))
+            .update_key(id.as_str(), patch, now, Some(caller.key_id()))
             .await?;
         self.invalidate(&stored.digest).await;
         tracing::debug!(key_id = %id, actor = caller.key_id(), "key updated");
@@ -318,13 +329,13 @@ impl Keyward {
     }
 
     /// Revokes a key at once and for good.
-    pub async fn revoke_key(&self, caller: &Caller, id: &str) -> Result<ApiKey> {
+    pub async fn revoke_key(&self, caller: &Caller, id: &KeyId) -> Result<ApiKey> {
         let current = self.existing_key(id).await?;
         caller.authorize(&current.account_id, Access::Write)?;
         caller.authorize_environment(current.environment)?;
         let stored = self
             .store
-            .revoke_key(id, Timestamp::now(), Some(caller.key_id()))
+            .revoke_key(id.as_str(), Timestamp::now(), Some(caller.key_id()))
             .await?;
         self.invalidate(&stored.digest).await;
         tracing::debug!(key_id = %id, actor = caller.key_id(), "key revoked");
@@ -337,7 +348,7 @@ impl Keyward {
     pub async fn rotate_key(
         &self,
         caller: &Caller,
-        id: &str,
+        id: &KeyId,
         grace: Duration,
     ) -> Result<(SecretKey, ApiKey, ApiKey)> {
         let old = self.existing_key(id).await?;
@@ -358,24 +369,35 @@ impl Keyward {
         let generated = self.format.generate(old.environment);
         let new = NewKey {
             digest: generated.digest,
+            // The old key's grant, restrictions, limit and meta on a freshly issued record.
             key: ApiKey {
-                id: new_id("key"),
-                prefix: generated.display_prefix,
-                created_at: now,
-                updated_at: now,
+                scopes: old.scopes.clone(),
+                grant_all: old.grant_all,
+                restrictions: old.restrictions.clone(),
+                rate_limit: old.rate_limit,
+                meta: old.meta.clone(),
                 expires_at: lifetime.map(|l| now.saturating_add(l)),
-                last_used_at: None,
-                revoked_at: None,
                 previous_key_id: Some(old.id.clone()),
                 created_by: Some(caller.key_id().to_owned()),
-                replaced_by: None,
-                ..old.clone()
+                ..ApiKey::issued(
+                    old.account_id.clone(),
+                    old.name.clone(),
+                    generated.display_prefix,
+                    old.environment,
+                    now,
+                )
             },
         };
         let old_expires_at = (!grace.is_zero()).then(|| now.saturating_add(grace));
         let (old, new) = self
             .store
-            .rotate_key(id, &new, old_expires_at, now, Some(caller.key_id()))
+            .rotate_key(
+                id.as_str(),
+                &new,
+                old_expires_at,
+                now,
+                Some(caller.key_id()),
+            )
             .await?;
         self.invalidate(&old.digest).await;
         self.invalidate(&new.digest).await;
@@ -411,32 +433,22 @@ impl Keyward {
         let new = NewKey {
             digest: generated.digest,
             key: ApiKey {
-                id: new_id("key"),
-                account_id: ROOT_ACCOUNT.to_owned(),
-                name: name.to_owned(),
-                prefix: generated.display_prefix,
-                environment: Environment::Live,
                 scopes: vec![ROOT.to_owned()],
-                grant_all: false,
-                restrictions: Restrictions::default(),
-                rate_limit: None,
-                meta: BTreeMap::new(),
-                created_at: now,
-                updated_at: now,
-                expires_at: None,
-                last_used_at: None,
-                revoked_at: None,
-                previous_key_id: None,
-                created_by: None,
-                replaced_by: None,
+                ..ApiKey::issued(
+                    ROOT_ACCOUNT,
+                    name,
+                    generated.display_prefix,
+                    Environment::Live,
+                    now,
+                )
             },
         };
         (generated.secret, new)
     }
 
-    async fn existing_key(&self, id: &str) -> Result<ApiKey> {
+    async fn existing_key(&self, id: &KeyId) -> Result<ApiKey> {
         self.store
-            .key_by_id(id)
+            .key_by_id(id.as_str())
             .await?
             .map(|stored| stored.key)
             .ok_or_else(|| Error::NotFound(format!("key {id:?}")))

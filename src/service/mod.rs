@@ -17,6 +17,7 @@ use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
 use crate::model::{Change, KeyState, RateLimit};
 use crate::ratelimit::{Outcome, RateLimiter};
+use crate::scope::ScopeName;
 use crate::stats::VerifyMetrics;
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -221,14 +222,14 @@ impl RateBudget for Budgets<'_> {
     fn take(
         &mut self,
         state: &KeyState,
-        required_scopes: &[String],
+        required_scopes: &[ScopeName],
         cost: u32,
         now: Timestamp,
     ) -> Outcome {
         let own = state.key.rate_limit.unwrap_or(self.default);
         let guardrails: Vec<(&str, RateLimit)> = required_scopes
             .iter()
-            .filter_map(|s| Some((s.as_str(), self.catalog.get(s)?.guardrail?)))
+            .filter_map(|s| Some((s.as_str(), self.catalog.get(s.as_str())?.guardrail?)))
             .collect();
         self.limiter
             .check(&state.digest, &own, &guardrails, cost, now)

@@ -171,7 +171,7 @@ macro_rules! sql_backend {
 
             async fn list_keys(&self, q: &KeyListQuery) -> Result<Page<ApiKey>> {
                 let rows = sqlx::query_as::<_, KeyRow>(&LIST_KEYS)
-                    .bind(&q.account_id)
+                    .bind(q.account_id.as_str())
                     .bind(q.after.unwrap_or(0))
                     .bind(q.include_revoked)
                     .bind(q.unused_since.map(Timestamp::micros))
@@ -206,7 +206,7 @@ macro_rules! sql_backend {
 
             async fn list_audit_events(&self, q: &AuditQuery) -> Result<Page<AuditEvent>> {
                 let rows = sqlx::query_as::<_, EventRow>(LIST_EVENTS)
-                    .bind(&q.account_id)
+                    .bind(q.account_id.as_str())
                     .bind(q.before)
                     .bind(i64::from(q.page_size) + 1)
                     .fetch_all(self.reader())

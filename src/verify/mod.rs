@@ -15,6 +15,7 @@ pub use code::Code;
 use crate::key::Environment;
 use crate::model::KeyState;
 use crate::ratelimit::{LimitStatus, Outcome};
+use crate::scope::ScopeName;
 use crate::time::Timestamp;
 
 /// The end client's HTTP request, as the gateway describes it.
@@ -34,7 +35,7 @@ pub struct RequestContext {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyQuery {
     /// Scopes the request needs.
-    pub required_scopes: Vec<String>,
+    pub required_scopes: Vec<ScopeName>,
     /// The HTTP request.
     pub context: RequestContext,
     /// The environment the gateway serves; `None` accepts either.
@@ -69,7 +70,7 @@ pub trait RateBudget {
     fn take(
         &mut self,
         state: &KeyState,
-        required_scopes: &[String],
+        required_scopes: &[ScopeName],
         cost: u32,
         now: Timestamp,
     ) -> Outcome;
@@ -162,8 +163,8 @@ pub fn decide(
     let missing_scopes: Vec<String> = query
         .required_scopes
         .iter()
-        .filter(|s| !key.holds(s))
-        .cloned()
+        .filter(|s| !key.holds(s.as_str()))
+        .map(|s| s.as_str().to_owned())
         .collect();
     if !missing_scopes.is_empty() {
         return Decision {

@@ -8,6 +8,11 @@ use crate::key::KeyDigest;
 use crate::model::test_key;
 use crate::ratelimit::LimitStatus;
 use crate::restriction::{Method, Pattern, parse_cidr};
+use crate::scope::ScopeName;
+
+fn scopes(names: &[&str]) -> Vec<ScopeName> {
+    names.iter().map(|n| ScopeName::parse(n).unwrap()).collect()
+}
 
 /// A budget with room, or exhausted; counts what was taken.
 #[derive(Debug, Default)]
@@ -17,7 +22,7 @@ struct Budget {
 }
 
 impl RateBudget for Budget {
-    fn take(&mut self, _: &KeyState, _: &[String], cost: u32, now: Timestamp) -> Outcome {
+    fn take(&mut self, _: &KeyState, _: &[ScopeName], cost: u32, now: Timestamp) -> Outcome {
         let status = LimitStatus {
             limit: 10,
             remaining: if self.exhausted { 0 } else { 10 - cost },
@@ -69,7 +74,7 @@ impl Scenario {
             text_environment: Environment::Live,
             state: KeyState::new(KeyDigest::of("kw_live_x"), key, false),
             query: VerifyQuery {
-                required_scopes: vec!["videos:read".into()],
+                required_scopes: scopes(&["videos:read"]),
                 context: RequestContext {
                     method: "GET".into(),
                     path: "/v1/videos/1".into(),
@@ -101,7 +106,10 @@ impl Scenario {
             Code::ReferrerNotAllowed => self.query.context.referrer = "https://evil.test/".into(),
             Code::MethodNotAllowed => self.query.context.method = "POST".into(),
             Code::PathNotAllowed => self.query.context.path = "/v1/admin".into(),
-            Code::InsufficientScope => self.query.required_scopes.push("billing:write".into()),
+            Code::InsufficientScope => self
+                .query
+                .required_scopes
+                .extend(scopes(&["billing:write"])),
             Code::RateLimited => self.exhausted = true,
         }
     }
@@ -210,11 +218,7 @@ fn rate_limited_says_when_to_retry() {
 #[test]
 fn lists_every_missing_scope() {
     let mut s = Scenario::passing();
-    s.query.required_scopes = vec![
-        "videos:read".into(),
-        "members:email".into(),
-        "billing:write".into(),
-    ];
+    s.query.required_scopes = scopes(&["videos:read", "members:email", "billing:write"]);
     let decision = s.decide().0;
     assert_eq!(decision.code, Code::InsufficientScope);
     assert_eq!(
@@ -228,9 +232,9 @@ fn grant_all_holds_any_scope_but_the_reserved_ones() {
     let mut s = Scenario::passing();
     s.state.key.scopes.clear();
     s.state.key.grant_all = true;
-    s.query.required_scopes = vec!["anything:new".into()];
+    s.query.required_scopes = scopes(&["anything:new"]);
     assert_eq!(s.decide().0.code, Code::Valid);
-    s.query.required_scopes = vec!["keys:write".into()];
+    s.query.required_scopes = scopes(&["keys:write"]);
     assert_eq!(s.decide().0.code, Code::InsufficientScope);
 }
 

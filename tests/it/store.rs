@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use keyward::error::Error;
 use keyward::key::{Environment, KeyFormat};
-use keyward::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Restrictions, new_id};
+use keyward::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Restrictions};
 use keyward::restriction::parse_cidr;
 use keyward::store::{self, DatabaseUrl, Store};
 use keyward::time::Timestamp;
@@ -37,27 +37,22 @@ fn new_key(account: &str, now: Timestamp) -> NewKey {
     NewKey {
         digest: generated.digest,
         key: ApiKey {
-            id: new_id("key"),
-            account_id: account.into(),
-            name: "conformance".into(),
-            prefix: generated.display_prefix,
-            environment: Environment::Test,
             scopes: vec!["videos:read".into(), "members:email".into()],
-            grant_all: false,
             restrictions: Restrictions {
                 allowed_cidrs: vec![parse_cidr("10.0.0.0/8").unwrap()],
                 ..Restrictions::default()
             },
-            rate_limit: None,
             meta: BTreeMap::from([("plan".to_owned(), "pro".to_owned())]),
-            created_at: now,
-            updated_at: now,
             expires_at: Some(Timestamp(now.micros() + 3_600_000_000)),
-            last_used_at: None,
-            revoked_at: None,
             previous_key_id: Some("key_previous".into()),
             created_by: Some("key_creator".into()),
-            replaced_by: None,
+            ..ApiKey::issued(
+                account,
+                "conformance",
+                generated.display_prefix,
+                Environment::Test,
+                now,
+            )
         },
     }
 }
@@ -156,7 +151,7 @@ async fn list_pages_filters_and_orders(backend: Backend) {
     store.revoke_key(&ids[0], now, None).await.unwrap();
 
     let query = |after, include_revoked| KeyListQuery {
-        account_id: "acme".into(),
+        account_id: keyward::ids::AccountId::parse("acme").unwrap(),
         include_revoked,
         unused_since: None,
         page_size: 2,
@@ -197,7 +192,9 @@ async fn update_and_revoke(backend: Backend) {
     let later = Timestamp(now.micros() + 5);
     let patch = KeyPatch {
         name: Some("renamed".into()),
-        scopes: Some(vec!["videos:write".into()]),
+        scopes: Some(vec![
+            keyward::scope::ScopeName::parse("videos:write").unwrap(),
+        ]),
         expires_at: Some(None),
         ..KeyPatch::default()
     };
