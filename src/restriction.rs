@@ -341,8 +341,8 @@ impl Restrictions {
     }
 
     /// Whether the method is allowed. A missing method is not.
-    pub fn allows_method(&self, method: &str) -> bool {
-        self.allowed_methods.is_empty() || self.allowed_methods.iter().any(|m| m.matches(method))
+    pub fn allows_method(&self, method: Option<&Method>) -> bool {
+        self.allowed_methods.is_empty() || method.is_some_and(|m| self.allowed_methods.contains(m))
     }
 
     /// Whether the path (its query string ignored) is allowed, matched in its normal form
@@ -551,8 +551,9 @@ mod tests {
             allowed_referrers: vec![p("https://*.example.com/*")],
             ..Restrictions::default()
         };
-        assert!(r.allows_method("GET") && r.allows_method("head"));
-        assert!(!r.allows_method("POST") && !r.allows_method(""));
+        let m = |text: &str| Method::parse(text).ok();
+        assert!(r.allows_method(m("GET").as_ref()) && r.allows_method(m("head").as_ref()));
+        assert!(!r.allows_method(m("POST").as_ref()) && !r.allows_method(None));
         assert!(r.allows_path("/v1/videos/1?x=/admin"));
         assert!(!r.allows_path("/admin?/v1/videos/1"));
         assert!(!r.allows_path(""));

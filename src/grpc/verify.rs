@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{Violations, duration, parse_environment, parse_scopes, timestamp};
 use crate::proto::{self, verify_service_server::VerifyService};
-use crate::restriction::{MAX_PATH_LEN, parse_client_ip};
+use crate::restriction::{MAX_PATH_LEN, Method, parse_client_ip};
 use crate::service::Keyward;
 use crate::verify::{Code, Decision, RequestContext, VerifyQuery};
 
@@ -53,6 +53,7 @@ fn parse_query(request: &proto::VerifyRequest) -> crate::error::Result<VerifyQue
                 v.add(format!("context.{field}"), format!("at most {max} bytes"));
             }
         };
+        let method_fits = c.method.len() <= 20;
         bounded("method", &c.method, 20);
         bounded("path", &c.path, MAX_PATH_LEN);
         bounded("referrer", &c.referrer, MAX_PATH_LEN);
@@ -69,7 +70,11 @@ fn parse_query(request: &proto::VerifyRequest) -> crate::error::Result<VerifyQue
             }),
         };
         RequestContext {
-            method: c.method.clone(),
+            method: match c.method.as_str() {
+                "" => None,
+                _ if !method_fits => None, // already a violation
+                text => v.parse("context.method", text, Method::parse),
+            },
             path: c.path.clone(),
             client_ip,
             referrer: c.referrer.clone(),

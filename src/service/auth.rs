@@ -8,6 +8,7 @@ use super::Keyward;
 use crate::error::{Error, Result};
 use crate::key::Environment;
 use crate::model::{ApiKey, KeyState};
+use crate::restriction::Method;
 use crate::scope::{KEYS_READ, KEYS_WRITE, ROOT};
 use crate::time::Timestamp;
 
@@ -177,7 +178,7 @@ impl Keyward {
             Some("the caller's address is outside the calling key's allowed_cidrs")
         } else if !r.allows_referrer("") {
             Some("the calling key is restricted to referrers, which a management call has none of")
-        } else if !r.allows_method(method) {
+        } else if !r.allows_method(Method::parse(method).ok().as_ref()) {
             Some("the calling key's allowed_methods do not allow this call")
         } else if !r.allows_path(call.rpc) {
             Some("the calling key's allowed_paths do not include this call")

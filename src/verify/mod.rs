@@ -15,14 +15,15 @@ pub use code::Code;
 use crate::key::Environment;
 use crate::model::KeyState;
 use crate::ratelimit::{LimitStatus, Outcome};
+use crate::restriction::Method;
 use crate::scope::ScopeName;
 use crate::time::Timestamp;
 
 /// The end client's HTTP request, as the gateway describes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestContext {
-    /// HTTP method.
-    pub method: String,
+    /// HTTP method, parsed once at the edge.
+    pub method: Option<Method>,
     /// Request path.
     pub path: String,
     /// The end client's IP address, parsed once at the edge (IPv4-mapped addresses as IPv4).
@@ -154,7 +155,7 @@ pub fn decide(
     if !r.allows_referrer(&ctx.referrer) {
         return Decision::deny_key(Code::ReferrerNotAllowed, state);
     }
-    if !r.allows_method(&ctx.method) {
+    if !r.allows_method(ctx.method.as_ref()) {
         return Decision::deny_key(Code::MethodNotAllowed, state);
     }
     if !r.allows_path(&ctx.path) {

@@ -76,7 +76,7 @@ impl Scenario {
             query: VerifyQuery {
                 required_scopes: scopes(&["videos:read"]),
                 context: RequestContext {
-                    method: "GET".into(),
+                    method: Method::parse("GET").ok(),
                     path: "/v1/videos/1".into(),
                     client_ip: Some("10.1.2.3".parse().unwrap()),
                     referrer: "https://app.example.com/".into(),
@@ -104,7 +104,7 @@ impl Scenario {
             Code::AccountDisabled => self.state.account_disabled = true,
             Code::IpNotAllowed => self.query.context.client_ip = Some("192.0.2.1".parse().unwrap()),
             Code::ReferrerNotAllowed => self.query.context.referrer = "https://evil.test/".into(),
-            Code::MethodNotAllowed => self.query.context.method = "POST".into(),
+            Code::MethodNotAllowed => self.query.context.method = Method::parse("POST").ok(),
             Code::PathNotAllowed => self.query.context.path = "/v1/admin".into(),
             Code::InsufficientScope => self
                 .query

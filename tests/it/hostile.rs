@@ -72,6 +72,17 @@ async fn oversized_requests_are_refused_before_any_work() {
             "context.referrer"
         ]
     );
+    // Context fields are parsed once, at the edge: a bad one names itself.
+    let mut request = verify_request(&key, &[]);
+    request.context = Some(proto::RequestContext {
+        method: "GE T".into(),
+        client_ip: "not-an-ip".into(),
+        ..Default::default()
+    });
+    let status = verifier.verify(request).await.unwrap_err();
+    let mut fields = violated_fields(&status);
+    fields.sort();
+    assert_eq!(fields, vec!["context.client_ip", "context.method"]);
     // CreateKey with 40,000 scopes: over ManageService's size limit.
     let mut create = key_request("acme", &[]);
     create.scopes = huge[..40_000].to_vec();
