@@ -17,7 +17,7 @@ mod grpc;
 pub mod ids;
 pub mod key;
 pub mod known;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod model;
 pub mod net;
 pub mod proto;
