@@ -7,19 +7,18 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    MAX_GRACE, MAX_TTL, Violations, check_name, mask_paths, page_token, parse_duration,
-    parse_environment, parse_meta, parse_page_size, parse_page_token, parse_rate_limit,
-    parse_restrictions, parse_scopes, parse_timestamp, rate_limit, restrictions, timestamp,
+    MAX_GRACE, Violations, mask_paths, page_token, parse_duration, parse_page_size,
+    parse_page_token, rate_limit, restrictions, timestamp,
 };
+use super::requests::{parse_create, parse_list, parse_patch, required_id};
 use super::trace::{record_caller, record_target};
 use crate::audit::{Action, AuditEvent, AuditQuery};
 use crate::catalog::{self, Preset, ScopeDef};
 use crate::error::{Error, Result};
-use crate::ids::{AccountId, KeyId};
-use crate::key::Environment;
-use crate::model::{Account, AccountPatch, KeyListQuery, KeyPatch};
-use crate::proto::{self, create_key_request, manage_service_server::ManageService};
-use crate::service::{Access, CallContext, Caller, CreateKey, Expiry, Keyward};
+use crate::ids::AccountId;
+use crate::model::{Account, AccountPatch};
+use crate::proto::{self, manage_service_server::ManageService};
+use crate::service::{Access, CallContext, Caller, Keyward};
 
 /// The ManageService adapter.
 #[derive(Debug, Clone)]
@@ -298,181 +297,5 @@ fn account_message(a: &Account) -> proto::Account {
         max_active_keys: a.max_active_keys.unwrap_or_default(),
         disabled: a.disabled,
         active_keys: a.active_keys,
-    }
-}
-
-fn required_id(id: &str) -> Result<KeyId> {
-    let id = KeyId::parse(id).map_err(|e| Error::invalid("id", e))?;
-    record_target(id.as_str());
-    Ok(id)
-}
-
-fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
-    let mut v = Violations::default();
-    let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
-    v.check("name", check_name(&r.name));
-    let environment = match parse_environment(r.environment) {
-        Ok(Some(env)) => Some(env),
-        Ok(None) => {
-            v.add(
-                "environment",
-                "is required: ENVIRONMENT_LIVE or ENVIRONMENT_TEST",
-            );
-            None
-        }
-        Err(e) => {
-            v.add("environment", e);
-            None
-        }
-    };
-    let scopes = parse_scopes(&mut v, "scopes", &r.scopes);
-    let expiry = match &r.expiry {
-        None => Expiry::Default,
-        Some(create_key_request::Expiry::Ttl(ttl)) => {
-            match parse_duration(ttl, MAX_TTL, "100 years") {
-                Ok(ttl) if !ttl.is_zero() => Expiry::Ttl(ttl),
-                Ok(_) => {
-                    v.add("ttl", "must be positive");
-                    Expiry::Default
-                }
-                Err(e) => {
-                    v.add("ttl", e);
-                    Expiry::Default
-                }
-            }
-        }
-        Some(create_key_request::Expiry::ExpiresAt(at)) => match parse_timestamp(at) {
-            Ok(at) => Expiry::At(at),
-            Err(e) => {
-                v.add("expires_at", e);
-                Expiry::Default
-            }
-        },
-    };
-    let rate_limit = r
-        .rate_limit
-        .as_ref()
-        .and_then(|rl| parse_rate_limit(&mut v, "rate_limit", rl));
-    let meta = parse_meta(&mut v, &r.meta);
-    let restrictions = parse_restrictions(&mut v, r.restrictions.as_ref());
-    v.finish_parsed(account_id.map(|account_id| CreateKey {
-        account_id,
-        name: r.name,
-        // A missing environment is already a violation, so this placeholder is never used.
-        environment: environment.unwrap_or(Environment::Live),
-        scopes,
-        preset: (!r.preset.is_empty()).then(|| r.preset.clone()),
-        grant_all: r.grant_all,
-        expiry,
-        restrictions,
-        rate_limit,
-        meta,
-    }))
-}
-
-fn parse_list(r: &proto::ListKeysRequest) -> Result<KeyListQuery> {
-    let mut v = Violations::default();
-    let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
-    let page_size = parse_page_size(&mut v, r.page_size);
-    let after = parse_page_token(&r.page_token).unwrap_or_else(|e| {
-        v.add("page_token", e);
-        None
-    });
-    let unused_since = r.unused_since.as_ref().and_then(|t| {
-        parse_timestamp(t)
-            .map_err(|e| v.add("unused_since", e))
-            .ok()
-    });
-    v.finish_parsed(account_id.map(|account_id| KeyListQuery {
-        account_id,
-        include_revoked: r.include_revoked,
-        unused_since,
-        page_size,
-        after,
-    }))
-}
-
-fn parse_patch(r: &proto::UpdateKeyRequest) -> Result<KeyPatch> {
-    let mut v = Violations::default();
-    let mut patch = KeyPatch::default();
-    let paths = mask_paths(&mut v, r.update_mask.as_ref());
-    for path in paths {
-        match path.as_str() {
-            "name" => {
-                v.check("name", check_name(&r.name));
-                patch.name = Some(r.name.clone());
-            }
-            "scopes" => patch.scopes = Some(parse_scopes(&mut v, "scopes", &r.scopes)),
-            "grant_all" => patch.grant_all = Some(r.grant_all),
-            "restrictions" => {
-                patch.restrictions = Some(parse_restrictions(&mut v, r.restrictions.as_ref()))
-            }
-            "rate_limit" => {
-                patch.rate_limit = Some(
-                    r.rate_limit
-                        .as_ref()
-                        .and_then(|rl| parse_rate_limit(&mut v, "rate_limit", rl)),
-                )
-            }
-            "meta" => patch.meta = Some(parse_meta(&mut v, &r.meta)),
-            "expires_at" => {
-                let at = r.expires_at.as_ref().and_then(|t| {
-                    parse_timestamp(t).map_err(|e| v.add("expires_at", e)).ok()
-                });
-                patch.expires_at = Some(at);
-            }
-            other => v.add(
-                "update_mask",
-                format!(
-                    "unknown field {other:?}; expected name, scopes, grant_all, restrictions, rate_limit, meta or expires_at"
-                ),
-            ),
-        }
-    }
-    v.finish(patch)
-}
-
-#[cfg(test)]
-mod properties {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    const KNOWN: [&str; 7] = [
-        "name",
-        "scopes",
-        "grant_all",
-        "restrictions",
-        "rate_limit",
-        "meta",
-        "expires_at",
-    ];
-
-    proptest! {
-        #[test]
-        fn update_masks_name_known_fields_or_are_refused(
-            paths in proptest::collection::vec("[a-z_.]{0,14}|name|scopes|meta|grant_all", 0..20),
-        ) {
-            let request = proto::UpdateKeyRequest {
-                id: "key_0000000000000000000000".into(),
-                name: "n".into(),
-                update_mask: Some(prost_types::FieldMask { paths: paths.clone() }),
-                ..Default::default()
-            };
-            let valid = !paths.is_empty()
-                && paths.len() <= 16
-                && paths.iter().all(|p| KNOWN.contains(&p.as_str()) && p != "scopes");
-            match parse_patch(&request) {
-                Ok(patch) => {
-                    prop_assert!(valid || paths.iter().any(|p| p == "scopes"), "{paths:?}");
-                    prop_assert_eq!(patch.name.is_some(), paths.iter().any(|p| p == "name"));
-                }
-                Err(Error::InvalidArgument(violations)) => {
-                    prop_assert!(!valid, "{paths:?}");
-                    prop_assert!(violations.len() <= 11);
-                }
-                Err(e) => prop_assert!(false, "{e:?}"),
-            }
-        }
     }
 }

@@ -4,6 +4,7 @@
 pub(crate) mod codec;
 mod convert;
 mod manage;
+mod requests;
 mod status;
 pub(crate) mod trace;
 mod verify;

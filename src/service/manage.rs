@@ -11,7 +11,6 @@ use crate::error::{Error, Result};
 use crate::ids::{AccountId, KeyId};
 use crate::key::{Environment, SecretKey};
 use crate::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Page, RateLimit, Restrictions};
-use crate::scope::ROOT;
 use crate::scope::ScopeName;
 use crate::time::Timestamp;
 
@@ -55,22 +54,7 @@ pub struct CreateKey {
 
 pub use super::auth::ROOT_ACCOUNT;
 
-/// Scope names as a record stores them.
-fn names(scopes: &[ScopeName]) -> Vec<String> {
-    scopes.iter().map(|s| s.as_str().to_owned()).collect()
-}
-
-/// The `root` scope is held only by root keys, made by `keyward root-key create` (or at first
-/// start) in the reserved root account: no create or update hands it out.
-fn refuse_root_scope(field: &str, scopes: &[impl AsRef<str>]) -> Result<()> {
-    match scopes.iter().position(|s| s.as_ref() == ROOT) {
-        Some(i) => Err(Error::invalid(
-            format!("{field}[{i}]"),
-            "root is held only by root keys, which `keyward root-key create` makes",
-        )),
-        None => Ok(()),
-    }
-}
+use super::grant::refuse_root_scope;
 
 impl Keyward {
     /// Creates a key for `caller` and returns its secret, the one time it is ever shown.
@@ -124,142 +108,6 @@ impl Keyward {
         self.invalidate(&stored.digest).await;
         tracing::debug!(key_id = %stored.key.id, account_id = %stored.key.account_id, actor = caller.key_id(), "key created");
         Ok((generated.secret, stored.key))
-    }
-
-    /// The scopes, grant-all flag and restrictions a create request resolves to, with its
-    /// preset applied: given scopes and methods must stay within the preset's.
-    fn resolve_grant(&self, request: &CreateKey) -> Result<(Vec<String>, bool, Restrictions)> {
-        self.check_scopes("scopes", &request.scopes)?;
-        let Some(name) = &request.preset else {
-            if request.scopes.is_empty() && !request.grant_all {
-                return Err(Error::invalid(
-                    "scopes",
-                    "a key must be granted something: give scopes, a preset or grant_all",
-                ));
-            }
-            return Ok((
-                names(&request.scopes),
-                request.grant_all,
-                request.restrictions.clone(),
-            ));
-        };
-        let preset = self.catalog.preset(name).ok_or_else(|| {
-            let known: Vec<&str> = self
-                .catalog
-                .presets()
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect();
-            Error::invalid(
-                "preset",
-                format!(
-                    "unknown preset {name:?}; the catalog has {}",
-                    known.join(", ")
-                ),
-            )
-        })?;
-        if request.grant_all && !preset.grant_all {
-            return Err(Error::invalid(
-                "grant_all",
-                format!("contradicts preset {name:?}, which does not grant all"),
-            ));
-        }
-        if !preset.grant_all
-            && let Some((i, scope)) = request
-                .scopes
-                .iter()
-                .enumerate()
-                .find(|(_, s)| !preset.scopes.iter().any(|p| p == s.as_str()))
-        {
-            return Err(Error::invalid(
-                format!("scopes[{i}]"),
-                format!("\"{scope}\" contradicts preset {name:?}, which does not include it"),
-            ));
-        }
-        let preset_methods = &preset.restrictions.allowed_methods;
-        let mut restrictions = request.restrictions.clone();
-        if !preset_methods.is_empty() {
-            if let Some((i, m)) = restrictions
-                .allowed_methods
-                .iter()
-                .enumerate()
-                .find(|(_, m)| !preset_methods.contains(m))
-            {
-                return Err(Error::invalid(
-                    format!("restrictions.allowed_methods[{i}]"),
-                    format!("{} contradicts preset {name:?}", m.as_str()),
-                ));
-            }
-            if restrictions.allowed_methods.is_empty() {
-                restrictions.allowed_methods = preset_methods.clone();
-            }
-        }
-        let scopes = if request.scopes.is_empty() {
-            preset.scopes.clone()
-        } else {
-            names(&request.scopes)
-        };
-        Ok((scopes, preset.grant_all, restrictions))
-    }
-
-    /// Refuses scopes the catalog does not have, naming the first one.
-    fn check_scopes(&self, field: &str, scopes: &[ScopeName]) -> Result<()> {
-        match scopes
-            .iter()
-            .enumerate()
-            .find(|(_, s)| self.catalog.get(s.as_str()).is_none())
-        {
-            Some((i, s)) => Err(Error::invalid(
-                format!("{field}[{i}]"),
-                format!("unknown scope {s:?}; ListScopes shows the catalog"),
-            )),
-            None => Ok(()),
-        }
-    }
-
-    /// Resolves an expiry request against the service's default and maximum TTL.
-    fn expiry(&self, expiry: Expiry, now: Timestamp) -> Result<Option<Timestamp>> {
-        let at = match expiry {
-            Expiry::Default => self.policy.default_ttl.map(|ttl| now.saturating_add(ttl)),
-            Expiry::Never => None,
-            Expiry::Ttl(ttl) => Some(now.saturating_add(ttl)),
-            Expiry::At(at) => Some(at),
-        };
-        if let Some(at) = at
-            && at <= now
-        {
-            return Err(Error::invalid(
-                "expires_at",
-                "the expiry must be in the future",
-            ));
-        }
-        let field = if matches!(expiry, Expiry::Ttl(_)) {
-            "ttl"
-        } else {
-            "expires_at"
-        };
-        self.check_lifetime(field, now, at)?;
-        Ok(at)
-    }
-
-    /// Refuses an expiry past what the service allows a key created at `created_at`:
-    /// `max_ttl` bounds a key's whole life, however it is asked for.
-    fn check_lifetime(
-        &self,
-        field: &str,
-        created_at: Timestamp,
-        expires_at: Option<Timestamp>,
-    ) -> Result<()> {
-        if let Some(max) = self.policy.max_ttl {
-            let limit = created_at.saturating_add(max);
-            if expires_at.is_none_or(|at| at > limit) {
-                return Err(Error::invalid(
-                    field,
-                    format!("keys may live at most {} seconds (max_ttl)", max.as_secs()),
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// One key's record.
@@ -403,47 +251,6 @@ impl Keyward {
         self.invalidate(&new.digest).await;
         tracing::debug!(key_id = %id, new_key_id = %new.key.id, actor = caller.key_id(), grace_secs = grace.as_secs(), "key rotated");
         Ok((generated.secret, new.key, old.key))
-    }
-
-    /// Creates the first root key if the store holds no key at all; returns its secret.
-    pub async fn bootstrap_root_key(&self) -> Result<Option<SecretKey>> {
-        let (secret, new) = self.root_key("root (created on first start)");
-        let created = self.store.insert_first_key(&new).await?;
-        if created {
-            tracing::info!(key_id = %new.key.id, "created the first root key");
-        }
-        Ok(created.then_some(secret))
-    }
-
-    /// Mints another root key directly against the store, for recovery.
-    pub async fn mint_root_key(&self, name: &str) -> Result<(SecretKey, ApiKey)> {
-        let (secret, new) = self.root_key(name);
-        // Root keys are not subject to the active-key limit of the root account.
-        let stored = self
-            .store
-            .insert_key(&new, u32::MAX, new.key.created_at, None)
-            .await?;
-        tracing::info!(key_id = %stored.key.id, "minted a root key");
-        Ok((secret, stored.key))
-    }
-
-    fn root_key(&self, name: &str) -> (SecretKey, NewKey) {
-        let now = Timestamp::now();
-        let generated = self.format.generate(Environment::Live);
-        let new = NewKey {
-            digest: generated.digest,
-            key: ApiKey {
-                scopes: vec![ROOT.to_owned()],
-                ..ApiKey::issued(
-                    ROOT_ACCOUNT,
-                    name,
-                    generated.display_prefix,
-                    Environment::Live,
-                    now,
-                )
-            },
-        };
-        (generated.secret, new)
     }
 
     async fn existing_key(&self, id: &KeyId) -> Result<ApiKey> {

@@ -4,8 +4,10 @@
 
 mod accounts;
 mod auth;
+mod grant;
 mod last_used;
 mod manage;
+mod root;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,53 @@
+//! Root keys: the first one made at first start, and more minted against the store for
+//! recovery. They live in the reserved root account and hold exactly the `root` scope.
+
+use super::Keyward;
+use super::auth::ROOT_ACCOUNT;
+use crate::error::Result;
+use crate::key::{Environment, SecretKey};
+use crate::model::{ApiKey, NewKey};
+use crate::scope::ROOT;
+use crate::time::Timestamp;
+
+impl Keyward {
+    /// Creates the first root key if the store holds no key at all; returns its secret.
+    pub async fn bootstrap_root_key(&self) -> Result<Option<SecretKey>> {
+        let (secret, new) = self.root_key("root (created on first start)");
+        let created = self.store.insert_first_key(&new).await?;
+        if created {
+            tracing::info!(key_id = %new.key.id, "created the first root key");
+        }
+        Ok(created.then_some(secret))
+    }
+
+    /// Mints another root key directly against the store, for recovery.
+    pub async fn mint_root_key(&self, name: &str) -> Result<(SecretKey, ApiKey)> {
+        let (secret, new) = self.root_key(name);
+        // Root keys are not subject to the active-key limit of the root account.
+        let stored = self
+            .store
+            .insert_key(&new, u32::MAX, new.key.created_at, None)
+            .await?;
+        tracing::info!(key_id = %stored.key.id, "minted a root key");
+        Ok((secret, stored.key))
+    }
+
+    fn root_key(&self, name: &str) -> (SecretKey, NewKey) {
+        let now = Timestamp::now();
+        let generated = self.format.generate(Environment::Live);
+        let new = NewKey {
+            digest: generated.digest,
+            key: ApiKey {
+                scopes: vec![ROOT.to_owned()],
+                ..ApiKey::issued(
+                    ROOT_ACCOUNT,
+                    name,
+                    generated.display_prefix,
+                    Environment::Live,
+                    now,
+                )
+            },
+        };
+        (generated.secret, new)
+    }
+}
