@@ -37,18 +37,6 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-    /// Row lock clause: replicas race, so rows read for change are locked.
-    const LOCK: &str = " FOR UPDATE";
-
-    const HAS_CHANGE_FEED: bool = true;
-
-    const RECORD_LAST_USED: &str = "UPDATE api_keys \
-         SET last_used_at = GREATEST(COALESCE(api_keys.last_used_at, 0), u.t) \
-         FROM jsonb_to_recordset($1::jsonb) AS u(id TEXT, t BIGINT) \
-         WHERE api_keys.id = u.id";
-
     /// Connects to the database the `postgres:` URL names.
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
@@ -105,4 +93,18 @@ impl PostgresStore {
     }
 }
 
-sql_backend!(store: PostgresStore, db: Postgres, tx: PostgresTx);
+/// Writes a batch of last-use times (JSON `[{"id", "t"}]`); a time never moves backwards.
+const RECORD_LAST_USED: &str = "UPDATE api_keys \
+         SET last_used_at = GREATEST(COALESCE(api_keys.last_used_at, 0), u.t) \
+         FROM jsonb_to_recordset($1::jsonb) AS u(id TEXT, t BIGINT) \
+         WHERE api_keys.id = u.id";
+
+sql_backend!(
+    store: PostgresStore,
+    db: Postgres,
+    tx: PostgresTx,
+    migrations: "./migrations/postgres",
+    lock: " FOR UPDATE", // Replicas race, so rows read for change are locked.
+    change_feed: true,
+    record_last_used: RECORD_LAST_USED,
+);

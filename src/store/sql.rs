@@ -3,14 +3,23 @@
 //! database type it is given. What differs between backends stays in their own files: pools,
 //! the row-lock clause, the change notification, the last-use statement and migrations.
 
-/// Expands, for backend `$store` on sqlx database `$db`, to:
+/// Expands, for backend `$store` on sqlx database `$db` with its dialect (migrations folder,
+/// row-lock clause, whether it has a change feed, its last-use statement), to:
 /// - `$tx`, a transaction implementing [`super::Tx`] (rows read for change are locked with
-///   `$store::LOCK`; each change is passed to `$store::changed` inside the transaction);
+///   `lock`; each change is passed to `$store::changed` inside the transaction);
 /// - `impl Store for $store`: the read queries on `self.reader()`, transactions on
-///   `self.writer()`, and the backend's hooks (`MIGRATOR`, `RECORD_LAST_USED`,
-///   `HAS_CHANGE_FEED`, `serialize_bootstrap`, `change_feed`, `close_pools`).
+///   `self.writer()`, and the backend's hooks (`serialize_bootstrap`, `changed`,
+///   `change_feed`, `close_pools`).
 macro_rules! sql_backend {
-    (store: $store:ty, db: $db:ty, tx: $tx:ident) => {
+    (
+        store: $store:ty,
+        db: $db:ty,
+        tx: $tx:ident,
+        migrations: $migrations:literal,
+        lock: $lock:expr,
+        change_feed: $feed:expr,
+        record_last_used: $record_last_used:expr $(,)?
+    ) => {
         /// A transaction on this backend; dropped without commit, it rolls back.
         pub(crate) struct $tx {
             tx: sqlx::Transaction<'static, $db>,
@@ -20,7 +29,7 @@ macro_rules! sql_backend {
         #[async_trait::async_trait]
         impl super::Tx for $tx {
             async fn key_for_update(&mut self, id: &str) -> Result<StoredKey> {
-                let sql = format!("{}{}", *SELECT_BY_ID, <$store>::LOCK);
+                let sql = format!("{}{}", *SELECT_BY_ID, $lock);
                 let row = sqlx::query_as::<_, KeyRow>(&sql)
                     .bind(id)
                     .fetch_optional(&mut *self.tx)
@@ -70,7 +79,7 @@ macro_rules! sql_backend {
                     .execute(&mut *self.tx)
                     .await
                     .map_err(db_error)?;
-                let sql = format!("{SELECT_ACCOUNT}{}", <$store>::LOCK);
+                let sql = format!("{SELECT_ACCOUNT}{}", $lock);
                 let row = sqlx::query_as::<_, AccountRow>(&sql)
                     .bind(account_id)
                     .fetch_one(&mut *self.tx)
@@ -128,7 +137,8 @@ macro_rules! sql_backend {
         #[async_trait::async_trait]
         impl super::Store for $store {
             async fn migrate(&self) -> Result<()> {
-                <$store>::MIGRATOR
+                static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!($migrations);
+                MIGRATOR
                     .run(self.writer())
                     .await
                     .map_err(|e| Error::Internal(format!("migration failed: {e}")))
@@ -216,7 +226,7 @@ macro_rules! sql_backend {
             }
 
             async fn record_last_used(&self, uses: &[(String, Timestamp)]) -> Result<()> {
-                sqlx::query(<$store>::RECORD_LAST_USED)
+                sqlx::query($record_last_used)
                     .bind(super::last_used_json(uses))
                     .execute(self.writer())
                     .await
@@ -237,7 +247,7 @@ macro_rules! sql_backend {
             }
 
             fn has_change_feed(&self) -> bool {
-                <$store>::HAS_CHANGE_FEED
+                $feed
             }
 
             async fn close(&self) {

@@ -31,19 +31,6 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-    /// Row lock clause: none needed, writes are serialised by the single writer connection.
-    const LOCK: &str = "";
-
-    const HAS_CHANGE_FEED: bool = false;
-
-    const RECORD_LAST_USED: &str = "UPDATE api_keys \
-         SET last_used_at = max(coalesce(api_keys.last_used_at, 0), u.t) \
-         FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.t') AS t \
-               FROM json_each($1)) AS u \
-         WHERE api_keys.id = u.id";
-
     /// Opens (creating if missing) the database the `sqlite:` URL names.
     pub async fn connect(url: &str) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
@@ -106,4 +93,19 @@ impl SqliteStore {
     }
 }
 
-sql_backend!(store: SqliteStore, db: Sqlite, tx: SqliteTx);
+/// Writes a batch of last-use times (JSON `[{"id", "t"}]`); a time never moves backwards.
+const RECORD_LAST_USED: &str = "UPDATE api_keys \
+         SET last_used_at = max(coalesce(api_keys.last_used_at, 0), u.t) \
+         FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.t') AS t \
+               FROM json_each($1)) AS u \
+         WHERE api_keys.id = u.id";
+
+sql_backend!(
+    store: SqliteStore,
+    db: Sqlite,
+    tx: SqliteTx,
+    migrations: "./migrations/sqlite",
+    lock: "", // None needed: writes are serialised by the single writer connection.
+    change_feed: false,
+    record_last_used: RECORD_LAST_USED,
+);
