@@ -37,6 +37,16 @@ const STORE_DOWN_BACKOFF: Duration = Duration::from_secs(1);
 /// change feed was down, or the feed is down now.
 pub const UNCONFIRMED_TTL: Duration = Duration::from_secs(1);
 
+/// Reads a key's state from the store for the cache. Held by reference on the hot path and
+/// cloned only when a background re-read starts, so a cache hit costs no reference count.
+pub trait Loader: Clone + Send + Sync + 'static {
+    /// The state of the key with this digest; `None` if there is no such key.
+    fn load(
+        &self,
+        digest: KeyDigest,
+    ) -> impl Future<Output = Result<Option<KeyState>>> + Send + 'static;
+}
+
 /// How big the caches are and how long entries live.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheSettings {
@@ -172,15 +182,11 @@ impl KeyCache {
     /// one digest at once are serialised on it, and all but the first find the entry the first
     /// one loaded: one store query. An entry due for a re-read is answered at once and re-read
     /// in the background. `None`: no such key.
-    pub async fn get_or_load<F, Fut>(
+    pub async fn get_or_load<L: Loader>(
         self: &Arc<Self>,
         digest: KeyDigest,
-        load: F,
-    ) -> Result<Option<Arc<KeyState>>>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Option<KeyState>>> + Send + 'static,
-    {
+        loader: &L,
+    ) -> Result<Option<Arc<KeyState>>> {
         if let Some(entry) = self.entries.get(&digest).await {
             if self.is_fresh(&entry) {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
@@ -189,7 +195,7 @@ impl KeyCache {
             if self.is_servable(&entry) {
                 self.stats.stale_hits.fetch_add(1, Ordering::Relaxed);
                 if !self.store_is_down() {
-                    self.refresh_in_background(digest, load);
+                    self.refresh_in_background(digest, loader);
                 }
                 return Ok(Some(entry.key.clone()));
             }
@@ -202,15 +208,11 @@ impl KeyCache {
             return Ok(None);
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        self.load(digest, load).await
+        self.load(digest, loader).await
     }
 
     /// Re-reads `digest` in a task of its own, unless one is already doing so.
-    fn refresh_in_background<F, Fut>(self: &Arc<Self>, digest: KeyDigest, load: F)
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Option<KeyState>>> + Send + 'static,
-    {
+    fn refresh_in_background<L: Loader>(self: &Arc<Self>, digest: KeyDigest, loader: &L) {
         let started = self
             .refreshing
             .lock()
@@ -221,8 +223,9 @@ impl KeyCache {
         }
         self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
         let cache = self.clone();
+        let loader = loader.clone();
         tokio::spawn(async move {
-            if let Err(e) = cache.load(digest, load).await {
+            if let Err(e) = cache.load(digest, &loader).await {
                 tracing::debug!(error = %e, "background re-read of a cached key failed");
             }
             cache
@@ -234,11 +237,11 @@ impl KeyCache {
     }
 
     /// Loads `digest` from the store into the cache, one query per digest at a time.
-    async fn load<F, Fut>(&self, digest: KeyDigest, load: F) -> Result<Option<Arc<KeyState>>>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<KeyState>>>,
-    {
+    async fn load<L: Loader>(
+        &self,
+        digest: KeyDigest,
+        loader: &L,
+    ) -> Result<Option<Arc<KeyState>>> {
         let computed = self
             .entries
             .entry(digest)
@@ -258,7 +261,7 @@ impl KeyCache {
                 let feed_up = self.feed_up.load(Ordering::Acquire);
                 let loaded_at = Instant::now();
                 self.stats.store_lookups.fetch_add(1, Ordering::Relaxed);
-                let found = load().await;
+                let found = loader.load(digest).await;
                 let clean = self.epoch.load(Ordering::Acquire) == before;
                 let confirmed = feed_up
                     && self.feed_up.load(Ordering::Acquire)

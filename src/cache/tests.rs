@@ -18,18 +18,43 @@ fn settings() -> CacheSettings {
 
 /// A store stand-in for the cache's loader: counts its calls and answers the key, revoked
 /// from the `revoke_after`-th call on.
-fn loader(
-    digest: KeyDigest,
+#[derive(Debug, Clone)]
+struct Counting {
     calls: Arc<AtomicUsize>,
     revoke_after: usize,
-) -> impl FnOnce() -> std::future::Ready<Result<Option<KeyState>>> + Send + 'static {
-    move || {
-        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+}
+
+impl Loader for Counting {
+    fn load(
+        &self,
+        digest: KeyDigest,
+    ) -> impl Future<Output = Result<Option<KeyState>>> + Send + 'static {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let mut key = test_key();
-        if n >= revoke_after {
+        if n >= self.revoke_after {
             key.revoked_at = Some(crate::time::Timestamp(1));
         }
         std::future::ready(Ok(Some(KeyState::new(digest, key, false))))
+    }
+}
+
+/// A store that never answers (an outage not yet detected).
+#[derive(Debug, Clone)]
+struct Hanging;
+
+impl Loader for Hanging {
+    fn load(
+        &self,
+        _: KeyDigest,
+    ) -> impl Future<Output = Result<Option<KeyState>>> + Send + 'static {
+        std::future::pending()
+    }
+}
+
+fn loader(_digest: KeyDigest, calls: Arc<AtomicUsize>, revoke_after: usize) -> Counting {
+    Counting {
+        calls,
+        revoke_after,
     }
 }
 
@@ -49,7 +74,7 @@ async fn entries_read_while_the_feed_is_down_are_reread() {
     let digest = KeyDigest::of("kw_live_a");
     let calls = Arc::new(AtomicUsize::new(0));
     let first = cache
-        .get_or_load(digest, loader(digest, calls.clone(), 2))
+        .get_or_load(digest, &loader(digest, calls.clone(), 2))
         .await
         .unwrap()
         .unwrap();
@@ -57,7 +82,7 @@ async fn entries_read_while_the_feed_is_down_are_reread() {
     // A revocation made elsewhere, unreported, is seen once the entry's short life ends.
     poll_until("the revocation to be read", async || {
         let got = cache
-            .get_or_load(digest, loader(digest, calls.clone(), 2))
+            .get_or_load(digest, &loader(digest, calls.clone(), 2))
             .await
             .unwrap()
             .unwrap();
@@ -73,13 +98,13 @@ async fn a_reconnected_feed_rereads_everything() {
     let digest = KeyDigest::of("kw_live_b");
     let calls = Arc::new(AtomicUsize::new(0));
     cache
-        .get_or_load(digest, loader(digest, calls.clone(), 2))
+        .get_or_load(digest, &loader(digest, calls.clone(), 2))
         .await
         .unwrap();
     cache.mark_all_stale();
     poll_until("the re-read after reconnecting", async || {
         let got = cache
-            .get_or_load(digest, loader(digest, calls.clone(), 2))
+            .get_or_load(digest, &loader(digest, calls.clone(), 2))
             .await
             .unwrap()
             .unwrap();
@@ -95,16 +120,15 @@ async fn a_cached_key_never_waits_on_the_store() {
     let digest = KeyDigest::of("kw_live_c");
     let calls = Arc::new(AtomicUsize::new(0));
     cache
-        .get_or_load(digest, loader(digest, calls.clone(), usize::MAX))
+        .get_or_load(digest, &loader(digest, calls.clone(), usize::MAX))
         .await
         .unwrap();
     cache.mark_all_stale();
     // The store now hangs (an outage not yet detected): every answer still comes at once,
     // from the cache, and one background re-read waits for the store.
     for _ in 0..100 {
-        let hanging = || std::future::pending::<Result<Option<KeyState>>>();
         let answer =
-            tokio::time::timeout(Duration::from_secs(5), cache.get_or_load(digest, hanging))
+            tokio::time::timeout(Duration::from_secs(5), cache.get_or_load(digest, &Hanging))
                 .await
                 .expect("answered without waiting for the store");
         assert!(answer.unwrap().is_some());

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::cache::{CacheSettings, KeyCache};
+use crate::cache::{CacheSettings, KeyCache, Loader};
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
@@ -60,6 +60,7 @@ impl Default for Policy {
 #[derive(Debug)]
 pub struct Keyward {
     store: Arc<dyn Store>,
+    loader: StoreLoader,
     cache: Arc<KeyCache>,
     format: KeyFormat,
     policy: Policy,
@@ -84,6 +85,7 @@ impl Keyward {
             feed_interruptions: AtomicU64::new(0),
             verify_metrics: VerifyMetrics::default(),
             cache: Arc::new(KeyCache::new(cache, store.has_change_feed())),
+            loader: StoreLoader(store.clone()),
             format,
             policy,
             catalog,
@@ -165,13 +167,7 @@ impl Keyward {
 
     /// The cached record of a digest (loading it on a miss); `None` if there is no such key.
     async fn cached(&self, digest: KeyDigest) -> Result<Option<Arc<KeyState>>> {
-        let store = self.store.clone();
-        self.cache
-            .get_or_load(
-                digest,
-                move || async move { store.key_by_digest(&digest).await },
-            )
-            .await
+        self.cache.get_or_load(digest, &self.loader).await
     }
 
     /// The record of a well-formed key, through the cache, if its stored environment matches
@@ -235,5 +231,19 @@ impl RateBudget for Budgets<'_> {
             .collect();
         self.limiter
             .check(&state.digest, &own, &guardrails, cost, now)
+    }
+}
+
+/// The cache's way to the store: the verify path's one query.
+#[derive(Debug, Clone)]
+struct StoreLoader(Arc<dyn Store>);
+
+impl Loader for StoreLoader {
+    fn load(
+        &self,
+        digest: KeyDigest,
+    ) -> impl std::future::Future<Output = Result<Option<KeyState>>> + Send + 'static {
+        let store = self.0.clone();
+        async move { store.key_by_digest(&digest).await }
     }
 }

@@ -36,7 +36,13 @@ fn collect(
 
 impl Process {
     fn start(database_url: &str) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        Self::start_as(Command::new(env!("CARGO_BIN_EXE_keyward")), database_url)
+    }
+
+    /// Starts `keyward serve` through `command` (the binary itself, or a wrapper such as
+    /// `prlimit … -- keyward`).
+    fn start_as(mut command: Command, database_url: &str) -> Process {
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
             .args(["--database-url", database_url])
             .env("RUST_LOG", "trace")
@@ -235,6 +241,75 @@ async fn first_start_prints_a_root_key_and_logs_no_secret() {
         None,
         "a root key was printed on the second start"
     );
+}
+
+/// CPU time (user + system, in clock ticks) a process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+    // Fields after the command name (which ends with ')'): utime and stime are 14th and 15th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// With its file descriptors exhausted by a flood of connections, keyward's accept loop backs
+/// off instead of spinning, and it serves again once the flood is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_the_accept_loop_backs_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    let mut limited = Command::new("prlimit");
+    limited.args(["--nofile=64:64", "--", env!("CARGO_BIN_EXE_keyward")]);
+    let server = Process::start_as(limited, &url);
+    let pid = server.child.id();
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        if let Ok(stream) = tokio::net::TcpStream::connect(&server.addr).await {
+            flood.push(stream);
+        }
+    }
+    crate::helpers::eventually(
+        Duration::from_secs(10),
+        "accept to run out of descriptors",
+        || {
+            let logged = server.stderr.lock().unwrap().contains("accept failed");
+            async move { logged.then_some(()) }
+        },
+    )
+    .await;
+    // Over two seconds of exhaustion, the process uses a small part of one core (a spinning
+    // accept loop uses all of it: ~2 s of CPU).
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used < 60,
+        "{used} ticks of CPU in 2 s while out of descriptors"
+    );
+    drop(flood);
+    let channel = crate::helpers::eventually(Duration::from_secs(20), "a connection again", || {
+        let addr = server.addr.clone();
+        async move {
+            tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                .ok()?
+                .connect()
+                .await
+                .ok()
+        }
+    })
+    .await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health answers after the flood");
+    assert_eq!(status.into_inner().status, 1, "SERVING");
+    let (exit, _, _) = server.terminate();
+    assert!(exit.success());
 }
 
 #[test]
