@@ -35,6 +35,10 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     /// Scope catalog replacing the built-in one.
     pub scopes_file: Option<PathBuf>,
+    /// Whether an empty store gets a first root key at start (`true`).
+    pub bootstrap: bool,
+    /// Where the first root key is written, mode 0600, never overwritten (`keyward-root-key`).
+    pub root_key_file: PathBuf,
     /// Prometheus metrics address; off when unset.
     pub metrics_addr: Option<SocketAddr>,
     /// Brand prefix of keys.
@@ -93,6 +97,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             database_url: DatabaseUrl::new("sqlite://keyward.db"),
             scopes_file: None,
+            bootstrap: true,
+            root_key_file: PathBuf::from("keyward-root-key"),
             metrics_addr: None,
             key_prefix: "kw".into(),
             log_format: LogFormat::Text,
@@ -131,6 +137,10 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes_file: Option<PathBuf>,
+    /// Where the first root key is written [env: KEYWARD_ROOT_KEY_FILE] [default: keyward-root-key]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_key_file: Option<PathBuf>,
     /// Serve Prometheus metrics on this address [env: KEYWARD_METRICS_ADDR] [default: off]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -158,6 +168,8 @@ const ENV_KEYS: &[&str] = &[
     "listen",
     "database_url",
     "scopes_file",
+    "bootstrap",
+    "root_key_file",
     "metrics_addr",
     "key_prefix",
     "log_format",

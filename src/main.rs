@@ -135,12 +135,7 @@ async fn run(command: Command) -> Result<(), String> {
             let shutdown = shutdown_signal()?;
             tracing::info!(database = %config.database_url, "opening the store");
             let app = App::open(&config).await.map_err(|e| e.to_string())?;
-            if let Some(root) = app.bootstrap().await.map_err(|e| e.to_string())? {
-                print_secret(
-                    "The store was empty, so keyward created its first root key",
-                    root.expose(),
-                );
-            }
+            bootstrap(&app, &config).await?;
             let listener = TcpListener::bind(config.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -212,6 +207,52 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Creates the first root key if the store is empty. In a container stdout is the log, so the
+/// key goes to `root_key_file` (mode 0600, never overwritten, checked before the key is made so
+/// it cannot be lost) and is shown on stdout only when stdout is a terminal.
+async fn bootstrap(app: &App, config: &Config) -> Result<(), String> {
+    use std::io::{IsTerminal, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+
+    if !config.bootstrap {
+        tracing::info!("bootstrap is off: an empty store gets no root key");
+        return Ok(());
+    }
+    if !app.service().cache().known().is_empty() {
+        return Ok(()); // the store holds keys: nothing to bootstrap
+    }
+    let path = &config.root_key_file;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            format!(
+                "the store is empty and the first root key would go to {}, which cannot be \
+                 created ({e}); move an old file away, or set root_key_file",
+                path.display()
+            )
+        })?;
+    let Some(root) = app.bootstrap().await.map_err(|e| e.to_string())? else {
+        // Another replica bootstrapped first.
+        drop(file);
+        let _ = std::fs::remove_file(path);
+        return Ok(());
+    };
+    file.write_all(format!("{}\n", root.expose()).as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot write the first root key to {}: {e}", path.display()))?;
+    tracing::info!(path = %path.display(), "the first root key was written to this file (mode 0600); move it somewhere safe");
+    if std::io::stdout().is_terminal() {
+        print_secret(
+            "The store was empty, so keyward created its first root key",
+            root.expose(),
+        );
+    }
+    Ok(())
 }
 
 /// Prints a new key on stdout, the one time it is shown. Never through the logger.

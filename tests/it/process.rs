@@ -45,6 +45,7 @@ impl Process {
         let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
             .args(["--database-url", database_url])
+            .env("KEYWARD_ROOT_KEY_FILE", root_key_file(database_url))
             .env("RUST_LOG", "trace")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -108,6 +109,11 @@ impl Process {
     }
 }
 
+/// Where a test server on this SQLite URL writes its first root key: beside the database.
+fn root_key_file(database_url: &str) -> std::path::PathBuf {
+    std::path::Path::new(database_url.trim_start_matches("sqlite://")).with_file_name("root-key")
+}
+
 fn root_key_in(stdout: &str) -> Option<String> {
     stdout
         .split_whitespace()
@@ -116,16 +122,28 @@ fn root_key_in(stdout: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_start_prints_a_root_key_and_logs_no_secret() {
+async fn first_start_writes_a_root_key_file_and_logs_no_secret() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
     let server = Process::start(&url);
-    let root =
-        crate::helpers::eventually(Duration::from_secs(10), "the root key on stdout", || {
-            let found = root_key_in(&server.stdout.lock().unwrap());
-            async move { found }
-        })
-        .await;
+    // The first root key is in a file only its owner can read; the log says where, not what.
+    let file = root_key_file(&url);
+    let root = std::fs::read_to_string(&file)
+        .expect("the root key file")
+        .trim()
+        .to_owned();
+    assert!(root.starts_with("kw_live_"), "{root}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    assert!(
+        server
+            .stderr
+            .lock()
+            .unwrap()
+            .contains(&file.display().to_string()),
+        "the log names the file"
+    );
 
     // A full create → verify → revoke → verify cycle through the binary.
     let channel = server.channel().await;
@@ -216,9 +234,9 @@ async fn first_start_prints_a_root_key_and_logs_no_secret() {
         "the root key reached the logs"
     );
     assert_eq!(
-        stdout.matches(&root).count(),
-        1,
-        "the root key is printed once"
+        root_key_in(&stdout),
+        None,
+        "stdout is not a terminal (it may be a container's log): no key on it"
     );
 
     // The use of the key was written at shutdown (the default interval is far longer).
@@ -232,15 +250,44 @@ async fn first_start_prints_a_root_key_and_logs_no_secret() {
     );
     store.close().await;
 
-    // The second start finds keys in the store and prints none.
+    // The second start finds keys in the store, leaves the file alone and prints none.
     let again = Process::start(&url);
     let (exit, stdout, _) = again.terminate();
     assert!(exit.success());
-    assert_eq!(
-        root_key_in(&stdout),
-        None,
-        "a root key was printed on the second start"
-    );
+    assert_eq!(root_key_in(&stdout), None);
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), root);
+}
+
+/// A root key file left from an earlier store is never overwritten: on an empty store keyward
+/// refuses to start before it makes a key (so none is lost); with bootstrap off it starts and
+/// makes none.
+#[test]
+fn the_root_key_file_is_never_overwritten_and_bootstrap_can_be_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    let file = root_key_file(&url);
+    std::fs::write(&file, "an earlier key\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url])
+        .env("KEYWARD_ROOT_KEY_FILE", &file)
+        .output()
+        .expect("run keyward");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot be created"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "an earlier key\n");
+
+    std::fs::remove_file(&file).unwrap();
+    let server = {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        command.env("KEYWARD_BOOTSTRAP", "false");
+        Process::start_as(command, &url)
+    };
+    let (exit, stdout, stderr) = server.terminate();
+    assert!(exit.success());
+    assert!(stderr.contains("bootstrap is off"), "{stderr}");
+    assert!(!file.exists(), "no root key file");
+    assert_eq!(root_key_in(&stdout), None);
 }
 
 /// CPU time (user + system, in clock ticks) a process has used so far.
