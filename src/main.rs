@@ -29,6 +29,16 @@ enum Command {
     /// Load-test a running server (Verify against the health Check floor), or with --peer
     /// measure how fast a revocation reaches another replica.
     Bench(BenchArgs),
+    /// Ask a running server whether it serves (gRPC health), for a container HEALTHCHECK or a
+    /// script: exit 0 when SERVING, 1 otherwise.
+    Health {
+        /// The server.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// The service to ask about ("" = the whole server).
+        #[arg(long, default_value = "")]
+        service: String,
+    },
     /// Root keys: mint one directly against the store, for recovery.
     RootKey {
         #[command(subcommand)]
@@ -191,6 +201,7 @@ async fn run(command: Command) -> Result<(), String> {
             print!("{report}");
             Ok(())
         }
+        Command::Health { server, service } => health(&server, &service).await,
         Command::RootKey {
             command: RootKeyCommand::Create { name, config },
         } => {
@@ -253,6 +264,39 @@ async fn bootstrap(app: &App, config: &Config) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Asks `server` for the health of `service`; `Ok` only when it is SERVING.
+async fn health(server: &str, service: &str) -> Result<(), String> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let channel = tonic::transport::Endpoint::from_shared(server.to_owned())
+        .map_err(|e| format!("bad server address {server}: {e}"))?
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(3))
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach {server}: {e}"))?;
+    let answer = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .map_err(|e| format!("{server}: {}", e.message()))?
+        .into_inner();
+    match ServingStatus::try_from(answer.status) {
+        Ok(ServingStatus::Serving) => {
+            println!("SERVING");
+            Ok(())
+        }
+        Ok(status) => Err(format!("{server} answers {}", status.as_str_name())),
+        Err(_) => Err(format!(
+            "{server} answers an unknown status {}",
+            answer.status
+        )),
+    }
 }
 
 /// Prints a new key on stdout, the one time it is shown. Never through the logger.

@@ -359,6 +359,31 @@ async fn out_of_descriptors_the_accept_loop_backs_off() {
     assert!(exit.success());
 }
 
+/// `keyward health` for a container HEALTHCHECK: 0 while the server serves, 1 otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_command_reports_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    let server = Process::start(&url);
+    let address = format!("http://{}", server.addr);
+    let check = |service: &str| {
+        Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(["health", "--server", &address, "--service", service])
+            .output()
+            .expect("run keyward health")
+    };
+    let serving = check("keyward.v1.VerifyService");
+    assert!(serving.status.success(), "{serving:?}");
+    assert_eq!(String::from_utf8_lossy(&serving.stdout).trim(), "SERVING");
+    let unknown = check("keyward.v1.NoSuchService");
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+    let (exit, _, _) = server.terminate();
+    assert!(exit.success());
+    let gone = check("");
+    assert_eq!(gone.status.code(), Some(1), "{gone:?}");
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("cannot reach"));
+}
+
 #[test]
 fn text_logs_have_no_colour_codes_when_not_on_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
