@@ -31,6 +31,8 @@ pub enum LogFormat {
 pub struct Config {
     /// gRPC listen address.
     pub listen: SocketAddr,
+    /// Serve ManageService on this address instead of `listen` (off: on `listen`).
+    pub manage_listen: Option<SocketAddr>,
     /// `sqlite://…` or `postgres://…`.
     pub database_url: DatabaseUrl,
     /// Scope catalog replacing the built-in one.
@@ -95,6 +97,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            manage_listen: None,
             database_url: DatabaseUrl::new("sqlite://keyward.db"),
             scopes_file: None,
             bootstrap: true,
@@ -129,6 +132,10 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
+    /// Serve ManageService on its own address, to keep it internal [env: KEYWARD_MANAGE_LISTEN]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manage_listen: Option<SocketAddr>,
     /// sqlite://FILE or postgres://… [env: KEYWARD_DATABASE_URL] [default: sqlite://keyward.db]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -166,6 +173,7 @@ pub struct ConfigError(String);
 
 const ENV_KEYS: &[&str] = &[
     "listen",
+    "manage_listen",
     "database_url",
     "scopes_file",
     "bootstrap",

@@ -149,6 +149,14 @@ async fn run(command: Command) -> Result<(), String> {
             let listener = TcpListener::bind(config.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+            let app = match config.manage_listen {
+                Some(addr) => app.with_manage_listener(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| format!("cannot serve ManageService on {addr}: {e}"))?,
+                ),
+                None => app,
+            };
             let app = match config.metrics_addr {
                 Some(addr) => app.with_metrics(
                     TcpListener::bind(addr)

@@ -44,6 +44,7 @@ pub struct App {
     connections: Arc<ConnectionGauge>,
     metrics_connections: Arc<ConnectionGauge>,
     metrics: Option<TcpListener>,
+    manage: Option<TcpListener>,
 }
 
 impl App {
@@ -72,6 +73,7 @@ impl App {
             connections: Arc::default(),
             metrics_connections: Arc::default(),
             metrics: None,
+            manage: None,
         })
     }
 
@@ -91,9 +93,32 @@ impl App {
         self
     }
 
+    /// Serves ManageService on `listener` instead of the main one, so it can stay internal while
+    /// Verify faces the gateways. Health and reflection are served on both.
+    pub fn with_manage_listener(mut self, listener: TcpListener) -> Self {
+        self.manage = Some(listener);
+        self
+    }
+
     /// Creates the first root key if the store is empty; its secret is returned to be shown once.
     pub async fn bootstrap(&self) -> Result<Option<SecretKey>> {
         self.service.bootstrap_root_key().await
+    }
+
+    /// A server with keyward's transport settings and the RPC trace layer.
+    fn server_builder(
+        &self,
+    ) -> Server<tower::layer::util::Stack<TraceLayer, tower::layer::util::Identity>> {
+        Server::builder()
+            // Pings keep a live client's idle connection open and expose dead peers.
+            .http2_keepalive_interval(Some(self.limits.idle_timeout / 3))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .layer(TraceLayer)
+    }
+
+    fn manage_service(&self) -> ManageServiceServer<ManageApi> {
+        ManageServiceServer::new(ManageApi::new(self.service.clone()))
+            .max_decoding_message_size(MAX_MANAGE_REQUEST)
     }
 
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, drains in-flight calls (for
@@ -105,25 +130,11 @@ impl App {
     ) -> Result<()> {
         let (reporter, health) = tonic_health::server::health_reporter();
         set_status(&reporter, ServingStatus::Serving).await;
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            // google.rpc error details, so grpcurl can decode BadRequest field violations.
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            // google.rpc error details, so grpcurl can decode BadRequest field violations.
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
-
         let local = listener.local_addr().ok();
         // Bounded connections with handshake and idle timeouts (TCP_NODELAY set on each).
         let incoming = crate::net::incoming(listener, self.limits, self.connections.clone());
         let stopping = Arc::new(Notify::new());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let signal = {
             let stopping = stopping.clone();
             let reporter = reporter.clone();
@@ -131,29 +142,54 @@ impl App {
                 shutdown.await;
                 tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
                 set_status(&reporter, ServingStatus::NotServing).await;
+                let _ = stop_tx.send(true);
                 stopping.notify_one();
             }
         };
-        let server = Server::builder()
-            // Pings keep a live client's idle connection open and expose dead peers.
-            .http2_keepalive_interval(Some(self.limits.idle_timeout / 3))
-            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-            .layer(TraceLayer)
-            .add_service(health)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
+        let separate_manage = self.manage.take();
+        let (v1, v1alpha) = reflection()?;
+        let main = self
+            .server_builder()
+            .add_service(health.clone())
+            .add_service(v1)
+            .add_service(v1alpha)
             .add_service(
                 VerifyServiceServer::new(VerifyApi::new(self.service.clone()))
                     .max_decoding_message_size(MAX_VERIFY_REQUEST),
             )
-            .add_service(
-                ManageServiceServer::new(ManageApi::new(self.service.clone()))
-                    .max_decoding_message_size(MAX_MANAGE_REQUEST),
-            )
+            .add_optional_service(separate_manage.is_none().then(|| self.manage_service()))
             .serve_with_incoming_shutdown(incoming, signal);
         if let Some(addr) = local {
             tracing::info!(%addr, "keyward listening");
         }
+        let manage = match separate_manage {
+            None => None,
+            Some(listener) => {
+                if let Ok(addr) = listener.local_addr() {
+                    tracing::info!(%addr, "ManageService listening on its own port");
+                }
+                let incoming =
+                    crate::net::incoming(listener, self.limits, self.connections.clone());
+                let (v1, v1alpha) = reflection()?;
+                let mut stop = stop_rx;
+                Some(
+                    self.server_builder()
+                        .add_service(health)
+                        .add_service(v1)
+                        .add_service(v1alpha)
+                        .add_service(self.manage_service())
+                        .serve_with_incoming_shutdown(incoming, async move {
+                            let _ = stop.wait_for(|stopped| *stopped).await;
+                        }),
+                )
+            }
+        };
+        let server = async move {
+            match manage {
+                None => main.await,
+                Some(manage) => tokio::try_join!(main, manage).map(|_| ()),
+            }
+        };
         let feed = self.service.store().subscribe().map(|mut changes| {
             let service = self.service.clone();
             tokio::spawn(async move {
@@ -235,6 +271,31 @@ fn cache_settings(config: &Config) -> CacheSettings {
         negative_ttl: config.negative_cache_ttl,
         unknown_lookups_per_second: config.unknown_key_lookups_per_second,
     }
+}
+
+/// Reflection, v1 and v1alpha, over keyward's protos, health and the google.rpc error details
+/// (so grpcurl can decode BadRequest field violations).
+fn reflection() -> Result<(
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+)> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = builder()
+        .build_v1()
+        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    let v1alpha = builder()
+        .build_v1alpha()
+        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    Ok((v1, v1alpha))
 }
 
 /// Writes coalesced last-use times every `interval` until told to stop (between flushes).

@@ -266,3 +266,86 @@ async fn reflection_lists_both_services() {
     );
     server.stop().await;
 }
+
+/// With `manage_listen`, ManageService answers only on its own port and Verify only on the main
+/// one; health answers on both, and one shutdown stops both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manage_service_on_its_own_listener() {
+    use keyward::proto::manage_service_client::ManageServiceClient;
+    use keyward::proto::verify_service_client::VerifyServiceClient;
+
+    let (url, _dir) = crate::helpers::fresh_database(Backend::Sqlite).await;
+    let app = keyward::server::App::open(&crate::helpers::test_config(&url))
+        .await
+        .unwrap();
+    let (root, _) = app.service().mint_root_key("test").await.unwrap();
+    let main = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (main_addr, internal_addr) = (main.local_addr().unwrap(), internal.local_addr().unwrap());
+    let app = app.with_manage_listener(internal);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.serve(main, async {
+        let _ = stopped.await;
+    }));
+    let channel = |addr: std::net::SocketAddr| async move {
+        tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    };
+    let (main_channel, internal_channel) = (channel(main_addr).await, channel(internal_addr).await);
+
+    let mut manage = ManageServiceClient::new(internal_channel.clone());
+    let created = manage
+        .create_key(crate::helpers::as_key(
+            root.expose(),
+            key_request("acme", &["videos:read"]),
+        ))
+        .await
+        .expect("ManageService on its own port")
+        .into_inner();
+    let status = ManageServiceClient::new(main_channel.clone())
+        .create_key(crate::helpers::as_key(
+            root.expose(),
+            key_request("acme", &["videos:read"]),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::Unimplemented,
+        "not on the main port"
+    );
+
+    let mut verifier = VerifyServiceClient::new(main_channel.clone());
+    let answer = verifier
+        .verify(crate::helpers::verify_request(
+            &created.key,
+            &["videos:read"],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&answer), VerifyCode::Valid);
+    let status = VerifyServiceClient::new(internal_channel.clone())
+        .verify(crate::helpers::verify_request(&created.key, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::Unimplemented,
+        "not on the internal port"
+    );
+
+    for channel in [main_channel, internal_channel] {
+        let health = HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(health.status, ServingStatus::Serving as i32);
+    }
+    let _ = stop.send(());
+    task.await.unwrap().expect("both listeners stop cleanly");
+}
