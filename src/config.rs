@@ -37,6 +37,9 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     /// Scope catalog replacing the built-in one.
     pub scopes_file: Option<PathBuf>,
+    /// Whether Verify requires an authenticated caller: a key holding `keys:verify` presented
+    /// as `authorization: Bearer <key>` (`false`).
+    pub verify_auth: bool,
     /// Whether an empty store gets a first root key at start (`true`).
     pub bootstrap: bool,
     /// Where the first root key is written, mode 0600, never overwritten (`keyward-root-key`).
@@ -100,6 +103,7 @@ impl Default for Config {
             manage_listen: None,
             database_url: DatabaseUrl::new("sqlite://keyward.db"),
             scopes_file: None,
+            verify_auth: false,
             bootstrap: true,
             root_key_file: PathBuf::from("keyward-root-key"),
             metrics_addr: None,
@@ -176,6 +180,7 @@ const ENV_KEYS: &[&str] = &[
     "manage_listen",
     "database_url",
     "scopes_file",
+    "verify_auth",
     "bootstrap",
     "root_key_file",
     "metrics_addr",

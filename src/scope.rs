@@ -8,8 +8,12 @@ pub const KEYS_READ: &str = "keys:read";
 /// The scope that lets a key manage keys of its own account.
 pub const KEYS_WRITE: &str = "keys:write";
 
+/// The scope that lets a key call the gateway-facing faces (Verify) when caller authentication
+/// is on.
+pub const KEYS_VERIFY: &str = "keys:verify";
+
 /// The reserved system scopes, always in the catalog, never implied by `grant_all`.
-pub const RESERVED: [&str; 3] = [KEYS_READ, KEYS_WRITE, ROOT];
+pub const RESERVED: [&str; 4] = [KEYS_READ, KEYS_WRITE, KEYS_VERIFY, ROOT];
 
 /// The longest scope name: two parts of at most 64 characters and the colon.
 pub const MAX_NAME_LEN: usize = 129;

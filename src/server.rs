@@ -45,6 +45,7 @@ pub struct App {
     metrics_connections: Arc<ConnectionGauge>,
     metrics: Option<TcpListener>,
     manage: Option<TcpListener>,
+    verify_auth: bool,
 }
 
 impl App {
@@ -74,6 +75,7 @@ impl App {
             metrics_connections: Arc::default(),
             metrics: None,
             manage: None,
+            verify_auth: config.verify_auth,
         })
     }
 
@@ -154,12 +156,21 @@ impl App {
             .add_service(v1)
             .add_service(v1alpha)
             .add_service(
-                VerifyServiceServer::new(VerifyApi::new(self.service.clone()))
+                VerifyServiceServer::new(VerifyApi::new(self.service.clone(), self.verify_auth))
                     .max_decoding_message_size(MAX_VERIFY_REQUEST),
             )
             .add_optional_service(separate_manage.is_none().then(|| self.manage_service()))
             .serve_with_incoming_shutdown(incoming, signal);
         if let Some(addr) = local {
+            if !addr.ip().is_loopback() && !self.verify_auth {
+                tracing::warn!(
+                    %addr,
+                    "listening beyond this machine without TLS or caller authentication: anyone \
+                     who reaches this port can call Verify, read a key's name, scopes and \
+                     metadata and spend its rate limit; set verify_auth = true and give \
+                     gateways a key holding keys:verify"
+                );
+            }
             tracing::info!(%addr, "keyward listening");
         }
         let manage = match separate_manage {

@@ -159,7 +159,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scope::{self, KEYS_READ, KEYS_WRITE, ROOT};
+    use crate::scope::{self, KEYS_READ, KEYS_VERIFY, KEYS_WRITE, ROOT};
 
     #[test]
     fn builtin_models_a_video_platform() {
@@ -188,7 +188,7 @@ mod tests {
         }
         assert!(c.get("members:email").unwrap().guardrail.is_some());
         assert_eq!(c.get("members:email").unwrap().risk, Risk::High);
-        for reserved in [KEYS_READ, KEYS_WRITE, ROOT] {
+        for reserved in [KEYS_READ, KEYS_WRITE, KEYS_VERIFY, ROOT] {
             assert_eq!(
                 c.get(reserved).map(|s| s.risk),
                 Some(Risk::High),

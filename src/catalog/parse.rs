@@ -8,7 +8,7 @@ use super::{Access, Catalog, CatalogError, Preset, Risk, ScopeDef};
 use crate::duration;
 use crate::model::RateLimit;
 use crate::restriction::{Method, Restrictions};
-use crate::scope::{self, KEYS_READ, KEYS_WRITE, ROOT};
+use crate::scope::{self, KEYS_READ, KEYS_VERIFY, KEYS_WRITE, ROOT};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,6 +131,11 @@ pub(super) fn reserved_scopes() -> impl Iterator<Item = ScopeDef> {
             KEYS_WRITE,
             "Create, change, rotate and revoke keys of the key's own account",
             Access::Write,
+        ),
+        (
+            KEYS_VERIFY,
+            "Call Verify when keyward requires an authenticated caller (gateways)",
+            Access::Read,
         ),
         (
             ROOT,

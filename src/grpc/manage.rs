@@ -33,14 +33,7 @@ impl ManageApi {
     }
 
     async fn caller<T>(&self, request: &Request<T>, rpc: &str, access: Access) -> Result<Caller> {
-        let bearer = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            });
+        let bearer = super::bearer(request);
         let path = format!("/keyward.v1.ManageService/{rpc}");
         let call = CallContext {
             peer: request.remote_addr().map(|a| a.ip().to_canonical()),

@@ -8,19 +8,24 @@ use tonic::{Request, Response, Status};
 use super::convert::{Violations, duration, parse_environment, parse_scopes, timestamp};
 use crate::proto::{self, verify_service_server::VerifyService};
 use crate::restriction::{MAX_PATH_LEN, Method, parse_client_ip};
-use crate::service::Keyward;
+use crate::service::{Access, CallContext, Keyward};
 use crate::verify::{Code, Decision, RequestContext, VerifyQuery};
 
 /// The VerifyService adapter.
 #[derive(Debug, Clone)]
 pub struct VerifyApi {
     service: Arc<Keyward>,
+    /// Whether callers must present a key holding `keys:verify`.
+    require_caller: bool,
 }
 
 impl VerifyApi {
     /// An adapter over the domain service.
-    pub fn new(service: Arc<Keyward>) -> Self {
-        VerifyApi { service }
+    pub fn new(service: Arc<Keyward>, require_caller: bool) -> Self {
+        VerifyApi {
+            service,
+            require_caller,
+        }
     }
 }
 
@@ -30,6 +35,16 @@ impl VerifyService for VerifyApi {
         &self,
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
+        if self.require_caller {
+            let call = CallContext {
+                peer: request.remote_addr().map(|a| a.ip().to_canonical()),
+                rpc: "/keyward.v1.VerifyService/Verify",
+                access: Access::Read,
+            };
+            self.service
+                .authenticate_verifier(super::bearer(&request), &call)
+                .await?;
+        }
         let request = request.into_inner();
         let query = parse_query(&request)?;
         let decision = self.service.verify(&request.key, &query).await?;

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::key::Environment;
 use crate::model::{ApiKey, KeyState};
 use crate::restriction::Method;
-use crate::scope::{KEYS_READ, KEYS_WRITE, ROOT};
+use crate::scope::{KEYS_READ, KEYS_VERIFY, KEYS_WRITE, ROOT};
 use crate::time::Timestamp;
 
 /// The account root keys belong to. It is reserved: no key but a root key is ever created in
@@ -144,9 +144,43 @@ impl Caller {
 }
 
 impl Keyward {
-    /// Authenticates the key presented as `authorization: Bearer <key>` for a call made as
-    /// `call` describes; the key's own restrictions apply to it as they would on Verify.
+    /// Authenticates the key presented as `authorization: Bearer <key>` for a management call
+    /// made as `call` describes; the key's own restrictions apply to it as they would on Verify.
     pub async fn authenticate(&self, raw: Option<&str>, call: &CallContext<'_>) -> Result<Caller> {
+        let cached = self.authenticate_key(raw, call).await?;
+        if ![ROOT, KEYS_READ, KEYS_WRITE]
+            .iter()
+            .any(|s| cached.key.holds(s))
+        {
+            return Err(Error::PermissionDenied(
+                "the calling key holds no management scope (root, keys:read, keys:write)".into(),
+            ));
+        }
+        Ok(Caller { cached })
+    }
+
+    /// Authenticates the caller of a gateway-facing face (Verify) when caller authentication
+    /// is on: a key holding `keys:verify` (or `root`), under its own restrictions.
+    pub async fn authenticate_verifier(
+        &self,
+        raw: Option<&str>,
+        call: &CallContext<'_>,
+    ) -> Result<()> {
+        let cached = self.authenticate_key(raw, call).await?;
+        if !(cached.key.holds(KEYS_VERIFY) || cached.key.holds(ROOT)) {
+            return Err(Error::PermissionDenied(
+                "the calling key lacks the keys:verify scope".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A valid, active key of an enabled account whose restrictions allow this call.
+    async fn authenticate_key(
+        &self,
+        raw: Option<&str>,
+        call: &CallContext<'_>,
+    ) -> Result<Arc<KeyState>> {
         let unauthenticated = || {
             Error::Unauthenticated(
                 "a valid key is required as `authorization: Bearer <key>`".into(),
@@ -164,11 +198,6 @@ impl Keyward {
                 "the calling key's account is disabled".into(),
             ));
         }
-        if ![ROOT, KEYS_READ, KEYS_WRITE].iter().any(|s| key.holds(s)) {
-            return Err(Error::PermissionDenied(
-                "the calling key holds no management scope (root, keys:read, keys:write)".into(),
-            ));
-        }
         let r = &key.restrictions;
         let method = match call.access {
             Access::Read => "GET",
@@ -177,7 +206,7 @@ impl Keyward {
         let refused = if !r.allows_ip(call.peer) {
             Some("the caller's address is outside the calling key's allowed_cidrs")
         } else if !r.allows_referrer("") {
-            Some("the calling key is restricted to referrers, which a management call has none of")
+            Some("the calling key is restricted to referrers, which a call to keyward has none of")
         } else if !r.allows_method(Method::parse(method).ok().as_ref()) {
             Some("the calling key's allowed_methods do not allow this call")
         } else if !r.allows_path(call.rpc) {
@@ -188,6 +217,6 @@ impl Keyward {
         if let Some(why) = refused {
             return Err(Error::PermissionDenied(why.into()));
         }
-        Ok(Caller { cached })
+        Ok(cached)
     }
 }

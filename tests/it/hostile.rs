@@ -641,3 +641,50 @@ where
     }
     out
 }
+
+/// With `verify_auth`, Verify answers only callers presenting a key that holds `keys:verify`
+/// (or `root`); nobody else can read key metadata or spend a key's rate limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_can_require_an_authenticated_caller() {
+    let server = TestServer::start_with(Backend::Sqlite, |c| c.verify_auth = true).await;
+    let (key, _) = server.create(key_request("acme", &["videos:read"])).await;
+    let (gateway, _) = server
+        .create(key_request("gateway", &["keys:verify"]))
+        .await;
+    let mut verifier = server.verifier().await;
+    let status = verifier
+        .verify(verify_request(&key, &["videos:read"]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let status = verifier
+        .verify(as_key(&key, verify_request(&key, &["videos:read"])))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::PermissionDenied,
+        "a key without keys:verify"
+    );
+    let answer = verifier
+        .verify(as_key(&gateway, verify_request(&key, &["videos:read"])))
+        .await
+        .expect("the gateway's key may verify")
+        .into_inner();
+    assert_eq!(code(&answer), VerifyCode::Valid);
+    // keys:verify is reserved: grant_all never implies it.
+    let mut all = key_request("acme", &[]);
+    all.grant_all = true;
+    let (all, _) = server.create(all).await;
+    let status = verifier
+        .verify(as_key(&all, verify_request(&key, &[])))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    server.stop().await;
+    // Off by default: a gateway on a private network needs no credential.
+    let open = TestServer::start(Backend::Sqlite).await;
+    let (key, _) = open.create(key_request("acme", &["videos:read"])).await;
+    assert_eq!(code(&open.verify(&key, &[]).await), VerifyCode::Valid);
+    open.stop().await;
+}

@@ -496,3 +496,44 @@ fn configuration_layers_in_order() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/keyward.toml"));
 }
+
+/// Listening beyond loopback without caller authentication is said at start, in a warning.
+#[test]
+fn an_open_verify_port_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    let start = |verify_auth: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(["serve", "--listen", "0.0.0.0:0", "--log-format", "json"])
+            .args(["--database-url", &url])
+            .env("KEYWARD_ROOT_KEY_FILE", root_key_file(&url))
+            .env("KEYWARD_VERIFY_AUTH", verify_auth)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start keyward");
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = Vec::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            let listening = line.contains("keyward listening");
+            seen.push(line);
+            if listening {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        seen.join("\n")
+    };
+    let open = start("false");
+    assert!(
+        open.contains("without TLS or caller authentication"),
+        "{open}"
+    );
+    let closed = start("true");
+    assert!(
+        !closed.contains("without TLS or caller authentication"),
+        "{closed}"
+    );
+}
