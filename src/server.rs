@@ -148,6 +148,11 @@ impl App {
                 stopping.notify_one();
             }
         };
+        let store_watch = tokio::spawn(watch_store(
+            self.service.clone(),
+            reporter.clone(),
+            stop_rx.clone(),
+        ));
         let separate_manage = self.manage.take();
         let (v1, v1alpha) = reflection()?;
         let main = self
@@ -243,6 +248,7 @@ impl App {
         // Not aborted: a flush in progress must finish, or its batch would be lost.
         let _ = stop_flusher.send(());
         let _ = flusher.await;
+        store_watch.abort();
         if let Some(metrics) = metrics {
             metrics.abort();
         }
@@ -324,6 +330,40 @@ async fn flush_last_used(
         }
         if let Err(e) = service.flush_last_used().await {
             tracing::warn!(error = %e, "could not write last-use times; will retry");
+        }
+    }
+}
+
+/// Health tells the truth about the store: ManageService is NOT_SERVING while the database does
+/// not answer (every management call would fail), SERVING again when it does. VerifyService
+/// stays SERVING: it answers cached keys through an outage. Checked every second until shutdown,
+/// which owns the statuses from then on.
+async fn watch_store(
+    service: Arc<Keyward>,
+    reporter: HealthReporter,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let manage = <ManageServiceServer<ManageApi> as tonic::server::NamedService>::NAME;
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut up = true;
+    loop {
+        ticks.tick().await;
+        let answered = tokio::time::timeout(Duration::from_secs(2), service.store().ping()).await;
+        let now_up = matches!(answered, Ok(Ok(())));
+        if *stopping.borrow() {
+            return;
+        }
+        if now_up != up {
+            up = now_up;
+            let status = if up {
+                tracing::info!("the database answers again: ManageService SERVING");
+                ServingStatus::Serving
+            } else {
+                tracing::warn!("the database does not answer: ManageService NOT_SERVING");
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status(manage, status).await;
         }
     }
 }

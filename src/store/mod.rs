@@ -88,6 +88,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Writes coalesced last-use times in one statement; a time never moves backwards.
     async fn record_last_used(&self, uses: &[(String, Timestamp)]) -> Result<()>;
 
+    /// Whether the database answers at all (for health).
+    async fn ping(&self) -> Result<()>;
+
     /// Every key digest in the store, to know which keys exist (see [`crate::known`]).
     async fn key_digests(&self) -> Result<Vec<KeyDigest>>;
 

@@ -234,6 +234,14 @@ macro_rules! sql_backend {
                 Ok(())
             }
 
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1")
+                    .execute(self.reader())
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
+            }
+
             async fn key_digests(&self) -> Result<Vec<KeyDigest>> {
                 let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT digest FROM api_keys")
                     .fetch_all(self.reader())

@@ -320,6 +320,14 @@ async fn database_outage_and_recovery() {
     let unknown = KeyFormat::default().generate(Environment::Live);
 
     cluster.stop_server().expect("stop PostgreSQL");
+    // Health tells the truth: ManageService cannot work without the database, Verify can.
+    eventually(
+        Duration::from_secs(10),
+        "ManageService NOT_SERVING",
+        || async { (health_of(&server, "keyward.v1.ManageService").await == 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(health_of(&server, "keyward.v1.VerifyService").await, 1);
     // Past the cache TTL the key is re-read, fails, and is served stale.
     let stats = server.service.clone();
     eventually(Duration::from_secs(10), "a stale answer", || async {
@@ -364,5 +372,24 @@ async fn database_outage_and_recovery() {
     })
     .await;
     server.create(key_request("acme", &["videos:read"])).await;
+    eventually(
+        Duration::from_secs(10),
+        "ManageService SERVING again",
+        || async { (health_of(&server, "keyward.v1.ManageService").await == 1).then_some(()) },
+    )
+    .await;
     server.stop().await;
+}
+
+/// The health status of `service` (1 = SERVING, 2 = NOT_SERVING).
+async fn health_of(server: &TestServer, service: &str) -> i32 {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .expect("health answers")
+        .into_inner()
+        .status
 }
