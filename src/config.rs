@@ -40,6 +40,9 @@ pub struct Config {
     /// Whether Verify requires an authenticated caller: a key holding `keys:verify` presented
     /// as `authorization: Bearer <key>` (`false`).
     pub verify_auth: bool,
+    /// The SHA-256 (hex) of a root key generated elsewhere (`keyward root-key generate`): a root
+    /// key with this digest is provisioned at start if missing, never printed.
+    pub root_key_sha256: Option<String>,
     /// Whether an empty store gets a first root key at start (`true`).
     pub bootstrap: bool,
     /// Where the first root key is written, mode 0600, never overwritten (`keyward-root-key`).
@@ -104,6 +107,7 @@ impl Default for Config {
             database_url: DatabaseUrl::new("sqlite://keyward.db"),
             scopes_file: None,
             verify_auth: false,
+            root_key_sha256: None,
             bootstrap: true,
             root_key_file: PathBuf::from("keyward-root-key"),
             metrics_addr: None,
@@ -181,6 +185,7 @@ const ENV_KEYS: &[&str] = &[
     "database_url",
     "scopes_file",
     "verify_auth",
+    "root_key_sha256",
     "bootstrap",
     "root_key_file",
     "metrics_addr",
@@ -250,6 +255,12 @@ impl Config {
                 return Err(err(setting, "must be longer than zero".into()));
             }
         }
+        if self.root_key_sha256.is_some() && self.root_key_digest().is_none() {
+            return Err(err(
+                "root_key_sha256",
+                "must be 64 hexadecimal digits (the SHA-256 of a kw_live_ key)".into(),
+            ));
+        }
         if self.max_connections == 0 {
             return Err(err("max_connections", "must be at least 1".into()));
         }
@@ -272,6 +283,19 @@ impl Config {
 
     /// The service-wide key policy. With a `max_ttl` and no `default_ttl`, keys created
     /// without an expiry get the longest TTL allowed.
+    /// The digest `root_key_sha256` names, if set and well-formed.
+    pub fn root_key_digest(&self) -> Option<crate::key::KeyDigest> {
+        let hex = self.root_key_sha256.as_deref()?.trim();
+        if hex.len() != 64 {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = (0..64)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .collect();
+        crate::key::KeyDigest::from_slice(&bytes?)
+    }
+
     /// Bounds on the connections each listener keeps.
     pub fn connection_limits(&self) -> ConnectionLimits {
         ConnectionLimits {

@@ -46,8 +46,17 @@ enum Command {
     },
 }
 
+// Parsed once at start; the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum RootKeyCommand {
+    /// Generate a root key without touching any store: prints the key and its SHA-256. Keep
+    /// the key in your secret store and give the server only `root_key_sha256`.
+    Generate {
+        /// Brand prefix of the server's keys.
+        #[arg(long, default_value = "kw")]
+        key_prefix: String,
+    },
     /// Create a root key and print it once.
     Create {
         /// A name to recognise the key by.
@@ -145,6 +154,12 @@ async fn run(command: Command) -> Result<(), String> {
             let shutdown = shutdown_signal()?;
             tracing::info!(database = %config.database_url, "opening the store");
             let app = App::open(&config).await.map_err(|e| e.to_string())?;
+            if let Some(digest) = config.root_key_digest() {
+                app.service()
+                    .provision_root_key(digest)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             bootstrap(&app, &config).await?;
             let listener = TcpListener::bind(config.listen)
                 .await
@@ -210,6 +225,21 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Health { server, service } => health(&server, &service).await,
+        Command::RootKey {
+            command: RootKeyCommand::Generate { key_prefix },
+        } => {
+            let prefix = keyward::key::KeyPrefix::parse(&key_prefix)?;
+            let generated =
+                keyward::key::KeyFormat::new(prefix).generate(keyward::key::Environment::Live);
+            let hex: String = generated
+                .digest
+                .as_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            println!("key:    {}\nsha256: {hex}", generated.secret.expose());
+            Ok(())
+        }
         Command::RootKey {
             command: RootKeyCommand::Create { name, config },
         } => {

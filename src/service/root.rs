@@ -4,7 +4,7 @@
 use super::Keyward;
 use super::auth::ROOT_ACCOUNT;
 use crate::error::Result;
-use crate::key::{Environment, SecretKey};
+use crate::key::{Environment, KeyDigest, SecretKey};
 use crate::model::{ApiKey, NewKey};
 use crate::scope::ROOT;
 use crate::time::Timestamp;
@@ -30,6 +30,40 @@ impl Keyward {
             .await?;
         tracing::info!(key_id = %stored.key.id, "minted a root key");
         Ok((secret, stored.key))
+    }
+
+    /// Makes sure a root key with this digest exists: the SHA-256 of a `kw_live_…` key generated
+    /// elsewhere (`keyward root-key generate`, kept in a secret store), so a root key reaches
+    /// the server without ever being printed or logged. Returns whether it was added now.
+    pub async fn provision_root_key(&self, digest: KeyDigest) -> Result<bool> {
+        if self.store.key_by_digest(&digest).await?.is_some() {
+            return Ok(false);
+        }
+        let now = Timestamp::now();
+        let new = NewKey {
+            digest,
+            key: ApiKey {
+                scopes: vec![ROOT.to_owned()],
+                ..ApiKey::issued(
+                    ROOT_ACCOUNT,
+                    "root (provisioned by its SHA-256)",
+                    // Only the hash is known; the display prefix names how the key came.
+                    "provisioned",
+                    Environment::Live,
+                    now,
+                )
+            },
+        };
+        match self.store.insert_key(&new, u32::MAX, now, None).await {
+            Ok(stored) => {
+                self.cache.invalidate(&digest).await;
+                tracing::info!(key_id = %stored.key.id, "provisioned a root key by its SHA-256");
+                Ok(true)
+            }
+            // Another replica provisioned it at the same moment.
+            Err(crate::error::Error::AlreadyExists(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     fn root_key(&self, name: &str) -> (SecretKey, NewKey) {

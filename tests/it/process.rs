@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use keyward::key::KeyDigest;
 use keyward::proto::{self, VerifyCode};
 
 use crate::helpers::{as_key, code, key_request, verify_request};
@@ -536,4 +537,75 @@ fn an_open_verify_port_is_warned_about() {
         !closed.contains("without TLS or caller authentication"),
         "{closed}"
     );
+}
+
+/// A root key generated elsewhere reaches the server as its SHA-256 only: never printed by
+/// the server, never logged, provisioned once however often the server starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_key_can_be_provisioned_by_its_hash() {
+    let generated = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["root-key", "generate"])
+        .output()
+        .expect("generate");
+    assert!(generated.status.success());
+    let text = String::from_utf8(generated.stdout).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .expect("a field of the output")
+    };
+    let (key, sha256) = (field("key:"), field("sha256:"));
+    assert_eq!(
+        sha256,
+        KeyDigest::of(&key)
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    let start = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        command.env("KEYWARD_ROOT_KEY_SHA256", &sha256);
+        Process::start_as(command, &url)
+    };
+    for _ in 0..2 {
+        let server = start();
+        let mut manage =
+            proto::manage_service_client::ManageServiceClient::new(server.channel().await);
+        let roots = manage
+            .list_keys(as_key(
+                &key,
+                proto::ListKeysRequest {
+                    account_id: "root".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("the provisioned key manages")
+            .into_inner()
+            .api_keys;
+        assert_eq!(
+            roots.len(),
+            1,
+            "provisioned once, no bootstrap key beside it"
+        );
+        assert_eq!(roots[0].prefix, "provisioned");
+        drop(manage);
+        let (exit, stdout, stderr) = server.terminate();
+        assert!(exit.success());
+        assert!(!stdout.contains(&key[8..]) && !stderr.contains(&key[8..]));
+    }
+    assert!(!root_key_file(&url).exists(), "no bootstrap key was made");
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--database-url", &url])
+        .env("KEYWARD_ROOT_KEY_SHA256", "not-hex")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("root_key_sha256"));
 }
