@@ -3,6 +3,7 @@
 
 mod access;
 mod consistency;
+mod deploy;
 mod fuzz;
 mod helpers;
 mod pg;
