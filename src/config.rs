@@ -285,15 +285,7 @@ impl Config {
     /// without an expiry get the longest TTL allowed.
     /// The digest `root_key_sha256` names, if set and well-formed.
     pub fn root_key_digest(&self) -> Option<crate::key::KeyDigest> {
-        let hex = self.root_key_sha256.as_deref()?.trim();
-        if hex.len() != 64 {
-            return None;
-        }
-        let bytes: Option<Vec<u8>> = (0..64)
-            .step_by(2)
-            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-            .collect();
-        crate::key::KeyDigest::from_slice(&bytes?)
+        crate::key::KeyDigest::from_hex(self.root_key_sha256.as_deref()?.trim())
     }
 
     /// Bounds on the connections each listener keeps.

@@ -121,6 +121,23 @@ impl KeyDigest {
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
         bytes.try_into().ok().map(KeyDigest)
     }
+
+    /// The digest as 64 lowercase hex digits (change notifications, `root_key_sha256`).
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Reads 64 hex digits; `None` for anything else.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(KeyDigest(bytes))
+    }
 }
 
 /// Hashes a [`KeyDigest`] by taking its first 8 bytes: a SHA-256 digest is already uniformly
@@ -298,6 +315,16 @@ mod tests {
         assert!(KeyPrefix::parse("Kw").is_err());
         assert!(KeyPrefix::parse("k_w").is_err());
         assert!(KeyPrefix::parse("abcdefghijk").is_err());
+    }
+
+    #[test]
+    fn digests_round_trip_as_hex() {
+        let digest = KeyDigest::of("kw_live_x");
+        assert_eq!(KeyDigest::from_hex(&digest.to_hex()), Some(digest));
+        assert_eq!(digest.to_hex().len(), 64);
+        for bad in ["", "zz", &"g".repeat(64), &"a".repeat(63), &"é".repeat(32)] {
+            assert_eq!(KeyDigest::from_hex(bad), None, "{bad}");
+        }
     }
 
     #[test]

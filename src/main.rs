@@ -231,13 +231,11 @@ async fn run(command: Command) -> Result<(), String> {
             let prefix = keyward::key::KeyPrefix::parse(&key_prefix)?;
             let generated =
                 keyward::key::KeyFormat::new(prefix).generate(keyward::key::Environment::Live);
-            let hex: String = generated
-                .digest
-                .as_bytes()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            println!("key:    {}\nsha256: {hex}", generated.secret.expose());
+            println!(
+                "key:    {}\nsha256: {}",
+                generated.secret.expose(),
+                generated.digest.to_hex()
+            );
             Ok(())
         }
         Command::RootKey {

@@ -63,31 +63,29 @@ fn parse_query(request: &proto::VerifyRequest) -> crate::error::Result<VerifyQue
         None
     });
     let context = request.context.as_ref().map(|c| {
-        let mut bounded = |field: &str, value: &str, max: usize| {
-            if value.len() > max {
+        // Each field is bounded before it is parsed; one too long is one violation.
+        let mut fits = |field: &str, value: &str, max: usize| {
+            let fits = value.len() <= max;
+            if !fits {
                 v.add(format!("context.{field}"), format!("at most {max} bytes"));
             }
+            fits
         };
-        let method_fits = c.method.len() <= 20;
-        bounded("method", &c.method, 20);
-        bounded("path", &c.path, MAX_PATH_LEN);
-        bounded("referrer", &c.referrer, MAX_PATH_LEN);
-        bounded("client_ip", &c.client_ip, 64);
+        let method_fits = fits("method", &c.method, 20);
+        let ip_fits = fits("client_ip", &c.client_ip, 64);
+        fits("path", &c.path, MAX_PATH_LEN);
+        fits("referrer", &c.referrer, MAX_PATH_LEN);
         let client_ip = match c.client_ip.as_str() {
             "" => None,
-            text if text.len() > 64 => None, // already a violation
-            text => parse_client_ip(text).or_else(|| {
-                v.add(
-                    "context.client_ip",
-                    "is not an IP address (or address:port)",
-                );
-                None
+            _ if !ip_fits => None,
+            text => v.parse("context.client_ip", text, |t| {
+                parse_client_ip(t).ok_or_else(|| "is not an IP address (or address:port)".into())
             }),
         };
         RequestContext {
             method: match c.method.as_str() {
                 "" => None,
-                _ if !method_fits => None, // already a violation
+                _ if !method_fits => None,
                 text => v.parse("context.method", text, Method::parse),
             },
             path: c.path.clone(),

@@ -56,7 +56,8 @@ impl Keyward {
             Error::invalid(
                 "preset",
                 format!(
-                    "unknown preset {name:?}; the catalog has {}",
+                    "unknown preset {}; the catalog has {}",
+                    crate::error::echo(name),
                     known.join(", ")
                 ),
             )

@@ -23,14 +23,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// The NOTIFY payload of a change: `<origin> k:<hex digest>` or `<origin> a:<account id>`.
 pub(crate) fn payload(change: &Change, origin: &str) -> String {
     match change {
-        Change::Key(digest) => {
-            let hex: String = digest
-                .as_bytes()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            format!("{origin} k:{hex}")
-        }
+        Change::Key(digest) => format!("{origin} k:{}", digest.to_hex()),
         Change::Account(id) => format!("{origin} a:{id}"),
         Change::Lost => format!("{origin} lost"),
         Change::Down => format!("{origin} down"),
@@ -48,14 +41,7 @@ fn parse(payload: &str, own: &str) -> Option<Option<Change>> {
 
 fn parse_change(payload: &str) -> Option<Change> {
     if let Some(hex) = payload.strip_prefix("k:") {
-        let bytes: Option<Vec<u8>> = (0..hex.len())
-            .step_by(2)
-            .map(|i| {
-                hex.get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
-            .collect();
-        return KeyDigest::from_slice(&bytes?).map(Change::Key);
+        return KeyDigest::from_hex(hex).map(Change::Key);
     }
     payload
         .strip_prefix("a:")

@@ -556,14 +556,7 @@ async fn a_root_key_can_be_provisioned_by_its_hash() {
             .expect("a field of the output")
     };
     let (key, sha256) = (field("key:"), field("sha256:"));
-    assert_eq!(
-        sha256,
-        KeyDigest::of(&key)
-            .as_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    assert_eq!(sha256, KeyDigest::of(&key).to_hex());
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
