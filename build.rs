@@ -7,12 +7,12 @@ const PROTOS: &[&str] = &[
     "proto/keyward/v1/api_key.proto",
     "proto/keyward/v1/verify.proto",
     "proto/keyward/v1/manage.proto",
+    // Envoy's ext_authz service, vendored (subset): see proto/envoy/README.md.
+    "proto/envoy/service/auth/v3/external_auth.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    for proto in PROTOS {
-        println!("cargo:rerun-if-changed={proto}");
-    }
+    println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(PROTOS, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
@@ -25,8 +25,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // prost's codec, but an undecodable request is INVALID_ARGUMENT rather than INTERNAL.
         .codec_path("crate::grpc::codec::KeywardCodec")
         // These carry a raw key; their Debug is written by hand in src/proto.rs to redact it.
+        // google.rpc.Status is tonic-types' (the same message, already generated).
+        .extern_path(".google.rpc", "::tonic_types::pb")
         .skip_debug([
             ".keyward.v1.VerifyRequest",
+            // Envoy's request headers carry the raw key.
+            ".envoy.service.auth.v3.AttributeContext.HttpRequest",
+            ".envoy.config.core.v3.HeaderValue",
             ".keyward.v1.CreateKeyResponse",
             ".keyward.v1.RotateKeyResponse",
         ])

@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::duration;
+use crate::gateway::{Gateway, GatewayConfig};
 use crate::key::{KeyFormat, KeyPrefix};
 use crate::net::ConnectionLimits;
 use crate::store::DatabaseUrl;
@@ -47,8 +48,13 @@ pub struct Config {
     pub bootstrap: bool,
     /// Where the first root key is written, mode 0600, never overwritten (`keyward-root-key`).
     pub root_key_file: PathBuf,
-    /// Prometheus metrics address; off when unset.
+    /// Prometheus metrics (and health) on their own address; off when unset. The HTTP
+    /// listener serves them too.
     pub metrics_addr: Option<SocketAddr>,
+    /// HTTP listener: forward auth (`/auth`), `/metrics`, `/healthz`, `/readyz`.
+    pub http_listen: SocketAddr,
+    /// The gateway faces (Envoy ext_authz and HTTP forward auth).
+    pub gateway: GatewayConfig,
     /// Brand prefix of keys.
     pub key_prefix: String,
     /// `text` or `json`.
@@ -111,6 +117,8 @@ impl Default for Config {
             bootstrap: true,
             root_key_file: PathBuf::from("keyward-root-key"),
             metrics_addr: None,
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            gateway: GatewayConfig::default(),
             key_prefix: "kw".into(),
             log_format: LogFormat::Text,
             max_active_keys: 10,
@@ -160,6 +168,10 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_addr: Option<SocketAddr>,
+    /// HTTP listener: forward auth, metrics, health [env: KEYWARD_HTTP_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_listen: Option<SocketAddr>,
     /// Brand prefix of keys [env: KEYWARD_KEY_PREFIX] [default: kw]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -189,6 +201,7 @@ const ENV_KEYS: &[&str] = &[
     "bootstrap",
     "root_key_file",
     "metrics_addr",
+    "http_listen",
     "key_prefix",
     "log_format",
     "max_active_keys",
@@ -261,6 +274,7 @@ impl Config {
                 "must be 64 hexadecimal digits (the SHA-256 of a kw_live_ key)".into(),
             ));
         }
+        Gateway::new(&self.gateway).map_err(ConfigError)?;
         if self.max_connections == 0 {
             return Err(err("max_connections", "must be at least 1".into()));
         }

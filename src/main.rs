@@ -180,6 +180,12 @@ async fn run(command: Command) -> Result<(), String> {
                 ),
                 None => app,
             };
+            let http = config.http_listen;
+            let app = app.with_http(
+                TcpListener::bind(http)
+                    .await
+                    .map_err(|e| format!("cannot serve HTTP on {http}: {e}"))?,
+            );
             app.serve(listener, shutdown)
                 .await
                 .map_err(|e| e.to_string())

@@ -1,22 +1,14 @@
 //! Prometheus metrics: verifications by code, verify latency, and the cache, store, change feed
 //! and last-use counters the domain keeps anyway, rendered in the text exposition format and
-//! served over plain HTTP on `--metrics-addr`. The values already live in atomics, so they are
+//! served by the HTTP listener (`crate::http`) on `/metrics`. The values already live in atomics, so they are
 //! rendered directly rather than mirrored into a registry.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
-
-use crate::net::{ConnectionGauge, ConnectionLimits};
+use crate::net::ConnectionGauge;
 
 use crate::service::Keyward;
 use crate::stats::BUCKETS;
@@ -153,7 +145,7 @@ pub async fn render(service: &Keyward) -> String {
 }
 
 /// The open-connection gauges of the listeners, in Prometheus text format.
-fn render_connections(gauges: &[(&str, Arc<ConnectionGauge>)]) -> String {
+pub(crate) fn render_connections(gauges: &[(&'static str, Arc<ConnectionGauge>)]) -> String {
     let mut out = String::from(
         "# HELP keyward_connections_open Connections open, per listener.\n# TYPE keyward_connections_open gauge\n",
     );
@@ -165,70 +157,4 @@ fn render_connections(gauges: &[(&str, Arc<ConnectionGauge>)]) -> String {
         );
     }
     out
-}
-
-/// Serves `GET /metrics` over HTTP/1.1 on `listener`, within `limits`, until the task is
-/// aborted.
-pub async fn serve(
-    listener: TcpListener,
-    service: Arc<Keyward>,
-    limits: ConnectionLimits,
-    gauge: Arc<ConnectionGauge>,
-    grpc_connections: Arc<ConnectionGauge>,
-) {
-    let mut connections = crate::net::incoming(listener, limits, gauge.clone());
-    while let Some(conn) = connections.next().await {
-        let Ok(conn) = conn else { continue };
-        let service = service.clone();
-        let gauges = [
-            ("grpc", grpc_connections.clone()),
-            ("metrics", gauge.clone()),
-        ];
-        tokio::spawn(async move {
-            let respond = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let service = service.clone();
-                let gauges = gauges.clone();
-                async move { Ok::<_, Infallible>(respond(&service, &gauges, &request).await) }
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.handshake_timeout)
-                .serve_connection(TokioIo::new(conn), respond)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "metrics connection ended with an error");
-            }
-        });
-    }
-}
-
-async fn respond(
-    service: &Keyward,
-    gauges: &[(&str, Arc<ConnectionGauge>)],
-    request: &Request<Incoming>,
-) -> Response<Full<Bytes>> {
-    let (status, content_type, body) = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/metrics") => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            render(service).await + &render_connections(gauges),
-        ),
-        (_, "/metrics") => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "use GET\n".to_owned(),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "try /metrics\n".to_owned(),
-        ),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(content_type),
-    );
-    response
 }

@@ -17,10 +17,13 @@ use crate::cache::CacheSettings;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::grpc::{ManageApi, TraceLayer, VerifyApi};
+use crate::gateway::Gateway;
+use crate::grpc::{ExtAuthzApi, ManageApi, TraceLayer, VerifyApi};
+use crate::http::HttpState;
 use crate::key::SecretKey;
 use crate::model::RateLimit;
 use crate::net::{ConnectionGauge, ConnectionLimits};
+use crate::proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use crate::proto::manage_service_server::ManageServiceServer;
 use crate::proto::verify_service_server::VerifyServiceServer;
 use crate::service::{Keyward, Policy};
@@ -34,6 +37,10 @@ pub const MAX_VERIFY_REQUEST: usize = 16 * 1024;
 /// entries) and metadata (32 entries of at most 512 bytes) fit several times over.
 pub const MAX_MANAGE_REQUEST: usize = 256 * 1024;
 
+/// Largest ext_authz `Check` request accepted: Envoy sends every request header (its own
+/// default bound is 60 KiB of headers) besides the path and addresses.
+pub const MAX_CHECK_REQUEST: usize = 128 * 1024;
+
 /// An opened service, ready to serve.
 #[derive(Debug)]
 pub struct App {
@@ -43,9 +50,12 @@ pub struct App {
     limits: ConnectionLimits,
     connections: Arc<ConnectionGauge>,
     metrics_connections: Arc<ConnectionGauge>,
+    http_connections: Arc<ConnectionGauge>,
     metrics: Option<TcpListener>,
+    http: Option<TcpListener>,
     manage: Option<TcpListener>,
     verify_auth: bool,
+    gateway: Arc<Gateway>,
 }
 
 impl App {
@@ -66,6 +76,7 @@ impl App {
             cache_settings(config),
         );
         service.load_known_keys().await?;
+        let gateway = Gateway::new(&config.gateway).map_err(Error::FailedPrecondition)?;
         Ok(App {
             service: Arc::new(service),
             shutdown_timeout: config.shutdown_timeout,
@@ -73,9 +84,12 @@ impl App {
             limits: config.connection_limits(),
             connections: Arc::default(),
             metrics_connections: Arc::default(),
+            http_connections: Arc::default(),
             metrics: None,
+            http: None,
             manage: None,
             verify_auth: config.verify_auth,
+            gateway: Arc::new(gateway),
         })
     }
 
@@ -89,9 +103,21 @@ impl App {
         (self.connections.clone(), self.metrics_connections.clone())
     }
 
-    /// Serves Prometheus metrics on `listener` (`GET /metrics`) while the server runs.
+    /// Connections open on the HTTP listener.
+    pub fn http_connections(&self) -> Arc<ConnectionGauge> {
+        self.http_connections.clone()
+    }
+
+    /// Serves Prometheus metrics (`GET /metrics`) and health (`/healthz`, `/readyz`) on
+    /// `listener` while the server runs.
     pub fn with_metrics(mut self, listener: TcpListener) -> Self {
         self.metrics = Some(listener);
+        self
+    }
+
+    /// Serves the HTTP listener on `listener`: forward auth (`/auth`), metrics and health.
+    pub fn with_http(mut self, listener: TcpListener) -> Self {
+        self.http = Some(listener);
         self
     }
 
@@ -164,6 +190,14 @@ impl App {
                 VerifyServiceServer::new(VerifyApi::new(self.service.clone(), self.verify_auth))
                     .max_decoding_message_size(MAX_VERIFY_REQUEST),
             )
+            .add_service(
+                AuthorizationServer::new(ExtAuthzApi::new(
+                    self.service.clone(),
+                    self.gateway.clone(),
+                    self.verify_auth,
+                ))
+                .max_decoding_message_size(MAX_CHECK_REQUEST),
+            )
             .add_optional_service(separate_manage.is_none().then(|| self.manage_service()))
             .serve_with_incoming_shutdown(incoming, signal);
         if let Some(addr) = local {
@@ -214,18 +248,39 @@ impl App {
                 }
             })
         });
-        let metrics = self.metrics.take().map(|listener| {
+        let http_state = Arc::new(HttpState::new(
+            self.service.clone(),
+            self.gateway.clone(),
+            self.verify_auth,
+            vec![
+                ("grpc", self.connections.clone()),
+                ("http", self.http_connections.clone()),
+                ("metrics", self.metrics_connections.clone()),
+            ],
+        ));
+        let mut http_tasks = Vec::new();
+        if let Some(listener) = self.http.take() {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "HTTP listening: /auth, /metrics, /healthz, /readyz");
+            }
+            http_tasks.push(tokio::spawn(crate::http::serve(
+                listener,
+                crate::http::router(http_state.clone()),
+                self.limits,
+                self.http_connections.clone(),
+            )));
+        }
+        if let Some(listener) = self.metrics.take() {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "serving metrics on /metrics");
             }
-            tokio::spawn(crate::metrics::serve(
+            http_tasks.push(tokio::spawn(crate::http::serve(
                 listener,
-                self.service.clone(),
+                crate::http::ops_router().with_state(http_state.clone()),
                 self.limits,
                 self.metrics_connections.clone(),
-                self.connections.clone(),
-            ))
-        });
+            )));
+        }
         let (stop_flusher, flusher_stop) = tokio::sync::oneshot::channel::<()>();
         let flusher = tokio::spawn(flush_last_used(
             self.service.clone(),
@@ -236,6 +291,7 @@ impl App {
         let served = tokio::select! {
             result = &mut server => result,
             () = stopping.notified() => {
+                http_state.stopping();
                 match tokio::time::timeout(self.shutdown_timeout, &mut server).await {
                     Ok(result) => result,
                     Err(_) => {
@@ -249,8 +305,8 @@ impl App {
         let _ = stop_flusher.send(());
         let _ = flusher.await;
         store_watch.abort();
-        if let Some(metrics) = metrics {
-            metrics.abort();
+        for task in http_tasks {
+            task.abort();
         }
         if let Some(feed) = feed {
             feed.abort();

@@ -3,12 +3,14 @@
 
 pub(crate) mod codec;
 mod convert;
+mod ext_authz;
 mod manage;
 mod requests;
 mod status;
 pub(crate) mod trace;
 mod verify;
 
+pub use ext_authz::ExtAuthzApi;
 pub use manage::ManageApi;
 pub use trace::TraceLayer;
 pub use verify::VerifyApi;

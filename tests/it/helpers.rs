@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keyward::config::{Config, Flags};
+use keyward::proto::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use keyward::proto::manage_service_client::ManageServiceClient;
 use keyward::proto::verify_service_client::VerifyServiceClient;
 use keyward::proto::{self, Environment, VerifyCode};
@@ -73,6 +74,8 @@ pub fn test_config(database_url: &str) -> Config {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
+    /// The HTTP listener: forward auth, metrics, health.
+    pub http_addr: SocketAddr,
     pub root_key: String,
     pub service: Arc<Keyward>,
     pub database_url: String,
@@ -118,7 +121,9 @@ impl TestServer {
             .await
             .expect("bind metrics");
         let metrics_addr = metrics.local_addr().expect("local addr");
-        let app = app.with_metrics(metrics);
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
+        let http_addr = http.local_addr().expect("local addr");
+        let app = app.with_metrics(metrics).with_http(http);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(listener, async {
             let _ = stopped.await;
@@ -139,6 +144,7 @@ impl TestServer {
         TestServer {
             addr,
             metrics_addr,
+            http_addr,
             root_key: secret.expose().to_owned(),
             service,
             database_url: config.database_url.expose().to_owned(),
@@ -163,6 +169,11 @@ impl TestServer {
 
     pub async fn verifier(&self) -> VerifyServiceClient<Channel> {
         VerifyServiceClient::new(self.channel().await)
+    }
+
+    /// A client of the Envoy ext_authz service, generated from the vendored protos.
+    pub async fn ext_authz(&self) -> AuthorizationClient<Channel> {
+        AuthorizationClient::new(self.channel().await)
     }
 
     /// A request carrying the root key.
@@ -299,4 +310,74 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .bad_request()
         .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
         .unwrap_or_default()
+}
+
+/// An HTTP/1.1 answer, header names lower-case.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
+    }
+}
+
+/// Sends one HTTP/1.1 request through hyper's client to `addr`.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> HttpAnswer {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("HTTP handshake");
+    tokio::spawn(conn);
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(target)
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("HTTP response");
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    HttpAnswer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
 }

@@ -5,6 +5,7 @@ mod access;
 mod consistency;
 mod deploy;
 mod fuzz;
+mod gateway;
 mod helpers;
 mod pg;
 

@@ -233,6 +233,7 @@ async fn reflection_lists_both_services() {
         "keyward.v1.VerifyService",
         "keyward.v1.ManageService",
         "grpc.health.v1.Health",
+        "envoy.service.auth.v3.Authorization",
     ] {
         assert!(
             names.iter().any(|n| n == service),

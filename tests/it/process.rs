@@ -44,7 +44,15 @@ impl Process {
     /// `prlimit … -- keyward`).
     fn start_as(mut command: Command, database_url: &str) -> Process {
         let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
             .args(["--database-url", database_url])
             .env("KEYWARD_ROOT_KEY_FILE", root_key_file(database_url))
             .env("RUST_LOG", "trace")
@@ -269,7 +277,15 @@ fn the_root_key_file_is_never_overwritten_and_bootstrap_can_be_off() {
     let file = root_key_file(&url);
     std::fs::write(&file, "an earlier key\n").unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &url,
+        ])
         .env("KEYWARD_ROOT_KEY_FILE", &file)
         .output()
         .expect("run keyward");
@@ -457,7 +473,7 @@ fn configuration_layers_in_order() {
     let file = dir.path().join("keyward.toml");
     std::fs::write(
         &file,
-        "key_prefix = \"fromfile\"\nlisten = \"127.0.0.1:0\"\n",
+        "key_prefix = \"fromfile\"\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     let first_key = |n: u32, env: Option<&str>, flag: Option<&str>| {
@@ -505,7 +521,15 @@ fn an_open_verify_port_is_warned_about() {
     let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
     let start = |verify_auth: &str| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
-            .args(["serve", "--listen", "0.0.0.0:0", "--log-format", "json"])
+            .args([
+                "serve",
+                "--listen",
+                "0.0.0.0:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
             .args(["--database-url", &url])
             .env("KEYWARD_ROOT_KEY_FILE", root_key_file(&url))
             .env("KEYWARD_VERIFY_AUTH", verify_auth)

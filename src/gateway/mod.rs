@@ -1,0 +1,405 @@
+//! The gateway faces' common part. Envoy ext_authz (`grpc::ext_authz`) and HTTP forward auth
+//! (`http`) describe the end client's request in their own terms; this turns that description
+//! into a [`VerifyQuery`] and turns the one [`Decision`] into the HTTP answer both faces give
+//! (SPEC section 11). It decides nothing itself: the verdict is [`crate::verify::decide`]'s.
+
+mod client_ip;
+mod routes;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::error::echo;
+use crate::key::Environment;
+use crate::restriction::{MAX_PATH_LEN, Method, normalize_path};
+use crate::scope::ScopeName;
+use crate::time::Timestamp;
+use crate::verify::{Code, Decision, RequestContext, VerifyQuery};
+
+pub use client_ip::client_ip;
+pub use routes::{Route, RouteConfig};
+
+/// Most scopes one gateway request may require (as many as a Verify request may).
+const MAX_SCOPES: usize = 200;
+
+/// Most key headers the configuration may name.
+const MAX_KEY_HEADERS: usize = 8;
+
+/// The gateway faces' settings (`[gateway]` in the configuration file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Request headers the key is read from, in order; `authorization` is read as
+    /// `Bearer <key>`, any other header as the bare key.
+    pub key_headers: Vec<String>,
+    /// Whether the key headers are removed before the request goes upstream (`true`), so the
+    /// upstream never sees the secret.
+    pub strip_key_headers: bool,
+    /// Proxies whose `X-Forwarded-For` / `X-Real-IP` are believed (HTTP forward auth); empty:
+    /// the TCP peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Required scopes per route, for gateways that cannot send them per route; the first
+    /// matching route wins.
+    pub routes: Vec<RouteConfig>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            key_headers: vec!["authorization".into(), "x-api-key".into()],
+            strip_key_headers: true,
+            trusted_proxies: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// The validated gateway settings.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    key_headers: Vec<String>,
+    strip_key_headers: bool,
+    trusted_proxies: Vec<IpNet>,
+    routes: Vec<Route>,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Gateway::new(&GatewayConfig::default()).expect("the defaults are valid")
+    }
+}
+
+impl Gateway {
+    /// Validates `config`; the error names the setting.
+    pub fn new(config: &GatewayConfig) -> Result<Self, String> {
+        if config.key_headers.is_empty() || config.key_headers.len() > MAX_KEY_HEADERS {
+            return Err(format!(
+                "gateway.key_headers: name 1-{MAX_KEY_HEADERS} headers"
+            ));
+        }
+        let mut key_headers = Vec::with_capacity(config.key_headers.len());
+        for name in &config.key_headers {
+            let valid = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid {
+                return Err(format!(
+                    "gateway.key_headers: {} is not a header name",
+                    echo(name)
+                ));
+            }
+            key_headers.push(name.to_ascii_lowercase());
+        }
+        let routes = config
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Route::new(r).map_err(|e| format!("gateway.routes[{i}]: {e}")))
+            .collect::<Result<_, _>>()?;
+        Ok(Gateway {
+            key_headers,
+            strip_key_headers: config.strip_key_headers,
+            trusted_proxies: config.trusted_proxies.clone(),
+            routes,
+        })
+    }
+
+    /// The key the request presents: the first configured header that holds one, or `""`.
+    /// `header` looks a header up by its lower-case name.
+    pub fn key<'h>(&self, header: impl Fn(&str) -> Option<&'h str>) -> &'h str {
+        for name in &self.key_headers {
+            let Some(value) = header(name) else { continue };
+            let key = if name == "authorization" {
+                bearer_token(value)
+            } else {
+                Some(value.trim())
+            };
+            if let Some(key) = key.filter(|k| !k.is_empty()) {
+                return key;
+            }
+        }
+        ""
+    }
+
+    /// Headers removed before the request goes upstream: every key header, so the secret never
+    /// reaches the upstream whichever header carried it.
+    pub fn headers_to_remove(&self) -> &[String] {
+        if self.strip_key_headers {
+            &self.key_headers
+        } else {
+            &[]
+        }
+    }
+
+    /// Proxies whose forwarded client-IP headers are believed.
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.trusted_proxies
+    }
+
+    /// The verify query of an end client's request; a field the client (or the gateway's
+    /// configuration) got wrong is a [`Rejection`], answered 400 without a verdict.
+    pub fn query(&self, request: &ClientRequest<'_>) -> Result<VerifyQuery, Rejection> {
+        if request.target.len() > MAX_PATH_LEN {
+            return Err(Rejection::new(
+                "path",
+                format!("at most {MAX_PATH_LEN} bytes"),
+            ));
+        }
+        if request.referrer.len() > MAX_PATH_LEN {
+            return Err(Rejection::new(
+                "referer",
+                format!("at most {MAX_PATH_LEN} bytes"),
+            ));
+        }
+        let method = match request.method {
+            "" => None,
+            m if m.len() > 20 => return Err(Rejection::new("method", "at most 20 bytes")),
+            m => Some(Method::parse(m).map_err(|e| Rejection::new("method", e))?),
+        };
+        // The path without its query string: restrictions and routes match the path.
+        let path = request.target.split(['?', '#']).next().unwrap_or_default();
+        let required_scopes = match request.scopes {
+            Some(text) => parse_scope_list(text).map_err(|e| Rejection::new("scopes", e))?,
+            None => self.route_scopes(method.as_ref(), path)?,
+        };
+        let environment = match request.environment {
+            None | Some("") => None,
+            Some(text) => Some(
+                Environment::parse(text)
+                    .ok_or_else(|| Rejection::new("environment", "must be live or test"))?,
+            ),
+        };
+        Ok(VerifyQuery {
+            required_scopes,
+            context: RequestContext {
+                method,
+                path: path.to_owned(),
+                client_ip: request.client_ip.map(|ip| ip.to_canonical()),
+                referrer: request.referrer.to_owned(),
+            },
+            environment,
+            cost: 0,
+        })
+    }
+
+    /// The scopes the route table requires of a request; none when no route matches.
+    fn route_scopes(
+        &self,
+        method: Option<&Method>,
+        path: &str,
+    ) -> Result<Vec<ScopeName>, Rejection> {
+        if self.routes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Routes match the normal form of the path; one that has none fails closed.
+        let normal =
+            normalize_path(path).ok_or_else(|| Rejection::new("path", "cannot be normalised"))?;
+        Ok(self
+            .routes
+            .iter()
+            .find(|r| r.matches(method, &normal))
+            .map(|r| r.scopes().to_vec())
+            .unwrap_or_default())
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme case-insensitive).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let (scheme, token) = value.split_once([' ', '\t'])?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Parses a comma- (or space-) separated scope list, bounded before any entry is looked at;
+/// duplicates dropped.
+fn parse_scope_list(text: &str) -> Result<Vec<ScopeName>, String> {
+    if text.len() > MAX_SCOPES * 65 {
+        return Err(format!("at most {MAX_SCOPES} scopes"));
+    }
+    let names: Vec<&str> = text
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if names.len() > MAX_SCOPES {
+        return Err(format!("at most {MAX_SCOPES} scopes"));
+    }
+    let mut seen = HashSet::with_capacity(names.len());
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let scope = ScopeName::parse(name)?;
+        if seen.insert(name) {
+            out.push(scope);
+        }
+    }
+    Ok(out)
+}
+
+/// The end client's request, as a gateway describes it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientRequest<'a> {
+    /// The HTTP method.
+    pub method: &'a str,
+    /// The request target: path and query string as on the request line.
+    pub target: &'a str,
+    /// The end client's address, if known.
+    pub client_ip: Option<IpAddr>,
+    /// The `Referer` header.
+    pub referrer: &'a str,
+    /// Required scopes the gateway names for this route (comma-separated), overriding the
+    /// route table.
+    pub scopes: Option<&'a str>,
+    /// The environment the route serves (`live` / `test`); none: either.
+    pub environment: Option<&'a str>,
+}
+
+/// A gateway request that cannot be evaluated: answered 400, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong with it (never the value of a key).
+    pub reason: String,
+}
+
+impl Rejection {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Rejection {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The HTTP answer of a gateway face.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// 200, 400, 401, 403, 429, 500 or 503.
+    pub status: u16,
+    /// `VALID`, a verify code, `INVALID_REQUEST`, `UNAVAILABLE`, `CALLER_REFUSED` or
+    /// `INTERNAL`.
+    pub code: &'static str,
+    /// Who the key is: `x-keyward-key-id`, `x-keyward-account-id`, `x-keyward-environment`
+    /// (whenever the key was found).
+    pub identity: Vec<(&'static str, String)>,
+    /// `ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset` (when a limit was looked at).
+    pub rate_limit: Vec<(&'static str, String)>,
+    /// On a denial: `www-authenticate` (401), `retry-after` (429).
+    pub challenge: Vec<(&'static str, String)>,
+    /// On a denial: the JSON body `{"code": …, "message": …}`.
+    pub body: Option<String>,
+}
+
+/// The JSON body's media type.
+pub const JSON: &str = "application/json";
+
+impl Answer {
+    /// The answer to a decision made at `now`.
+    pub fn from_decision(decision: &Decision, now: Timestamp) -> Self {
+        let mut identity = Vec::new();
+        if let Some(state) = &decision.key {
+            identity.push(("x-keyward-key-id", state.key.id.to_string()));
+            identity.push(("x-keyward-account-id", state.key.account_id.to_string()));
+            identity.push((
+                "x-keyward-environment",
+                state.key.environment.as_str().to_owned(),
+            ));
+        }
+        let mut rate_limit = Vec::new();
+        if let Some(status) = &decision.rate_limit {
+            let reset = (status.reset_at.micros() - now.micros())
+                .max(0)
+                .unsigned_abs();
+            rate_limit.push(("ratelimit-limit", status.limit.to_string()));
+            rate_limit.push(("ratelimit-remaining", status.remaining.to_string()));
+            // Delta seconds, rounded up (IETF RateLimit header fields).
+            rate_limit.push(("ratelimit-reset", reset.div_ceil(1_000_000).to_string()));
+        }
+        let code = decision.code;
+        let status = code.http_status() as u16;
+        let mut challenge = Vec::new();
+        if status == 401 {
+            challenge.push((
+                "www-authenticate",
+                format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    code.message()
+                ),
+            ));
+        }
+        if let Some(wait) = decision.retry_after {
+            // Whole seconds, rounded up, at least 1 (RFC 9110 section 10.2.3).
+            let secs = wait.as_micros().div_ceil(1_000_000).max(1);
+            challenge.push(("retry-after", secs.to_string()));
+        }
+        Answer {
+            status,
+            code: code.as_str(),
+            identity,
+            rate_limit,
+            challenge,
+            body: (code != Code::Valid).then(|| body(code.as_str(), code.message())),
+        }
+    }
+
+    /// A request that cannot be evaluated.
+    pub fn rejected(rejection: &Rejection) -> Self {
+        Answer::error(
+            400,
+            "INVALID_REQUEST",
+            &format!("{}: {}", rejection.field, rejection.reason),
+        )
+    }
+
+    /// The store could not be reached for an uncached key.
+    pub fn unavailable() -> Self {
+        Answer::error(
+            503,
+            "UNAVAILABLE",
+            "the key could not be checked right now; try again",
+        )
+    }
+
+    /// The gateway's own key (`verify_auth`) was refused: an error, never 401/403, so the
+    /// gateway does not take the end client's key for the bad one.
+    pub fn caller_refused() -> Self {
+        Answer::error(
+            500,
+            "CALLER_REFUSED",
+            "the gateway's own keyward key was refused; see keyward's log",
+        )
+    }
+
+    /// The request could not be decided (logged).
+    pub fn internal() -> Self {
+        Answer::error(500, "INTERNAL", "internal error")
+    }
+
+    fn error(status: u16, code: &'static str, message: &str) -> Self {
+        Answer {
+            status,
+            code,
+            identity: Vec::new(),
+            rate_limit: Vec::new(),
+            challenge: Vec::new(),
+            body: Some(body(code, message)),
+        }
+    }
+
+    /// Whether the request may go upstream.
+    pub fn allowed(&self) -> bool {
+        self.status == 200
+    }
+}
+
+fn body(code: &str, message: &str) -> String {
+    serde_json::json!({ "code": code, "message": message }).to_string()
+}

@@ -1,0 +1,295 @@
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::*;
+use crate::ratelimit::LimitStatus;
+
+fn headers(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_key_comes_from_the_first_configured_header_that_holds_one() {
+    let gateway = Gateway::default();
+    let key = |pairs: &[(&str, &str)]| {
+        let h = headers(pairs);
+        gateway
+            .key(|name| h.get(name).map(String::as_str))
+            .to_owned()
+    };
+    assert_eq!(key(&[("authorization", "Bearer kw_a")]), "kw_a");
+    assert_eq!(key(&[("authorization", "bearer   kw_a ")]), "kw_a");
+    assert_eq!(key(&[("x-api-key", " kw_b ")]), "kw_b");
+    // A credential of another scheme is not a key; the next header is read.
+    assert_eq!(
+        key(&[
+            ("authorization", "Basic dXNlcjpwdw=="),
+            ("x-api-key", "kw_b")
+        ]),
+        "kw_b"
+    );
+    assert_eq!(key(&[("authorization", "Bearer")]), "");
+    assert_eq!(key(&[]), "");
+    assert_eq!(
+        gateway.headers_to_remove(),
+        &["authorization".to_owned(), "x-api-key".to_owned()]
+    );
+    let keep = Gateway::new(&GatewayConfig {
+        strip_key_headers: false,
+        ..GatewayConfig::default()
+    })
+    .unwrap();
+    assert!(keep.headers_to_remove().is_empty());
+}
+
+#[test]
+fn bad_settings_name_the_setting() {
+    for (config, setting) in [
+        (
+            GatewayConfig {
+                key_headers: vec!["x api key".into()],
+                ..GatewayConfig::default()
+            },
+            "gateway.key_headers",
+        ),
+        (
+            GatewayConfig {
+                key_headers: vec![],
+                ..GatewayConfig::default()
+            },
+            "gateway.key_headers",
+        ),
+        (
+            GatewayConfig {
+                routes: vec![RouteConfig {
+                    method: None,
+                    path: "videos/*".into(),
+                    scopes: vec![],
+                }],
+                ..GatewayConfig::default()
+            },
+            "gateway.routes[0]: path",
+        ),
+        (
+            GatewayConfig {
+                routes: vec![RouteConfig {
+                    method: Some("GET".into()),
+                    path: "/v1/*".into(),
+                    scopes: vec!["Not A Scope".into()],
+                }],
+                ..GatewayConfig::default()
+            },
+            "gateway.routes[0]: scopes",
+        ),
+    ] {
+        let error = Gateway::new(&config).expect_err(setting);
+        assert!(error.starts_with(setting), "{error}");
+    }
+}
+
+fn routed() -> Gateway {
+    Gateway::new(&GatewayConfig {
+        routes: vec![
+            RouteConfig {
+                method: Some("GET".into()),
+                path: "/v1/videos/*".into(),
+                scopes: vec!["videos:read".into()],
+            },
+            RouteConfig {
+                method: None,
+                path: "/v1/videos/*".into(),
+                scopes: vec!["videos:write".into()],
+            },
+        ],
+        ..GatewayConfig::default()
+    })
+    .unwrap()
+}
+
+fn scopes(query: &VerifyQuery) -> Vec<&str> {
+    query
+        .required_scopes
+        .iter()
+        .map(ScopeName::as_str)
+        .collect()
+}
+
+#[test]
+fn scopes_come_from_the_gateway_else_from_the_first_matching_route() {
+    let gateway = routed();
+    let request = |method, target, scopes| ClientRequest {
+        method,
+        target,
+        scopes,
+        ..ClientRequest::default()
+    };
+    let q = gateway
+        .query(&request("GET", "/v1/videos/1?x=1", None))
+        .unwrap();
+    assert_eq!(scopes(&q), ["videos:read"]);
+    assert_eq!(
+        q.context.path, "/v1/videos/1",
+        "the query string is dropped"
+    );
+    let q = gateway
+        .query(&request("POST", "/v1/videos/1", None))
+        .unwrap();
+    assert_eq!(scopes(&q), ["videos:write"]);
+    // Routes match the normal form: dot segments cannot dodge a route.
+    let q = gateway
+        .query(&request("POST", "/v1/x/../videos/1", None))
+        .unwrap();
+    assert_eq!(scopes(&q), ["videos:write"]);
+    let q = gateway.query(&request("GET", "/v1/other", None)).unwrap();
+    assert!(q.required_scopes.is_empty());
+    // Explicit scopes win over the table; a list is trimmed and de-duplicated.
+    let q = gateway
+        .query(&request("GET", "/v1/videos/1", Some("a:b, c:d,a:b")))
+        .unwrap();
+    assert_eq!(scopes(&q), ["a:b", "c:d"]);
+    // A path with no normal form fails closed when routes decide the scopes.
+    let err = gateway
+        .query(&request("GET", "/v1/videos%2f1", None))
+        .unwrap_err();
+    assert_eq!(err.field, "path");
+}
+
+#[test]
+fn bad_requests_are_rejected_naming_the_field() {
+    let gateway = Gateway::default();
+    let long = format!("/{}", "a".repeat(MAX_PATH_LEN));
+    let many = vec!["a:b"; MAX_SCOPES + 1].join(",");
+    for (request, field) in [
+        (
+            ClientRequest {
+                target: &long,
+                ..ClientRequest::default()
+            },
+            "path",
+        ),
+        (
+            ClientRequest {
+                referrer: &long,
+                ..ClientRequest::default()
+            },
+            "referer",
+        ),
+        (
+            ClientRequest {
+                method: "GET /x",
+                ..ClientRequest::default()
+            },
+            "method",
+        ),
+        (
+            ClientRequest {
+                scopes: Some("Bad Scope"),
+                ..ClientRequest::default()
+            },
+            "scopes",
+        ),
+        (
+            ClientRequest {
+                scopes: Some(&many),
+                ..ClientRequest::default()
+            },
+            "scopes",
+        ),
+        (
+            ClientRequest {
+                environment: Some("prod"),
+                ..ClientRequest::default()
+            },
+            "environment",
+        ),
+    ] {
+        let rejection = gateway.query(&request).expect_err(field);
+        assert_eq!(rejection.field, field);
+        let answer = Answer::rejected(&rejection);
+        assert_eq!(answer.status, 400);
+        assert!(!answer.allowed());
+    }
+}
+
+#[test]
+fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+    let client = |peer, xff, real| client_ip(ip(peer), xff, real, &trusted);
+    // An untrusted peer's headers are ignored.
+    assert_eq!(
+        client("203.0.113.9", Some("1.2.3.4"), Some("5.6.7.8")),
+        Some(ip("203.0.113.9"))
+    );
+    // From a trusted proxy: the rightmost untrusted hop, not a spoofed leftmost one.
+    assert_eq!(
+        client("10.0.0.1", Some("6.6.6.6, 198.51.100.7, 10.0.0.2"), None),
+        Some(ip("198.51.100.7"))
+    );
+    assert_eq!(
+        client("10.0.0.1", None, Some("198.51.100.7")),
+        Some(ip("198.51.100.7"))
+    );
+    assert_eq!(client("10.0.0.1", None, None), Some(ip("10.0.0.1")));
+    // Unreadable or absurd forwarding fails closed (no client address).
+    assert_eq!(client("10.0.0.1", Some("1.2.3.4, nonsense"), None), None);
+    let hops = vec!["10.0.0.3"; 40].join(",");
+    assert_eq!(client("10.0.0.1", Some(&hops), None), None);
+    // IPv4-mapped IPv6 peers are their IPv4 address.
+    assert_eq!(
+        client("::ffff:10.0.0.1", None, Some("198.51.100.7")),
+        Some(ip("198.51.100.7"))
+    );
+}
+
+#[test]
+fn denials_carry_the_json_body_challenge_and_retry_after() {
+    let now = Timestamp::now();
+    let rate_limit = Some(LimitStatus {
+        limit: 100,
+        remaining: 0,
+        reset_at: now.saturating_add(Duration::from_millis(2_500)),
+    });
+    let limited = Decision {
+        code: Code::RateLimited,
+        missing_scopes: vec![],
+        rate_limit,
+        retry_after: Some(Duration::from_millis(2_500)),
+        key: None,
+    };
+    let answer = Answer::from_decision(&limited, now);
+    assert_eq!(answer.status, 429);
+    assert_eq!(answer.challenge, [("retry-after", "3".to_owned())]);
+    assert_eq!(
+        answer.rate_limit,
+        [
+            ("ratelimit-limit", "100".to_owned()),
+            ("ratelimit-remaining", "0".to_owned()),
+            ("ratelimit-reset", "3".to_owned()),
+        ]
+    );
+    let body: serde_json::Value = serde_json::from_str(answer.body.as_deref().unwrap()).unwrap();
+    assert_eq!(body["code"], "RATE_LIMITED");
+    assert_eq!(body["message"], Code::RateLimited.message());
+
+    let revoked = Decision {
+        code: Code::Revoked,
+        missing_scopes: vec![],
+        rate_limit: None,
+        retry_after: None,
+        key: None,
+    };
+    let answer = Answer::from_decision(&revoked, now);
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.challenge.len(), 1);
+    assert_eq!(answer.challenge[0].0, "www-authenticate");
+    assert!(
+        answer.challenge[0]
+            .1
+            .starts_with("Bearer error=\"invalid_token\"")
+    );
+}

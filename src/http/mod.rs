@@ -1,0 +1,246 @@
+//! The HTTP listener (`--http-listen`): forward auth for nginx `auth_request`, Traefik
+//! ForwardAuth and Caddy `forward_auth` (`/auth`), Prometheus metrics (`/metrics`), and
+//! liveness/readiness (`/healthz`, `/readyz`). axum routes on hyper; connections are bounded
+//! like the gRPC listener's.
+//!
+//! Forward auth is the gateway face of the one verify decision: the proxy's description of
+//! the original request becomes a [`ClientRequest`], the answer is the same [`Answer`] Envoy
+//! gets, as a status code, headers and a JSON body.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
+use tower::ServiceExt;
+
+use crate::error::Error;
+use crate::gateway::{Answer, ClientRequest, Gateway, JSON, client_ip};
+use crate::net::{ConnectionGauge, ConnectionLimits};
+use crate::service::{Access, CallContext, Keyward};
+use crate::time::Timestamp;
+
+/// The header a gateway presents its own key in when `verify_auth` is on: the client's key is
+/// in `Authorization`, so the caller's cannot be.
+pub const CALLER_KEY_HEADER: &str = "x-keyward-caller-key";
+
+/// What the HTTP handlers share.
+#[derive(Debug)]
+pub struct HttpState {
+    service: Arc<Keyward>,
+    gateway: Arc<Gateway>,
+    require_caller: bool,
+    ready: AtomicBool,
+    /// Open connections per listener, for `keyward_connections_open`.
+    gauges: Vec<(&'static str, Arc<ConnectionGauge>)>,
+}
+
+impl HttpState {
+    /// The state of a running server.
+    pub fn new(
+        service: Arc<Keyward>,
+        gateway: Arc<Gateway>,
+        require_caller: bool,
+        gauges: Vec<(&'static str, Arc<ConnectionGauge>)>,
+    ) -> Self {
+        HttpState {
+            service,
+            gateway,
+            require_caller,
+            ready: AtomicBool::new(true),
+            gauges,
+        }
+    }
+
+    /// From now on `/readyz` answers 503, so load balancers stop sending requests.
+    pub fn stopping(&self) {
+        self.ready.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The HTTP listener's routes: forward auth, metrics and health.
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/auth", any(forward_auth))
+        .merge(ops_router())
+        .with_state(state)
+}
+
+/// Metrics and health only, for the separate `--metrics-addr` listener.
+pub fn ops_router() -> Router<Arc<HttpState>> {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+    let text = crate::metrics::render(&state.service).await
+        + &crate::metrics::render_connections(&state.gauges);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
+    if state.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    }
+}
+
+/// Parameters of the auth URL, e.g. `/auth?scopes=videos:read,videos:write`.
+#[derive(Debug, Default, Deserialize)]
+struct AuthParams {
+    /// Required scopes, comma-separated; overrides the route table.
+    scopes: Option<String>,
+    /// The environment the route serves: `live` or `test`.
+    environment: Option<String>,
+}
+
+/// The TCP peer of a connection, put on each of its requests.
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
+
+async fn forward_auth(State(state): State<Arc<HttpState>>, request: Request) -> Response {
+    let headers = request.headers();
+    let peer = request.extensions().get::<Peer>().map(|p| p.0.ip());
+    if state.require_caller
+        && let Err(e) = authenticate_caller(&state, headers, peer).await
+    {
+        // Never 401/403: the gateway would take the end client's key for the bad one.
+        tracing::warn!(error = %e, "forward auth: the gateway's own key was refused");
+        let answer = Answer::caller_refused();
+        return respond(answer);
+    }
+    let params = match Query::<AuthParams>::try_from_uri(request.uri()) {
+        Ok(Query(params)) => params,
+        Err(e) => {
+            return respond(Answer::rejected(&crate::gateway::Rejection {
+                field: "query",
+                reason: e.body_text(),
+            }));
+        }
+    };
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let first = |a: &str, b: &str| text(a).or_else(|| text(b));
+    let client = ClientRequest {
+        method: first("x-forwarded-method", "x-original-method").unwrap_or_default(),
+        target: first("x-forwarded-uri", "x-original-uri").unwrap_or_default(),
+        client_ip: peer.and_then(|peer| {
+            client_ip(
+                peer,
+                text("x-forwarded-for"),
+                text("x-real-ip"),
+                state.gateway.trusted_proxies(),
+            )
+        }),
+        referrer: text("referer").unwrap_or_default(),
+        scopes: params.scopes.as_deref(),
+        environment: params.environment.as_deref(),
+    };
+    let key = state.gateway.key(text);
+    let answer = match state.gateway.query(&client) {
+        Err(rejection) => Answer::rejected(&rejection),
+        Ok(query) => match state.service.verify(key, &query).await {
+            Ok(decision) => Answer::from_decision(&decision, Timestamp::now()),
+            Err(Error::Unavailable(why)) => {
+                tracing::warn!(%why, "forward auth: the store is unavailable");
+                Answer::unavailable()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "forward auth failed");
+                Answer::internal()
+            }
+        },
+    };
+    respond(answer)
+}
+
+async fn authenticate_caller(
+    state: &HttpState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> crate::error::Result<()> {
+    let call = CallContext {
+        peer: peer.map(|ip| ip.to_canonical()),
+        rpc: "HTTP /auth",
+        access: Access::Read,
+    };
+    let key = headers
+        .get(CALLER_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    state.service.authenticate_verifier(key, &call).await
+}
+
+/// The answer as an HTTP response: the status, `x-keyward-code`, the identity and rate-limit
+/// headers (so `auth_request_set` / `authResponseHeaders` / `copy_headers` can pass them on),
+/// the challenge headers and the JSON body of a denial.
+fn respond(answer: Answer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::FORBIDDEN);
+    let mut response = match answer.body {
+        Some(body) => (status, [(header::CONTENT_TYPE, JSON)], body).into_response(),
+        None => status.into_response(),
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static("x-keyward-code"),
+        HeaderValue::from_static(answer.code),
+    );
+    for (name, value) in answer
+        .identity
+        .iter()
+        .chain(&answer.rate_limit)
+        .chain(&answer.challenge)
+    {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    response
+}
+
+/// Serves `router` over HTTP/1.1 on `listener`, within `limits`, until the task is aborted.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    gauge: Arc<ConnectionGauge>,
+) {
+    let mut connections = crate::net::incoming(listener, limits, gauge);
+    while let Some(conn) = connections.next().await {
+        let Ok(conn) = conn else { continue };
+        let peer = Peer(conn.remote_addr());
+        let router = router.clone();
+        tokio::spawn(async move {
+            let respond =
+                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    request.extensions_mut().insert(peer);
+                    let router = router.clone();
+                    async move {
+                        let response = router.oneshot(request).await;
+                        Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
+                    }
+                });
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.handshake_timeout)
+                .max_buf_size(64 * 1024)
+                .serve_connection(TokioIo::new(conn), respond)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+}
