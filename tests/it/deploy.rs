@@ -31,3 +31,43 @@ fn the_deployment_meets_pod_security_restricted() {
         assert!(MANIFEST.contains(field), "missing {field}");
     }
 }
+
+const ENVOY: &str = include_str!("../../deploy/envoy.yaml");
+const TRAEFIK: &str = include_str!("../../deploy/traefik.yml");
+const CADDY: &str = include_str!("../../deploy/Caddyfile");
+
+/// The gateway configurations keep the settings that make them fail closed and keep the key
+/// from the upstream (nginx's is run for real in `nginx.rs`).
+#[test]
+fn the_gateway_configurations_fail_closed_and_strip_the_key() {
+    for needle in [
+        "envoy.filters.http.ext_authz",
+        "failure_mode_allow: false",
+        "timeout: 0.25s",
+        "envoy_grpc: { cluster_name: keyward }",
+        "http2_protocol_options",
+        "scopes: \"videos:read\"",
+        "transport_api_version: V3",
+    ] {
+        assert!(ENVOY.contains(needle), "envoy.yaml lacks {needle}");
+    }
+    for needle in [
+        "forwardAuth:",
+        "/auth?scopes=videos:read",
+        "X-Keyward-Account-Id",
+        "Authorization: \"\"",
+        "X-Api-Key: \"\"",
+    ] {
+        assert!(TRAEFIK.contains(needle), "traefik.yml lacks {needle}");
+    }
+    for needle in [
+        "forward_auth keyward:8080",
+        "uri /auth?scopes=videos:read",
+        "copy_headers X-Keyward-Key-Id X-Keyward-Account-Id",
+        "request_header -Authorization",
+        "request_header -X-Api-Key",
+    ] {
+        assert!(CADDY.contains(needle), "Caddyfile lacks {needle}");
+    }
+    assert!(DOCKERFILE.contains("KEYWARD_HTTP_LISTEN=0.0.0.0:8080"));
+}

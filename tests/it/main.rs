@@ -13,6 +13,7 @@ mod hostile;
 mod keys;
 mod limits;
 mod manage;
+mod nginx;
 mod ops;
 mod policy;
 mod process;
