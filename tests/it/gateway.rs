@@ -594,6 +594,27 @@ async fn check_requires_a_verifier_key_when_configured() {
         .expect("a verifier may call")
         .into_inner();
     allowed(&response);
+
+    // Forward auth: the gateway's key in x-keyward-caller-key; a refusal is never a 401/403.
+    let refused = http(server.http_addr, "GET", "/auth", &[("x-api-key", &secret)]).await;
+    assert_eq!(refused.status, 500, "{refused:?}");
+    assert_eq!(refused.json()["code"], "CALLER_REFUSED");
+    let refused = http(
+        server.http_addr,
+        "GET",
+        "/auth",
+        &[("x-api-key", &secret), ("x-keyward-caller-key", &secret)],
+    )
+    .await;
+    assert_eq!(refused.status, 500, "a key without keys:verify: {refused:?}");
+    let ok = http(
+        server.http_addr,
+        "GET",
+        "/auth",
+        &[("x-api-key", &secret), ("x-keyward-caller-key", &verifier)],
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
     server.stop().await;
 }
 
