@@ -105,6 +105,17 @@ struct BenchArgs {
     /// Key prefix of the server.
     #[arg(long, default_value = "kw")]
     key_prefix: String,
+    /// gRPC faces to drive, each a phase (a health phase always runs, as the floor).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "verify")]
+    faces: Vec<cli::bench::Face>,
+    /// An HTTP URL to drive with a valid key in X-Api-Key, as a phase of its own: keyward's
+    /// forward auth (http://127.0.0.1:8080/auth?scopes=videos:read) or a gateway in front of an
+    /// API. Repeatable.
+    #[arg(long = "http")]
+    http_urls: Vec<String>,
+    /// Rounds of all phases, alternating; the summary gives the median and range.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// Measure revocation propagation to this replica instead of load.
     #[arg(long)]
     peer: Option<String>,
@@ -223,6 +234,9 @@ async fn run(command: Command) -> Result<(), String> {
                         rate: args.rate,
                         key_format: keyward::key::KeyFormat::new(prefix),
                         metrics_addr: args.metrics_addr,
+                        faces: args.faces,
+                        http_urls: args.http_urls,
+                        repeat: args.repeat.max(1),
                     })
                     .await?
                 }

@@ -200,8 +200,13 @@ impl AsyncWrite for Conn {
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
+    /// Reported as not vectored, on purpose: h2 then copies DATA frames of up to 1 KiB into its
+    /// write buffer instead of chaining those of 256 bytes or more, and a chained frame ends
+    /// the batch. keyward's answers are a few hundred bytes (an ext_authz `CheckResponse` with
+    /// its headers is ~270), so copying lets the answers to many streams leave in one write
+    /// instead of one write each (measured: half the `writev` calls for `Check` under load).
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        false
     }
 }
 

@@ -12,10 +12,17 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use keyward::key::{Environment, KeyFormat};
+use keyward::proto::envoy::config::core::v3::{Address, SocketAddress, address, socket_address};
+use keyward::proto::envoy::service::auth::v3::{AttributeContext, CheckRequest, attribute_context};
 use keyward::proto::manage_service_client::ManageServiceClient;
 use keyward::proto::verify_service_client::VerifyServiceClient;
 use keyward::proto::{self, VerifyCode};
+use prost::Message as _;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -44,13 +51,29 @@ pub struct LoadSpec {
     pub key_format: KeyFormat,
     /// The server's metrics address (`host:port`), to report its store look-ups per unknown key.
     pub metrics_addr: Option<String>,
+    /// The gRPC faces to drive, each a phase: `Verify` and/or Envoy's `Check`.
+    pub faces: Vec<Face>,
+    /// HTTP URLs to drive with a valid key in `X-Api-Key`, each a phase: keyward's forward-auth
+    /// endpoint, or a gateway in front of an API.
+    pub http_urls: Vec<String>,
+    /// Rounds of all phases, alternating; the summary reports the median and range.
+    pub repeat: usize,
+}
+
+/// A gRPC face the load generator drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Face {
+    /// `keyward.v1.VerifyService/Verify`.
+    Verify,
+    /// `envoy.service.auth.v3.Authorization/Check` (ext_authz).
+    Check,
 }
 
 /// Latency and throughput of one phase.
 #[derive(Debug)]
 pub struct PhaseReport {
     /// What ran.
-    pub name: &'static str,
+    pub name: String,
     /// Requests answered.
     pub requests: u64,
     /// Requests that failed (gRPC errors).
@@ -70,13 +93,13 @@ impl PhaseReport {
     }
 
     fn line(&self) -> String {
-        self.line_of(self.name, &self.histogram)
+        self.line_of(&self.name, &self.histogram)
     }
 
     fn line_of(&self, name: &str, histogram: &Histogram<u64>) -> String {
         let q = |p: f64| histogram.value_at_quantile(p);
         format!(
-            "{:<8} {:>10.0} req/s  p50 {:>6} µs  p90 {:>6} µs  p99 {:>6} µs  p99.9 {:>6} µs  max {:>7} µs  ({} requests, {} errors)",
+            "{:<8} {:>9.0} req/s  p50 {:>6} µs  p90 {:>6} µs  p99 {:>6} µs  p99.9 {:>6} µs  max {:>7} µs  ({} requests, {} errors)",
             name,
             histogram.len() as f64 / self.elapsed.as_secs_f64(),
             q(0.5),
@@ -98,13 +121,61 @@ fn authed<T>(root: &str, message: T) -> Request<T> {
     request
 }
 
+/// A channel to `addr` over a transport h2 batches like the server's (see `net::Conn`): so
+/// every phase's client spends as little as it can, and the figures are keyward's.
 async fn connect(addr: &str) -> Result<Channel, String> {
-    Endpoint::from_shared(addr.to_owned())
-        .map_err(|e| format!("bad address {addr}: {e}"))?
-        .tcp_nodelay(true)
-        .connect()
+    let endpoint =
+        Endpoint::from_shared(addr.to_owned()).map_err(|e| format!("bad address {addr}: {e}"))?;
+    let connector = tower::service_fn(|uri: hyper::Uri| async move {
+        let authority = uri
+            .authority()
+            .map(|a| a.to_string())
+            .ok_or_else(|| std::io::Error::other("no host in the address"))?;
+        let stream = tokio::net::TcpStream::connect(authority).await?;
+        stream.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(TokioIo::new(Unvectored(stream)))
+    });
+    endpoint
+        .connect_with_connector(connector)
         .await
         .map_err(|e| format!("cannot connect to {addr}: {e}"))
+}
+
+/// A TCP stream that does not offer vectored writes, so h2 copies small frames into one buffer.
+struct Unvectored(tokio::net::TcpStream);
+
+impl tokio::io::AsyncRead for Unvectored {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Unvectored {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }
 
 /// Keys per bench account: the active-key count is checked on every create, so one huge
@@ -177,12 +248,7 @@ async fn revoke_keys(channel: Channel, root: &str, ids: &[String]) {
 }
 
 /// Runs one phase: every worker calls `call(i)` in a loop until the deadline.
-async fn phase<F, Fut>(
-    name: &'static str,
-    spec: &LoadSpec,
-    channels: &[Channel],
-    call: F,
-) -> PhaseReport
+async fn phase<F, Fut>(name: String, spec: &LoadSpec, channels: &[Channel], call: F) -> PhaseReport
 where
     F: Fn(Channel, u64) -> Fut + Clone + Send + Sync + 'static,
     // (answered, made with a valid key)
@@ -366,6 +432,18 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
             }
         }
     };
+    // Envoy builds its requests, not keyward: each key's CheckRequest is encoded once, so the
+    // phase measures keyward's work, like the health phase's near-free client.
+    let checks: Arc<Vec<Bytes>> = Arc::new(
+        secrets
+            .iter()
+            .map(|key| Bytes::from(prost::Message::encode_to_vec(&envoy_request(key))))
+            .collect(),
+    );
+    let check = move |channel: Channel, i: u64| {
+        let request = checks[(i as usize) % checks.len()].clone();
+        async move { (raw_check(channel, request).await, true) }
+    };
     let health = |channel: Channel, _i: u64| async move {
         let mut client = HealthClient::new(channel);
         let ok = client
@@ -376,37 +454,65 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
             .is_ok();
         (ok, false)
     };
-    eprintln!("running the verify phase, then the health phase…");
     const LOOKUPS: &str = "keyward_store_lookups_total";
-    let lookups_before = match &spec.metrics_addr {
-        Some(addr) => Some(server_counter(addr, LOOKUPS).await?),
-        None => None,
-    };
-    let verify_report = phase("verify", &spec, &channels, verify).await;
-    let unknown_line = match (&spec.metrics_addr, lookups_before) {
-        (Some(addr), Some(before)) => {
-            let lookups = server_counter(addr, LOOKUPS).await?.saturating_sub(before);
-            let sent = unknowns_sent.load(std::sync::atomic::Ordering::Relaxed);
-            format!(
-                "store look-ups during the verify phase: {lookups} for {sent} distinct unknown keys ({:.1} per 1,000)\n",
-                lookups as f64 * 1000.0 / sent.max(1) as f64
-            )
+    let workers = spec.connections.max(1) * spec.concurrency.max(1);
+    let mut rounds: Vec<Vec<PhaseReport>> = Vec::new();
+    let mut extra = String::new();
+    for round in 0..spec.repeat.max(1) {
+        eprintln!("round {}: {}", round + 1, phase_names(&spec).join(", "));
+        let mut reports = Vec::new();
+        for face in &spec.faces {
+            match face {
+                Face::Verify => {
+                    let lookups_before = match &spec.metrics_addr {
+                        Some(addr) => Some(server_counter(addr, LOOKUPS).await?),
+                        None => None,
+                    };
+                    let report = phase("verify".into(), &spec, &channels, verify.clone()).await;
+                    if let (Some(addr), Some(before)) = (&spec.metrics_addr, lookups_before) {
+                        let lookups = server_counter(addr, LOOKUPS).await?.saturating_sub(before);
+                        let sent = unknowns_sent.swap(0, std::sync::atomic::Ordering::Relaxed);
+                        extra += &format!(
+                            "round {}: store look-ups during the verify phase: {lookups} for {sent} distinct unknown keys ({:.1} per 1,000)\n",
+                            round + 1,
+                            lookups as f64 * 1000.0 / sent.max(1) as f64
+                        );
+                    }
+                    if miss + invalid > 0 {
+                        extra += &format!(
+                            "round {}: {}\n",
+                            round + 1,
+                            report.line_of("valid", &report.valid)
+                        );
+                    }
+                    reports.push(report);
+                }
+                Face::Check => {
+                    reports.push(phase("check".into(), &spec, &channels, check.clone()).await);
+                }
+            }
         }
-        _ => String::new(),
-    };
-    let valid_line = if miss + invalid > 0 {
-        format!("{}\n", verify_report.line_of("valid", &verify_report.valid))
-    } else {
-        String::new()
-    };
-    let health_report = phase("health", &spec, &channels, health).await;
+        reports.push(phase("health".into(), &spec, &channels, health).await);
+        for (n, url) in spec.http_urls.iter().enumerate() {
+            let target = HttpTarget::parse(url)?;
+            let pool = HttpPool::connect(&target, workers).await?;
+            let secrets = secrets.clone();
+            let call = move |_channel: Channel, i: u64| {
+                let key = secrets[(i as usize) % secrets.len()].clone();
+                let pool = pool.clone();
+                async move { (pool.get(i, &key).await, true) }
+            };
+            reports.push(phase(format!("http{}", n + 1), &spec, &channels, call).await);
+        }
+        rounds.push(reports);
+    }
     revoke_keys(channels[0].clone(), &spec.root_key, &ids).await;
 
-    let ratio = verify_report.rate() / health_report.rate();
-    Ok(format!(
-        "{} connections × {} in flight, {} per phase, {} keys, mix: {}% hit / {}% miss / {}% invalid{}\n{}\n{valid_line}{}\nverify/health throughput ratio: {ratio:.2}\n{unknown_line}",
+    let mut out = format!(
+        "{} connections × {} in flight ({} HTTP/1.1 connections), {} per phase, {} keys, mix: {}% hit / {}% miss / {}% invalid{}, {} round(s)\n",
         spec.connections,
         spec.concurrency,
+        workers,
         spec.requests
             .map(|r| format!("{r} requests"))
             .unwrap_or_else(|| format!("{:?}", spec.duration)),
@@ -417,9 +523,292 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
         spec.rate
             .map(|r| format!(", target {r} req/s"))
             .unwrap_or_default(),
-        verify_report.line(),
-        health_report.line(),
-    ))
+        rounds.len(),
+    );
+    for (n, url) in spec.http_urls.iter().enumerate() {
+        out += &format!("http{}   = GET {url}\n", n + 1);
+    }
+    for (round, reports) in rounds.iter().enumerate() {
+        for report in reports {
+            out += &format!("round {}: {}\n", round + 1, report.line());
+        }
+    }
+    out += &extra;
+    out += &summary(&rounds);
+    Ok(out)
+}
+
+/// The names of the phases one round runs.
+fn phase_names(spec: &LoadSpec) -> Vec<String> {
+    let mut names: Vec<String> = spec
+        .faces
+        .iter()
+        .map(|f| match f {
+            Face::Verify => "verify".to_owned(),
+            Face::Check => "check".to_owned(),
+        })
+        .collect();
+    names.push("health".into());
+    names.extend((1..=spec.http_urls.len()).map(|n| format!("http{n}")));
+    names
+}
+
+/// Median and range across rounds, per phase: throughput, p99, and the gRPC phases'
+/// throughput relative to the health floor of the same round.
+fn summary(rounds: &[Vec<PhaseReport>]) -> String {
+    fn median_range(mut values: Vec<f64>) -> (f64, f64, f64) {
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        };
+        (median, values[0], values[n - 1])
+    }
+    let Some(first) = rounds.first() else {
+        return String::new();
+    };
+    let mut out = format!("summary over {} round(s): median (min–max)\n", rounds.len());
+    for (i, report) in first.iter().enumerate() {
+        let of = |f: &dyn Fn(&PhaseReport) -> f64| {
+            median_range(rounds.iter().filter_map(|r| r.get(i)).map(f).collect())
+        };
+        let (rate, rate_lo, rate_hi) = of(&|r| r.rate());
+        let (p99, p99_lo, p99_hi) = of(&|r| r.histogram.value_at_quantile(0.99) as f64);
+        out += &format!(
+            "{:<8} {rate:>9.0} req/s ({rate_lo:.0}–{rate_hi:.0})  p99 {p99:.0} µs ({p99_lo:.0}–{p99_hi:.0})",
+            report.name
+        );
+        if report.name == "verify" || report.name == "check" {
+            let ratios = rounds
+                .iter()
+                .filter_map(|round| {
+                    let health = round.iter().find(|p| p.name == "health")?;
+                    Some(round.get(i)?.rate() / health.rate())
+                })
+                .collect();
+            let (ratio, lo, hi) = median_range(ratios);
+            out += &format!("  {ratio:.2} × health ({lo:.2}–{hi:.2})");
+        }
+        out += "\n";
+    }
+    out
+}
+
+/// Sends an encoded `CheckRequest`; true when the answer's status is OK. Only the status is
+/// decoded: the headers of the answer are skipped.
+async fn raw_check(channel: Channel, request: Bytes) -> bool {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    if grpc.ready().await.is_err() {
+        return false;
+    }
+    let path =
+        hyper::http::uri::PathAndQuery::from_static("/envoy.service.auth.v3.Authorization/Check");
+    match grpc.unary(Request::new(request), path, RawCodec).await {
+        Ok(response) => CheckStatus::decode(response.into_inner())
+            .is_ok_and(|r| r.status.is_some_and(|s| s.code == 0)),
+        Err(_) => false,
+    }
+}
+
+/// The status of a `CheckResponse` (field 1, `google.rpc.Status.code` = 1); the rest skipped.
+#[derive(Clone, PartialEq, prost::Message)]
+struct CheckStatus {
+    #[prost(message, optional, tag = "1")]
+    status: Option<StatusCode>,
+}
+
+/// `google.rpc.Status.code`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct StatusCode {
+    #[prost(int32, tag = "1")]
+    code: i32,
+}
+
+/// A gRPC codec of already-encoded messages.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Self::Error> {
+        prost::bytes::BufMut::put(dst, item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Bytes>, Self::Error> {
+        let len = hyper::body::Buf::remaining(src);
+        Ok(Some(hyper::body::Buf::copy_to_bytes(src, len)))
+    }
+}
+
+/// What Envoy sends for a typical API request: a handful of headers, the key as a bearer token,
+/// the route's scopes in `context_extensions`.
+fn envoy_request(key: &str) -> CheckRequest {
+    let headers = [
+        (":authority", "api.example.com"),
+        (":method", "GET"),
+        (":path", "/v1/videos/42?page=2"),
+        ("accept", "application/json"),
+        ("user-agent", "bench/1.0"),
+        ("x-request-id", "5f1b0c9e-bench"),
+        ("x-forwarded-proto", "https"),
+    ];
+    let mut map: std::collections::BTreeMap<String, String> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    map.insert("authorization".into(), format!("Bearer {key}"));
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(attribute_context::Peer {
+                address: Some(Address {
+                    address: Some(address::Address::SocketAddress(SocketAddress {
+                        address: "203.0.113.9".into(),
+                        port_specifier: Some(socket_address::PortSpecifier::PortValue(40_000)),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            }),
+            destination: None,
+            request: Some(attribute_context::Request {
+                time: None,
+                http: Some(attribute_context::HttpRequest {
+                    id: "5f1b0c9e-bench".into(),
+                    method: "GET".into(),
+                    headers: map,
+                    path: "/v1/videos/42?page=2".into(),
+                    host: "api.example.com".into(),
+                    scheme: "https".into(),
+                    protocol: "HTTP/1.1".into(),
+                    ..Default::default()
+                }),
+            }),
+            context_extensions: [("scopes".to_owned(), "videos:read".to_owned())].into(),
+        }),
+    }
+}
+
+/// An HTTP URL to drive: where to connect and what to ask.
+#[derive(Debug, Clone)]
+struct HttpTarget {
+    authority: String,
+    path: String,
+}
+
+impl HttpTarget {
+    fn parse(url: &str) -> Result<Self, String> {
+        let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!("{url}: only http:// URLs"));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("{url}: no host"))?
+            .to_string();
+        let path = uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.to_string());
+        Ok(HttpTarget { authority, path })
+    }
+}
+
+/// One HTTP/1.1 connection's sending half.
+type Sender = SendRequest<Empty<Bytes>>;
+
+/// One HTTP/1.1 keep-alive connection per worker (worker `w` uses `i % workers == w`, so no
+/// two workers share one); a broken connection is replaced on the next request.
+#[derive(Clone)]
+struct HttpPool {
+    target: Arc<HttpTarget>,
+    connections: Arc<Vec<Mutex<Option<Sender>>>>,
+}
+
+impl HttpPool {
+    async fn connect(target: &HttpTarget, workers: usize) -> Result<Self, String> {
+        let mut connections = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            connections.push(Mutex::new(Some(http_connect(&target.authority).await?)));
+        }
+        Ok(HttpPool {
+            target: Arc::new(target.clone()),
+            connections: Arc::new(connections),
+        })
+    }
+
+    /// Sends one GET with `key`; true on a 2xx answer.
+    async fn get(&self, i: u64, key: &str) -> bool {
+        let slot = &self.connections[(i as usize) % self.connections.len()];
+        let mut slot = slot.lock().await;
+        let sender = match slot.take() {
+            Some(sender) if !sender.is_closed() => sender,
+            _ => match http_connect(&self.target.authority).await {
+                Ok(sender) => sender,
+                Err(_) => return false,
+            },
+        };
+        let mut sender = sender;
+        let request = hyper::Request::get(self.target.path.as_str())
+            .header("host", self.target.authority.as_str())
+            .header("x-api-key", key)
+            .header("x-forwarded-method", "GET")
+            .header("x-forwarded-uri", "/v1/videos/42?page=2")
+            .body(Empty::<Bytes>::new());
+        let Ok(request) = request else { return false };
+        let ok = match sender.send_request(request).await {
+            Ok(response) => {
+                let ok = response.status().is_success();
+                // Read the body so the connection can carry the next request.
+                ok && response.into_body().collect().await.is_ok()
+            }
+            Err(_) => false,
+        };
+        *slot = Some(sender);
+        ok
+    }
+}
+
+async fn http_connect(authority: &str) -> Result<SendRequest<Empty<Bytes>>, String> {
+    let stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake with {authority}: {e}"))?;
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 /// Measures how long a revocation made through `addr` takes to be seen by `peer`, `rounds`

@@ -114,36 +114,37 @@ fn source_ip(source: Option<&attribute_context::Peer>) -> Option<std::net::IpAdd
 }
 
 fn check_response(answer: Answer, headers_to_remove: &[String]) -> CheckResponse {
+    let allowed = answer.allowed();
     let status = tonic_types::pb::Status {
         code: grpc_code(answer.status) as i32,
-        message: if answer.allowed() {
+        message: if allowed {
             String::new()
         } else {
             answer.code.to_owned()
         },
         details: Vec::new(),
     };
-    let http_response = if answer.allowed() {
+    let http_response = if allowed {
+        // Who the key is and its rate-limit state go upstream, overwriting (never appending
+        // to) whatever the client sent under those names.
         HttpResponse::OkResponse(OkHttpResponse {
-            // Overwrite: a client cannot send its own x-keyward-account-id upstream.
             headers: answer
                 .identity
-                .iter()
-                .chain(&answer.rate_limit)
+                .into_iter()
+                .chain(answer.rate_limit)
                 .map(overwrite)
                 .collect(),
             headers_to_remove: headers_to_remove.to_vec(),
-            response_headers_to_add: answer.rate_limit.iter().map(overwrite).collect(),
+            response_headers_to_add: Vec::new(),
         })
     } else {
-        let content_type = ("content-type", JSON.to_owned());
         HttpResponse::DeniedResponse(DeniedHttpResponse {
             status: Some(HttpStatus {
                 code: http_status(answer.status) as i32,
             }),
-            headers: std::iter::once(&content_type)
-                .chain(&answer.challenge)
-                .chain(&answer.rate_limit)
+            headers: std::iter::once(("content-type", JSON.to_owned()))
+                .chain(answer.challenge)
+                .chain(answer.rate_limit)
                 .map(overwrite)
                 .collect(),
             body: answer.body.unwrap_or_default(),
@@ -157,11 +158,11 @@ fn check_response(answer: Answer, headers_to_remove: &[String]) -> CheckResponse
 
 // `append` is deprecated in Envoy; left unset, `append_action` rules.
 #[allow(deprecated)]
-fn overwrite((name, value): &(&'static str, String)) -> HeaderValueOption {
+fn overwrite((name, value): (&'static str, String)) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {
-            key: (*name).to_owned(),
-            value: value.clone(),
+            key: name.to_owned(),
+            value,
             raw_value: Vec::new(),
         }),
         append: None,

@@ -443,10 +443,6 @@ async fn check_injects_identity_and_removes_the_key() {
             == header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32));
         assert_eq!(ok.headers_to_remove, ["authorization", "x-api-key"]);
         assert!(
-            headers(&ok.response_headers_to_add).contains_key("ratelimit-remaining"),
-            "the client sees its rate-limit state"
-        );
-        assert!(
             !format!("{response:?}").contains(&secret),
             "the answer never carries the key"
         );
@@ -606,7 +602,10 @@ async fn check_requires_a_verifier_key_when_configured() {
         &[("x-api-key", &secret), ("x-keyward-caller-key", &secret)],
     )
     .await;
-    assert_eq!(refused.status, 500, "a key without keys:verify: {refused:?}");
+    assert_eq!(
+        refused.status, 500,
+        "a key without keys:verify: {refused:?}"
+    );
     let ok = http(
         server.http_addr,
         "GET",

@@ -626,3 +626,56 @@ async fn a_root_key_can_be_provisioned_by_its_hash() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("root_key_sha256"));
 }
+
+/// `keyward bench` drives Verify, Envoy's Check and an HTTP URL (here keyward's forward auth)
+/// against a real server, each as a phase, and every request of every phase is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_drives_verify_check_and_forward_auth() {
+    let server = crate::helpers::TestServer::start(crate::helpers::Backend::Sqlite).await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
+    command
+        .args([
+            "bench",
+            "--addr",
+            &format!("http://{}", server.addr),
+            "--faces",
+            "verify,check",
+            "--http",
+            &format!("http://{}/auth?scopes=videos:read", server.http_addr),
+            "--keys",
+            "10",
+            "--requests",
+            "200",
+            "--connections",
+            "1",
+            "--concurrency",
+            "4",
+            "--repeat",
+            "2",
+        ])
+        .env("KEYWARD_ROOT_KEY", &server.root_key);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for phase in ["verify", "check", "health", "http1"] {
+        for round in 1..=2 {
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("round {round}: {phase} ")))
+                .unwrap_or_else(|| panic!("no round {round} {phase} line:\n{stdout}"));
+            assert!(line.contains("(200 requests, 0 errors)"), "{line}");
+        }
+    }
+    assert!(
+        stdout.contains("× health"),
+        "the summary relates the faces to the floor:\n{stdout}"
+    );
+    server.stop().await;
+}
