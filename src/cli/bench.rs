@@ -394,40 +394,45 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
             .await;
     }
 
+    // A gateway builds its requests, not keyward: each valid key's request is encoded once
+    // and only the answer's code is decoded, so the phase measures keyward's work (as h2load
+    // would), like the health phase's near-free client.
+    let verify_request = |key: String| {
+        Bytes::from(prost::Message::encode_to_vec(&proto::VerifyRequest {
+            key,
+            required_scopes: vec!["videos:read".into()],
+            ..Default::default()
+        }))
+    };
+    let encoded: Arc<Vec<Bytes>> = Arc::new(secrets.iter().cloned().map(verify_request).collect());
     let verify = {
-        let secrets = secrets.clone();
+        let encoded = encoded.clone();
         let format = spec.key_format.clone();
         let unknowns_sent = unknowns_sent.clone();
         move |channel: Channel, i: u64| {
             let bucket = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100;
             let valid_key = bucket >= invalid + miss;
-            let key = if bucket < invalid {
-                "kw_live_not-a-key".to_owned()
+            let request = if bucket < invalid {
+                verify_request("kw_live_not-a-key".to_owned())
             } else if !valid_key {
                 // Each unknown key is new, so the negative cache cannot absorb them.
                 unknowns_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                format
-                    .generate(Environment::Live)
-                    .secret
-                    .expose()
-                    .to_owned()
+                verify_request(
+                    format
+                        .generate(Environment::Live)
+                        .secret
+                        .expose()
+                        .to_owned(),
+                )
             } else {
-                secrets[(i as usize) % secrets.len()].clone()
+                encoded[(i as usize) % encoded.len()].clone()
             };
             async move {
-                let mut client = VerifyServiceClient::new(channel);
-                let request = proto::VerifyRequest {
-                    key,
-                    required_scopes: vec!["videos:read".into()],
-                    ..Default::default()
-                };
-                let ok = match client.verify(request).await {
-                    Ok(r) => {
-                        let r = r.into_inner();
-                        r.code != VerifyCode::RateLimited as i32
-                    }
-                    Err(_) => false,
-                };
+                const PATH: &str = "/keyward.v1.VerifyService/Verify";
+                let ok = raw_unary(channel, PATH, request)
+                    .await
+                    .and_then(|answer| VerifyCodeOnly::decode(answer).ok())
+                    .is_some_and(|r| r.code != VerifyCode::RateLimited as i32);
                 (ok, valid_key)
             }
         }
@@ -599,17 +604,27 @@ fn summary(rounds: &[Vec<PhaseReport>]) -> String {
 /// Sends an encoded `CheckRequest`; true when the answer's status is OK. Only the status is
 /// decoded: the headers of the answer are skipped.
 async fn raw_check(channel: Channel, request: Bytes) -> bool {
+    const PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
+    raw_unary(channel, PATH, request)
+        .await
+        .and_then(|answer| CheckStatus::decode(answer).ok())
+        .is_some_and(|r| r.status.is_some_and(|s| s.code == 0))
+}
+
+/// One unary call with an encoded request; the encoded answer, `None` on a gRPC error.
+async fn raw_unary(channel: Channel, path: &'static str, request: Bytes) -> Option<Bytes> {
     let mut grpc = tonic::client::Grpc::new(channel);
-    if grpc.ready().await.is_err() {
-        return false;
-    }
-    let path =
-        hyper::http::uri::PathAndQuery::from_static("/envoy.service.auth.v3.Authorization/Check");
-    match grpc.unary(Request::new(request), path, RawCodec).await {
-        Ok(response) => CheckStatus::decode(response.into_inner())
-            .is_ok_and(|r| r.status.is_some_and(|s| s.code == 0)),
-        Err(_) => false,
-    }
+    grpc.ready().await.ok()?;
+    let path = hyper::http::uri::PathAndQuery::from_static(path);
+    let response = grpc.unary(Request::new(request), path, RawCodec).await.ok()?;
+    Some(response.into_inner())
+}
+
+/// The code of a `VerifyResponse` (field 2); the rest skipped.
+#[derive(Clone, PartialEq, prost::Message)]
+struct VerifyCodeOnly {
+    #[prost(int32, tag = "2")]
+    code: i32,
 }
 
 /// The status of a `CheckResponse` (field 1, `google.rpc.Status.code` = 1); the rest skipped.
