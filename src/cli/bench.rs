@@ -616,7 +616,10 @@ async fn raw_unary(channel: Channel, path: &'static str, request: Bytes) -> Opti
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.ok()?;
     let path = hyper::http::uri::PathAndQuery::from_static(path);
-    let response = grpc.unary(Request::new(request), path, RawCodec).await.ok()?;
+    let response = grpc
+        .unary(Request::new(request), path, RawCodec)
+        .await
+        .ok()?;
     Some(response.into_inner())
 }
 
