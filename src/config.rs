@@ -53,6 +53,12 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// HTTP listener: forward auth (`/auth`), `/metrics`, `/healthz`, `/readyz`.
     pub http_listen: SocketAddr,
+    /// TLS certificate chain (PEM) for every listener; off (plaintext) when unset.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM), with `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) whose client certificates are required (mutual TLS); off when unset.
+    pub tls_client_ca: Option<PathBuf>,
     /// The gateway faces (Envoy ext_authz and HTTP forward auth).
     pub gateway: GatewayConfig,
     /// Brand prefix of keys.
@@ -118,6 +124,9 @@ impl Default for Config {
             root_key_file: PathBuf::from("keyward-root-key"),
             metrics_addr: None,
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             gateway: GatewayConfig::default(),
             key_prefix: "kw".into(),
             log_format: LogFormat::Text,
@@ -172,6 +181,18 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_listen: Option<SocketAddr>,
+    /// TLS certificate chain, PEM; re-read when it changes [env: KEYWARD_TLS_CERT] [default: off]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM [env: KEYWARD_TLS_KEY]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS) [env: KEYWARD_TLS_CLIENT_CA]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Brand prefix of keys [env: KEYWARD_KEY_PREFIX] [default: kw]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -202,6 +223,9 @@ const ENV_KEYS: &[&str] = &[
     "root_key_file",
     "metrics_addr",
     "http_listen",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
     "key_prefix",
     "log_format",
     "max_active_keys",
@@ -275,6 +299,17 @@ impl Config {
             ));
         }
         Gateway::new(&self.gateway).map_err(ConfigError)?;
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err(err("tls_key", "is required with tls_cert".into())),
+            (None, Some(_)) => return Err(err("tls_cert", "is required with tls_key".into())),
+            _ => {}
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err(err(
+                "tls_client_ca",
+                "needs tls_cert and tls_key (mutual TLS is TLS)".into(),
+            ));
+        }
         if self.max_connections == 0 {
             return Err(err("max_connections", "must be at least 1".into()));
         }
@@ -300,6 +335,15 @@ impl Config {
     /// The digest `root_key_sha256` names, if set and well-formed.
     pub fn root_key_digest(&self) -> Option<crate::key::KeyDigest> {
         crate::key::KeyDigest::from_hex(self.root_key_sha256.as_deref()?.trim())
+    }
+
+    /// The TLS files, when TLS is on.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 
     /// Bounds on the connections each listener keeps.

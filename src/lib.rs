@@ -32,4 +32,5 @@ pub mod stats;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod verify;

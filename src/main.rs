@@ -38,6 +38,15 @@ enum Command {
         /// The service to ask about ("" = the whole server).
         #[arg(long, default_value = "")]
         service: String,
+        /// Speak TLS, trusting this CA (PEM); use with an https:// server.
+        #[arg(long, env = "KEYWARD_HEALTH_TLS_CA")]
+        tls_ca: Option<PathBuf>,
+        /// Client certificate (PEM) for a server requiring mutual TLS.
+        #[arg(long, requires = "tls_key", env = "KEYWARD_HEALTH_TLS_CERT")]
+        tls_cert: Option<PathBuf>,
+        /// Client key (PEM).
+        #[arg(long, requires = "tls_cert", env = "KEYWARD_HEALTH_TLS_KEY")]
+        tls_key: Option<PathBuf>,
     },
     /// Root keys: mint one directly against the store, for recovery.
     RootKey {
@@ -244,7 +253,16 @@ async fn run(command: Command) -> Result<(), String> {
             print!("{report}");
             Ok(())
         }
-        Command::Health { server, service } => health(&server, &service).await,
+        Command::Health {
+            server,
+            service,
+            tls_ca,
+            tls_cert,
+            tls_key,
+        } => {
+            let identity = tls_cert.as_deref().zip(tls_key.as_deref());
+            health(&server, &service, tls_ca.as_deref(), identity).await
+        }
         Command::RootKey {
             command: RootKeyCommand::Generate { key_prefix },
         } => {
@@ -323,18 +341,26 @@ async fn bootstrap(app: &App, config: &Config) -> Result<(), String> {
 }
 
 /// Asks `server` for the health of `service`; `Ok` only when it is SERVING.
-async fn health(server: &str, service: &str) -> Result<(), String> {
+async fn health(
+    server: &str,
+    service: &str,
+    tls_ca: Option<&std::path::Path>,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<(), String> {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
 
-    let channel = tonic::transport::Endpoint::from_shared(server.to_owned())
-        .map_err(|e| format!("bad server address {server}: {e}"))?
-        .connect_timeout(std::time::Duration::from_secs(3))
-        .timeout(std::time::Duration::from_secs(3))
-        .connect()
-        .await
-        .map_err(|e| format!("cannot reach {server}: {e}"))?;
+    let channel = match tls_ca {
+        Some(ca) => keyward::tls::grpc_channel(server, ca, identity).await?,
+        None => tonic::transport::Endpoint::from_shared(server.to_owned())
+            .map_err(|e| format!("bad server address {server}: {e}"))?
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .timeout(std::time::Duration::from_secs(3))
+            .connect()
+            .await
+            .map_err(|e| format!("cannot reach {server}: {e}"))?,
+    };
     let answer = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: service.to_owned(),

@@ -15,8 +15,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 
 /// Bounds on the connections one listener keeps.
 #[derive(Debug, Clone, Copy)]
@@ -51,14 +53,17 @@ impl ConnectionGauge {
     }
 }
 
-/// Accepts connections from `listener` within `limits`; the stream ends when it is dropped.
+/// Accepts connections from `listener` within `limits`, completing a TLS handshake first when
+/// given an acceptor (within the handshake timeout, off the accept loop); the stream ends when
+/// it is dropped.
 pub fn incoming(
     listener: TcpListener,
     limits: ConnectionLimits,
     gauge: Arc<ConnectionGauge>,
-) -> ReceiverStream<io::Result<Conn>> {
+    tls: Option<TlsAcceptor>,
+) -> ReceiverStream<io::Result<Stream>> {
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(accept_loop(listener, limits, gauge, tx));
+    tokio::spawn(accept_loop(listener, limits, gauge, tls, tx));
     ReceiverStream::new(rx)
 }
 
@@ -66,7 +71,8 @@ async fn accept_loop(
     listener: TcpListener,
     limits: ConnectionLimits,
     gauge: Arc<ConnectionGauge>,
-    tx: mpsc::Sender<io::Result<Conn>>,
+    tls: Option<TlsAcceptor>,
+    tx: mpsc::Sender<io::Result<Stream>>,
 ) {
     const MIN_BACKOFF: Duration = Duration::from_millis(10);
     const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -89,8 +95,34 @@ async fn accept_loop(
                 backoff = MIN_BACKOFF;
                 let _ = stream.set_nodelay(true);
                 let conn = Conn::new(stream, remote, limits, permit, gauge.clone());
-                if tx.send(Ok(conn)).await.is_err() {
-                    return;
+                match &tls {
+                    None => {
+                        if tx.send(Ok(Stream::Plain(conn))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(acceptor) => {
+                        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                        tokio::spawn(async move {
+                            let handshake = tokio::time::timeout(
+                                limits.handshake_timeout,
+                                acceptor.accept(conn),
+                            );
+                            match handshake.await {
+                                Ok(Ok(tls)) => {
+                                    let _ = tx.send(Ok(Stream::Tls(Box::new(tls)))).await;
+                                }
+                                // A plaintext client, a certificate the client CA did not
+                                // sign, none when one is required, or too slow: closed.
+                                Ok(Err(e)) => {
+                                    tracing::debug!(peer = %remote, error = %e, "TLS handshake refused");
+                                }
+                                Err(_) => {
+                                    tracing::debug!(peer = %remote, "TLS handshake timed out");
+                                }
+                            }
+                        });
+                    }
                 }
             }
             Err(e) => {
@@ -210,13 +242,105 @@ impl AsyncWrite for Conn {
     }
 }
 
-impl Connected for Conn {
-    type ConnectInfo = TcpConnectInfo;
+/// An accepted connection, in the clear or over TLS.
+#[derive(Debug)]
+pub enum Stream {
+    /// Plaintext.
+    Plain(Conn),
+    /// TLS, the handshake done.
+    Tls(Box<TlsStream<Conn>>),
+}
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        TcpConnectInfo {
-            local_addr: self.stream.local_addr().ok(),
-            remote_addr: Some(self.remote),
+/// Who is at the other end of a connection: on every request it carries (gRPC request
+/// extensions; the HTTP listener's requests too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The TCP peer.
+    pub remote_addr: SocketAddr,
+    /// Whether the peer presented a client certificate the configured client CA signed
+    /// (mutual TLS); always false without TLS.
+    pub verified_client_certificate: bool,
+}
+
+impl Stream {
+    /// The peer's address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.conn().remote
+    }
+
+    fn conn(&self) -> &Conn {
+        match self {
+            Stream::Plain(conn) => conn,
+            Stream::Tls(tls) => tls.get_ref().0,
         }
+    }
+
+    /// Who the peer is.
+    pub fn peer_info(&self) -> PeerInfo {
+        PeerInfo {
+            remote_addr: self.remote_addr(),
+            verified_client_certificate: match self {
+                Stream::Plain(_) => false,
+                // A client certificate reaches here only if the verifier accepted it.
+                Stream::Tls(tls) => tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|certs| !certs.is_empty()),
+            },
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(conn) => Pin::new(conn).poll_read(cx, buf),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(conn) => Pin::new(conn).poll_write(cx, buf),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(conn) => Pin::new(conn).poll_flush(cx),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(conn) => Pin::new(conn).poll_shutdown(cx),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    /// Not vectored, for the reason given on [`Conn`]'s implementation.
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+impl Connected for Stream {
+    type ConnectInfo = PeerInfo;
+
+    fn connect_info(&self) -> PeerInfo {
+        self.peer_info()
     }
 }

@@ -56,6 +56,7 @@ pub struct App {
     manage: Option<TcpListener>,
     verify_auth: bool,
     gateway: Arc<Gateway>,
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl App {
@@ -77,6 +78,10 @@ impl App {
         );
         service.load_known_keys().await?;
         let gateway = Gateway::new(&config.gateway).map_err(Error::FailedPrecondition)?;
+        let tls = match config.tls_files() {
+            Some(files) => Some(crate::tls::Tls::load(&files).map_err(Error::FailedPrecondition)?),
+            None => None,
+        };
         Ok(App {
             service: Arc::new(service),
             shutdown_timeout: config.shutdown_timeout,
@@ -90,6 +95,7 @@ impl App {
             manage: None,
             verify_auth: config.verify_auth,
             gateway: Arc::new(gateway),
+            tls,
         })
     }
 
@@ -160,7 +166,21 @@ impl App {
         set_status(&reporter, ServingStatus::Serving).await;
         let local = listener.local_addr().ok();
         // Bounded connections with handshake and idle timeouts (TCP_NODELAY set on each).
-        let incoming = crate::net::incoming(listener, self.limits, self.connections.clone());
+        let acceptor = |alpn: &[u8]| -> Result<Option<tokio_rustls::TlsAcceptor>> {
+            self.tls
+                .as_ref()
+                .map(|tls| tls.acceptor(&[alpn]))
+                .transpose()
+                .map_err(Error::FailedPrecondition)
+        };
+        let grpc_tls = acceptor(crate::tls::ALPN_H2)?;
+        let http_tls = acceptor(crate::tls::ALPN_HTTP1)?;
+        let incoming = crate::net::incoming(
+            listener,
+            self.limits,
+            self.connections.clone(),
+            grpc_tls.clone(),
+        );
         let stopping = Arc::new(Notify::new());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let signal = {
@@ -201,13 +221,14 @@ impl App {
             .add_optional_service(separate_manage.is_none().then(|| self.manage_service()))
             .serve_with_incoming_shutdown(incoming, signal);
         if let Some(addr) = local {
-            if !addr.ip().is_loopback() && !self.verify_auth {
+            if !addr.ip().is_loopback() && !self.verify_auth && self.tls.is_none() {
                 tracing::warn!(
                     %addr,
                     "listening beyond this machine without TLS or caller authentication: anyone \
                      who reaches this port can call Verify, read a key's name, scopes and \
-                     metadata and spend its rate limit; set verify_auth = true and give \
-                     gateways a key holding keys:verify"
+                     metadata and spend its rate limit, and keys cross the network in the \
+                     clear; set tls_cert/tls_key, and verify_auth = true with gateways \
+                     presenting a key holding keys:verify or a client certificate"
                 );
             }
             tracing::info!(%addr, "keyward listening");
@@ -218,8 +239,12 @@ impl App {
                 if let Ok(addr) = listener.local_addr() {
                     tracing::info!(%addr, "ManageService listening on its own port");
                 }
-                let incoming =
-                    crate::net::incoming(listener, self.limits, self.connections.clone());
+                let incoming = crate::net::incoming(
+                    listener,
+                    self.limits,
+                    self.connections.clone(),
+                    grpc_tls.clone(),
+                );
                 let (v1, v1alpha) = reflection()?;
                 let mut stop = stop_rx;
                 Some(
@@ -268,6 +293,7 @@ impl App {
                 crate::http::router(http_state.clone()),
                 self.limits,
                 self.http_connections.clone(),
+                http_tls.clone(),
             )));
         }
         if let Some(listener) = self.metrics.take() {
@@ -279,7 +305,11 @@ impl App {
                 crate::http::ops_router().with_state(http_state.clone()),
                 self.limits,
                 self.metrics_connections.clone(),
+                http_tls,
             )));
+        }
+        if let Some(tls) = &self.tls {
+            http_tasks.push(tokio::spawn(tls.clone().watch()));
         }
         let (stop_flusher, flusher_stop) = tokio::sync::oneshot::channel::<()>();
         let flusher = tokio::spawn(flush_last_used(

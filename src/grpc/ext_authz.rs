@@ -49,9 +49,10 @@ impl Authorization for ExtAuthzApi {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        if self.require_caller {
+        // A gateway authenticates with a key holding keys:verify or a client certificate.
+        if self.require_caller && !super::has_client_certificate(&request) {
             let call = CallContext {
-                peer: request.remote_addr().map(|a| a.ip().to_canonical()),
+                peer: super::peer(&request).map(|p| p.remote_addr.ip().to_canonical()),
                 rpc: "/envoy.service.auth.v3.Authorization/Check",
                 access: Access::Read,
             };

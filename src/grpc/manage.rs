@@ -36,7 +36,7 @@ impl ManageApi {
         let bearer = super::bearer(request);
         let path = format!("/keyward.v1.ManageService/{rpc}");
         let call = CallContext {
-            peer: request.remote_addr().map(|a| a.ip().to_canonical()),
+            peer: super::peer(request).map(|p| p.remote_addr.ip().to_canonical()),
             rpc: &path,
             access,
         };

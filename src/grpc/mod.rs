@@ -15,6 +15,17 @@ pub use manage::ManageApi;
 pub use trace::TraceLayer;
 pub use verify::VerifyApi;
 
+/// Who is at the other end of the call's connection.
+fn peer<T>(request: &tonic::Request<T>) -> Option<crate::net::PeerInfo> {
+    request.extensions().get::<crate::net::PeerInfo>().copied()
+}
+
+/// Whether the caller presented a client certificate the client CA signed (mutual TLS),
+/// which authenticates it as a gateway where `verify_auth` asks for one.
+fn has_client_certificate<T>(request: &tonic::Request<T>) -> bool {
+    peer(request).is_some_and(|p| p.verified_client_certificate)
+}
+
 /// The key a caller presents as `authorization: Bearer <key>`, if any.
 fn bearer<T>(request: &tonic::Request<T>) -> Option<&str> {
     request

@@ -35,9 +35,10 @@ impl VerifyService for VerifyApi {
         &self,
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
-        if self.require_caller {
+        // A gateway authenticates with a key holding keys:verify or a client certificate.
+        if self.require_caller && !super::has_client_certificate(&request) {
             let call = CallContext {
-                peer: request.remote_addr().map(|a| a.ip().to_canonical()),
+                peer: super::peer(&request).map(|p| p.remote_addr.ip().to_canonical()),
                 rpc: "/keyward.v1.VerifyService/Verify",
                 access: Access::Read,
             };

@@ -8,7 +8,7 @@
 //! gets, as a status code, headers and a JSON body.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,7 +26,7 @@ use tower::ServiceExt;
 
 use crate::error::Error;
 use crate::gateway::{Answer, ClientRequest, Gateway, JSON, client_ip};
-use crate::net::{ConnectionGauge, ConnectionLimits};
+use crate::net::{ConnectionGauge, ConnectionLimits, PeerInfo};
 use crate::service::{Access, CallContext, Keyward};
 use crate::time::Timestamp;
 
@@ -107,14 +107,13 @@ struct AuthParams {
     environment: Option<String>,
 }
 
-/// The TCP peer of a connection, put on each of its requests.
-#[derive(Debug, Clone, Copy)]
-struct Peer(SocketAddr);
-
 async fn forward_auth(State(state): State<Arc<HttpState>>, request: Request) -> Response {
     let headers = request.headers();
-    let peer = request.extensions().get::<Peer>().map(|p| p.0.ip());
+    let peer_info = request.extensions().get::<PeerInfo>().copied();
+    let peer = peer_info.map(|p| p.remote_addr.ip());
+    let certified = peer_info.is_some_and(|p| p.verified_client_certificate);
     if state.require_caller
+        && !certified
         && let Err(e) = authenticate_caller(&state, headers, peer).await
     {
         // Never 401/403: the gateway would take the end client's key for the bad one.
@@ -210,17 +209,19 @@ fn respond(answer: Answer) -> Response {
     response
 }
 
-/// Serves `router` over HTTP/1.1 on `listener`, within `limits`, until the task is aborted.
+/// Serves `router` over HTTP/1.1 on `listener` (over TLS with an acceptor), within `limits`,
+/// until the task is aborted.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
     gauge: Arc<ConnectionGauge>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
-    let mut connections = crate::net::incoming(listener, limits, gauge);
+    let mut connections = crate::net::incoming(listener, limits, gauge, tls);
     while let Some(conn) = connections.next().await {
         let Ok(conn) = conn else { continue };
-        let peer = Peer(conn.remote_addr());
+        let peer = conn.peer_info();
         let router = router.clone();
         tokio::spawn(async move {
             let respond =

@@ -45,7 +45,15 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(2))
             .connect(url)
             .await
-            .map_err(db_error)?;
+            .map_err(|e| match &e {
+                // At start the operator needs the reason: a refused certificate or TLS setup
+                // (sqlx never puts the password in it).
+                sqlx::Error::Tls(_) => tls_error(&e),
+                sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                    tls_error(&e)
+                }
+                _ => db_error(e),
+            })?;
         Ok(PostgresStore {
             pool,
             origin: crate::model::new_id("origin"),
@@ -108,3 +116,11 @@ sql_backend!(
     change_feed: true,
     record_last_used: RECORD_LAST_USED,
 );
+
+/// A connection refused over TLS, with its reason.
+fn tls_error(e: &sqlx::Error) -> Error {
+    tracing::warn!(error = %e, "database TLS failed");
+    Error::Unavailable(format!(
+        "the database is unavailable: TLS: {e} (check sslmode and sslrootcert)"
+    ))
+}

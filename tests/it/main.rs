@@ -18,3 +18,4 @@ mod ops;
 mod policy;
 mod process;
 mod store;
+mod tls;

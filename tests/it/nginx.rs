@@ -148,6 +148,7 @@ pub async fn upstream() -> (SocketAddr, Seen) {
         router,
         limits,
         Arc::new(ConnectionGauge::default()),
+        None,
     ));
     (addr, seen)
 }

@@ -16,6 +16,8 @@ pub struct Cluster {
     pub data: PathBuf,
     pub port: u16,
     pub as_postgres_user: bool,
+    /// Further server options (`-c name=value …`).
+    pub options: String,
 }
 
 static BASE_URL: OnceLock<Result<String, String>> = OnceLock::new();
@@ -98,6 +100,12 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Starts a new cluster and arranges for its removal when this process exits.
     pub fn start() -> Result<Cluster, String> {
+        Self::start_with_tls(None)
+    }
+
+    /// Starts a new cluster that also accepts TLS (`ssl=on`) with this certificate and key
+    /// (PEM), when given.
+    pub fn start_with_tls(tls: Option<(&str, &str)>) -> Result<Cluster, String> {
         let bin = find_bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("keyward-pg-")
@@ -116,6 +124,11 @@ impl Cluster {
             data: dir.join("data"),
             port: free_port(),
             as_postgres_user,
+            options: if tls.is_some() {
+                "-c ssl=on".into()
+            } else {
+                String::new()
+            },
         };
         cluster.pg(
             "initdb",
@@ -130,6 +143,16 @@ impl Cluster {
                 "--no-sync",
             ],
         )?;
+        if let Some((cert, key)) = tls {
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let file = cluster.data.join(name);
+                std::fs::write(&file, pem).map_err(|e| e.to_string())?;
+                run(Command::new("chmod").arg("600").arg(&file))?;
+                if as_postgres_user {
+                    run(Command::new("chown").arg("postgres:postgres").arg(&file))?;
+                }
+            }
+        }
         cluster.start_server(&dir)?;
         cluster.remove_on_exit(&dir);
         Ok(cluster)
@@ -144,9 +167,10 @@ impl Cluster {
     pub fn start_server(&self, dir: &Path) -> Result<(), String> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=400",
+             -c full_page_writes=off -c max_connections=400 {}",
             self.port,
-            path(dir)
+            path(dir),
+            self.options
         );
         let log = dir.join("postgres.log");
         self.pg(
