@@ -305,7 +305,9 @@ impl App {
                 crate::http::ops_router().with_state(http_state.clone()),
                 self.limits,
                 self.metrics_connections.clone(),
-                http_tls,
+                // Plaintext on purpose: metrics and health carry no key, and Prometheus and
+                // the kubelet's probes then need no certificate.
+                None,
             )));
         }
         if let Some(tls) = &self.tls {

@@ -9,6 +9,17 @@ const MANIFEST: &str = include_str!("../../deploy/kubernetes/keyward.yaml");
 fn the_image_runs_as_a_numeric_non_root_user_with_a_healthcheck() {
     assert!(DOCKERFILE.contains("\nUSER 10001:10001\n"), "numeric USER");
     assert!(DOCKERFILE.contains("HEALTHCHECK"));
+    // Exact base versions, and dependencies cached in their own layer.
+    assert!(DOCKERFILE.contains("FROM rust:1.95.0-bookworm AS build"));
+    assert!(DOCKERFILE.contains("FROM debian:12.12-slim"));
+    let deps = DOCKERFILE
+        .find("COPY Cargo.toml Cargo.lock")
+        .expect("manifests first");
+    let sources = DOCKERFILE.find("COPY src src").expect("sources later");
+    assert!(
+        deps < sources,
+        "the dependency layer comes before the sources"
+    );
     assert!(DOCKERFILE.contains("\"keyward\", \"health\""));
 }
 
@@ -27,9 +38,31 @@ fn the_deployment_meets_pod_security_restricted() {
         "preStop:",
         "secretKeyRef: {name: keyward-db, key: url}",
         "name: KEYWARD_BOOTSTRAP",
+        "automountServiceAccountToken: false",
+        // TLS, caller authentication, ManageService on its own port.
+        "name: KEYWARD_TLS_CERT",
+        "secretName: keyward-tls",
+        "name: KEYWARD_VERIFY_AUTH\n              value: \"true\"",
+        "name: KEYWARD_MANAGE_LISTEN",
+        // Migrations before serving; replicas on PostgreSQL; disruptions and reachability.
+        "initContainers:",
+        "args: [\"migrate\"]",
+        "replicas: 3",
+        "kind: PodDisruptionBudget",
+        "kind: NetworkPolicy",
+        "keyward.io/role: gateway",
+        "keyward.io/role: backend",
+        "clusterIP: None",
     ] {
         assert!(MANIFEST.contains(field), "missing {field}");
     }
+    // Every container, the migration one included, runs restricted.
+    assert_eq!(
+        MANIFEST.matches("capabilities: {drop: [ALL]}").count(),
+        2,
+        "both containers drop every capability"
+    );
+    assert_eq!(MANIFEST.matches("readOnlyRootFilesystem: true").count(), 2);
 }
 
 const ENVOY: &str = include_str!("../../deploy/envoy.yaml");
@@ -70,4 +103,12 @@ fn the_gateway_configurations_fail_closed_and_strip_the_key() {
         assert!(CADDY.contains(needle), "Caddyfile lacks {needle}");
     }
     assert!(DOCKERFILE.contains("KEYWARD_HTTP_LISTEN=0.0.0.0:8080"));
+}
+
+#[test]
+fn the_license_file_matches_the_manifest() {
+    let license = include_str!("../../LICENSE");
+    let manifest = include_str!("../../Cargo.toml");
+    assert!(manifest.contains("license = \"Apache-2.0\""));
+    assert!(license.contains("Apache License") && license.contains("Version 2.0, January 2004"));
 }

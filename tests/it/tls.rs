@@ -208,6 +208,14 @@ async fn grpc_and_http_are_served_over_tls_and_plaintext_is_refused() {
         .await
         .expect("HTTPS answers");
     assert_eq!(response.status(), 200);
+    // The separate metrics listener stays plaintext (no key passes there): scrapers and
+    // kubelet probes need no certificate.
+    assert!(
+        server
+            .metrics()
+            .await
+            .contains("keyward_verifications_total")
+    );
     server.stop().await;
 }
 
