@@ -53,6 +53,8 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// HTTP listener: forward auth (`/auth`), `/metrics`, `/healthz`, `/readyz`.
     pub http_listen: SocketAddr,
+    /// gRPC health alone, plaintext, for probes that cannot speak TLS; off when unset.
+    pub health_listen: Option<SocketAddr>,
     /// TLS certificate chain (PEM) for every listener; off (plaintext) when unset.
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM), with `tls_cert`.
@@ -124,6 +126,7 @@ impl Default for Config {
             root_key_file: PathBuf::from("keyward-root-key"),
             metrics_addr: None,
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            health_listen: None,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -181,6 +184,10 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_listen: Option<SocketAddr>,
+    /// gRPC health only, plaintext, for the kubelet's probes [env: KEYWARD_HEALTH_LISTEN] [default: off]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_listen: Option<SocketAddr>,
     /// TLS certificate chain, PEM; re-read when it changes [env: KEYWARD_TLS_CERT] [default: off]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -223,6 +230,7 @@ const ENV_KEYS: &[&str] = &[
     "root_key_file",
     "metrics_addr",
     "http_listen",
+    "health_listen",
     "tls_cert",
     "tls_key",
     "tls_client_ca",

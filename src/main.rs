@@ -33,7 +33,11 @@ enum Command {
     /// script: exit 0 when SERVING, 1 otherwise.
     Health {
         /// The server.
-        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:50051",
+            env = "KEYWARD_HEALTH_SERVER"
+        )]
         server: String,
         /// The service to ask about ("" = the whole server).
         #[arg(long, default_value = "")]
@@ -197,6 +201,14 @@ async fn run(command: Command) -> Result<(), String> {
                     TcpListener::bind(addr)
                         .await
                         .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?,
+                ),
+                None => app,
+            };
+            let app = match config.health_listen {
+                Some(addr) => app.with_health_listener(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| format!("cannot serve gRPC health on {addr}: {e}"))?,
                 ),
                 None => app,
             };

@@ -54,6 +54,7 @@ pub struct App {
     metrics: Option<TcpListener>,
     http: Option<TcpListener>,
     manage: Option<TcpListener>,
+    health: Option<TcpListener>,
     verify_auth: bool,
     gateway: Arc<Gateway>,
     tls: Option<Arc<crate::tls::Tls>>,
@@ -93,6 +94,7 @@ impl App {
             metrics: None,
             http: None,
             manage: None,
+            health: None,
             verify_auth: config.verify_auth,
             gateway: Arc::new(gateway),
             tls,
@@ -124,6 +126,13 @@ impl App {
     /// Serves the HTTP listener on `listener`: forward auth (`/auth`), metrics and health.
     pub fn with_http(mut self, listener: TcpListener) -> Self {
         self.http = Some(listener);
+        self
+    }
+
+    /// Serves ManageService on `listener` instead of the main one, so it can stay internal while
+    /// Verify faces the gateways. Health and reflection are served on both.
+    pub fn with_health_listener(mut self, listener: TcpListener) -> Self {
+        self.health = Some(listener);
         self
     }
 
@@ -233,6 +242,20 @@ impl App {
             }
             tracing::info!(%addr, "keyward listening");
         }
+        // gRPC health alone, in plaintext, for probes that cannot speak TLS (the kubelet's).
+        let health_only = self.health.take().map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "gRPC health (plaintext) listening");
+            }
+            let incoming =
+                crate::net::incoming(listener, self.limits, self.connections.clone(), None);
+            let mut stop = stop_rx.clone();
+            Server::builder()
+                .add_service(health.clone())
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+        });
         let manage = match separate_manage {
             None => None,
             Some(listener) => {
@@ -260,9 +283,15 @@ impl App {
             }
         };
         let server = async move {
+            let health_only = async move {
+                match health_only {
+                    Some(server) => server.await,
+                    None => Ok(()),
+                }
+            };
             match manage {
-                None => main.await,
-                Some(manage) => tokio::try_join!(main, manage).map(|_| ()),
+                None => tokio::try_join!(main, health_only).map(|_| ()),
+                Some(manage) => tokio::try_join!(main, manage, health_only).map(|_| ()),
             }
         };
         let feed = self.service.store().subscribe().map(|mut changes| {

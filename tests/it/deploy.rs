@@ -53,6 +53,9 @@ fn the_deployment_meets_pod_security_restricted() {
         "keyward.io/role: gateway",
         "keyward.io/role: backend",
         "clusterIP: None",
+        // Native gRPC probes on the plaintext health port (the kubelet cannot speak TLS).
+        "grpc: {port: 50053, service: keyward.v1.VerifyService}",
+        "name: KEYWARD_HEALTH_LISTEN",
     ] {
         assert!(MANIFEST.contains(field), "missing {field}");
     }

@@ -401,3 +401,53 @@ async fn postgres_over_tls_verifies_the_server() {
     let message = error.to_string();
     assert!(message.contains("TLS"), "the reason is named: {message}");
 }
+
+/// With TLS on, the kubelet's gRPC probes (which cannot speak TLS) use the plaintext health
+/// listener: it answers gRPC health per service, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_listener_answers_probes_in_plaintext() {
+    let files = Files::new();
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca.server();
+    let (url, _dir) = fresh_database(Backend::Sqlite).await;
+    let mut config = test_config(&url);
+    config.tls_cert = Some(files.write("server.pem", &cert));
+    config.tls_key = Some(files.write("server-key.pem", &key));
+    let app = App::open(&config).await.unwrap();
+    let main = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let health_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let health_addr = health_listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(
+        app.with_health_listener(health_listener)
+            .serve(main, async {
+                let _ = stopped.await;
+            }),
+    );
+    let channel = eventually(Duration::from_secs(10), "the health listener", || async {
+        tonic::transport::Endpoint::from_shared(format!("http://{health_addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .ok()
+    })
+    .await;
+    for service in ["", "keyward.v1.VerifyService"] {
+        let status = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("plaintext health")
+            .into_inner()
+            .status;
+        assert_eq!(status, 1, "{service:?} SERVING");
+    }
+    let status = keyward::proto::verify_service_client::VerifyServiceClient::new(channel)
+        .verify(verify_request("kw_live_x", &[]))
+        .await
+        .expect_err("only health is served there");
+    assert_eq!(status.code(), Code::Unimplemented);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
