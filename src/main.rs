@@ -12,6 +12,8 @@ use keyward::config::{Config, Flags};
 use keyward::server::App;
 use tokio::net::TcpListener;
 
+use crate::cli::manage::Failure;
+
 /// keyward: API keys, created once, verified in well under a millisecond.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -56,6 +58,26 @@ enum Command {
     RootKey {
         #[command(subcommand)]
         command: RootKeyCommand,
+    },
+    /// Manage keys on a running server (the caller's key in KEYWARD_KEY).
+    Keys {
+        #[command(subcommand)]
+        command: cli::manage::KeysCommand,
+    },
+    /// Show or change an account (the caller's key in KEYWARD_KEY).
+    Accounts {
+        #[command(subcommand)]
+        command: cli::manage::AccountsCommand,
+    },
+    /// The scope catalog: scopes with their risk, and the presets.
+    Scopes(cli::manage::ClientArgs),
+    /// The management audit log, newest first.
+    Audit {
+        /// Only this account's events (default: the calling key's account; all for root).
+        #[arg(long)]
+        account: Option<String>,
+        #[command(flatten)]
+        client: cli::manage::ClientArgs,
     },
 }
 
@@ -161,17 +183,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Exit codes: 0 done, 1 refused or failed (with the reason), 2 usage (clap's too).
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(Failure::Failed(message)) => {
             eprintln!("keyward: {message}");
             ExitCode::FAILURE
+        }
+        Err(Failure::Usage(message)) => {
+            eprintln!("keyward: {message}");
+            ExitCode::from(2)
         }
     }
 }
 
-async fn run(command: Command) -> Result<(), String> {
+async fn run(command: Command) -> Result<(), Failure> {
     match command {
+        Command::Keys { command } => cli::manage::keys(command).await,
+        Command::Accounts { command } => cli::manage::accounts(command).await,
+        Command::Scopes(client) => cli::manage::scopes(client).await,
+        Command::Audit { account, client } => cli::manage::audit(account, client).await,
         Command::Serve(args) => {
             let config = args.load()?;
             keyward::telemetry::init(config.log_format);
@@ -220,7 +251,7 @@ async fn run(command: Command) -> Result<(), String> {
             );
             app.serve(listener, shutdown)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| Failure::Failed(e.to_string()))
         }
         Command::Migrate(args) => {
             let config = args.load()?;
@@ -273,7 +304,7 @@ async fn run(command: Command) -> Result<(), String> {
             tls_key,
         } => {
             let identity = tls_cert.as_deref().zip(tls_key.as_deref());
-            health(&server, &service, tls_ca.as_deref(), identity).await
+            Ok(health(&server, &service, tls_ca.as_deref(), identity).await?)
         }
         Command::RootKey {
             command: RootKeyCommand::Generate { key_prefix },

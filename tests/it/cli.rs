@@ -1,0 +1,272 @@
+//! The management CLI: the real binary against a real server, every action, both outputs,
+//! the secret only where it belongs, and exit codes 0 / 1 / 2.
+
+use std::process::{Command, Output};
+
+use keyward::proto::VerifyCode;
+
+use crate::helpers::*;
+
+/// Runs `keyward args…` against `server` with `key` in KEYWARD_KEY (none when empty).
+async fn keyward(server: &TestServer, key: &str, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
+    command
+        .args(args)
+        .env("KEYWARD_SERVER", format!("http://{}", server.addr))
+        .env_remove("KEYWARD_KEY");
+    if !key.is_empty() {
+        command.env("KEYWARD_KEY", key);
+    }
+    tokio::task::spawn_blocking(move || command.output().expect("the binary runs"))
+        .await
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        stdout(output),
+        stderr(output)
+    );
+    stdout(output)
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(output)).unwrap_or_else(|e| panic!("{e}: {}", stdout(output)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_management_action_from_the_command_line() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let root = server.root_key.clone();
+
+    // Create: the secret alone on stdout, a warning on stderr.
+    let created = keyward(
+        &server,
+        &root,
+        &[
+            "keys",
+            "create",
+            "--account",
+            "acme",
+            "--name",
+            "ci deploy",
+            "--scope",
+            "videos:read",
+            "--scope",
+            "videos:write",
+            "--expires-in",
+            "90d",
+        ],
+    )
+    .await;
+    let secret = ok(&created).trim().to_owned();
+    assert!(secret.starts_with("kw_live_"), "{secret}");
+    assert_eq!(ok(&created).lines().count(), 1, "only the secret on stdout");
+    assert!(stderr(&created).contains("shown this once"));
+    assert_eq!(
+        code(&server.verify(&secret, &["videos:write"]).await),
+        VerifyCode::Valid
+    );
+
+    // List, as a table and as JSON: metadata only, never the secret.
+    let table = ok(&keyward(&server, &root, &["keys", "list", "--account", "acme"]).await);
+    assert!(
+        table.contains("PREFIX") && table.contains("LAST USED"),
+        "{table}"
+    );
+    assert!(
+        table.contains("ci deploy") && table.contains("in 3 months"),
+        "{table}"
+    );
+    assert!(!table.contains(&secret));
+    let listed = json(
+        &keyward(
+            &server,
+            &root,
+            &["keys", "list", "--account", "acme", "--output", "json"],
+        )
+        .await,
+    );
+    let key = &listed["api_keys"][0];
+    let id = key["id"].as_str().unwrap().to_owned();
+    assert_eq!(key["name"], "ci deploy");
+    assert_eq!(key["environment"], "live");
+    assert!(secret.starts_with(key["prefix"].as_str().unwrap()));
+    assert!(!listed.to_string().contains(&secret));
+    // Idle keys: one never used is listed by --unused-since.
+    let (_, idle) = server.create(key_request("acme", &["videos:read"])).await;
+    let unused = json(
+        &keyward(
+            &server,
+            &root,
+            &[
+                "keys",
+                "list",
+                "--account",
+                "acme",
+                "--unused-since",
+                "30d",
+                "--output",
+                "json",
+            ],
+        )
+        .await,
+    );
+    let ids: Vec<&str> = unused["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&idle.id.as_str()), "{unused}");
+
+    // Get and update: the change is effective at once.
+    let got = ok(&keyward(&server, &root, &["keys", "get", &id]).await);
+    assert!(got.contains("videos:read, videos:write"), "{got}");
+    let updated = json(
+        &keyward(
+            &server,
+            &root,
+            &[
+                "keys",
+                "update",
+                &id,
+                "--scope",
+                "videos:read",
+                "--output",
+                "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(
+        updated["api_key"]["scopes"],
+        serde_json::json!(["videos:read"])
+    );
+    assert_eq!(
+        code(&server.verify(&secret, &["videos:write"]).await),
+        VerifyCode::InsufficientScope
+    );
+
+    // Rotate: a new secret, once; the old key works during the grace period.
+    let rotated = json(
+        &keyward(
+            &server,
+            &root,
+            &["keys", "rotate", &id, "--grace", "1h", "--output", "json"],
+        )
+        .await,
+    );
+    let new_secret = rotated["key"].as_str().unwrap().to_owned();
+    let new_id = rotated["api_key"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret);
+    assert_eq!(rotated["previous_api_key"]["id"], id.as_str());
+    assert_eq!(
+        code(&server.verify(&new_secret, &[]).await),
+        VerifyCode::Valid
+    );
+
+    // Revoke.
+    let revoked = ok(&keyward(&server, &root, &["keys", "revoke", &new_id]).await);
+    assert!(revoked.starts_with("revoked "), "{revoked}");
+    assert_eq!(
+        code(&server.verify(&new_secret, &[]).await),
+        VerifyCode::Revoked
+    );
+
+    // Accounts, scopes, audit.
+    let account = json(
+        &keyward(
+            &server,
+            &root,
+            &[
+                "accounts",
+                "update",
+                "acme",
+                "--max-active-keys",
+                "5",
+                "--output",
+                "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(account["max_active_keys"], 5);
+    let shown = ok(&keyward(&server, &root, &["accounts", "get", "acme"]).await);
+    assert!(
+        shown.contains("ACTIVE KEYS") && shown.contains("enabled"),
+        "{shown}"
+    );
+    let scopes = ok(&keyward(&server, &root, &["scopes"]).await);
+    assert!(
+        scopes.contains("videos:read") && scopes.contains("RISK"),
+        "{scopes}"
+    );
+    let audit = json(
+        &keyward(
+            &server,
+            &root,
+            &["audit", "--account", "acme", "--output", "json"],
+        )
+        .await,
+    );
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "key_created",
+        "key_updated",
+        "key_rotated",
+        "key_revoked",
+        "account_updated",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    assert!(!audit.to_string().contains(&secret));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_say_refused_or_misused() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    // No KEYWARD_KEY: usage (2), saying where the key goes.
+    let missing = keyward(&server, "", &["keys", "list"]).await;
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("KEYWARD_KEY"),
+        "{}",
+        stderr(&missing)
+    );
+    // A flag that does not exist: usage (2).
+    let bad = keyward(&server, &server.root_key, &["keys", "list", "--nope"]).await;
+    assert_eq!(bad.status.code(), Some(2));
+    // Nothing to change: usage (2).
+    let nothing = keyward(&server, &server.root_key, &["keys", "update", ABSENT_ID]).await;
+    assert_eq!(nothing.status.code(), Some(2));
+    // Refused by the server: 1, with its message.
+    let refused = keyward(&server, "kw_live_not-a-key", &["keys", "list"]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("Unauthenticated"),
+        "{}",
+        stderr(&refused)
+    );
+    let absent = keyward(&server, &server.root_key, &["keys", "get", ABSENT_ID]).await;
+    assert_eq!(absent.status.code(), Some(1));
+    assert!(stderr(&absent).contains("NotFound"), "{}", stderr(&absent));
+    server.stop().await;
+}
