@@ -174,6 +174,13 @@ pub struct UpdateArgs {
 /// `keyward accounts …`.
 #[derive(Debug, Subcommand)]
 pub enum AccountsCommand {
+    /// Offboard an account: revoke every key of it that still works, at once.
+    Offboard {
+        /// The account.
+        account: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show an account: its key limit, whether it is disabled, its active keys.
     Get {
         /// The account.
@@ -530,12 +537,36 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
 pub async fn accounts(command: AccountsCommand) -> Result<(), Failure> {
     let (account, client) = match &command {
         AccountsCommand::Get { account, client }
+        | AccountsCommand::Offboard { account, client }
         | AccountsCommand::Update {
             account, client, ..
         } => (account.clone(), client.clone()),
     };
     let mut c = Client::connect(&client).await?;
     let answer = match command {
+        AccountsCommand::Offboard { .. } => {
+            let keys = c
+                .manage
+                .revoke_account_keys(c.request(proto::RevokeAccountKeysRequest {
+                    account_id: account.clone(),
+                }))
+                .await?
+                .into_inner()
+                .api_keys;
+            match c.output {
+                Output::Json => println!(
+                    "{}",
+                    json!({ "api_keys": keys.iter().map(key_json).collect::<Vec<_>>() })
+                ),
+                Output::Table => {
+                    println!("revoked {} key(s) of {account}", keys.len());
+                    for key in &keys {
+                        println!("  {}  {}", key.prefix, key.name);
+                    }
+                }
+            }
+            return Ok(());
+        }
         AccountsCommand::Get { .. } => {
             c.manage
                 .get_account(c.request(proto::GetAccountRequest {

@@ -113,6 +113,25 @@ impl ManageService for ManageApi {
         }))
     }
 
+    async fn revoke_account_keys(
+        &self,
+        request: Request<proto::RevokeAccountKeysRequest>,
+    ) -> Result<Response<proto::RevokeAccountKeysResponse>, Status> {
+        let caller = self
+            .caller(&request, "RevokeAccountKeys", Access::Write)
+            .await?;
+        let account_id = AccountId::parse(&request.get_ref().account_id)
+            .map_err(|e| Error::invalid("account_id", e))?;
+        record_target(account_id.as_str());
+        let keys = self
+            .service
+            .revoke_account_keys(&caller, &account_id)
+            .await?;
+        Ok(Response::new(proto::RevokeAccountKeysResponse {
+            api_keys: keys.iter().map(Into::into).collect(),
+        }))
+    }
+
     async fn rotate_key(
         &self,
         request: Request<proto::RotateKeyRequest>,

@@ -190,6 +190,44 @@ impl Keyward {
         Ok(stored.key)
     }
 
+    /// Offboards an account: revokes every key of it that still works (keys in a rotation's
+    /// grace period too), one audit event per key, and drops them from the cache; other
+    /// replicas hear of each through the change feed. A test caller revokes only test keys.
+    /// Not the root account: revoking every root key would lock every operator out.
+    pub async fn revoke_account_keys(
+        &self,
+        caller: &Caller,
+        account_id: &crate::ids::AccountId,
+    ) -> Result<Vec<ApiKey>> {
+        let account_id = account_id.as_str();
+        caller.authorize(account_id, Access::Write)?;
+        if account_id == super::auth::ROOT_ACCOUNT {
+            return Err(Error::FailedPrecondition(
+                "the root account's keys are revoked one by one (RevokeKey), so that one is left"
+                    .into(),
+            ));
+        }
+        // A test key manages only test keys.
+        let only = caller
+            .authorize_environment(crate::key::Environment::Live)
+            .is_err()
+            .then_some(crate::key::Environment::Test);
+        let revoked = self
+            .store
+            .revoke_account_keys(account_id, only, Timestamp::now(), Some(caller.key_id()))
+            .await?;
+        for stored in &revoked {
+            self.invalidate(&stored.digest).await;
+        }
+        tracing::debug!(
+            account = account_id,
+            keys = revoked.len(),
+            actor = caller.key_id(),
+            "account keys revoked"
+        );
+        Ok(revoked.into_iter().map(|s| s.key).collect())
+    }
+
     /// Replaces a key by a new one with the same name, scopes, restrictions, limits and meta.
     /// The old key keeps working for `grace` (zero: it is revoked at once), then expires.
     /// Returns the new secret, the new record and the old record.

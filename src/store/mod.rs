@@ -45,6 +45,12 @@ pub trait Tx: Send {
     async fn account_for_update(&mut self, account_id: &str, now: Timestamp) -> Result<Account>;
     /// Active keys of the account at `now`.
     async fn count_active(&mut self, account_id: &str, now: Timestamp) -> Result<u32>;
+    /// Keys of the account that still work at `now` (grace periods included), read for change.
+    async fn live_keys_for_update(
+        &mut self,
+        account_id: &str,
+        now: Timestamp,
+    ) -> Result<Vec<StoredKey>>;
     /// Writes an account's policy back.
     async fn write_account(&mut self, account: &Account, now: Timestamp) -> Result<()>;
     /// Records an audit event.
@@ -182,6 +188,35 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         }
         tx.commit().await?;
         Ok(stored)
+    }
+
+    /// Revokes every key of `account_id` that still works at `now` (of `only` this
+    /// environment, when given), in one transaction, one audit event per key. Returns the keys
+    /// revoked.
+    async fn revoke_account_keys(
+        &self,
+        account_id: &str,
+        only: Option<crate::key::Environment>,
+        now: Timestamp,
+        actor: Option<&str>,
+    ) -> Result<Vec<StoredKey>> {
+        let mut tx = self.begin().await?;
+        let mut revoked = Vec::new();
+        for mut stored in tx.live_keys_for_update(account_id, now).await? {
+            if only.is_some_and(|env| stored.key.environment != env) {
+                continue;
+            }
+            let before = stored.key.clone();
+            stored.key.revoked_at = Some(now);
+            stored.key.updated_at = now;
+            tx.write_key(&stored).await?;
+            let event =
+                AuditEvent::for_key(Action::KeyRevoked, actor, Some(&before), &stored.key, now);
+            tx.audit(&event).await?;
+            revoked.push(stored);
+        }
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     /// Replaces the key `old_id` by `new` in one transaction, under [`ApiKey::retire`]'s rules.

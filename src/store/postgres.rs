@@ -14,8 +14,8 @@ use super::listener;
 use super::row::{
     AccountRow, COUNT_ACTIVE, ENSURE_ACCOUNT, EventRow, INSERT_EVENT, INSERT_KEY, KeyRow,
     KeyStateRow, KeyValues, LIST_EVENTS, LIST_KEYS, SELECT_ACCOUNT, SELECT_BY_ID,
-    SELECT_STATE_BY_DIGEST, UPDATE_ACCOUNT, UPDATE_KEY, bind_event, bind_key, bind_key_update,
-    into_event_page, into_page,
+    SELECT_LIVE_BY_ACCOUNT, SELECT_STATE_BY_DIGEST, UPDATE_ACCOUNT, UPDATE_KEY, bind_event,
+    bind_key, bind_key_update, into_event_page, into_page,
 };
 use super::sql::sql_backend;
 use crate::audit::{AuditEvent, AuditQuery};

@@ -79,6 +79,16 @@ pub(crate) const ENSURE_ACCOUNT: &str = "INSERT INTO accounts (account_id, creat
      VALUES ($1, $2, $2) ON CONFLICT (account_id) DO NOTHING";
 
 /// Active keys: not revoked, not expired, not replaced by a rotation.
+/// Keys of an account that still work: not revoked, not expired (keys in a rotation's grace
+/// period included).
+pub(crate) static SELECT_LIVE_BY_ACCOUNT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT seq, {} FROM api_keys WHERE account_id = $1 AND revoked_at IS NULL \
+         AND (expires_at IS NULL OR expires_at > $2) ORDER BY seq",
+        columns("")
+    )
+});
+
 pub(crate) const COUNT_ACTIVE: &str = "SELECT COUNT(*) FROM api_keys WHERE account_id = $1 \
      AND revoked_at IS NULL AND replaced_by IS NULL AND (expires_at IS NULL OR expires_at > $2)";
 

@@ -99,6 +99,23 @@ macro_rules! sql_backend {
                 Ok(u32::try_from(count).unwrap_or(u32::MAX))
             }
 
+            async fn live_keys_for_update(
+                &mut self,
+                account_id: &str,
+                now: Timestamp,
+            ) -> Result<Vec<StoredKey>> {
+                let sql = format!("{}{}", *SELECT_LIVE_BY_ACCOUNT, $lock);
+                sqlx::query_as::<_, KeyRow>(&sql)
+                    .bind(account_id)
+                    .bind(now.micros())
+                    .fetch_all(&mut *self.tx)
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(StoredKey::try_from)
+                    .collect()
+            }
+
             async fn write_account(&mut self, account: &Account, now: Timestamp) -> Result<()> {
                 sqlx::query(UPDATE_ACCOUNT)
                     .bind(&account.account_id)

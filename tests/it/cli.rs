@@ -208,6 +208,11 @@ async fn every_management_action_from_the_command_line() {
         shown.contains("ACTIVE KEYS") && shown.contains("enabled"),
         "{shown}"
     );
+    // Offboard: every key of the account that still works, at once.
+    let (last, _) = server.create(key_request("acme", &["videos:read"])).await;
+    let offboarded = ok(&keyward(&server, &root, &["accounts", "offboard", "acme"]).await);
+    assert!(offboarded.starts_with("revoked "), "{offboarded}");
+    assert_eq!(code(&server.verify(&last, &[]).await), VerifyCode::Revoked);
     let scopes = ok(&keyward(&server, &root, &["scopes"]).await);
     assert!(
         scopes.contains("videos:read") && scopes.contains("RISK"),

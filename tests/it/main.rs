@@ -15,6 +15,7 @@ mod keys;
 mod limits;
 mod manage;
 mod nginx;
+mod offboard;
 mod ops;
 mod policy;
 mod process;
