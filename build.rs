@@ -32,6 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .btree_map(".envoy")
         .skip_debug([
             ".keyward.v1.VerifyRequest",
+            ".keyward.v1.ReportLeakedKeysRequest",
             // Envoy's request headers carry the raw key.
             ".envoy.service.auth.v3.AttributeContext.HttpRequest",
             ".envoy.config.core.v3.HeaderValue",

@@ -56,6 +56,15 @@ impl fmt::Debug for VerifyRequest {
     }
 }
 
+impl fmt::Debug for ReportLeakedKeysRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReportLeakedKeysRequest")
+            .field("keys", &format_args!("[{} redacted]", self.keys.len()))
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
 impl fmt::Debug for CreateKeyResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CreateKeyResponse")

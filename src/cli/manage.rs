@@ -73,6 +73,17 @@ pub enum KeysCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Report strings found in public (one per line, from FILE or - for stdin): live keys
+    /// among them are revoked, each string answered.
+    ReportLeaked {
+        /// Where they were found (a URL, "pastebin", …); recorded in the audit log.
+        #[arg(long)]
+        source: String,
+        /// The file of strings, one per line; `-` reads stdin.
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Revoke a key, at once.
     Revoke {
         /// The key's id.
@@ -335,6 +346,11 @@ pub async fn keys(command: KeysCommand) -> Result<(), Failure> {
             );
             Ok(())
         }
+        KeysCommand::ReportLeaked {
+            source,
+            file,
+            client,
+        } => report_leaked(&source, &file, &client).await,
         KeysCommand::Revoke { id, client } => {
             let mut c = Client::connect(&client).await?;
             let key = c
@@ -351,6 +367,74 @@ pub async fn keys(command: KeysCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+async fn report_leaked(source: &str, file: &PathBuf, client: &ClientArgs) -> Result<(), Failure> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .map_err(|e| Failure::Usage(format!("cannot read stdin: {e}")))?
+    } else {
+        std::fs::read_to_string(file)
+            .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", file.display())))?
+    };
+    let strings: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if strings.is_empty() {
+        return Err(Failure::Usage("no strings to report".into()));
+    }
+    let mut c = Client::connect(client).await?;
+    let mut results = Vec::with_capacity(strings.len());
+    // The server takes at most 100 strings a call.
+    for chunk in strings.chunks(100) {
+        let answer = c
+            .manage
+            .report_leaked_keys(c.request(proto::ReportLeakedKeysRequest {
+                keys: chunk.to_vec(),
+                source: source.to_owned(),
+            }))
+            .await?
+            .into_inner();
+        results.extend(answer.results);
+    }
+    let outcome = |o: i32| {
+        proto::LeakOutcome::try_from(o)
+            .map(|o| {
+                o.as_str_name()
+                    .trim_start_matches("LEAK_OUTCOME_")
+                    .to_lowercase()
+            })
+            .unwrap_or_else(|_| "unknown".into())
+    };
+    match c.output {
+        Output::Json => println!(
+            "{}",
+            json!({ "results": results.iter().enumerate().map(|(i, r)| json!({
+                "line": i + 1,
+                "outcome": outcome(r.outcome),
+                "key_id": r.key_id,
+                "account_id": r.account_id,
+                "prefix": r.prefix,
+            })).collect::<Vec<_>>() })
+        ),
+        Output::Table => {
+            let mut table = table(&["LINE", "OUTCOME", "PREFIX", "ACCOUNT", "ID"]);
+            for (i, r) in results.iter().enumerate() {
+                table.add_row(vec![
+                    (i + 1).to_string(),
+                    outcome(r.outcome),
+                    r.prefix.clone(),
+                    r.account_id.clone(),
+                    r.key_id.clone(),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(())
 }
 
 async fn create(args: CreateArgs) -> Result<(), Failure> {

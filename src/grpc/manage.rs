@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::ids::AccountId;
 use crate::model::{Account, AccountPatch};
 use crate::proto::{self, manage_service_server::ManageService};
-use crate::service::{Access, CallContext, Caller, Keyward};
+use crate::service::{Access, CallContext, Caller, Keyward, Leak};
 
 /// The ManageService adapter.
 #[derive(Debug, Clone)]
@@ -111,6 +111,57 @@ impl ManageService for ManageApi {
         Ok(Response::new(proto::RevokeKeyResponse {
             api_key: Some((&key).into()),
         }))
+    }
+
+    async fn report_leaked_keys(
+        &self,
+        request: Request<proto::ReportLeakedKeysRequest>,
+    ) -> Result<Response<proto::ReportLeakedKeysResponse>, Status> {
+        let caller = self
+            .caller(&request, "ReportLeakedKeys", Access::Write)
+            .await?;
+        let request = request.into_inner();
+        // Bounded before any string is looked at.
+        let mut v = super::convert::Violations::default();
+        if request.keys.is_empty() || request.keys.len() > 100 {
+            v.add("keys", "give 1-100 strings");
+        } else if let Some(i) = request.keys.iter().position(|k| k.len() > 512) {
+            v.add(format!("keys[{i}]"), "at most 512 bytes");
+        }
+        let source = request.source.trim();
+        if source.is_empty() || source.chars().count() > 512 {
+            v.add(
+                "source",
+                "say where the strings were found, 1-512 characters",
+            );
+        }
+        v.finish(())?;
+        let outcomes = self
+            .service
+            .report_leaked_keys(&caller, &request.keys, source)
+            .await?;
+        let results = outcomes
+            .into_iter()
+            .map(|leak| {
+                use proto::LeakOutcome as O;
+                let (outcome, key) = match leak {
+                    Leak::NotAKey => (O::NotAKey, None),
+                    Leak::Unknown => (O::Unknown, None),
+                    Leak::RevokedNow(key) => (O::RevokedNow, Some(key)),
+                    Leak::AlreadyRevoked(key) => (O::AlreadyRevoked, Some(key)),
+                };
+                proto::LeakedKeyResult {
+                    outcome: outcome.into(),
+                    key_id: key.as_ref().map(|k| k.id.clone()).unwrap_or_default(),
+                    account_id: key
+                        .as_ref()
+                        .map(|k| k.account_id.clone())
+                        .unwrap_or_default(),
+                    prefix: key.as_ref().map(|k| k.prefix.clone()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        Ok(Response::new(proto::ReportLeakedKeysResponse { results }))
     }
 
     async fn revoke_account_keys(

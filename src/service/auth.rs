@@ -60,6 +60,11 @@ impl Caller {
         &self.key().account_id
     }
 
+    /// Whether the caller holds `root` or `keys:write` (of any account).
+    pub fn may_write_somewhere(&self) -> bool {
+        self.is_root() || self.key().holds(KEYS_WRITE)
+    }
+
     /// Whether the caller holds `root`.
     pub fn is_root(&self) -> bool {
         self.key().holds(ROOT)

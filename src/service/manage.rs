@@ -190,6 +190,59 @@ impl Keyward {
         Ok(stored.key)
     }
 
+    /// Checks strings found in public: each is not a key, an unknown key, or a key keyward
+    /// knows, which is revoked now (the source recorded in its audit event) or was already.
+    /// The caller needs `root` or `keys:write` (of any account): holding a key's secret is
+    /// enough to use it, so revoking a key whose secret one presents takes nothing from anyone.
+    /// Answers in the order given; the raw strings are never stored, logged or echoed.
+    pub async fn report_leaked_keys(
+        &self,
+        caller: &Caller,
+        raw: &[String],
+        source: &str,
+    ) -> Result<Vec<Leak>> {
+        if !caller.may_write_somewhere() {
+            return Err(Error::PermissionDenied(
+                "reporting leaked keys needs root or keys:write".into(),
+            ));
+        }
+        let reason = format!("leaked: {source}");
+        let mut out = Vec::with_capacity(raw.len());
+        for text in raw {
+            let Some(parsed) = self.format.parse(text.trim()) else {
+                out.push(Leak::NotAKey);
+                continue;
+            };
+            // The store, not the cache: the answer must be current.
+            let found = self
+                .store
+                .key_by_digest(&parsed.digest)
+                .await?
+                .filter(|state| state.key.environment == parsed.environment);
+            let Some(state) = found else {
+                out.push(Leak::Unknown);
+                continue;
+            };
+            let (stored, revoked_now) = self
+                .store
+                .revoke_key_because(
+                    &state.key.id,
+                    Some(&reason),
+                    Timestamp::now(),
+                    Some(caller.key_id()),
+                )
+                .await?;
+            self.invalidate(&stored.digest).await;
+            out.push(if revoked_now {
+                tracing::warn!(key_id = %stored.key.id, account = %stored.key.account_id, %source, "leaked key revoked");
+                Leak::RevokedNow(stored.key)
+            } else {
+                Leak::AlreadyRevoked(stored.key)
+            });
+        }
+        Ok(out)
+    }
+
     /// Offboards an account: revokes every key of it that still works (keys in a rotation's
     /// grace period too), one audit event per key, and drops them from the cache; other
     /// replicas hear of each through the change feed. A test caller revokes only test keys.
@@ -298,4 +351,17 @@ impl Keyward {
             .map(|stored| stored.key)
             .ok_or_else(|| Error::NotFound(format!("key {id:?}")))
     }
+}
+
+/// What a string reported as leaked turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leak {
+    /// Not the key format, or the checksum fails.
+    NotAKey,
+    /// Well-formed, but no such key.
+    Unknown,
+    /// A live key, revoked by this report.
+    RevokedNow(ApiKey),
+    /// A key revoked before.
+    AlreadyRevoked(ApiKey),
 }

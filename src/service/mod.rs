@@ -27,7 +27,7 @@ use crate::verify::{self, Code, Decision, Presented, RateBudget, VerifyQuery};
 
 pub use auth::{Access, CallContext, Caller};
 pub use last_used::LastUsed;
-pub use manage::{CreateKey, Expiry};
+pub use manage::{CreateKey, Expiry, Leak};
 
 /// Service-wide policy.
 #[derive(Debug, Clone)]

@@ -175,19 +175,39 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Revokes the key `id` (a no-op on a revoked key); `NotFound` if there is none.
     async fn revoke_key(&self, id: &str, now: Timestamp, actor: Option<&str>) -> Result<StoredKey> {
+        Ok(self.revoke_key_because(id, None, now, actor).await?.0)
+    }
+
+    /// Revokes the key `id`, recording `reason` (e.g. where it leaked) in its audit event.
+    /// Returns the key and whether this call revoked it (false: it was revoked already).
+    async fn revoke_key_because(
+        &self,
+        id: &str,
+        reason: Option<&str>,
+        now: Timestamp,
+        actor: Option<&str>,
+    ) -> Result<(StoredKey, bool)> {
         let mut tx = self.begin().await?;
         let mut stored = tx.key_for_update(id).await?;
-        if !stored.key.is_revoked() {
+        let revoking = !stored.key.is_revoked();
+        if revoking {
             let before = stored.key.clone();
             stored.key.revoked_at = Some(now);
             stored.key.updated_at = now;
             tx.write_key(&stored).await?;
-            let event =
+            let mut event =
                 AuditEvent::for_key(Action::KeyRevoked, actor, Some(&before), &stored.key, now);
+            if let Some(reason) = reason {
+                event.changes.push(crate::audit::FieldChange {
+                    field: "revocation_reason".into(),
+                    old_value: String::new(),
+                    new_value: reason.to_owned(),
+                });
+            }
             tx.audit(&event).await?;
         }
         tx.commit().await?;
-        Ok(stored)
+        Ok((stored, revoking))
     }
 
     /// Revokes every key of `account_id` that still works at `now` (of `only` this

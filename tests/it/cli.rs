@@ -208,6 +208,35 @@ async fn every_management_action_from_the_command_line() {
         shown.contains("ACTIVE KEYS") && shown.contains("enabled"),
         "{shown}"
     );
+    // Report leaked strings from a file: the live key is revoked, the rest answered.
+    let (leaked, _) = server.create(key_request("acme", &["videos:read"])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("paste.txt");
+    std::fs::write(&file, format!("{leaked}\nnot a key\n")).unwrap();
+    let report = json(
+        &keyward(
+            &server,
+            &root,
+            &[
+                "keys",
+                "report-leaked",
+                "--source",
+                "https://paste.example/1",
+                file.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(report["results"][0]["outcome"], "revoked_now");
+    assert_eq!(report["results"][1]["outcome"], "not_a_key");
+    assert!(!report.to_string().contains(&leaked));
+    assert_eq!(
+        code(&server.verify(&leaked, &[]).await),
+        VerifyCode::Revoked
+    );
+
     // Offboard: every key of the account that still works, at once.
     let (last, _) = server.create(key_request("acme", &["videos:read"])).await;
     let offboarded = ok(&keyward(&server, &root, &["accounts", "offboard", "acme"]).await);

@@ -12,6 +12,7 @@ mod pg;
 
 mod hostile;
 mod keys;
+mod leaks;
 mod limits;
 mod manage;
 mod nginx;
