@@ -141,7 +141,130 @@ pub async fn render(service: &Keyward) -> String {
         "Batched last-use writes.",
         service.last_used().writes(),
     );
+    render_rpcs(&mut out);
+    render_process(&mut out);
+    let _ = writeln!(
+        out,
+        "# HELP keyward_build_info The running keyward's version.\n# TYPE keyward_build_info gauge\nkeyward_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
     out
+}
+
+/// Per-RPC counters and latency histograms, named as the common gRPC Prometheus middlewares
+/// name them (`grpc_server_handled_total`, `grpc_server_handling_seconds`); only RPCs that
+/// were called appear.
+fn render_rpcs(out: &mut String) {
+    use crate::stats::{GRPC_CODES, RPCS, rpc_metrics};
+    let m = rpc_metrics();
+    let _ = writeln!(
+        out,
+        "# HELP grpc_server_handled_total RPCs completed on the server, by method and gRPC code.\n# TYPE grpc_server_handled_total counter"
+    );
+    let labels = |path: &str| {
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or(("other", "other"));
+        format!("grpc_type=\"unary\",grpc_service=\"{service}\",grpc_method=\"{method}\"")
+    };
+    for (i, path) in RPCS.iter().enumerate() {
+        for (c, name) in GRPC_CODES.iter().enumerate() {
+            let n = m.handled[i][c].load(Ordering::Relaxed);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "grpc_server_handled_total{{{},grpc_code=\"{name}\"}} {n}",
+                    labels(path)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP grpc_server_handling_seconds Time to handle an RPC, by method.\n# TYPE grpc_server_handling_seconds histogram"
+    );
+    for (i, path) in RPCS.iter().enumerate() {
+        let count = m.count[i].load(Ordering::Relaxed);
+        if count == 0 {
+            continue;
+        }
+        let labels = labels(path);
+        let mut cumulative = 0;
+        for (bound, bucket) in BUCKETS.iter().zip(&m.buckets[i]) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "grpc_server_handling_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let sum = m.sum_nanos[i].load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "grpc_server_handling_seconds_bucket{{{labels},le=\"+Inf\"}} {count}\n\
+             grpc_server_handling_seconds_sum{{{labels}}} {sum}\n\
+             grpc_server_handling_seconds_count{{{labels}}} {count}"
+        );
+    }
+}
+
+/// The standard process metrics, read from `/proc/self` (Linux; absent elsewhere).
+fn render_process(out: &mut String) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(kb) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    {
+        metric(
+            out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            kb * 1024,
+        );
+    }
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at index 2 ("state").
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime, stime are fields 14 and 15 of stat (indexes 11, 12 here), in USER_HZ (100/s).
+    if let (Some(user), Some(system)) = (
+        fields.get(11).and_then(|v| v.parse::<u64>().ok()),
+        fields.get(12).and_then(|v| v.parse::<u64>().ok()),
+    ) {
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}",
+            (user + system) as f64 / 100.0
+        );
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        metric(
+            out,
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            fds.count() as u64,
+        );
+    }
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    if let Some(max) = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        metric(
+            out,
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            max,
+        );
+    }
 }
 
 /// The open-connection gauges of the listeners, in Prometheus text format.

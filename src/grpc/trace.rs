@@ -77,11 +77,20 @@ where
         let call = self.inner.call(request).instrument(span.clone());
         Box::pin(async move {
             let result = call.await;
+            let elapsed = start.elapsed();
+            let number = match &result {
+                Ok(response) => code_number(response.headers()),
+                Err(_) => tonic::Code::Unknown as i32,
+            };
+            crate::stats::rpc_metrics().record(&rpc, number, elapsed);
+            if span.is_disabled() {
+                return result;
+            }
             let (code, message) = match &result {
                 Ok(response) => status_of(response.headers()),
                 Err(_) => ("TRANSPORT_ERROR".to_owned(), String::new()),
             };
-            let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
             span.record("code", code.as_str());
             span.record("latency_us", latency_us);
             let _entered = span.enter();
@@ -97,6 +106,15 @@ where
             result
         })
     }
+}
+
+/// The gRPC code number of a response head (a success carries it in the trailers: 0).
+fn code_number(headers: &http::HeaderMap) -> i32 {
+    headers
+        .get("grpc-status")
+        .and_then(|s| s.to_str().ok())
+        .and_then(|s| s.parse::<i32>().ok())
+        .unwrap_or(0)
 }
 
 /// The gRPC code and message of a response head: a failed unary call is answered

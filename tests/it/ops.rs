@@ -350,3 +350,119 @@ async fn manage_service_on_its_own_listener() {
     let _ = stop.send(());
     task.await.unwrap().expect("both listeners stop cleanly");
 }
+
+/// The exposition parses line by line, and carries what operators expect: per-RPC counters by
+/// method and gRPC code and latency histograms under the common middleware names, process
+/// metrics and the build info. A made-up method is counted as `other`, so clients cannot grow
+/// the label set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_carry_per_rpc_process_and_build_series() {
+    use crate::helpers::{key_request, verify_request};
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (secret, _) = server.create(key_request("acme", &["videos:read"])).await;
+    server
+        .verifier()
+        .await
+        .verify(verify_request(&secret, &[]))
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.unwrap();
+    let made_up = grpc
+        .unary::<(), (), _>(
+            tonic::Request::new(()),
+            tonic::codegen::http::uri::PathAndQuery::from_static("/keyward.v1.VerifyService/Nope"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .expect_err("no such method");
+    assert_eq!(made_up.code(), tonic::Code::Unimplemented);
+
+    let text = eventually(
+        Duration::from_secs(5),
+        "the calls to be counted",
+        || async {
+            let text = crate::helpers::http(server.http_addr, "GET", "/metrics", &[])
+                .await
+                .body;
+            text.contains("grpc_service=\"other\"").then_some(text)
+        },
+    )
+    .await;
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if line.starts_with('#') {
+            assert!(
+                line.starts_with("# HELP ") || line.starts_with("# TYPE "),
+                "{line}"
+            );
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("series value");
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("a number: {line}"));
+        samples.insert(series.to_owned(), value);
+    }
+    let find = |prefix: &str, parts: &[&str]| {
+        samples
+            .iter()
+            .find(|(s, _)| s.starts_with(prefix) && parts.iter().all(|p| s.contains(p)))
+            .map(|(_, v)| *v)
+    };
+    assert!(
+        find(
+            "grpc_server_handled_total{",
+            &[
+                "grpc_service=\"keyward.v1.VerifyService\"",
+                "grpc_method=\"Verify\"",
+                "grpc_code=\"OK\""
+            ]
+        )
+        .is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
+    assert!(
+        find(
+            "grpc_server_handled_total{",
+            &["grpc_method=\"CreateKey\"", "grpc_code=\"OK\""]
+        )
+        .is_some()
+    );
+    assert!(
+        find(
+            "grpc_server_handled_total{",
+            &["grpc_service=\"other\"", "grpc_code=\"Unimplemented\""]
+        )
+        .is_some(),
+        "a made-up method counts as other"
+    );
+    assert!(
+        !text.contains("Nope"),
+        "no label from a client's made-up path"
+    );
+    assert!(
+        find(
+            "grpc_server_handling_seconds_count{",
+            &["grpc_method=\"Verify\""]
+        )
+        .is_some_and(|v| v >= 1.0)
+    );
+    assert!(
+        find(
+            "grpc_server_handling_seconds_bucket{",
+            &["grpc_method=\"Verify\"", "le=\"+Inf\""]
+        )
+        .is_some()
+    );
+    assert!(find("process_resident_memory_bytes", &[]).is_some_and(|v| v > 1e6));
+    assert!(find("process_cpu_seconds_total", &[]).is_some_and(|v| v > 0.0));
+    assert!(find("process_open_fds", &[]).is_some_and(|v| v >= 3.0));
+    assert!(find("process_max_fds", &[]).is_some());
+    assert_eq!(
+        samples.get(&format!(
+            "keyward_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        Some(&1.0)
+    );
+    server.stop().await;
+}
