@@ -22,6 +22,14 @@ pub enum Error {
     /// The request is valid but the system is not in a state to do it.
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
+    /// A quota (the active-key limit) is used up: `FAILED_PRECONDITION` with `QuotaFailure`.
+    #[error("limit reached: {message}")]
+    LimitReached {
+        /// What the quota belongs to, e.g. `accounts/acme`.
+        subject: String,
+        /// Why, for people.
+        message: String,
+    },
     /// No or bad credentials.
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),

@@ -336,50 +336,79 @@ impl From<&ApiKey> for proto::KeyInfo {
     }
 }
 
-/// An opaque page token for a list cursor.
-pub(crate) fn page_token(cursor: Option<i64>) -> String {
+/// A fingerprint of the query a page token belongs to: the request's filters, so a token is
+/// refused when reused with another account or filter (AIP-158).
+pub(crate) fn query_fingerprint(parts: &[&str]) -> u32 {
+    crc32fast::hash(parts.join("\u{1f}").as_bytes())
+}
+
+/// An opaque page token for a list cursor of the query `query`.
+pub(crate) fn page_token(cursor: Option<i64>, query: u32) -> String {
     cursor
-        .map(|c| format!("p{}", base62::encode(c as u64)))
+        .map(|c| {
+            format!(
+                "p{}.{}",
+                base62::encode(c as u64),
+                base62::encode(u64::from(query))
+            )
+        })
         .unwrap_or_default()
 }
 
-/// The cursor of a page token; `Ok(None)` for the first page.
-pub(crate) fn parse_page_token(token: &str) -> Result<Option<i64>, String> {
+/// The cursor of a page token of the query `query`; `Ok(None)` for the first page.
+pub(crate) fn parse_page_token(token: &str, query: u32) -> Result<Option<i64>, String> {
     if token.is_empty() {
         return Ok(None);
     }
-    token
+    let (cursor, issued_for) = token
         .strip_prefix('p')
-        .and_then(|t| base62::decode(t).ok())
-        .and_then(|c| i64::try_from(c).ok())
-        .map(Some)
-        .ok_or_else(|| "is not a token this server issued".to_owned())
+        .and_then(|t| t.split_once('.'))
+        .and_then(|(c, q)| {
+            let cursor = i64::try_from(base62::decode(c).ok()?).ok()?;
+            let query = u32::try_from(base62::decode(q).ok()?).ok()?;
+            Some((cursor, query))
+        })
+        .ok_or_else(|| "is not a token this server issued".to_owned())?;
+    if issued_for != query {
+        return Err(
+            "was issued for another query (account or filters differ); list again without it"
+                .to_owned(),
+        );
+    }
+    Ok(Some(cursor))
 }
 
-/// The paths of a required `update_mask`; an empty, missing or oversized mask is a violation.
-pub(crate) fn mask_paths<'a>(
+/// The paths of a required `update_mask`: `*` alone stands for every path in `all` (AIP-134);
+/// an empty, missing or oversized mask is a violation.
+pub(crate) fn mask_paths(
     v: &mut Violations,
-    mask: Option<&'a prost_types::FieldMask>,
-) -> &'a [String] {
+    mask: Option<&prost_types::FieldMask>,
+    all: &[&str],
+) -> Vec<String> {
     let paths = mask.map(|m| m.paths.as_slice()).unwrap_or(&[]);
     if paths.is_empty() {
-        v.add("update_mask", "name the fields to change");
-    } else if paths.len() > 16 {
-        v.add("update_mask", "at most 16 paths");
-        return &[];
+        v.add("update_mask", "name the fields to change, or \"*\" for all");
+        return Vec::new();
     }
-    paths
+    if paths.len() > 16 {
+        v.add("update_mask", "at most 16 paths");
+        return Vec::new();
+    }
+    if paths.iter().any(|p| p == "*") {
+        if paths.len() > 1 {
+            v.add("update_mask", "\"*\" stands alone");
+            return Vec::new();
+        }
+        return all.iter().map(|p| (*p).to_owned()).collect();
+    }
+    paths.to_vec()
 }
 
-/// A page size: 0 means 50, at most 1000.
-pub(crate) fn parse_page_size(v: &mut Violations, size: u32) -> u32 {
+/// A page size: 0 means 50; above the maximum of 1000 it is clamped, not refused (AIP-158).
+pub(crate) fn parse_page_size(size: u32) -> u32 {
     match size {
         0 => 50,
-        1..=1000 => size,
-        _ => {
-            v.add("page_size", "must be at most 1000");
-            1000
-        }
+        _ => size.min(1000),
     }
 }
 
@@ -390,12 +419,18 @@ mod tests {
     #[test]
     fn page_tokens_round_trip() {
         for c in [1, 42, i64::MAX] {
-            assert_eq!(parse_page_token(&page_token(Some(c))), Ok(Some(c)));
+            assert_eq!(parse_page_token(&page_token(Some(c), 7), 7), Ok(Some(c)));
+            assert!(
+                parse_page_token(&page_token(Some(c), 7), 8).is_err(),
+                "another query"
+            );
         }
-        assert_eq!(page_token(None), "");
-        assert_eq!(parse_page_token(""), Ok(None));
-        assert!(parse_page_token("zzz").is_err());
-        assert!(parse_page_token("p!!").is_err());
+        assert_eq!(page_token(None, 7), "");
+        assert_eq!(parse_page_token("", 7), Ok(None));
+        assert!(parse_page_token("zzz", 7).is_err());
+        assert!(parse_page_token("p!!", 7).is_err());
+        assert_eq!(parse_page_size(0), 50);
+        assert_eq!(parse_page_size(5000), 1000, "clamped, not refused");
     }
 
     #[test]

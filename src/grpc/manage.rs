@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{
     MAX_GRACE, Violations, mask_paths, page_token, parse_duration, parse_page_size,
-    parse_page_token, rate_limit, restrictions, timestamp,
+    parse_page_token, query_fingerprint, rate_limit, restrictions, timestamp,
 };
 use super::requests::{parse_create, parse_list, parse_patch, required_id};
 use super::trace::{record_caller, record_target};
@@ -83,7 +83,7 @@ impl ManageService for ManageApi {
         let page = self.service.list_keys(&caller, &query).await?;
         Ok(Response::new(proto::ListKeysResponse {
             api_keys: page.items.iter().map(Into::into).collect(),
-            next_page_token: page_token(page.next),
+            next_page_token: page_token(page.next, list_fingerprint(request.get_ref())),
         }))
     }
 
@@ -244,7 +244,11 @@ impl ManageService for ManageApi {
         let mut v = Violations::default();
         let account_id = v.parse("account_id", &request.account_id, AccountId::parse);
         let mut patch = AccountPatch::default();
-        let paths = mask_paths(&mut v, request.update_mask.as_ref());
+        let paths = mask_paths(
+            &mut v,
+            request.update_mask.as_ref(),
+            &["max_active_keys", "disabled"],
+        );
         for path in paths {
             match path.as_str() {
                 "max_active_keys" => {
@@ -279,8 +283,9 @@ impl ManageService for ManageApi {
         let r = request.get_ref();
         let mut v = Violations::default();
         let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
-        let page_size = parse_page_size(&mut v, r.page_size);
-        let before = parse_page_token(&r.page_token).unwrap_or_else(|e| {
+        let page_size = parse_page_size(r.page_size);
+        let fingerprint = query_fingerprint(&["audit", &r.account_id]);
+        let before = parse_page_token(&r.page_token, fingerprint).unwrap_or_else(|e| {
             v.add("page_token", e);
             None
         });
@@ -292,9 +297,20 @@ impl ManageService for ManageApi {
         let page = self.service.list_audit_events(&caller, &query).await?;
         Ok(Response::new(proto::ListAuditEventsResponse {
             events: page.items.iter().map(event).collect(),
-            next_page_token: page_token(page.next),
+            next_page_token: page_token(page.next, fingerprint),
         }))
     }
+}
+
+/// The query a ListKeys page token belongs to: its account and filters.
+pub(super) fn list_fingerprint(r: &proto::ListKeysRequest) -> u32 {
+    let unused = r
+        .unused_since
+        .as_ref()
+        .map(|t| format!("{}.{}", t.seconds, t.nanos))
+        .unwrap_or_default();
+    let revoked = if r.include_revoked { "1" } else { "0" };
+    query_fingerprint(&["keys", &r.account_id, revoked, &unused])
 }
 
 fn scope(s: &ScopeDef) -> proto::Scope {

@@ -86,11 +86,12 @@ pub(super) fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
 pub(super) fn parse_list(r: &proto::ListKeysRequest) -> Result<KeyListQuery> {
     let mut v = Violations::default();
     let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
-    let page_size = parse_page_size(&mut v, r.page_size);
-    let after = parse_page_token(&r.page_token).unwrap_or_else(|e| {
-        v.add("page_token", e);
-        None
-    });
+    let page_size = parse_page_size(r.page_size);
+    let after =
+        parse_page_token(&r.page_token, super::manage::list_fingerprint(r)).unwrap_or_else(|e| {
+            v.add("page_token", e);
+            None
+        });
     let unused_since = r.unused_since.as_ref().and_then(|t| {
         parse_timestamp(t)
             .map_err(|e| v.add("unused_since", e))
@@ -108,7 +109,19 @@ pub(super) fn parse_list(r: &proto::ListKeysRequest) -> Result<KeyListQuery> {
 pub(super) fn parse_patch(r: &proto::UpdateKeyRequest) -> Result<KeyPatch> {
     let mut v = Violations::default();
     let mut patch = KeyPatch::default();
-    let paths = mask_paths(&mut v, r.update_mask.as_ref());
+    let paths = mask_paths(
+        &mut v,
+        r.update_mask.as_ref(),
+        &[
+            "name",
+            "scopes",
+            "grant_all",
+            "restrictions",
+            "rate_limit",
+            "meta",
+            "expires_at",
+        ],
+    );
     for path in paths {
         match path.as_str() {
             "name" => {

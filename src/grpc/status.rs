@@ -7,11 +7,20 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::error::Error;
 
+/// The `ErrorInfo.domain` of keyward's errors (AIP-193).
+pub(crate) const DOMAIN: &str = "keyward.dev";
+
+/// How long a client should wait before retrying an UNAVAILABLE answer.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl From<Error> for Status {
+    /// Every error carries `google.rpc.ErrorInfo` (a stable `reason` in keyward's domain);
+    /// invalid requests add `BadRequest` field violations, the active-key limit `QuotaFailure`,
+    /// an unavailable store `RetryInfo` (AIP-193).
     fn from(error: Error) -> Self {
-        match error {
+        let mut details = ErrorDetails::new();
+        let (code, reason, message) = match error {
             Error::InvalidArgument(violations) => {
-                let mut details = ErrorDetails::new();
                 for v in &violations {
                     details.add_bad_request_violation(v.field.clone(), v.description.clone());
                 }
@@ -20,20 +29,39 @@ impl From<Error> for Status {
                     .map(|v| format!("{}: {}", v.field, v.description))
                     .collect::<Vec<_>>()
                     .join("; ");
-                Status::with_error_details(Code::InvalidArgument, message, details)
+                (Code::InvalidArgument, "INVALID_ARGUMENT", message)
             }
-            Error::NotFound(what) => Status::not_found(format!("{what} not found")),
-            Error::FailedPrecondition(why) => Status::failed_precondition(why),
-            Error::Unauthenticated(why) => Status::unauthenticated(why),
-            Error::PermissionDenied(why) => Status::permission_denied(why),
-            Error::Unimplemented(what) => Status::unimplemented(what),
-            Error::Unavailable(why) => Status::unavailable(why),
-            Error::AlreadyExists(what) => Status::already_exists(format!("{what} already exists")),
+            Error::NotFound(what) => (Code::NotFound, "NOT_FOUND", format!("{what} not found")),
+            Error::FailedPrecondition(why) => {
+                (Code::FailedPrecondition, "FAILED_PRECONDITION", why)
+            }
+            Error::LimitReached { subject, message } => {
+                details.add_quota_failure_violation(subject, message.clone());
+                (Code::FailedPrecondition, "ACTIVE_KEY_LIMIT", message)
+            }
+            Error::Unauthenticated(why) => (Code::Unauthenticated, "UNAUTHENTICATED", why),
+            Error::PermissionDenied(why) => (Code::PermissionDenied, "PERMISSION_DENIED", why),
+            Error::Unimplemented(what) => (Code::Unimplemented, "UNIMPLEMENTED", what),
+            Error::Unavailable(why) => {
+                details.set_retry_info(Some(RETRY_AFTER));
+                (Code::Unavailable, "UNAVAILABLE", why)
+            }
+            Error::AlreadyExists(what) => (
+                Code::AlreadyExists,
+                "ALREADY_EXISTS",
+                format!("{what} already exists"),
+            ),
             Error::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
-                Status::internal("internal error; the server log has the details")
+                (
+                    Code::Internal,
+                    "INTERNAL",
+                    "internal error; the server log has the details".to_owned(),
+                )
             }
-        }
+        };
+        details.set_error_info(reason, DOMAIN, std::collections::HashMap::new());
+        Status::with_error_details(code, message, details)
     }
 }
 
@@ -51,6 +79,35 @@ mod tests {
             .expect("bad request details")
             .field_violations;
         assert_eq!(violations[0].field, "scopes[1]");
+    }
+
+    #[test]
+    fn every_error_carries_its_reason_and_the_retry_or_quota_it_needs() {
+        let status = Status::from(Error::NotFound("key \"x\"".into()));
+        let info = status.get_error_details();
+        let info = info.error_info().expect("ErrorInfo");
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("NOT_FOUND", DOMAIN)
+        );
+        let status = Status::from(Error::Unavailable("down".into()));
+        assert_eq!(
+            status
+                .get_error_details()
+                .retry_info()
+                .expect("RetryInfo")
+                .retry_delay,
+            Some(RETRY_AFTER)
+        );
+        let status = Status::from(Error::LimitReached {
+            subject: "accounts/acme".into(),
+            message: "full".into(),
+        });
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let details = status.get_error_details();
+        assert_eq!(details.error_info().unwrap().reason, "ACTIVE_KEY_LIMIT");
+        let quota = details.quota_failure().expect("QuotaFailure");
+        assert_eq!(quota.violations[0].subject, "accounts/acme");
     }
 
     #[test]

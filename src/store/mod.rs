@@ -345,8 +345,11 @@ pub(crate) fn digests(rows: Vec<Vec<u8>>) -> Result<Vec<KeyDigest>> {
 
 /// An account at its active-key limit, as a domain error.
 fn limit_reached(account: &Account, limit: u32) -> Error {
-    Error::FailedPrecondition(format!(
-        "account {:?} has {} active keys and may have at most {limit}; revoke one or raise max_active_keys",
-        account.account_id, account.active_keys
-    ))
+    Error::LimitReached {
+        subject: format!("accounts/{}", account.account_id),
+        message: format!(
+            "account {:?} has {} active keys and may have at most {limit}; revoke one or raise max_active_keys",
+            account.account_id, account.active_keys
+        ),
+    }
 }

@@ -444,3 +444,126 @@ async fn get_and_update_errors(backend: Backend) {
     assert_eq!(status.code(), Code::FailedPrecondition);
     server.stop().await;
 }
+
+/// Google's API conventions: an oversized page is clamped (AIP-158), a page token is bound to
+/// its query, `*` replaces every updatable field (AIP-134), and errors carry `ErrorInfo`,
+/// `QuotaFailure` for the active-key limit (AIP-193).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_follows_the_aip_conventions() {
+    use tonic_types::StatusExt;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let mut manage = server.manage().await;
+    for _ in 0..3 {
+        server.create(key_request("acme", &["videos:read"])).await;
+    }
+    let list = |account: &str, size: u32, token: &str| proto::ListKeysRequest {
+        account_id: account.into(),
+        page_size: size,
+        page_token: token.into(),
+        ..Default::default()
+    };
+    let all = manage
+        .list_keys(server.root(list("acme", 5000, "")))
+        .await
+        .expect("an oversized page is clamped, not refused")
+        .into_inner();
+    assert_eq!(all.api_keys.len(), 3);
+    let first = manage
+        .list_keys(server.root(list("acme", 2, "")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.next_page_token.is_empty());
+    let second = manage
+        .list_keys(server.root(list("acme", 2, &first.next_page_token)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.api_keys.len(), 1);
+    let status = manage
+        .list_keys(server.root(list("globex", 2, &first.next_page_token)))
+        .await
+        .expect_err("a token of another query");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["page_token"]);
+    let status = manage
+        .list_keys(server.root(proto::ListKeysRequest {
+            include_revoked: true,
+            ..list("acme", 2, &first.next_page_token)
+        }))
+        .await
+        .expect_err("a token of another filter");
+    assert_eq!(violated_fields(&status), ["page_token"]);
+
+    // "*": every updatable field takes the request's value (unset ones are cleared).
+    let (_, key) = server
+        .create(proto::CreateKeyRequest {
+            meta: [("team".to_owned(), "video".to_owned())].into(),
+            ..key_request("acme", &["videos:read"])
+        })
+        .await;
+    let updated = manage
+        .update_key(server.root(proto::UpdateKeyRequest {
+            id: key.id.clone(),
+            name: "replaced".into(),
+            scopes: vec!["videos:write".into()],
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["*".into()],
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect("a full replacement")
+        .into_inner()
+        .api_key
+        .unwrap();
+    assert_eq!(updated.name, "replaced");
+    assert_eq!(updated.scopes, ["videos:write"]);
+    assert!(updated.meta.is_empty(), "unset fields are replaced too");
+    let status = manage
+        .update_key(server.root(proto::UpdateKeyRequest {
+            id: key.id,
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["*".into(), "name".into()],
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("* stands alone");
+    assert_eq!(violated_fields(&status), ["update_mask"]);
+
+    // ErrorInfo on every error; QuotaFailure on the active-key limit.
+    let status = manage
+        .get_key(server.root(proto::GetKeyRequest {
+            id: ABSENT_ID.into(),
+        }))
+        .await
+        .expect_err("absent");
+    let info = status.get_error_details();
+    let info = info.error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "NOT_FOUND");
+    assert_eq!(info.domain, "keyward.dev");
+    manage
+        .update_account(server.root(proto::UpdateAccountRequest {
+            account_id: "acme".into(),
+            max_active_keys: 1,
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["max_active_keys".into()],
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let status = manage
+        .create_key(server.root(key_request("acme", &["videos:read"])))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    let details = status.get_error_details();
+    assert_eq!(details.error_info().unwrap().reason, "ACTIVE_KEY_LIMIT");
+    assert_eq!(
+        details.quota_failure().expect("QuotaFailure").violations[0].subject,
+        "accounts/acme"
+    );
+    server.stop().await;
+}

@@ -119,7 +119,7 @@ async fn active_limit_counts_only_active_keys(backend: Backend) {
         .unwrap();
     let refused = store.insert_key(&new_key("acme", now), 2, now, None).await;
     assert!(
-        matches!(refused, Err(Error::FailedPrecondition(_))),
+        matches!(refused, Err(Error::LimitReached { .. })),
         "{refused:?}"
     );
     store.revoke_key(&first.key.id, now, None).await.unwrap();
