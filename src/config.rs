@@ -63,6 +63,9 @@ pub struct Config {
     pub tls_client_ca: Option<PathBuf>,
     /// The gateway faces (Envoy ext_authz and HTTP forward auth).
     pub gateway: GatewayConfig,
+    /// Prefixes of imported keys issued elsewhere (e.g. `["sk_live_"]`): Verify hashes and
+    /// looks those up instead of answering MALFORMED. Empty: only keyward's format.
+    pub foreign_key_prefixes: Vec<String>,
     /// Brand prefix of keys.
     pub key_prefix: String,
     /// `text` or `json`.
@@ -131,6 +134,7 @@ impl Default for Config {
             tls_key: None,
             tls_client_ca: None,
             gateway: GatewayConfig::default(),
+            foreign_key_prefixes: Vec::new(),
             key_prefix: "kw".into(),
             log_format: LogFormat::Text,
             max_active_keys: 10,
@@ -307,6 +311,25 @@ impl Config {
             ));
         }
         Gateway::new(&self.gateway).map_err(ConfigError)?;
+        let own = format!("{}_", self.key_prefix);
+        for prefix in &self.foreign_key_prefixes {
+            let printable = !prefix.is_empty()
+                && prefix.len() <= 32
+                && prefix.bytes().all(|b| b.is_ascii_graphic());
+            if !printable {
+                return Err(err(
+                    "foreign_key_prefixes",
+                    format!("{prefix:?} must be 1-32 printable characters"),
+                ));
+            }
+            // keyward's own keys keep their checksum fast path.
+            if own.starts_with(prefix.as_str()) || prefix.starts_with(own.as_str()) {
+                return Err(err(
+                    "foreign_key_prefixes",
+                    format!("{prefix:?} overlaps keyward's own key prefix {own:?}"),
+                ));
+            }
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => return Err(err("tls_key", "is required with tls_cert".into())),
             (None, Some(_)) => return Err(err("tls_cert", "is required with tls_key".into())),

@@ -76,7 +76,8 @@ impl App {
             config.key_format(),
             policy(config),
             cache_settings(config),
-        );
+        )
+        .with_foreign_prefixes(config.foreign_key_prefixes.clone());
         service.load_known_keys().await?;
         let gateway = Gateway::new(&config.gateway).map_err(Error::FailedPrecondition)?;
         let tls = match config.tls_files() {

@@ -84,6 +84,18 @@ pub enum KeysCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Import keys issued elsewhere by their SHA-256, from a JSON Lines file (root only):
+    /// {"sha256", "prefix", "account_id", "name", "environment", "scopes" | "preset",
+    /// "grant_all", "expires_at", "created_at", "last_used_at"} per line.
+    Import {
+        /// The JSON Lines file; `-` reads stdin.
+        file: PathBuf,
+        /// Records per call (one transaction each), at most 1000.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Revoke a key, at once.
     Revoke {
         /// The key's id.
@@ -346,6 +358,11 @@ pub async fn keys(command: KeysCommand) -> Result<(), Failure> {
             );
             Ok(())
         }
+        KeysCommand::Import {
+            file,
+            batch,
+            client,
+        } => import(&file, batch, &client).await,
         KeysCommand::ReportLeaked {
             source,
             file,
@@ -435,6 +452,167 @@ async fn report_leaked(source: &str, file: &PathBuf, client: &ClientArgs) -> Res
         }
     }
     Ok(())
+}
+
+/// One line of an import file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportLine {
+    sha256: String,
+    prefix: String,
+    account_id: String,
+    name: String,
+    environment: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    preset: Option<String>,
+    #[serde(default)]
+    grant_all: bool,
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    last_used_at: Option<String>,
+}
+
+impl ImportLine {
+    fn into_proto(self) -> Result<proto::ImportedKey, String> {
+        let time = |field: &str, t: Option<String>| {
+            t.map(|t| {
+                t.parse::<Timestamp>()
+                    .map_err(|e| format!("{field}: {e} (RFC 3339, e.g. 2025-01-31T12:00:00Z)"))
+            })
+            .transpose()
+        };
+        Ok(proto::ImportedKey {
+            sha256: self.sha256,
+            prefix: self.prefix,
+            account_id: self.account_id,
+            name: self.name,
+            environment: match self.environment.as_str() {
+                "live" => Environment::Live,
+                "test" => Environment::Test,
+                other => return Err(format!("environment: {other:?} is not live or test")),
+            }
+            .into(),
+            scopes: self.scopes,
+            preset: self.preset.unwrap_or_default(),
+            grant_all: self.grant_all,
+            expires_at: time("expires_at", self.expires_at)?,
+            created_at: time("created_at", self.created_at)?,
+            last_used_at: time("last_used_at", self.last_used_at)?,
+        })
+    }
+}
+
+async fn import(file: &PathBuf, batch: usize, client: &ClientArgs) -> Result<(), Failure> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .map_err(|e| Failure::Usage(format!("cannot read stdin: {e}")))?
+    } else {
+        std::fs::read_to_string(file)
+            .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", file.display())))?
+    };
+    let batch = batch.clamp(1, 1000);
+    // (line number, record or why the line is refused here)
+    let lines: Vec<(usize, Result<proto::ImportedKey, String>)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, l)| {
+            let record = serde_json::from_str::<ImportLine>(l)
+                .map_err(|e| e.to_string())
+                .and_then(ImportLine::into_proto);
+            (n + 1, record)
+        })
+        .collect();
+    let mut c = Client::connect(client).await?;
+    let bar = indicatif::ProgressBar::new(lines.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} keys ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let (mut imported, mut present) = (0u64, 0u64);
+    let mut rejected: Vec<(usize, String)> = Vec::new();
+    let mut outcomes: Vec<Value> = Vec::new();
+    for chunk in lines.chunks(batch) {
+        let mut sent = Vec::new();
+        for (line, record) in chunk {
+            match record {
+                Ok(record) => sent.push((*line, record.clone())),
+                Err(why) => rejected.push((*line, why.clone())),
+            }
+        }
+        if !sent.is_empty() {
+            let answer = c
+                .manage
+                .import_keys(c.request(proto::ImportKeysRequest {
+                    keys: sent.iter().map(|(_, r)| r.clone()).collect(),
+                }))
+                .await?
+                .into_inner();
+            for ((line, _), result) in sent.iter().zip(&answer.results) {
+                match proto::ImportOutcome::try_from(result.outcome) {
+                    Ok(proto::ImportOutcome::Imported) => imported += 1,
+                    Ok(proto::ImportOutcome::AlreadyPresent) => present += 1,
+                    _ => rejected.push((
+                        *line,
+                        // The server names the record by its place in the call.
+                        result
+                            .error
+                            .split_once('.')
+                            .map_or(result.error.as_str(), |(_, e)| e)
+                            .to_owned(),
+                    )),
+                }
+                if c.output == Output::Json {
+                    outcomes.push(json!({
+                        "line": line,
+                        "outcome": proto::ImportOutcome::try_from(result.outcome)
+                            .map(|o| o.as_str_name().trim_start_matches("IMPORT_OUTCOME_").to_lowercase())
+                            .unwrap_or_default(),
+                        "key_id": result.key_id,
+                        "error": result.error,
+                    }));
+                }
+            }
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    rejected.sort();
+    match c.output {
+        Output::Json => println!(
+            "{}",
+            json!({
+                "imported": imported,
+                "already_present": present,
+                "rejected": rejected.iter().map(|(l, e)| json!({"line": l, "error": e})).collect::<Vec<_>>(),
+                "results": outcomes,
+            })
+        ),
+        Output::Table => {
+            println!(
+                "imported {imported}, already present {present}, rejected {}",
+                rejected.len()
+            );
+            for (line, why) in &rejected {
+                eprintln!("line {line}: {why}");
+            }
+        }
+    }
+    if rejected.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Failed(format!(
+            "{} record(s) rejected; the others were imported",
+            rejected.len()
+        )))
+    }
 }
 
 async fn create(args: CreateArgs) -> Result<(), Failure> {

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::ids::AccountId;
 use crate::model::{Account, AccountPatch};
 use crate::proto::{self, manage_service_server::ManageService};
-use crate::service::{Access, CallContext, Caller, Keyward, Leak};
+use crate::service::{Access, CallContext, Caller, Imported, Keyward, Leak};
 
 /// The ManageService adapter.
 #[derive(Debug, Clone)]
@@ -111,6 +111,46 @@ impl ManageService for ManageApi {
         Ok(Response::new(proto::RevokeKeyResponse {
             api_key: Some((&key).into()),
         }))
+    }
+
+    async fn import_keys(
+        &self,
+        request: Request<proto::ImportKeysRequest>,
+    ) -> Result<Response<proto::ImportKeysResponse>, Status> {
+        let caller = self.caller(&request, "ImportKeys", Access::Write).await?;
+        let request = request.into_inner();
+        // Bounded before any record is looked at.
+        if request.keys.is_empty() || request.keys.len() > super::requests::MAX_IMPORT {
+            return Err(Error::invalid(
+                "keys",
+                format!("give 1-{} records a call", super::requests::MAX_IMPORT),
+            )
+            .into());
+        }
+        let records = request
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, r)| super::requests::parse_imported(r).map_err(|e| format!("keys[{i}].{e}")))
+            .collect();
+        let outcomes = self.service.import_keys(&caller, records).await?;
+        let results = outcomes
+            .into_iter()
+            .map(|outcome| {
+                use proto::ImportOutcome as O;
+                let (outcome, key_id, error) = match outcome {
+                    Imported::Stored(id) => (O::Imported, id, String::new()),
+                    Imported::AlreadyPresent(id) => (O::AlreadyPresent, id, String::new()),
+                    Imported::Rejected(why) => (O::Rejected, String::new(), why),
+                };
+                proto::ImportKeyResult {
+                    outcome: outcome.into(),
+                    key_id,
+                    error,
+                }
+            })
+            .collect();
+        Ok(Response::new(proto::ImportKeysResponse { results }))
     }
 
     async fn report_leaked_keys(

@@ -12,7 +12,7 @@ use crate::ids::{AccountId, KeyId};
 use crate::key::Environment;
 use crate::model::{KeyListQuery, KeyPatch};
 use crate::proto::{self, create_key_request};
-use crate::service::{CreateKey, Expiry};
+use crate::service::{CreateKey, Expiry, ImportRecord};
 
 pub(super) fn required_id(id: &str) -> Result<KeyId> {
     let id = KeyId::parse(id).map_err(|e| Error::invalid("id", e))?;
@@ -156,6 +156,82 @@ pub(super) fn parse_patch(r: &proto::UpdateKeyRequest) -> Result<KeyPatch> {
         }
     }
     v.finish(patch)
+}
+
+/// Most records one ImportKeys call takes.
+pub(super) const MAX_IMPORT: usize = 1000;
+
+/// One imported record, checked on its own: a refusal names the record's field and does not
+/// stop the others.
+pub(super) fn parse_imported(r: &proto::ImportedKey) -> std::result::Result<ImportRecord, String> {
+    let mut v = Violations::default();
+    let digest = crate::key::KeyDigest::from_hex(r.sha256.trim());
+    if digest.is_none() {
+        v.add(
+            "sha256",
+            "must be 64 hexadecimal digits (the SHA-256 of the raw key)",
+        );
+    }
+    let prefix_ok = !r.prefix.is_empty()
+        && r.prefix.chars().count() <= 32
+        && r.prefix.chars().all(|c| c.is_ascii_graphic());
+    if !prefix_ok {
+        v.add("prefix", "must be 1-32 printable characters without spaces");
+    }
+    let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
+    v.check("name", check_name(&r.name));
+    let environment = match parse_environment(r.environment) {
+        Ok(Some(env)) => Some(env),
+        Ok(None) => {
+            v.add(
+                "environment",
+                "is required: ENVIRONMENT_LIVE or ENVIRONMENT_TEST",
+            );
+            None
+        }
+        Err(e) => {
+            v.add("environment", e);
+            None
+        }
+    };
+    let scopes = parse_scopes(&mut v, "scopes", &r.scopes);
+    let mut time = |field: &str, t: Option<&prost_types::Timestamp>| {
+        t.and_then(|t| parse_timestamp(t).map_err(|e| v.add(field, e)).ok())
+    };
+    let expires_at = time("expires_at", r.expires_at.as_ref());
+    let created_at = time("created_at", r.created_at.as_ref());
+    let last_used_at = time("last_used_at", r.last_used_at.as_ref());
+    let record = match (digest, account_id, environment) {
+        (Some(digest), Some(account_id), Some(environment)) => Some(ImportRecord {
+            digest,
+            prefix: r.prefix.clone(),
+            grant: CreateKey {
+                account_id,
+                name: r.name.clone(),
+                environment,
+                scopes,
+                preset: (!r.preset.is_empty()).then(|| r.preset.clone()),
+                grant_all: r.grant_all,
+                expiry: Expiry::Default,
+                restrictions: Default::default(),
+                rate_limit: None,
+                meta: Default::default(),
+            },
+            expires_at,
+            created_at,
+            last_used_at,
+        }),
+        _ => None,
+    };
+    match v.finish_parsed(record) {
+        Ok(record) => Ok(record),
+        Err(crate::error::Error::InvalidArgument(violations)) => Err(violations
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect::<Vec<_>>()
+            .join("; ")),
+        Err(other) => Err(other.to_string()),
+    }
 }
 
 #[cfg(test)]

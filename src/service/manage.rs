@@ -365,3 +365,136 @@ pub enum Leak {
     /// A key revoked before.
     AlreadyRevoked(ApiKey),
 }
+
+/// One key issued elsewhere, parsed: its digest, what people see of it, and its grant.
+#[derive(Debug, Clone)]
+pub struct ImportRecord {
+    /// The SHA-256 of the raw key.
+    pub digest: crate::key::KeyDigest,
+    /// The display prefix.
+    pub prefix: String,
+    /// Account, name, environment, scopes or preset, grant_all (expiry and restrictions unused).
+    pub grant: CreateKey,
+    /// When it expires; `None`: never.
+    pub expires_at: Option<Timestamp>,
+    /// When it was issued; `None`: now.
+    pub created_at: Option<Timestamp>,
+    /// When it was last used, if known.
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// What an import did with one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Imported {
+    /// Stored now, with this id.
+    Stored(String),
+    /// A key with this digest exists already, with this id.
+    AlreadyPresent(String),
+    /// Refused, with the reason.
+    Rejected(String),
+}
+
+impl Keyward {
+    /// Imports keys issued elsewhere by their digests (root only). Records are checked one by
+    /// one (a refused record does not stop the others); the accepted ones are stored in one
+    /// transaction. A digest already stored, or twice in the batch, is `AlreadyPresent`:
+    /// importing the same file twice gives the same keys.
+    pub async fn import_keys(
+        &self,
+        caller: &Caller,
+        records: Vec<Result<ImportRecord, String>>,
+    ) -> Result<Vec<Imported>> {
+        caller.require_root()?;
+        let now = Timestamp::now();
+        let mut results = Vec::with_capacity(records.len());
+        // The accepted records: their result slots and the keys to store.
+        let (mut slots, mut keys) = (Vec::new(), Vec::new());
+        // Duplicates within the batch: (result slot, slot of the first with that digest).
+        let mut dupes = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        for (i, record) in records.into_iter().enumerate() {
+            let record = match record {
+                Ok(record) => record,
+                Err(why) => {
+                    results.push(Imported::Rejected(why));
+                    continue;
+                }
+            };
+            if let Some(&first) = seen.get(&record.digest) {
+                dupes.push((i, first));
+                results.push(Imported::AlreadyPresent(String::new()));
+                continue;
+            }
+            if let Some(existing) = self.store.key_by_digest(&record.digest).await? {
+                results.push(Imported::AlreadyPresent(existing.key.id.clone()));
+                continue;
+            }
+            let digest = record.digest;
+            match self.import_one(caller, record, now) {
+                Ok(new) => {
+                    seen.insert(digest, i);
+                    slots.push(i);
+                    keys.push(new);
+                    results.push(Imported::Stored(String::new()));
+                }
+                Err(Error::InvalidArgument(v)) => results.push(Imported::Rejected(
+                    v.iter()
+                        .map(|v| format!("{}: {}", v.field, v.description))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )),
+                Err(other) => results.push(Imported::Rejected(other.to_string())),
+            }
+        }
+        let stored = self
+            .store
+            .insert_imported(&keys, now, Some(caller.key_id()))
+            .await?;
+        for (slot, stored) in slots.iter().zip(&stored) {
+            results[*slot] = Imported::Stored(stored.key.id.clone());
+            self.invalidate(&stored.digest).await;
+        }
+        for (slot, first) in dupes {
+            if let Imported::Stored(id) = &results[first] {
+                results[slot] = Imported::AlreadyPresent(id.clone());
+            }
+        }
+        tracing::info!(
+            imported = stored.len(),
+            actor = caller.key_id(),
+            "keys imported"
+        );
+        Ok(results)
+    }
+
+    fn import_one(&self, caller: &Caller, record: ImportRecord, now: Timestamp) -> Result<NewKey> {
+        if record.grant.account_id.as_str() == ROOT_ACCOUNT {
+            return Err(Error::invalid(
+                "account_id",
+                "\"root\" is reserved for root keys",
+            ));
+        }
+        let (scopes, grant_all, restrictions) = self.resolve_grant(&record.grant)?;
+        refuse_root_scope("scopes", &scopes)?;
+        let created_at = record.created_at.unwrap_or(now);
+        Ok(NewKey {
+            digest: record.digest,
+            key: ApiKey {
+                scopes,
+                grant_all,
+                restrictions,
+                expires_at: record.expires_at,
+                last_used_at: record.last_used_at,
+                created_by: Some(caller.key_id().to_owned()),
+                updated_at: now,
+                ..ApiKey::issued(
+                    record.grant.account_id.as_str(),
+                    record.grant.name,
+                    record.prefix,
+                    record.grant.environment,
+                    created_at,
+                )
+            },
+        })
+    }
+}

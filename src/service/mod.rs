@@ -27,7 +27,10 @@ use crate::verify::{self, Code, Decision, Presented, RateBudget, VerifyQuery};
 
 pub use auth::{Access, CallContext, Caller};
 pub use last_used::LastUsed;
-pub use manage::{CreateKey, Expiry, Leak};
+pub use manage::{CreateKey, Expiry, ImportRecord, Imported, Leak};
+
+/// The longest foreign key Verify hashes.
+const MAX_FOREIGN_KEY_LEN: usize = 256;
 
 /// Service-wide policy.
 #[derive(Debug, Clone)]
@@ -69,6 +72,8 @@ pub struct Keyward {
     limiter: RateLimiter,
     feed_interruptions: AtomicU64,
     verify_metrics: VerifyMetrics,
+    /// Prefixes of imported keys issued elsewhere, which Verify hashes and looks up.
+    foreign_prefixes: Vec<String>,
 }
 
 impl Keyward {
@@ -84,6 +89,7 @@ impl Keyward {
             limiter: RateLimiter::new(cache.capacity),
             feed_interruptions: AtomicU64::new(0),
             verify_metrics: VerifyMetrics::default(),
+            foreign_prefixes: Vec::new(),
             cache: Arc::new(KeyCache::new(cache, store.has_change_feed())),
             loader: StoreLoader(store.clone()),
             format,
@@ -102,6 +108,28 @@ impl Keyward {
         self.cache.known().replace_all(digests);
         tracing::debug!(keys = count, "loaded the set of known key digests");
         Ok(())
+    }
+
+    /// Keys starting with one of `prefixes` (imported keys issued elsewhere, without keyward's
+    /// format or checksum) are hashed and looked up by Verify instead of answered MALFORMED.
+    pub fn with_foreign_prefixes(mut self, prefixes: Vec<String>) -> Self {
+        self.foreign_prefixes = prefixes;
+        self
+    }
+
+    /// The digest and, for keyward's own format, the environment its text names, of a
+    /// presented key; `None` when it is neither keyward's format nor a foreign prefix's.
+    fn parse_presented(&self, raw: &str) -> Option<(KeyDigest, Option<crate::key::Environment>)> {
+        if let Some(parsed) = self.format.parse(raw) {
+            return Some((parsed.digest, Some(parsed.environment)));
+        }
+        let foreign = raw.len() <= MAX_FOREIGN_KEY_LEN
+            && self
+                .foreign_prefixes
+                .iter()
+                .any(|p| raw.starts_with(p.as_str()))
+            && raw.bytes().all(|b| b.is_ascii_graphic());
+        foreign.then(|| (KeyDigest::of(raw), None))
     }
 
     /// The scope catalog.
@@ -135,18 +163,21 @@ impl Keyward {
     }
 
     async fn verify_uncounted(&self, raw: &str, query: &VerifyQuery) -> Result<Decision> {
-        let parsed = (!raw.is_empty()).then(|| self.format.parse(raw)).flatten();
+        let parsed = (!raw.is_empty())
+            .then(|| self.parse_presented(raw))
+            .flatten();
         let cached = match &parsed {
-            Some(parsed) => self.cached(parsed.digest).await?,
+            Some((digest, _)) => self.cached(*digest).await?,
             None => None,
         };
         let presented = match (parsed, cached) {
             _ if raw.is_empty() => Presented::Empty,
             (None, _) => Presented::Malformed,
             (Some(_), None) => Presented::Unknown,
-            (Some(parsed), Some(state)) => Presented::Found {
+            (Some((_, environment)), Some(state)) => Presented::Found {
+                // A foreign key's text names no environment: its record's stands.
+                environment: environment.unwrap_or(state.key.environment),
                 state,
-                environment: parsed.environment,
             },
         };
         let now = Timestamp::now();

@@ -173,6 +173,33 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Ok(stored)
     }
 
+    /// Stores keys issued elsewhere, in one transaction, one audit event each (with
+    /// `origin: import`). Imports are not held to the active-key limit: refusing would break a
+    /// migration; the limit then applies to the account's next creates.
+    async fn insert_imported(
+        &self,
+        keys: &[NewKey],
+        now: Timestamp,
+        actor: Option<&str>,
+    ) -> Result<Vec<StoredKey>> {
+        let mut tx = self.begin().await?;
+        let mut stored = Vec::with_capacity(keys.len());
+        for new in keys {
+            tx.account_for_update(&new.key.account_id, now).await?;
+            let key = tx.insert_key(new).await?;
+            let mut event = AuditEvent::for_key(Action::KeyCreated, actor, None, &key.key, now);
+            event.changes.push(crate::audit::FieldChange {
+                field: "origin".into(),
+                old_value: String::new(),
+                new_value: "import".into(),
+            });
+            tx.audit(&event).await?;
+            stored.push(key);
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
     /// Revokes the key `id` (a no-op on a revoked key); `NotFound` if there is none.
     async fn revoke_key(&self, id: &str, now: Timestamp, actor: Option<&str>) -> Result<StoredKey> {
         Ok(self.revoke_key_because(id, None, now, actor).await?.0)

@@ -237,6 +237,43 @@ async fn every_management_action_from_the_command_line() {
         VerifyCode::Revoked
     );
 
+    // Import from JSON Lines: per-line errors, the rest imported; idempotent.
+    let lines = [
+        format!(
+            r#"{{"sha256":"{}","prefix":"sk_live_aa","account_id":"initech","name":"old 1","environment":"live","scopes":["videos:read"],"last_used_at":"2025-01-31T12:00:00Z"}}"#,
+            keyward::key::KeyDigest::of("sk_live_aaaaaaaaaaaaaaaa").to_hex()
+        ),
+        format!(
+            r#"{{"sha256":"{}","prefix":"sk_live_bb","account_id":"initech","name":"old 2","environment":"live","preset":"read_only"}}"#,
+            keyward::key::KeyDigest::of("sk_live_bbbbbbbbbbbbbbbb").to_hex()
+        ),
+        r#"{"sha256":"nope","prefix":"x","account_id":"initech","name":"bad","environment":"live","scopes":["videos:read"]}"#.to_owned(),
+    ];
+    let jsonl = dir.path().join("keys.jsonl");
+    std::fs::write(&jsonl, lines.join("\n")).unwrap();
+    let imported = keyward(&server, &root, &["keys", "import", jsonl.to_str().unwrap()]).await;
+    assert_eq!(
+        imported.status.code(),
+        Some(1),
+        "a rejected line is reported"
+    );
+    assert!(
+        stdout(&imported).contains("imported 2, already present 0, rejected 1"),
+        "{}",
+        stdout(&imported)
+    );
+    assert!(
+        stderr(&imported).contains("line 3: sha256"),
+        "{}",
+        stderr(&imported)
+    );
+    let again = keyward(&server, &root, &["keys", "import", jsonl.to_str().unwrap()]).await;
+    assert!(
+        stdout(&again).contains("imported 0, already present 2"),
+        "{}",
+        stdout(&again)
+    );
+
     // Offboard: every key of the account that still works, at once.
     let (last, _) = server.create(key_request("acme", &["videos:read"])).await;
     let offboarded = ok(&keyward(&server, &root, &["accounts", "offboard", "acme"]).await);

@@ -1,0 +1,226 @@
+//! Importing keys issued elsewhere by their SHA-256: idempotent, per-record errors, verified
+//! through a configured foreign prefix, revocable, and rotated into keyward's own format.
+
+use keyward::key::KeyDigest;
+use keyward::proto::{self, Environment, ImportOutcome, VerifyCode};
+use tonic::Code;
+
+use crate::both_backends;
+use crate::helpers::*;
+
+both_backends!(imported_keys_verify_rotate_and_revoke);
+
+fn record(raw: &str, account: &str) -> proto::ImportedKey {
+    proto::ImportedKey {
+        sha256: KeyDigest::of(raw).to_hex(),
+        prefix: raw.chars().take(12).collect(),
+        account_id: account.into(),
+        name: "from the old system".into(),
+        environment: Environment::Live.into(),
+        scopes: vec!["videos:read".into()],
+        created_at: Some(prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 0,
+        }),
+        last_used_at: Some(prost_types::Timestamp {
+            seconds: 1_750_000_000,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+fn outcome(r: &proto::ImportKeyResult) -> ImportOutcome {
+    ImportOutcome::try_from(r.outcome).unwrap()
+}
+
+async fn imported_keys_verify_rotate_and_revoke(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.foreign_key_prefixes = vec!["sk_live_".into()];
+    })
+    .await;
+    let mut manage = server.manage().await;
+    // The account allows one active key: imports are not held to it (documented), creates are.
+    manage
+        .update_account(server.root(proto::UpdateAccountRequest {
+            account_id: "acme".into(),
+            max_active_keys: 1,
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["max_active_keys".into()],
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let first = "sk_live_4f2a9c81e0b7d6a5f4e3c2b1";
+    let second = "sk_live_0011223344556677889900aa";
+    let bad_hash = proto::ImportedKey {
+        sha256: "not-hex".into(),
+        ..record(first, "acme")
+    };
+    let bad_scope = proto::ImportedKey {
+        scopes: vec!["Not A Scope".into()],
+        ..record("sk_live_other", "acme")
+    };
+    let results = manage
+        .import_keys(server.root(proto::ImportKeysRequest {
+            keys: vec![
+                record(first, "acme"),
+                record(first, "acme"),
+                bad_hash,
+                bad_scope,
+                record(second, "acme"),
+            ],
+        }))
+        .await
+        .expect("import")
+        .into_inner()
+        .results;
+    let outcomes: Vec<ImportOutcome> = results.iter().map(outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            ImportOutcome::Imported,
+            ImportOutcome::AlreadyPresent,
+            ImportOutcome::Rejected,
+            ImportOutcome::Rejected,
+            ImportOutcome::Imported,
+        ]
+    );
+    let first_id = results[0].key_id.clone();
+    assert_eq!(results[1].key_id, first_id, "one key per hash");
+    assert!(
+        results[2].error.starts_with("keys[2].sha256"),
+        "{}",
+        results[2].error
+    );
+    assert!(
+        results[3].error.starts_with("keys[3].scopes"),
+        "{}",
+        results[3].error
+    );
+
+    // Idempotent: the same records again change nothing.
+    let again = manage
+        .import_keys(server.root(proto::ImportKeysRequest {
+            keys: vec![record(first, "acme")],
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(outcome(&again[0]), ImportOutcome::AlreadyPresent);
+    assert_eq!(again[0].key_id, first_id);
+
+    // Verify hashes keys with a foreign prefix; anything else off-format is still MALFORMED.
+    let answer = server.verify(first, &["videos:read"]).await;
+    assert_eq!(code(&answer), VerifyCode::Valid);
+    assert_eq!(answer.key.unwrap().key_id, first_id);
+    assert_eq!(
+        code(&server.verify("sk_live_never_issued", &[]).await),
+        VerifyCode::NotFound
+    );
+    assert_eq!(
+        code(&server.verify("pk_live_4f2a9c81e0b7d6a5f4e3c2b1", &[]).await),
+        VerifyCode::Malformed
+    );
+    // The record kept its history and shows its prefix.
+    let key = manage
+        .get_key(server.root(proto::GetKeyRequest {
+            id: first_id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .api_key
+        .unwrap();
+    assert_eq!(key.prefix, "sk_live_4f2a");
+    assert_eq!(key.created_at.unwrap().seconds, 1_700_000_000);
+    assert_eq!(key.last_used_at.unwrap().seconds, 1_750_000_000);
+
+    // Imports passed the limit of one; a create does not.
+    let status = manage
+        .create_key(server.root(key_request("acme", &["videos:read"])))
+        .await
+        .expect_err("the account is over its limit");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+
+    // Rotation issues a keyward key; the imported one works through the grace period.
+    let rotated = manage
+        .rotate_key(server.root(proto::RotateKeyRequest {
+            id: first_id.clone(),
+            grace_period: Some(prost_types::Duration {
+                seconds: 3600,
+                nanos: 0,
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(rotated.key.starts_with("kw_live_"), "keyward's own format");
+    assert_eq!(
+        code(&server.verify(&rotated.key, &[]).await),
+        VerifyCode::Valid
+    );
+    assert_eq!(code(&server.verify(first, &[]).await), VerifyCode::Valid);
+
+    // Revocation.
+    let second_id = results[4].key_id.clone();
+    manage
+        .revoke_key(server.root(proto::RevokeKeyRequest { id: second_id }))
+        .await
+        .unwrap();
+    assert_eq!(code(&server.verify(second, &[]).await), VerifyCode::Revoked);
+
+    // Audited as imports; root only; bounded.
+    let events = manage
+        .list_audit_events(server.root(proto::ListAuditEventsRequest {
+            account_id: "acme".into(),
+            page_size: 100,
+            page_token: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let imports = events
+        .iter()
+        .filter(|e| {
+            e.changes
+                .iter()
+                .any(|c| c.field == "origin" && c.new_value == "import")
+        })
+        .count();
+    assert_eq!(imports, 2);
+    let (writer, _) = server.create(key_request("globex", &["keys:write"])).await;
+    let status = manage
+        .import_keys(as_key(
+            &writer,
+            proto::ImportKeysRequest {
+                keys: vec![record("sk_live_x", "globex")],
+            },
+        ))
+        .await
+        .expect_err("root only");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = manage
+        .import_keys(server.root(proto::ImportKeysRequest {
+            keys: vec![record("sk_live_x", "globex"); 1001],
+        }))
+        .await
+        .expect_err("too many");
+    assert_eq!(violated_fields(&status), ["keys"]);
+    server.stop().await;
+}
+
+/// A foreign prefix that would shadow keyward's own keys is refused at load.
+#[test]
+fn a_foreign_prefix_cannot_overlap_keywards_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyward.toml");
+    std::fs::write(&path, "foreign_key_prefixes = [\"kw_\"]\n").unwrap();
+    let error = keyward::config::Config::load(Some(&path), &Default::default())
+        .expect_err("overlap")
+        .to_string();
+    assert!(error.contains("foreign_key_prefixes"), "{error}");
+}
