@@ -184,8 +184,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<Vec<StoredKey>> {
         let mut tx = self.begin().await?;
         let mut stored = Vec::with_capacity(keys.len());
+        // Each account's row once per batch (created if new, locked against racing creates).
+        let mut accounts = std::collections::HashSet::new();
         for new in keys {
-            tx.account_for_update(&new.key.account_id, now).await?;
+            if accounts.insert(new.key.account_id.as_str()) {
+                tx.account_for_update(&new.key.account_id, now).await?;
+            }
             let key = tx.insert_key(new).await?;
             let mut event = AuditEvent::for_key(Action::KeyCreated, actor, None, &key.key, now);
             event.changes.push(crate::audit::FieldChange {
