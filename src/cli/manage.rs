@@ -417,15 +417,7 @@ async fn report_leaked(source: &str, file: &PathBuf, client: &ClientArgs) -> Res
             .into_inner();
         results.extend(answer.results);
     }
-    let outcome = |o: i32| {
-        proto::LeakOutcome::try_from(o)
-            .map(|o| {
-                o.as_str_name()
-                    .trim_start_matches("LEAK_OUTCOME_")
-                    .to_lowercase()
-            })
-            .unwrap_or_else(|_| "unknown".into())
-    };
+    let outcome = |o: i32| label(proto::LeakOutcome::try_from(o).map(|o| o.as_str_name()));
     match c.output {
         Output::Json => println!(
             "{}",
@@ -572,9 +564,9 @@ async fn import(file: &PathBuf, batch: usize, client: &ClientArgs) -> Result<(),
                 if c.output == Output::Json {
                     outcomes.push(json!({
                         "line": line,
-                        "outcome": proto::ImportOutcome::try_from(result.outcome)
-                            .map(|o| o.as_str_name().trim_start_matches("IMPORT_OUTCOME_").to_lowercase())
-                            .unwrap_or_default(),
+                        "outcome": label(
+                            proto::ImportOutcome::try_from(result.outcome).map(|o| o.as_str_name()),
+                        ),
                         "key_id": result.key_id,
                         "error": result.error,
                     }));
@@ -959,15 +951,7 @@ pub async fn audit(account: Option<String>, client: ClientArgs) -> Result<(), Fa
         }))
         .await?
         .into_inner();
-    let action = |a: i32| {
-        proto::AuditAction::try_from(a)
-            .map(|a| {
-                a.as_str_name()
-                    .trim_start_matches("AUDIT_ACTION_")
-                    .to_lowercase()
-            })
-            .unwrap_or_else(|_| "unknown".into())
-    };
+    let action = |a: i32| label(proto::AuditAction::try_from(a).map(|a| a.as_str_name()));
     match c.output {
         Output::Json => println!(
             "{}",
@@ -1001,6 +985,20 @@ pub async fn audit(account: Option<String>, client: ClientArgs) -> Result<(), Fa
         }
     }
     Ok(())
+}
+
+/// A proto enum value as a stable lower-case label: `LEAK_OUTCOME_REVOKED_NOW` → `revoked_now`
+/// (the enum's name prefix dropped), `unknown` for a value this binary does not know.
+fn label<E>(name: Result<&str, E>) -> String {
+    let Ok(name) = name else {
+        return "unknown".into();
+    };
+    let known = ["LEAK_OUTCOME_", "AUDIT_ACTION_", "IMPORT_OUTCOME_"];
+    let bare = known
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name);
+    bare.to_lowercase()
 }
 
 fn show_key(output: Output, key: &proto::ApiKey) {

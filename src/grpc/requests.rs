@@ -20,11 +20,9 @@ pub(super) fn required_id(id: &str) -> Result<KeyId> {
     Ok(id)
 }
 
-pub(super) fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
-    let mut v = Violations::default();
-    let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
-    v.check("name", check_name(&r.name));
-    let environment = match parse_environment(r.environment) {
+/// A required environment: unspecified or unknown is a violation.
+fn required_environment(v: &mut Violations, value: i32) -> Option<Environment> {
+    match parse_environment(value) {
         Ok(Some(env)) => Some(env),
         Ok(None) => {
             v.add(
@@ -37,7 +35,14 @@ pub(super) fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
             v.add("environment", e);
             None
         }
-    };
+    }
+}
+
+pub(super) fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
+    let mut v = Violations::default();
+    let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
+    v.check("name", check_name(&r.name));
+    let environment = required_environment(&mut v, r.environment);
     let scopes = parse_scopes(&mut v, "scopes", &r.scopes);
     let expiry = match &r.expiry {
         None => Expiry::Default,
@@ -180,20 +185,7 @@ pub(super) fn parse_imported(r: &proto::ImportedKey) -> std::result::Result<Impo
     }
     let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
     v.check("name", check_name(&r.name));
-    let environment = match parse_environment(r.environment) {
-        Ok(Some(env)) => Some(env),
-        Ok(None) => {
-            v.add(
-                "environment",
-                "is required: ENVIRONMENT_LIVE or ENVIRONMENT_TEST",
-            );
-            None
-        }
-        Err(e) => {
-            v.add("environment", e);
-            None
-        }
-    };
+    let environment = required_environment(&mut v, r.environment);
     let scopes = parse_scopes(&mut v, "scopes", &r.scopes);
     let mut time = |field: &str, t: Option<&prost_types::Timestamp>| {
         t.and_then(|t| parse_timestamp(t).map_err(|e| v.add(field, e)).ok())
