@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Verify, Envoy's Check and the health Check floor under h2load (nghttp2's C load generator,
+# Debian package nghttp2-client), with gRPC requests framed by hand: `content-type:
+# application/grpc`, `te: trailers`, a 5-byte gRPC prefix and the encoded message. Rounds
+# alternate verify, check, health; the summary gives the median and min–max of each and of the
+# ratios to health in the same round. The gRPC codes the server answered are read from its
+# metrics afterwards (h2load counts HTTP 200, and gRPC puts its status in trailers).
+#
+#   benches/h2load.sh [ROUNDS] [SECONDS]      e.g. benches/h2load.sh 5 10
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-5}
+SECONDS_PER_PHASE=${2:-10}
+cargo build --release --quiet
+BIN=$PWD/target/release/keyward
+WORK=$(mktemp -d)
+cleanup() {
+  [ -n "${KEYWARD_PID:-}" ] && kill "$KEYWARD_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+GRPC=$(free_port); HTTP=$(free_port)
+cat > "$WORK/keyward.toml" <<TOML
+listen = "127.0.0.1:$GRPC"
+http_listen = "127.0.0.1:$HTTP"
+database_url = "sqlite://$WORK/keyward.db"
+root_key_file = "$WORK/root-key"
+# No run reaches this limit: the phases measure allowed requests.
+rate_limit = 4000000000
+rate_limit_window = "1s"
+TOML
+RUST_LOG=warn "$BIN" serve --config "$WORK/keyward.toml" >/dev/null 2>"$WORK/keyward.log" &
+KEYWARD_PID=$!
+for _ in $(seq 100); do [ -s "$WORK/root-key" ] && break; sleep 0.1; done
+export KEYWARD_KEY=$(cat "$WORK/root-key") KEYWARD_SERVER="http://127.0.0.1:$GRPC"
+KEY=$("$BIN" keys create --account bench --name h2load --scope videos:read 2>/dev/null)
+python3 - "$WORK" "$KEY" <<'PY'
+import struct, sys
+work, key = sys.argv[1], sys.argv[2]
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F; n >>= 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n: return out
+def field(num, data):  # length-delimited
+    return varint(num << 3 | 2) + varint(len(data)) + data
+def grpc(msg):
+    return b"\x00" + struct.pack(">I", len(msg)) + msg
+verify = field(1, key.encode()) + field(2, b"videos:read")
+headers = {"authorization": "Bearer " + key, ":authority": "api.example.com", ":method": "GET",
+           ":path": "/v1/videos/42?page=2", "accept": "application/json", "user-agent": "bench/1.0",
+           "x-request-id": "5f1b0c9e-bench", "x-forwarded-proto": "https"}
+http = field(2, b"GET") + b"".join(field(3, field(1, k.encode()) + field(2, v.encode())) for k, v in headers.items()) \
+     + field(4, b"/v1/videos/42?page=2") + field(5, b"api.example.com")
+socket = field(2, b"203.0.113.9") + varint(3 << 3) + varint(40000)
+attributes = field(1, field(1, field(1, socket))) + field(4, field(2, http)) + field(10, field(1, b"scopes") + field(2, b"videos:read"))
+check = field(1, attributes)
+for name, msg in [("verify", verify), ("check", check), ("health", b"")]:
+    open(f"{work}/{name}.bin", "wb").write(grpc(msg))
+PY
+declare -A PATHS=(
+  [verify]=/keyward.v1.VerifyService/Verify
+  [check]=/envoy.service.auth.v3.Authorization/Check
+  [health]=/grpc.health.v1.Health/Check
+)
+run() {  # phase → req/s
+  h2load -c 2 -m 32 -D "$SECONDS_PER_PHASE" --warm-up-time=1 \
+    -H 'content-type: application/grpc' -H 'te: trailers' \
+    -d "$WORK/$1.bin" "http://127.0.0.1:$GRPC${PATHS[$1]}" 2>/dev/null \
+    | awk '/^finished in/ {gsub(",", "", $4); print $4}'
+}
+declare -A RESULTS
+for round in $(seq "$ROUNDS"); do
+  for phase in verify check health; do
+    rate=$(run "$phase")
+    RESULTS[$phase]+="$rate "
+    echo "round $round: $phase $rate req/s"
+  done
+done
+python3 - "${RESULTS[verify]}" "${RESULTS[check]}" "${RESULTS[health]}" <<'PY'
+import statistics, sys
+verify, check, health = ([float(x) for x in a.split()] for a in sys.argv[1:4])
+def line(name, xs):
+    print(f"{name:<8} median {statistics.median(xs):>9.0f} req/s  ({min(xs):.0f}-{max(xs):.0f})")
+print("summary: median (min-max) over", len(health), "rounds")
+line("verify", verify); line("check", check); line("health", health)
+for name, xs in [("verify", verify), ("check", check)]:
+    r = [a / b for a, b in zip(xs, health)]
+    print(f"{name}/health ratio: median {statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})")
+PY
+echo "what the server answered (its metrics; Unknown = streams h2load cut at the deadline):"
+curl -s "http://127.0.0.1:$HTTP/metrics" \
+  | grep -E '^grpc_server_handled_total.*(Verify|Check)"|^keyward_verifications_total' \
+  | grep -v ' 0$' || true
