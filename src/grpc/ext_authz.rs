@@ -123,7 +123,7 @@ fn check_response(answer: Answer, headers_to_remove: &[String]) -> CheckResponse
         } else {
             answer.code.to_owned()
         },
-        details: Vec::new(),
+        details: retry_info(&answer).into_iter().collect(),
     };
     let http_response = if allowed {
         // Who the key is and its rate-limit state go upstream, overwriting (never appending
@@ -155,6 +155,28 @@ fn check_response(answer: Answer, headers_to_remove: &[String]) -> CheckResponse
         status: Some(status),
         http_response: Some(http_response),
     }
+}
+
+/// RESOURCE_EXHAUSTED says when to retry in `google.rpc.RetryInfo` too (AIP-193), besides the
+/// `retry-after` header Envoy sends the client.
+fn retry_info(answer: &Answer) -> Option<prost_types::Any> {
+    let secs: i64 = answer
+        .challenge
+        .iter()
+        .find(|(name, _)| *name == "retry-after")?
+        .1
+        .parse()
+        .ok()?;
+    let info = tonic_types::pb::RetryInfo {
+        retry_delay: Some(prost_types::Duration {
+            seconds: secs,
+            nanos: 0,
+        }),
+    };
+    Some(prost_types::Any {
+        type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+        value: prost::Message::encode_to_vec(&info),
+    })
 }
 
 // `append` is deprecated in Envoy; left unset, `append_action` rules.

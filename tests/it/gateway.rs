@@ -373,6 +373,16 @@ async fn check_answers_every_code(backend: Backend) {
     );
     let retry: u64 = headers["retry-after"].parse().expect("seconds");
     assert!((1..=60).contains(&retry), "{retry}");
+    // RESOURCE_EXHAUSTED carries google.rpc.RetryInfo with the same delay (AIP-193).
+    let exhausted = check(&server, &Envoy::get("/v1/videos/1").bearer(&limited)).await;
+    let details = &exhausted.status.as_ref().unwrap().details;
+    let info = details
+        .iter()
+        .find(|d| d.type_url == "type.googleapis.com/google.rpc.RetryInfo")
+        .expect("RetryInfo");
+    let info = <tonic_types::pb::RetryInfo as Message>::decode(info.value.as_slice()).unwrap();
+    let delay = info.retry_delay.unwrap().seconds;
+    assert!((1..=60).contains(&delay), "{delay}");
     assert_eq!(headers["ratelimit-limit"], "1");
     assert_eq!(headers["ratelimit-remaining"], "0");
 
