@@ -387,13 +387,7 @@ pub async fn keys(command: KeysCommand) -> Result<(), Failure> {
 }
 
 async fn report_leaked(source: &str, file: &PathBuf, client: &ClientArgs) -> Result<(), Failure> {
-    let text = if file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())
-            .map_err(|e| Failure::Usage(format!("cannot read stdin: {e}")))?
-    } else {
-        std::fs::read_to_string(file)
-            .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", file.display())))?
-    };
+    let text = read_input(file)?;
     let strings: Vec<String> = text
         .lines()
         .map(str::trim)
@@ -444,6 +438,17 @@ async fn report_leaked(source: &str, file: &PathBuf, client: &ClientArgs) -> Res
         }
     }
     Ok(())
+}
+
+/// The text of `file`, or of stdin for `-`.
+fn read_input(file: &PathBuf) -> Result<String, Failure> {
+    if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .map_err(|e| Failure::Usage(format!("cannot read stdin: {e}")))
+    } else {
+        std::fs::read_to_string(file)
+            .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", file.display())))
+    }
 }
 
 /// One line of an import file.
@@ -500,13 +505,7 @@ impl ImportLine {
 }
 
 async fn import(file: &PathBuf, batch: usize, client: &ClientArgs) -> Result<(), Failure> {
-    let text = if file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())
-            .map_err(|e| Failure::Usage(format!("cannot read stdin: {e}")))?
-    } else {
-        std::fs::read_to_string(file)
-            .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", file.display())))?
-    };
+    let text = read_input(file)?;
     let batch = batch.clamp(1, 1000);
     // (line number, record or why the line is refused here)
     let lines: Vec<(usize, Result<proto::ImportedKey, String>)> = text

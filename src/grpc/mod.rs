@@ -32,8 +32,5 @@ fn bearer<T>(request: &tonic::Request<T>) -> Option<&str> {
         .metadata()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
+        .and_then(crate::gateway::bearer_token)
 }

@@ -193,6 +193,21 @@ impl TestServer {
         (response.key, response.api_key.expect("api_key"))
     }
 
+    /// The newest 100 audit events of `account`, read with the root key.
+    pub async fn audit_events(&self, account: &str) -> Vec<proto::AuditEvent> {
+        self.manage()
+            .await
+            .list_audit_events(self.root(proto::ListAuditEventsRequest {
+                account_id: account.into(),
+                page_size: 100,
+                page_token: String::new(),
+            }))
+            .await
+            .expect("audit events")
+            .into_inner()
+            .events
+    }
+
     /// Verifies `key` with the given required scopes.
     pub async fn verify(&self, key: &str, scopes: &[&str]) -> proto::VerifyResponse {
         self.verifier()

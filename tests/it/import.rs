@@ -173,16 +173,7 @@ async fn imported_keys_verify_rotate_and_revoke(backend: Backend) {
     assert_eq!(code(&server.verify(second, &[]).await), VerifyCode::Revoked);
 
     // Audited as imports; root only; bounded.
-    let events = manage
-        .list_audit_events(server.root(proto::ListAuditEventsRequest {
-            account_id: "acme".into(),
-            page_size: 100,
-            page_token: String::new(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = server.audit_events("acme").await;
     let imports = events
         .iter()
         .filter(|e| {

@@ -76,16 +76,7 @@ async fn leaked_keys_are_revoked_and_answered_one_by_one(backend: Backend) {
     assert_eq!(code(&server.verify(&live, &[]).await), VerifyCode::Revoked);
 
     // The source is in the revocation's audit event.
-    let events = manage
-        .list_audit_events(server.root(proto::ListAuditEventsRequest {
-            account_id: "acme".into(),
-            page_size: 100,
-            page_token: String::new(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = server.audit_events("acme").await;
     let revocation = events
         .iter()
         .find(|e| {
@@ -144,6 +135,13 @@ async fn leaked_keys_are_revoked_and_answered_one_by_one(backend: Backend) {
             proto::ReportLeakedKeysRequest {
                 keys: vec!["x".into()],
                 source: " ".into(),
+            },
+            "source",
+        ),
+        (
+            proto::ReportLeakedKeysRequest {
+                keys: vec!["x".into()],
+                source: format!("found next to {live}"),
             },
             "source",
         ),

@@ -65,7 +65,11 @@ impl Nginx {
             format!("worker_processes {workers};")
         };
         // Running as root, workers would switch to an unprivileged user; keep this user.
-        let user = if is_root() { "user root;" } else { "" };
+        let user = if crate::pg::is_root() {
+            "user root;"
+        } else {
+            ""
+        };
         let main = format!(
             "daemon off;\n{process}\n{user}\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 1024; }}\n\
@@ -103,14 +107,6 @@ impl Nginx {
         .await;
         nginx
     }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 /// The headers of every request the upstream received.

@@ -61,16 +61,7 @@ async fn revoke_account_keys_offboards_an_account(backend: Backend) {
     }
     assert_eq!(code(&server.verify(&other, &[]).await), VerifyCode::Valid);
     // Audited per key.
-    let events = manage
-        .list_audit_events(server.root(proto::ListAuditEventsRequest {
-            account_id: "acme".into(),
-            page_size: 100,
-            page_token: String::new(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = server.audit_events("acme").await;
     let revocations = events
         .iter()
         .filter(|e| e.action == proto::AuditAction::KeyRevoked as i32)

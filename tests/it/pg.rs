@@ -82,7 +82,7 @@ fn find_bin_dir() -> Result<PathBuf, String> {
         })
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
