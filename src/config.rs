@@ -55,6 +55,12 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// gRPC health alone, plaintext, for probes that cannot speak TLS; off when unset.
     pub health_listen: Option<SocketAddr>,
+    /// Whether the HTTP listener serves the JSON API (`/v1`) and the admin page (`/admin`)
+    /// (`true`). Turn it off where the HTTP listener faces gateways only.
+    pub http_api: bool,
+    /// The catalog preset a key created over the JSON API without scopes, a preset or
+    /// `grantAll` gets (e.g. `read_only`); unset: such a request is refused.
+    pub http_api_default_preset: Option<String>,
     /// TLS certificate chain (PEM) for every listener; off (plaintext) when unset.
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM), with `tls_cert`.
@@ -130,6 +136,8 @@ impl Default for Config {
             metrics_addr: None,
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             health_listen: None,
+            http_api: true,
+            http_api_default_preset: None,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -235,6 +243,8 @@ const ENV_KEYS: &[&str] = &[
     "metrics_addr",
     "http_listen",
     "health_listen",
+    "http_api",
+    "http_api_default_preset",
     "tls_cert",
     "tls_key",
     "tls_client_ca",

@@ -51,6 +51,46 @@ pub enum Error {
 }
 
 impl Error {
+    /// The stable name of the error's kind, as clients may match on it: the gRPC
+    /// `ErrorInfo.reason` and the HTTP API's `code`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Error::NotFound(_) => "NOT_FOUND",
+            Error::FailedPrecondition(_) => "FAILED_PRECONDITION",
+            Error::LimitReached { .. } => "ACTIVE_KEY_LIMIT",
+            Error::Unauthenticated(_) => "UNAUTHENTICATED",
+            Error::PermissionDenied(_) => "PERMISSION_DENIED",
+            Error::Unimplemented(_) => "UNIMPLEMENTED",
+            Error::Unavailable(_) => "UNAVAILABLE",
+            Error::AlreadyExists(_) => "ALREADY_EXISTS",
+            Error::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// The message a client is shown: internal causes are logged here and replaced.
+    pub fn client_message(&self) -> String {
+        match self {
+            Error::InvalidArgument(violations) => violations
+                .iter()
+                .map(|v| format!("{}: {}", v.field, v.description))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Error::NotFound(what) => format!("{what} not found"),
+            Error::AlreadyExists(what) => format!("{what} already exists"),
+            Error::FailedPrecondition(why)
+            | Error::Unauthenticated(why)
+            | Error::PermissionDenied(why)
+            | Error::Unimplemented(why)
+            | Error::Unavailable(why) => why.clone(),
+            Error::LimitReached { message, .. } => message.clone(),
+            Error::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                "internal error; the server log has the details".to_owned()
+            }
+        }
+    }
+
     /// One invalid field.
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
         Error::InvalidArgument(vec![FieldViolation {

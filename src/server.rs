@@ -57,6 +57,7 @@ pub struct App {
     health: Option<TcpListener>,
     verify_auth: bool,
     gateway: Arc<Gateway>,
+    api: crate::http::ApiSettings,
     tls: Option<Arc<crate::tls::Tls>>,
 }
 
@@ -80,6 +81,17 @@ impl App {
         .with_foreign_prefixes(config.foreign_key_prefixes.clone());
         service.load_known_keys().await?;
         let gateway = Gateway::new(&config.gateway).map_err(Error::FailedPrecondition)?;
+        if let Some(preset) = &config.http_api_default_preset
+            && service.catalog().preset(preset).is_none()
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "http_api_default_preset: the catalog has no preset {preset:?}"
+            )));
+        }
+        let api = crate::http::ApiSettings {
+            enabled: config.http_api,
+            default_preset: config.http_api_default_preset.clone(),
+        };
         let tls = match config.tls_files() {
             Some(files) => Some(crate::tls::Tls::load(&files).map_err(Error::FailedPrecondition)?),
             None => None,
@@ -98,6 +110,7 @@ impl App {
             health: None,
             verify_auth: config.verify_auth,
             gateway: Arc::new(gateway),
+            api,
             tls,
         })
     }
@@ -306,6 +319,7 @@ impl App {
         let http_state = Arc::new(HttpState::new(
             self.service.clone(),
             self.gateway.clone(),
+            self.api.clone(),
             self.verify_auth,
             vec![
                 ("grpc", self.connections.clone()),

@@ -16,7 +16,7 @@ use parse::{FileToml, Locator, preset, reserved_scopes, scope_def};
 const BUILTIN: &str = include_str!("default.toml");
 
 /// Whether a scope only reads or changes things.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {
     /// Reads only.
@@ -26,7 +26,7 @@ pub enum Access {
 }
 
 /// How much trust a scope needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Risk {
     /// Reads and safe generation.

@@ -2,15 +2,14 @@
 //! values (naming every bad field), and calls the domain service.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    MAX_GRACE, Violations, mask_paths, page_token, parse_duration, parse_page_size,
-    parse_page_token, query_fingerprint, rate_limit, restrictions, timestamp,
+    Violations, mask_paths, page_token, parse_page_size, parse_page_token, query_fingerprint,
+    rate_limit, restrictions, timestamp,
 };
-use super::requests::{parse_create, parse_list, parse_patch, required_id};
+use super::requests::{parse_create, parse_grace, parse_list, parse_patch, required_id};
 use super::trace::{record_caller, record_target};
 use crate::audit::{Action, AuditEvent, AuditQuery};
 use crate::catalog::{self, Preset, ScopeDef};
@@ -233,15 +232,7 @@ impl ManageService for ManageApi {
         let caller = self.caller(&request, "RotateKey", Access::Write).await?;
         let request = request.into_inner();
         let id = required_id(&request.id)?;
-        let grace = match request
-            .grace_period
-            .as_ref()
-            .map(|g| parse_duration(g, MAX_GRACE, "365 days"))
-        {
-            None => Duration::ZERO,
-            Some(Ok(grace)) => grace,
-            Some(Err(e)) => return Err(Error::invalid("grace_period", e).into()),
-        };
+        let grace = parse_grace(request.grace_period.as_ref())?;
         let (secret, new, old) = self.service.rotate_key(&caller, &id, grace).await?;
         Ok(Response::new(proto::RotateKeyResponse {
             key: secret.expose().to_owned(),

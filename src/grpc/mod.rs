@@ -2,10 +2,10 @@
 //! messages into domain values, call [`crate::service::Keyward`] and convert back.
 
 pub(crate) mod codec;
-mod convert;
+pub(crate) mod convert;
 mod ext_authz;
 mod manage;
-mod requests;
+pub(crate) mod requests;
 mod status;
 pub(crate) mod trace;
 mod verify;

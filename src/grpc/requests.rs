@@ -14,10 +14,19 @@ use crate::model::{KeyListQuery, KeyPatch};
 use crate::proto::{self, create_key_request};
 use crate::service::{CreateKey, Expiry, ImportRecord};
 
-pub(super) fn required_id(id: &str) -> Result<KeyId> {
+pub(crate) fn required_id(id: &str) -> Result<KeyId> {
     let id = KeyId::parse(id).map_err(|e| Error::invalid("id", e))?;
     record_target(id.as_str());
     Ok(id)
+}
+
+/// A rotation's grace period: absent is none (the old key is revoked at once), at most a year.
+pub(crate) fn parse_grace(grace: Option<&prost_types::Duration>) -> Result<std::time::Duration> {
+    match grace.map(|g| parse_duration(g, super::convert::MAX_GRACE, "365 days")) {
+        None => Ok(std::time::Duration::ZERO),
+        Some(Ok(grace)) => Ok(grace),
+        Some(Err(e)) => Err(Error::invalid("grace_period", e)),
+    }
 }
 
 /// A required environment: unspecified or unknown is a violation.
@@ -38,7 +47,7 @@ fn required_environment(v: &mut Violations, value: i32) -> Option<Environment> {
     }
 }
 
-pub(super) fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
+pub(crate) fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
     let mut v = Violations::default();
     let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
     v.check("name", check_name(&r.name));
@@ -88,7 +97,7 @@ pub(super) fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
     }))
 }
 
-pub(super) fn parse_list(r: &proto::ListKeysRequest) -> Result<KeyListQuery> {
+pub(crate) fn parse_list(r: &proto::ListKeysRequest) -> Result<KeyListQuery> {
     let mut v = Violations::default();
     let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
     let page_size = parse_page_size(r.page_size);
@@ -111,7 +120,7 @@ pub(super) fn parse_list(r: &proto::ListKeysRequest) -> Result<KeyListQuery> {
     }))
 }
 
-pub(super) fn parse_patch(r: &proto::UpdateKeyRequest) -> Result<KeyPatch> {
+pub(crate) fn parse_patch(r: &proto::UpdateKeyRequest) -> Result<KeyPatch> {
     let mut v = Violations::default();
     let mut patch = KeyPatch::default();
     let paths = mask_paths(
@@ -164,11 +173,11 @@ pub(super) fn parse_patch(r: &proto::UpdateKeyRequest) -> Result<KeyPatch> {
 }
 
 /// Most records one ImportKeys call takes.
-pub(super) const MAX_IMPORT: usize = 1000;
+pub(crate) const MAX_IMPORT: usize = 1000;
 
 /// One imported record, checked on its own: a refusal names the record's field and does not
 /// stop the others.
-pub(super) fn parse_imported(r: &proto::ImportedKey) -> std::result::Result<ImportRecord, String> {
+pub(crate) fn parse_imported(r: &proto::ImportedKey) -> std::result::Result<ImportRecord, String> {
     let mut v = Violations::default();
     let digest = crate::key::KeyDigest::from_hex(r.sha256.trim());
     if digest.is_none() {

@@ -19,46 +19,29 @@ impl From<Error> for Status {
     /// an unavailable store `RetryInfo` (AIP-193).
     fn from(error: Error) -> Self {
         let mut details = ErrorDetails::new();
-        let (code, reason, message) = match error {
+        let (reason, message) = (error.reason(), error.client_message());
+        let code = match error {
             Error::InvalidArgument(violations) => {
-                for v in &violations {
-                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
+                for v in violations {
+                    details.add_bad_request_violation(v.field, v.description);
                 }
-                let message = violations
-                    .iter()
-                    .map(|v| format!("{}: {}", v.field, v.description))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                (Code::InvalidArgument, "INVALID_ARGUMENT", message)
+                Code::InvalidArgument
             }
-            Error::NotFound(what) => (Code::NotFound, "NOT_FOUND", format!("{what} not found")),
-            Error::FailedPrecondition(why) => {
-                (Code::FailedPrecondition, "FAILED_PRECONDITION", why)
-            }
+            Error::NotFound(_) => Code::NotFound,
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::LimitReached { subject, message } => {
-                details.add_quota_failure_violation(subject, message.clone());
-                (Code::FailedPrecondition, "ACTIVE_KEY_LIMIT", message)
+                details.add_quota_failure_violation(subject, message);
+                Code::FailedPrecondition
             }
-            Error::Unauthenticated(why) => (Code::Unauthenticated, "UNAUTHENTICATED", why),
-            Error::PermissionDenied(why) => (Code::PermissionDenied, "PERMISSION_DENIED", why),
-            Error::Unimplemented(what) => (Code::Unimplemented, "UNIMPLEMENTED", what),
-            Error::Unavailable(why) => {
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::Unimplemented(_) => Code::Unimplemented,
+            Error::Unavailable(_) => {
                 details.set_retry_info(Some(RETRY_AFTER));
-                (Code::Unavailable, "UNAVAILABLE", why)
+                Code::Unavailable
             }
-            Error::AlreadyExists(what) => (
-                Code::AlreadyExists,
-                "ALREADY_EXISTS",
-                format!("{what} already exists"),
-            ),
-            Error::Internal(cause) => {
-                tracing::error!(%cause, "internal error");
-                (
-                    Code::Internal,
-                    "INTERNAL",
-                    "internal error; the server log has the details".to_owned(),
-                )
-            }
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::Internal(_) => Code::Internal,
         };
         details.set_error_info(reason, DOMAIN, std::collections::HashMap::new());
         Status::with_error_details(code, message, details)

@@ -1,7 +1,8 @@
 //! The HTTP listener (`--http-listen`): forward auth for nginx `auth_request`, Traefik
-//! ForwardAuth and Caddy `forward_auth` (`/auth`), Prometheus metrics (`/metrics`), and
-//! liveness/readiness (`/healthz`, `/readyz`). axum routes on hyper; connections are bounded
-//! like the gRPC listener's.
+//! ForwardAuth and Caddy `forward_auth` (`/auth`), Prometheus metrics (`/metrics`),
+//! liveness/readiness (`/healthz`, `/readyz`), and, unless turned off, the JSON API under
+//! `/v1` ([`api`]) and the admin page at `/admin` ([`admin`]). axum routes on hyper;
+//! connections are bounded like the gRPC listener's.
 //!
 //! Forward auth is the gateway face of the one verify decision: the proxy's description of
 //! the original request becomes a [`ClientRequest`], the answer is the same [`Answer`] Envoy
@@ -24,6 +25,9 @@ use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tower::ServiceExt;
 
+pub mod admin;
+pub mod api;
+
 use crate::error::Error;
 use crate::gateway::{Answer, ClientRequest, Gateway, JSON, client_ip};
 use crate::net::{ConnectionGauge, ConnectionLimits, PeerInfo};
@@ -34,11 +38,22 @@ use crate::time::Timestamp;
 /// in `Authorization`, so the caller's cannot be.
 pub const CALLER_KEY_HEADER: &str = "x-keyward-caller-key";
 
+/// The JSON API's and the admin page's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiSettings {
+    /// Whether `/v1` and `/admin` are served.
+    pub enabled: bool,
+    /// The catalog preset a key created over `/v1` without scopes, preset or `grantAll` gets;
+    /// `None`: such a request is refused, as on gRPC.
+    pub default_preset: Option<String>,
+}
+
 /// What the HTTP handlers share.
 #[derive(Debug)]
 pub struct HttpState {
     service: Arc<Keyward>,
     gateway: Arc<Gateway>,
+    api: ApiSettings,
     require_caller: bool,
     ready: AtomicBool,
     /// Open connections per listener, for `keyward_connections_open`.
@@ -50,12 +65,14 @@ impl HttpState {
     pub fn new(
         service: Arc<Keyward>,
         gateway: Arc<Gateway>,
+        api: ApiSettings,
         require_caller: bool,
         gauges: Vec<(&'static str, Arc<ConnectionGauge>)>,
     ) -> Self {
         HttpState {
             service,
             gateway,
+            api,
             require_caller,
             ready: AtomicBool::new(true),
             gauges,
@@ -68,12 +85,37 @@ impl HttpState {
     }
 }
 
-/// The HTTP listener's routes: forward auth, metrics and health.
+/// The HTTP listener's routes: forward auth, metrics and health, and the JSON API, its
+/// OpenAPI document and the admin page when they are on.
 pub fn router(state: Arc<HttpState>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/auth", any(forward_auth))
-        .merge(ops_router())
-        .with_state(state)
+        .merge(ops_router());
+    if state.api.enabled {
+        let (api, document) = api::routes();
+        let document: Arc<str> = document
+            .to_json()
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "the OpenAPI document does not encode");
+                "{}".to_owned()
+            })
+            .into();
+        router =
+            router
+                .merge(
+                    api.route(
+                        "/v1/openapi.json",
+                        get(move || async move {
+                            ([(header::CONTENT_TYPE, JSON)], document.to_string())
+                        }),
+                    )
+                    .fallback(|| async { api::not_found() })
+                    .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
+                    .layer(axum::middleware::map_response(admin::api_headers)),
+                )
+                .merge(admin::router());
+    }
+    router.with_state(state)
 }
 
 /// Metrics and health only, for the separate `--metrics-addr` listener.
@@ -185,7 +227,7 @@ async fn authenticate_caller(
 /// The answer as an HTTP response: the status, `x-keyward-code`, the identity and rate-limit
 /// headers (so `auth_request_set` / `authResponseHeaders` / `copy_headers` can pass them on),
 /// the challenge headers and the JSON body of a denial.
-fn respond(answer: Answer) -> Response {
+pub(crate) fn respond(answer: Answer) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::FORBIDDEN);
     let mut response = match answer.body {
         Some(body) => (status, [(header::CONTENT_TYPE, JSON)], body).into_response(),

@@ -60,6 +60,11 @@ impl Caller {
         &self.key().account_id
     }
 
+    /// The environment of the caller's key.
+    pub fn environment(&self) -> Environment {
+        self.key().environment
+    }
+
     /// Whether the caller holds `root` or `keys:write` (of any account).
     pub fn may_write_somewhere(&self) -> bool {
         self.is_root() || self.key().holds(KEYS_WRITE)

@@ -115,7 +115,10 @@ impl Keyward {
         {
             Some((i, s)) => Err(Error::invalid(
                 format!("{field}[{i}]"),
-                format!("unknown scope {s:?}; ListScopes shows the catalog"),
+                format!(
+                    "unknown scope {:?}; ListScopes shows the catalog",
+                    s.as_str()
+                ),
             )),
             None => Ok(()),
         }

@@ -353,6 +353,17 @@ pub async fn http(
     target: &str,
     headers: &[(&str, &str)],
 ) -> HttpAnswer {
+    http_with_body(addr, method, target, headers, "").await
+}
+
+/// Like [`http`], with a body.
+pub async fn http_with_body(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpAnswer {
     use http_body_util::BodyExt;
     let stream = tokio::net::TcpStream::connect(addr)
         .await
@@ -370,7 +381,9 @@ pub async fn http(
         request = request.header(*name, *value);
     }
     let request = request
-        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(
+            body.to_owned(),
+        )))
         .expect("request");
     let response = sender.send_request(request).await.expect("HTTP response");
     let status = response.status().as_u16();

@@ -11,6 +11,7 @@ mod helpers;
 mod pg;
 
 mod hostile;
+mod http_api;
 mod import;
 mod keys;
 mod leaks;

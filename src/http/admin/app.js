@@ -1,0 +1,450 @@
+// keyward's admin page: manages keys through the JSON API (/v1) with a key the admin pastes.
+// The key lives in sessionStorage and travels only as a bearer header. Every text from the
+// server is put into the page with textContent, never parsed as HTML. A new key's secret is
+// shown once in the secret dialog and wiped from the page when the dialog closes.
+"use strict";
+
+const STORE_KEY = "keyward.adminKey";
+const STORE_ACCOUNT = "keyward.account";
+const PRESET_TITLES = {
+  read_only: "Read-only",
+  content_agent: "Content agent",
+  full_access: "Full access",
+};
+const RISK_TITLES = { low: "Low risk", medium: "Medium risk", high: "High risk" };
+
+const state = { me: null, catalog: null, account: null, keys: [] };
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(props)) {
+    if (name === "class") node.className = value;
+    else if (name === "text") node.textContent = value;
+    else if (name in node && typeof value !== "string") node[name] = value;
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+// ---- The API ------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.message) || `The server answered ${status}.`);
+    this.status = status;
+    this.code = body && body.code;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${sessionStorage.getItem(STORE_KEY) || ""}` };
+  const init = { method, headers, cache: "no-store", credentials: "omit" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  let json = null;
+  try {
+    json = await response.json();
+  } catch {
+    json = null;
+  }
+  if (!response.ok) throw new ApiError(response.status, json);
+  return json;
+}
+
+// ---- Time ---------------------------------------------------------------------------------
+
+function relative(text, missing) {
+  if (!text) return missing;
+  const delta = (new Date(text).getTime() - Date.now()) / 1000;
+  const secs = Math.abs(delta);
+  if (secs < 60) return "just now";
+  const units = [
+    [3600, 60, "minute"],
+    [86400, 3600, "hour"],
+    [30 * 86400, 86400, "day"],
+    [365 * 86400, 30 * 86400, "month"],
+    [Infinity, 365 * 86400, "year"],
+  ];
+  const [, size, unit] = units.find(([limit]) => secs < limit);
+  const n = Math.floor(secs / size);
+  const label = `${n} ${unit}${n === 1 ? "" : "s"}`;
+  return delta < 0 ? `${label} ago` : `in ${label}`;
+}
+
+function timeCell(text, missing) {
+  const cell = el("span", { text: relative(text, missing) });
+  if (text) cell.title = new Date(text).toLocaleString();
+  return cell;
+}
+
+// ---- Signing in ---------------------------------------------------------------------------
+
+async function signIn(key) {
+  sessionStorage.setItem(STORE_KEY, key);
+  try {
+    const usage = await api("GET", "/v1/usage");
+    state.me = usage.data.apiKey;
+    state.catalog = (await api("GET", "/v1/scopes")).data;
+  } catch (error) {
+    sessionStorage.removeItem(STORE_KEY);
+    throw error;
+  }
+  const root = state.me.scopes.includes("root");
+  $("who").textContent = `Signed in with ${state.me.name} (${state.me.prefix}…)` +
+    (root ? ", a root key" : `, account ${state.me.accountId}`);
+  $("sign-in").hidden = true;
+  $("keys").hidden = false;
+  $("sign-out").hidden = false;
+  $("account-form").hidden = !root;
+  state.account = root ? sessionStorage.getItem(STORE_ACCOUNT) : state.me.accountId;
+  $("account").value = state.account || "";
+  await refresh();
+}
+
+function signOut() {
+  sessionStorage.removeItem(STORE_KEY);
+  sessionStorage.removeItem(STORE_ACCOUNT);
+  window.location.reload();
+}
+
+// ---- The list -----------------------------------------------------------------------------
+
+async function refresh() {
+  $("keys-error").textContent = "";
+  const rows = $("key-rows");
+  if (!state.account) {
+    rows.replaceChildren();
+    $("key-caption").textContent = "Name an account to see its keys";
+    $("no-keys").hidden = true;
+    return;
+  }
+  const params = new URLSearchParams({ accountId: state.account, pageSize: "1000" });
+  if ($("unused-filter").checked) params.set("unusedSince", "30d");
+  try {
+    state.keys = (await api("GET", `/v1/api-keys?${params}`)).data;
+  } catch (error) {
+    $("keys-error").textContent = error.message;
+    state.keys = [];
+  }
+  $("key-caption").textContent = `Keys of account ${state.account}` +
+    ($("unused-filter").checked ? ", unused for 30 days" : "");
+  rows.replaceChildren(...state.keys.map(keyRow));
+  $("no-keys").hidden = state.keys.length > 0;
+}
+
+function keyRow(key) {
+  const scopes = key.grantAll ? "All access" : key.scopes.join(", ");
+  const actions = el("td", { class: "actions", "data-label": "Actions" });
+  if (key.status === "active") {
+    actions.append(
+      el("button", { type: "button", text: "Edit", "aria-label": `Edit scopes of ${key.name}`,
+        onclick: () => openEdit(key) }),
+      el("button", { type: "button", text: "Rotate", "aria-label": `Rotate ${key.name}`,
+        onclick: () => openRotate(key) }),
+      el("button", { type: "button", class: "danger", text: "Revoke",
+        "aria-label": `Revoke ${key.name}`, onclick: () => openRevoke(key) }),
+    );
+  }
+  return el("tr", { "data-key-id": key.id },
+    el("td", { "data-label": "Name", class: "name", text: key.name }),
+    el("td", { "data-label": "Prefix" }, el("code", { text: `${key.prefix}…` })),
+    el("td", { "data-label": "Scopes", class: "scope-list", text: scopes }),
+    el("td", { "data-label": "Created" }, timeCell(key.createdAt, "—")),
+    el("td", { "data-label": "Expires" }, timeCell(key.expiresAt, "Never")),
+    el("td", { "data-label": "Last used" }, timeCell(key.lastUsedAt, "Never")),
+    el("td", { "data-label": "Status" },
+      el("span", { class: `status status-${key.status}`, text: key.status })),
+    actions,
+  );
+}
+
+// ---- Scope cards --------------------------------------------------------------------------
+
+function holds(scope) {
+  const me = state.me;
+  return me.scopes.includes("root") || me.grantAll || me.scopes.includes(scope);
+}
+
+// Cards grouped by resource, each with its risk badge and an expandable description.
+function renderScopeCards(fieldset, prefix, checked) {
+  const legend = fieldset.querySelector("legend");
+  const groups = new Map();
+  for (const scope of state.catalog.scopes) {
+    if (scope.name === "root") continue;
+    if (!groups.has(scope.resource)) groups.set(scope.resource, []);
+    groups.get(scope.resource).push(scope);
+  }
+  const nodes = [];
+  for (const [resource, scopes] of groups) {
+    const group = el("div", { class: "group", role: "group",
+      "aria-labelledby": `${prefix}-group-${resource}` });
+    group.append(el("h3", { id: `${prefix}-group-${resource}`, text: resource }));
+    for (const scope of scopes) {
+      const id = `${prefix}-scope-${scope.name.replace(/[^a-z0-9]/gi, "-")}`;
+      const box = el("input", { type: "checkbox", id, value: scope.name, name: "scope",
+        checked: checked.includes(scope.name), disabled: !holds(scope.name) });
+      const card = el("div", { class: "card" },
+        el("div", { class: "card-head" },
+          box,
+          el("label", { for: id, text: scope.name }),
+          el("span", { class: `badge risk-${scope.risk}`, text: RISK_TITLES[scope.risk] || scope.risk }),
+        ),
+        el("details", {},
+          el("summary", { text: "What it allows" }),
+          el("p", { text: scope.description + (scope.guardrail
+            ? ` Guardrail: at most ${scope.guardrail.limit} per ${scope.guardrail.window}.` : "") }),
+        ),
+      );
+      group.append(card);
+    }
+    nodes.push(group);
+  }
+  fieldset.replaceChildren(legend, ...nodes);
+}
+
+function checkedScopes(fieldset) {
+  return [...fieldset.querySelectorAll("input[name=scope]:checked")].map((box) => box.value);
+}
+
+// ---- Create -------------------------------------------------------------------------------
+
+function openCreate() {
+  if (!state.account) {
+    $("keys-error").textContent = "Name the account to create the key in first.";
+    return;
+  }
+  const form = $("create-form");
+  form.reset();
+  $("create-error").textContent = "";
+  const presets = $("create-presets");
+  const choices = state.catalog.presets.map((preset) => ({
+    value: preset.name,
+    title: PRESET_TITLES[preset.name] || preset.name,
+    description: preset.description,
+  }));
+  choices.push({ value: "custom", title: "Custom", description: "Pick individual scopes." });
+  presets.replaceChildren(...choices.map((choice, i) => {
+    const id = `create-preset-${choice.value}`;
+    return el("div", { class: "preset" },
+      el("input", { type: "radio", name: "preset", id, value: choice.value, checked: i === 0,
+        onchange: presetChanged }),
+      el("label", { for: id },
+        el("strong", { text: choice.title }),
+        el("span", { class: "hint", text: ` ${choice.description}` })),
+    );
+  }));
+  renderScopeCards($("create-scopes"), "create", []);
+  presetChanged();
+  grantAllChanged("create");
+  $("create-dialog").showModal();
+  $("create-name").focus();
+}
+
+function selectedPreset() {
+  const picked = document.querySelector("input[name=preset]:checked");
+  return picked ? picked.value : "custom";
+}
+
+function presetChanged() {
+  const preset = selectedPreset();
+  $("create-scopes").hidden = preset !== "custom";
+  const grantsAll = state.catalog.presets.some((p) => p.name === preset && p.grantAll);
+  $("create-grant-all").checked = grantsAll || (preset === "custom" && $("create-grant-all").checked);
+  $("create-grant-all").disabled = preset !== "custom";
+  grantAllChanged("create");
+}
+
+function grantAllChanged(prefix) {
+  $(`${prefix}-grant-all-warning`).hidden = !$(`${prefix}-grant-all`).checked;
+}
+
+async function submitCreate(event) {
+  event.preventDefault();
+  const error = $("create-error");
+  error.textContent = "";
+  const name = $("create-name").value.trim();
+  if (!name) {
+    error.textContent = "Give the key a name.";
+    $("create-name").focus();
+    return;
+  }
+  const body = { name, expiresIn: $("create-expiry").value, accountId: state.account };
+  const preset = selectedPreset();
+  if (preset === "custom") {
+    body.scopes = checkedScopes($("create-scopes"));
+    body.grantAll = $("create-grant-all").checked;
+    if (body.scopes.length === 0 && !body.grantAll) {
+      error.textContent = "Select at least one scope.";
+      return;
+    }
+  } else {
+    body.preset = preset;
+  }
+  try {
+    const created = await api("POST", "/v1/api-keys", body);
+    $("create-dialog").close();
+    showSecret(created.data.key);
+  } catch (e) {
+    error.textContent = e.message;
+  }
+}
+
+// ---- The secret, shown once ---------------------------------------------------------------
+
+function showSecret(secret) {
+  $("secret-value").textContent = secret;
+  $("secret-copy-status").textContent = "";
+  $("secret-dialog").showModal();
+  $("secret-copy").focus();
+}
+
+async function copySecret() {
+  const text = $("secret-value").textContent;
+  const status = $("secret-copy-status");
+  try {
+    await navigator.clipboard.writeText(text);
+    status.textContent = "Copied.";
+  } catch {
+    const range = document.createRange();
+    range.selectNodeContents($("secret-value"));
+    const selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    status.textContent = "Selected: press Ctrl+C (⌘C) to copy.";
+  }
+}
+
+function forgetSecret() {
+  $("secret-value").textContent = "";
+  $("secret-copy-status").textContent = "";
+  window.getSelection().removeAllRanges();
+}
+
+async function secretDone() {
+  forgetSecret();
+  $("secret-dialog").close();
+  await refresh();
+}
+
+// ---- Edit, rotate, revoke -----------------------------------------------------------------
+
+let current = null;
+
+function openEdit(key) {
+  current = key;
+  $("edit-subject").textContent = `${key.name} (${key.prefix}…)`;
+  $("edit-error").textContent = "";
+  renderScopeCards($("edit-scopes"), "edit", key.scopes);
+  $("edit-grant-all").checked = key.grantAll;
+  grantAllChanged("edit");
+  $("edit-dialog").showModal();
+}
+
+async function submitEdit(event) {
+  event.preventDefault();
+  const scopes = checkedScopes($("edit-scopes"));
+  const grantAll = $("edit-grant-all").checked;
+  if (scopes.length === 0 && !grantAll) {
+    $("edit-error").textContent = "Select at least one scope.";
+    return;
+  }
+  try {
+    await api("PATCH", `/v1/api-keys/${encodeURIComponent(current.id)}`, { scopes, grantAll });
+    $("edit-dialog").close();
+    await refresh();
+  } catch (e) {
+    $("edit-error").textContent = e.message;
+  }
+}
+
+function openRotate(key) {
+  current = key;
+  $("rotate-subject").textContent = `${key.name} (${key.prefix}…)`;
+  $("rotate-error").textContent = "";
+  $("rotate-dialog").showModal();
+}
+
+async function submitRotate(event) {
+  event.preventDefault();
+  const grace = $("rotate-grace").value;
+  try {
+    const rotated = await api("POST", `/v1/api-keys/${encodeURIComponent(current.id)}/rotate`,
+      grace ? { gracePeriod: grace } : {});
+    $("rotate-dialog").close();
+    showSecret(rotated.data.key);
+  } catch (e) {
+    $("rotate-error").textContent = e.message;
+  }
+}
+
+function openRevoke(key) {
+  current = key;
+  $("revoke-subject").textContent = `Revoke ${key.name} (${key.prefix}…)?`;
+  $("revoke-error").textContent = "";
+  $("revoke-dialog").showModal();
+  $("revoke-cancel").focus();
+}
+
+async function submitRevoke(event) {
+  event.preventDefault();
+  try {
+    await api("DELETE", `/v1/api-keys/${encodeURIComponent(current.id)}`);
+    $("revoke-dialog").close();
+    await refresh();
+  } catch (e) {
+    $("revoke-error").textContent = e.message;
+  }
+}
+
+// ---- Wiring -------------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("sign-in-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = $("admin-key");
+    $("sign-in-error").textContent = "";
+    try {
+      await signIn(input.value.trim());
+      input.value = "";
+    } catch (e) {
+      $("sign-in-error").textContent = e.status === 401
+        ? "That key is not valid (unknown, revoked or expired)."
+        : e.message;
+    }
+  });
+  $("sign-out").addEventListener("click", signOut);
+  $("account-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    state.account = $("account").value.trim();
+    sessionStorage.setItem(STORE_ACCOUNT, state.account);
+    await refresh();
+  });
+  $("unused-filter").addEventListener("change", refresh);
+  $("create-open").addEventListener("click", openCreate);
+  $("create-form").addEventListener("submit", submitCreate);
+  $("create-cancel").addEventListener("click", () => $("create-dialog").close());
+  $("create-grant-all").addEventListener("change", () => grantAllChanged("create"));
+  $("secret-copy").addEventListener("click", copySecret);
+  $("secret-done").addEventListener("click", secretDone);
+  // Escape closes the dialog too: the secret goes with it.
+  $("secret-dialog").addEventListener("close", forgetSecret);
+  $("edit-form").addEventListener("submit", submitEdit);
+  $("edit-cancel").addEventListener("click", () => $("edit-dialog").close());
+  $("edit-grant-all").addEventListener("change", () => grantAllChanged("edit"));
+  $("rotate-form").addEventListener("submit", submitRotate);
+  $("rotate-cancel").addEventListener("click", () => $("rotate-dialog").close());
+  $("revoke-form").addEventListener("submit", submitRevoke);
+  $("revoke-cancel").addEventListener("click", () => $("revoke-dialog").close());
+  const saved = sessionStorage.getItem(STORE_KEY);
+  if (saved) {
+    signIn(saved).catch((e) => {
+      $("sign-in-error").textContent = e.message;
+    });
+  }
+});
