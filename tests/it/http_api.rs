@@ -618,3 +618,73 @@ async fn the_admin_page_is_served_with_a_strict_policy() {
     }
     server.stop().await;
 }
+
+/// Runs `python3 -m openapi_spec_validator` on `document`; its success and its output.
+fn validate_openapi(document: &Value) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("openapi.json");
+    std::fs::write(&path, document.to_string()).expect("write the document");
+    let output = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator", "--schema", "3.1"])
+        .arg(&path)
+        .output()
+        .expect("python3 runs (.ci/run installs openapi-spec-validator)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !text.contains("No module named"),
+        "openapi-spec-validator is missing: pip install openapi-spec-validator ({text})"
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_valid_and_lists_every_route() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let answer = http(server.http_addr, "GET", "/v1/openapi.json", &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    let document = answer.json();
+    assert_eq!(document["openapi"], "3.1.0");
+    let (valid, output) = validate_openapi(&document);
+    assert!(valid, "the validator refused the document: {output}");
+    // The validator is not a rubber stamp: a broken document is refused.
+    let mut broken = document.clone();
+    broken["paths"]["/v1/api-keys"]["get"]["responses"] = json!("none");
+    assert!(
+        !validate_openapi(&broken).0,
+        "a broken document must fail validation"
+    );
+
+    let routes = [
+        ("get", "/v1/api-keys"),
+        ("post", "/v1/api-keys"),
+        ("get", "/v1/api-keys/{id}"),
+        ("patch", "/v1/api-keys/{id}"),
+        ("delete", "/v1/api-keys/{id}"),
+        ("post", "/v1/api-keys/{id}/rotate"),
+        ("get", "/v1/scopes"),
+        ("get", "/v1/usage"),
+    ];
+    let paths = document["paths"].as_object().unwrap();
+    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(
+        documented,
+        routes.len(),
+        "{:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
+    for (method, path) in routes {
+        let operation = &document["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is documented");
+        assert!(
+            operation["responses"]["401"].is_object(),
+            "{method} {path} documents 401"
+        );
+        // And served: without a key the route answers 401, not 404 or 405.
+        let target = path.replace("{id}", ABSENT_ID);
+        let served = http(server.http_addr, &method.to_uppercase(), &target, &[]).await;
+        assert_eq!(served.status, 401, "{method} {path}: {}", served.body);
+    }
+    server.stop().await;
+}

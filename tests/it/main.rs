@@ -22,5 +22,6 @@ mod offboard;
 mod ops;
 mod policy;
 mod process;
+mod reference;
 mod store;
 mod tls;
