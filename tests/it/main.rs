@@ -2,6 +2,7 @@
 //! real SQLite and PostgreSQL. Features run on both backends through `both_backends!`.
 
 mod access;
+mod browser;
 mod cli;
 mod consistency;
 mod deploy;

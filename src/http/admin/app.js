@@ -140,7 +140,7 @@ async function refresh() {
 
 function keyRow(key) {
   const scopes = key.grantAll ? "All access" : key.scopes.join(", ");
-  const actions = el("td", { class: "actions", "data-label": "Actions" });
+  const actions = el("div", { class: "row-actions" });
   if (key.status === "active") {
     actions.append(
       el("button", { type: "button", text: "Edit", "aria-label": `Edit scopes of ${key.name}`,
@@ -160,7 +160,7 @@ function keyRow(key) {
     el("td", { "data-label": "Last used" }, timeCell(key.lastUsedAt, "Never")),
     el("td", { "data-label": "Status" },
       el("span", { class: `status status-${key.status}`, text: key.status })),
-    actions,
+    el("td", { class: "actions", "data-label": "Actions" }, actions),
   );
 }
 
@@ -185,6 +185,8 @@ function renderScopeCards(fieldset, prefix, checked) {
     const group = el("div", { class: "group", role: "group",
       "aria-labelledby": `${prefix}-group-${resource}` });
     group.append(el("h3", { id: `${prefix}-group-${resource}`, text: resource }));
+    const cards = el("div", { class: "cards" });
+    group.append(cards);
     for (const scope of scopes) {
       const id = `${prefix}-scope-${scope.name.replace(/[^a-z0-9]/gi, "-")}`;
       const box = el("input", { type: "checkbox", id, value: scope.name, name: "scope",
@@ -201,7 +203,7 @@ function renderScopeCards(fieldset, prefix, checked) {
             ? ` Guardrail: at most ${scope.guardrail.limit} per ${scope.guardrail.window}.` : "") }),
         ),
       );
-      group.append(card);
+      cards.append(card);
     }
     nodes.push(group);
   }
@@ -252,6 +254,7 @@ function selectedPreset() {
 }
 
 function presetChanged() {
+  $("create-error").textContent = "";
   const preset = selectedPreset();
   $("create-scopes").hidden = preset !== "custom";
   const grantsAll = state.catalog.presets.some((p) => p.name === preset && p.grantAll);

@@ -1,0 +1,429 @@
+//! The admin page in a real browser: headless Chromium driven through chromedriver
+//! (WebDriver, with fantoccini). Sign in, create a key from a preset, read it from the dialog,
+//! verify it over gRPC, edit its scopes, revoke it; the secret must be gone from the page once
+//! its dialog is closed. Screenshots of the list and of the create dialog are written to
+//! `target/screenshots/` (and to `$KEYWARD_SCREENSHOTS_DIR` when set: the README's images).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use keyward::proto::{self, VerifyCode};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// chromedriver, stopped on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binary(variable: &str, default: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| default.to_owned())
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            listener.local_addr().expect("its address").port()
+        };
+        let child = Command::new(binary("KEYWARD_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"))
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts (.ci/run installs chromium-driver)");
+        Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// A headless Chromium session; retried until chromedriver listens.
+    async fn session(&self, width: u32) -> Client {
+        let mut options = serde_json::Map::new();
+        options.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": binary("KEYWARD_TEST_CHROMIUM", "/usr/bin/chromium"),
+                // --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
+                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                         "--disable-gpu", format!("--window-size={width},900")],
+            }),
+        );
+        let url = self.url.clone();
+        eventually(Duration::from_secs(30), "a Chromium session", || {
+            let options = options.clone();
+            let url = url.clone();
+            async move {
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                    .capabilities(options)
+                    .connect(&url)
+                    .await
+                    .ok()
+            }
+        })
+        .await
+    }
+}
+
+/// Runs `script` in the page and returns its value.
+async fn js(client: &Client, script: &str) -> Value {
+    client
+        .execute(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{script}: {e}"))
+}
+
+/// Waits until `script` returns a truthy value.
+async fn until(client: &Client, what: &str, script: &str) {
+    eventually(Duration::from_secs(15), what, move || async move {
+        let value = js(client, script).await;
+        let truthy = !matches!(value, Value::Null | Value::Bool(false))
+            && value != json!("")
+            && value != json!(0);
+        truthy.then_some(())
+    })
+    .await
+}
+
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+async fn type_into(client: &Client, css: &str, text: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap_or_else(|e| panic!("type into {css}: {e}"));
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    let mut dirs = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots")];
+    if let Ok(dir) = std::env::var("KEYWARD_SCREENSHOTS_DIR") {
+        dirs.push(PathBuf::from(dir));
+    }
+    for dir in dirs {
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        std::fs::write(dir.join(name), &png).expect("write the screenshot");
+    }
+}
+
+/// Signs in with `key` and waits for the key list.
+async fn sign_in(client: &Client, key: &str) {
+    type_into(client, "#admin-key", key).await;
+    click(client, "#sign-in-form button[type=submit]").await;
+    until(
+        client,
+        "the key list",
+        "return !document.getElementById('keys').hidden \
+         && document.querySelectorAll('#key-rows tr').length >= 2",
+    )
+    .await;
+}
+
+/// Verifies `key` for a request needing `scope`.
+async fn verify(server: &TestServer, key: &str, scope: &str) -> VerifyCode {
+    code(&server.verify(key, &[scope]).await)
+}
+
+/// Every text and form value in the page, to look for a secret in.
+const PAGE_TEXT: &str = "return document.documentElement.outerHTML + ' ' + \
+    [...document.querySelectorAll('input, textarea')].map(e => e.value).join(' ') + ' ' + \
+    document.body.innerText;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_manages_a_key_in_a_real_browser() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    // The admin's key: manages account acme and may grant anything.
+    let (admin, _) = server
+        .create(proto::CreateKeyRequest {
+            name: "Dashboard admin".into(),
+            grant_all: true,
+            ..key_request("acme", &["keys:write"])
+        })
+        .await;
+    // A key made elsewhere, so the list has more than one row.
+    let (reporting, _) = server
+        .create(proto::CreateKeyRequest {
+            name: "Reporting dashboard".into(),
+            ..key_request("acme", &["analytics:read", "videos:read"])
+        })
+        .await;
+    let driver = Driver::start().await;
+    let client = driver.session(1280).await;
+    let page = format!("http://{}/admin", server.http_addr);
+    client.goto(&page).await.expect("open the admin page");
+
+    // Every control has a label a screen reader can announce.
+    let unlabelled = js(
+        &client,
+        "return [...document.querySelectorAll('input, select, button')]
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                         && !(e.textContent || '').trim())
+            .map(e => e.id || e.outerHTML);",
+    )
+    .await;
+    assert_eq!(unlabelled, json!([]), "controls without a label");
+
+    // Sign in by pasting the key.
+    sign_in(&client, &admin).await;
+    let who = js(&client, "return document.getElementById('who').textContent").await;
+    assert!(who.as_str().unwrap().contains("account acme"), "{who}");
+    assert_eq!(
+        js(&client, "return sessionStorage.getItem('keyward.adminKey')").await,
+        json!(admin),
+        "the key is kept in sessionStorage"
+    );
+    assert_eq!(
+        js(&client, "return document.cookie").await,
+        json!(""),
+        "no cookies"
+    );
+
+    // Create a key from the Content agent preset.
+    click(&client, "#create-open").await;
+    until(
+        &client,
+        "the create dialog",
+        "return document.getElementById('create-dialog').open",
+    )
+    .await;
+    type_into(&client, "#create-name", "Content bot").await;
+    client
+        .find(Locator::Css("#create-expiry"))
+        .await
+        .expect("expiry")
+        .select_by_value("30d")
+        .await
+        .expect("choose 30 days");
+    // Custom shows the scope cards grouped by resource, with risk badges.
+    click(&client, "#create-preset-custom").await;
+    let badges = js(
+        &client,
+        "return [...document.querySelectorAll('#create-scopes .badge')].map(b => b.textContent)",
+    )
+    .await;
+    for risk in ["Low risk", "Medium risk", "High risk"] {
+        assert!(
+            badges.as_array().unwrap().iter().any(|b| b == risk),
+            "{risk} in {badges}"
+        );
+    }
+    let groups = js(
+        &client,
+        "return [...document.querySelectorAll('#create-scopes .group h3')].map(h => h.textContent)",
+    )
+    .await;
+    assert!(
+        groups.as_array().unwrap().iter().any(|g| g == "videos"),
+        "{groups}"
+    );
+    // Grant all shows its warning.
+    click(&client, "#create-grant-all").await;
+    assert_eq!(
+        js(
+            &client,
+            "return document.getElementById('create-grant-all-warning').hidden"
+        )
+        .await,
+        json!(false)
+    );
+    click(&client, "#create-grant-all").await;
+    // Custom with nothing ticked is refused in the page.
+    click(&client, "#create-form button[type=submit]").await;
+    until(
+        &client,
+        "the at-least-one-scope error",
+        "return document.getElementById('create-error').textContent.includes('at least one scope')",
+    )
+    .await;
+    click(&client, "#create-scope-videos-read").await;
+    click(&client, "#create-scope-analytics-read").await;
+    js(
+        &client,
+        "document.querySelector('#create-scopes details').open = true; \
+                 document.getElementById('create-dialog').scrollTop = 0; return true",
+    )
+    .await;
+    screenshot(&client, "admin-create.png").await;
+    click(&client, "#create-preset-content_agent").await;
+    click(&client, "#create-form button[type=submit]").await;
+
+    // The new key, shown once.
+    until(&client, "the new key", "return document.getElementById('secret-dialog').open && document.getElementById('secret-value').textContent").await;
+    let secret = js(
+        &client,
+        "return document.getElementById('secret-value').textContent",
+    )
+    .await;
+    let secret = secret.as_str().expect("the key").to_owned();
+    assert!(secret.starts_with("kw_live_"), "{secret}");
+    assert_eq!(
+        verify(&server, &secret, "videos:write").await,
+        VerifyCode::Valid
+    );
+    click(&client, "#secret-copy").await;
+    until(
+        &client,
+        "the copy to answer",
+        "return document.getElementById('secret-copy-status').textContent",
+    )
+    .await;
+    click(&client, "#secret-done").await;
+    until(
+        &client,
+        "the dialog to close",
+        "return !document.getElementById('secret-dialog').open",
+    )
+    .await;
+    until(&client, "the new row", "return [...document.querySelectorAll('#key-rows td.name')].some(td => td.textContent === 'Content bot')").await;
+    let text = js(&client, PAGE_TEXT).await;
+    assert!(
+        !text.as_str().unwrap().contains(&secret),
+        "the secret is gone from the page"
+    );
+    let row = js(&client, "return [...document.querySelectorAll('#key-rows tr')].find(tr => tr.querySelector('td.name').textContent === 'Content bot').innerText").await;
+    let row = row.as_str().unwrap();
+    assert!(row.contains(&secret[..16]), "the prefix is listed: {row}");
+    assert!(row.contains("Never"), "never used: {row}");
+    assert!(
+        row.contains("in 29 days") || row.contains("in 30 days"),
+        "expires in 30 days: {row}"
+    );
+    screenshot(&client, "admin-list.png").await;
+
+    // Edit: take videos:write away; the next verify refuses it.
+    click(&client, "button[aria-label='Edit scopes of Content bot']").await;
+    until(
+        &client,
+        "the edit dialog",
+        "return document.getElementById('edit-dialog').open",
+    )
+    .await;
+    assert_eq!(
+        js(
+            &client,
+            "return document.getElementById('edit-scope-videos-write').checked"
+        )
+        .await,
+        json!(true)
+    );
+    click(&client, "#edit-scope-videos-write").await;
+    click(&client, "#edit-form button[type=submit]").await;
+    until(
+        &client,
+        "the edit to land",
+        "return !document.getElementById('edit-dialog').open",
+    )
+    .await;
+    assert_eq!(
+        verify(&server, &secret, "videos:write").await,
+        VerifyCode::InsufficientScope
+    );
+    assert_eq!(
+        verify(&server, &secret, "videos:read").await,
+        VerifyCode::Valid
+    );
+
+    // Rotate another key with a 24-hour grace: the new secret is shown once, both work.
+    click(&client, "button[aria-label='Rotate Reporting dashboard']").await;
+    until(
+        &client,
+        "the rotate dialog",
+        "return document.getElementById('rotate-dialog').open",
+    )
+    .await;
+    client
+        .find(Locator::Css("#rotate-grace"))
+        .await
+        .expect("grace")
+        .select_by_value("24h")
+        .await
+        .expect("choose 24 hours");
+    click(&client, "#rotate-form button[type=submit]").await;
+    until(&client, "the replacement key", "return document.getElementById('secret-dialog').open && document.getElementById('secret-value').textContent").await;
+    let replacement = js(
+        &client,
+        "return document.getElementById('secret-value').textContent",
+    )
+    .await;
+    let replacement = replacement.as_str().expect("the key").to_owned();
+    click(&client, "#secret-done").await;
+    until(
+        &client,
+        "the dialog to close",
+        "return !document.getElementById('secret-dialog').open",
+    )
+    .await;
+    assert_eq!(
+        verify(&server, &replacement, "videos:read").await,
+        VerifyCode::Valid
+    );
+    assert_eq!(
+        verify(&server, &reporting, "videos:read").await,
+        VerifyCode::Valid,
+        "the grace period"
+    );
+    let text = js(&client, PAGE_TEXT).await;
+    assert!(!text.as_str().unwrap().contains(&replacement));
+
+    // Revoke, confirmed in a dialog.
+    click(&client, "button[aria-label='Revoke Content bot']").await;
+    until(
+        &client,
+        "the revoke dialog",
+        "return document.getElementById('revoke-dialog').open",
+    )
+    .await;
+    click(&client, "#revoke-form button[type=submit]").await;
+    until(&client, "the row to go", "return !document.getElementById('revoke-dialog').open && ![...document.querySelectorAll('#key-rows td.name')].some(td => td.textContent === 'Content bot')").await;
+    assert_eq!(
+        verify(&server, &secret, "videos:read").await,
+        VerifyCode::Revoked
+    );
+
+    // The filter of keys unused for 30 days shows the keys never used.
+    click(&client, "#unused-filter").await;
+    until(
+        &client,
+        "the filtered list",
+        "return document.getElementById('key-caption').textContent.includes('unused for 30 days')",
+    )
+    .await;
+    client.close().await.expect("close the session");
+
+    // Readable at 375 px: nothing wider than the screen.
+    let client = driver.session(375).await;
+    client.goto(&page).await.expect("open the admin page");
+    sign_in(&client, &admin).await;
+    let overflow = js(
+        &client,
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+    )
+    .await;
+    assert_eq!(overflow, json!(0), "no horizontal scrolling at 375 px");
+    client.close().await.expect("close the session");
+    server.stop().await;
+}
