@@ -58,6 +58,9 @@ pub struct Config {
     /// Whether the HTTP listener serves the JSON API (`/v1`) and the admin page (`/admin`)
     /// (`true`). Turn it off where the HTTP listener faces gateways only.
     pub http_api: bool,
+    /// Serve the JSON API and the admin page on this address instead of `http_listen` (off:
+    /// on `http_listen`).
+    pub http_manage_listen: Option<SocketAddr>,
     /// The catalog preset a key created over the JSON API without scopes, a preset or
     /// `grantAll` gets (e.g. `read_only`); unset: such a request is refused.
     pub http_api_default_preset: Option<String>,
@@ -138,6 +141,7 @@ impl Default for Config {
             health_listen: None,
             http_api: true,
             http_api_default_preset: None,
+            http_manage_listen: None,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -196,6 +200,10 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_listen: Option<SocketAddr>,
+    /// The JSON API and admin page on their own address [env: KEYWARD_HTTP_MANAGE_LISTEN] [default: on --http-listen]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_manage_listen: Option<SocketAddr>,
     /// gRPC health only, plaintext, for the kubelet's probes [env: KEYWARD_HEALTH_LISTEN] [default: off]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -245,6 +253,7 @@ const ENV_KEYS: &[&str] = &[
     "health_listen",
     "http_api",
     "http_api_default_preset",
+    "http_manage_listen",
     "tls_cert",
     "tls_key",
     "tls_client_ca",

@@ -243,6 +243,14 @@ async fn run(command: Command) -> Result<(), Failure> {
                 ),
                 None => app,
             };
+            let app = match config.http_manage_listen {
+                Some(addr) if config.http_api => app.with_http_manage_listener(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| format!("cannot serve the HTTP API on {addr}: {e}"))?,
+                ),
+                _ => app,
+            };
             let http = config.http_listen;
             let app = app.with_http(
                 TcpListener::bind(http)

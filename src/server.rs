@@ -53,6 +53,7 @@ pub struct App {
     http_connections: Arc<ConnectionGauge>,
     metrics: Option<TcpListener>,
     http: Option<TcpListener>,
+    http_manage: Option<TcpListener>,
     manage: Option<TcpListener>,
     health: Option<TcpListener>,
     verify_auth: bool,
@@ -106,6 +107,7 @@ impl App {
             http_connections: Arc::default(),
             metrics: None,
             http: None,
+            http_manage: None,
             manage: None,
             health: None,
             verify_auth: config.verify_auth,
@@ -137,9 +139,17 @@ impl App {
         self
     }
 
-    /// Serves the HTTP listener on `listener`: forward auth (`/auth`), metrics and health.
+    /// Serves the HTTP listener on `listener`: forward auth (`/auth`), metrics and health, and
+    /// the JSON API and admin page unless they have their own listener or are off.
     pub fn with_http(mut self, listener: TcpListener) -> Self {
         self.http = Some(listener);
+        self
+    }
+
+    /// Serves the JSON API and the admin page on `listener` instead of the HTTP listener, so
+    /// they can stay internal while forward auth faces the gateways.
+    pub fn with_http_manage_listener(mut self, listener: TcpListener) -> Self {
+        self.http_manage = Some(listener);
         self
     }
 
@@ -328,13 +338,28 @@ impl App {
             ],
         ));
         let mut http_tasks = Vec::new();
+        let api_apart = self.http_manage.is_some();
+        let api_here = self.api.enabled && !api_apart;
         if let Some(listener) = self.http.take() {
             if let Ok(addr) = listener.local_addr() {
-                tracing::info!(%addr, "HTTP listening: /auth, /metrics, /healthz, /readyz");
+                let api = if api_here { ", /v1, /admin" } else { "" };
+                tracing::info!(%addr, "HTTP listening: /auth, /metrics, /healthz, /readyz{api}");
             }
             http_tasks.push(tokio::spawn(crate::http::serve(
                 listener,
-                crate::http::router(http_state.clone()),
+                crate::http::router(http_state.clone(), api_here),
+                self.limits,
+                self.http_connections.clone(),
+                http_tls.clone(),
+            )));
+        }
+        if let Some(listener) = self.http_manage.take() {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "HTTP management listening: /v1, /admin");
+            }
+            http_tasks.push(tokio::spawn(crate::http::serve(
+                listener,
+                crate::http::manage_router(http_state.clone()),
                 self.limits,
                 self.http_connections.clone(),
                 http_tls.clone(),

@@ -85,37 +85,47 @@ impl HttpState {
     }
 }
 
-/// The HTTP listener's routes: forward auth, metrics and health, and the JSON API, its
-/// OpenAPI document and the admin page when they are on.
-pub fn router(state: Arc<HttpState>) -> Router {
-    let mut router = Router::new()
+/// The HTTP listener's routes: forward auth, metrics and health, and, when `with_api`, the
+/// JSON API, its OpenAPI document and the admin page.
+pub fn router(state: Arc<HttpState>, with_api: bool) -> Router {
+    let router = Router::new()
         .route("/auth", any(forward_auth))
         .merge(ops_router());
-    if state.api.enabled {
-        let (api, document) = api::routes();
-        let document: Arc<str> = document
-            .to_json()
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "the OpenAPI document does not encode");
-                "{}".to_owned()
-            })
-            .into();
-        router =
-            router
-                .merge(
-                    api.route(
-                        "/v1/openapi.json",
-                        get(move || async move {
-                            ([(header::CONTENT_TYPE, JSON)], document.to_string())
-                        }),
-                    )
-                    .fallback(|| async { api::not_found() })
-                    .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
-                    .layer(axum::middleware::map_response(admin::api_headers)),
-                )
-                .merge(admin::router());
-    }
+    let router = if with_api {
+        router.merge(api_routes())
+    } else {
+        router
+    };
     router.with_state(state)
+}
+
+/// The JSON API, its OpenAPI document and the admin page, with health, for a listener of
+/// their own (`http_manage_listen`).
+pub fn manage_router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(api_routes())
+        .with_state(state)
+}
+
+fn api_routes() -> Router<Arc<HttpState>> {
+    let (api, document) = api::routes();
+    let document: Arc<str> = document
+        .to_json()
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the OpenAPI document does not encode");
+            "{}".to_owned()
+        })
+        .into();
+    api.route(
+        "/v1/openapi.json",
+        get(move || async move { ([(header::CONTENT_TYPE, JSON)], document.to_string()) }),
+    )
+    .fallback(|| async { api::not_found() })
+    .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
+    .layer(axum::middleware::map_response(admin::api_headers))
+    .merge(admin::router())
 }
 
 /// Metrics and health only, for the separate `--metrics-addr` listener.

@@ -76,6 +76,8 @@ pub struct TestServer {
     pub metrics_addr: SocketAddr,
     /// The HTTP listener: forward auth, metrics, health.
     pub http_addr: SocketAddr,
+    /// The JSON API's own listener, when `http_manage_listen` is set.
+    pub http_manage_addr: Option<SocketAddr>,
     pub root_key: String,
     pub service: Arc<Keyward>,
     pub database_url: String,
@@ -124,6 +126,14 @@ impl TestServer {
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
         let http_addr = http.local_addr().expect("local addr");
         let app = app.with_metrics(metrics).with_http(http);
+        let (app, http_manage_addr) = match config.http_manage_listen {
+            Some(_) => {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let addr = listener.local_addr().expect("local addr");
+                (app.with_http_manage_listener(listener), Some(addr))
+            }
+            None => (app, None),
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(listener, async {
             let _ = stopped.await;
@@ -145,6 +155,7 @@ impl TestServer {
             addr,
             metrics_addr,
             http_addr,
+            http_manage_addr,
             root_key: secret.expose().to_owned(),
             service,
             database_url: config.database_url.expose().to_owned(),

@@ -588,6 +588,41 @@ async fn the_api_and_admin_page_can_be_turned_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_can_have_a_listener_of_its_own() {
+    let server = TestServer::start_with(Backend::Sqlite, |c| {
+        c.http_manage_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let manage = server.http_manage_addr.expect("the API's listener");
+    // Not on the gateways' listener…
+    let there = call(
+        server.http_addr,
+        "GET",
+        "/v1/scopes",
+        &server.root_key,
+        None,
+    )
+    .await;
+    assert_eq!(there.status, 404);
+    assert_eq!(
+        http(server.http_addr, "GET", "/admin", &[]).await.status,
+        404
+    );
+    assert_eq!(
+        http(server.http_addr, "GET", "/auth", &[]).await.status,
+        401
+    );
+    // …but on its own, with health, and without forward auth or metrics.
+    let here = call(manage, "GET", "/v1/scopes", &server.root_key, None).await;
+    assert_eq!(here.status, 200, "{}", here.body);
+    assert_eq!(http(manage, "GET", "/admin", &[]).await.status, 200);
+    assert_eq!(http(manage, "GET", "/readyz", &[]).await.status, 200);
+    assert_eq!(http(manage, "GET", "/auth", &[]).await.status, 404);
+    assert_eq!(http(manage, "GET", "/metrics", &[]).await.status, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_page_is_served_with_a_strict_policy() {
     let server = TestServer::start(Backend::Sqlite).await;
     let page = http(server.http_addr, "GET", "/admin", &[]).await;
