@@ -29,7 +29,7 @@ use utoipa_axum::routes;
 
 use super::HttpState;
 use crate::error::{Error, FieldViolation};
-use crate::gateway::{Answer, ClientRequest, JSON, client_ip};
+use crate::gateway::{Answer, ClientRequest, JSON};
 use crate::grpc::convert::{duration, page_token, parse_page_token, query_fingerprint, timestamp};
 use crate::grpc::requests::{parse_create, parse_grace, parse_list, parse_patch, required_id};
 use crate::model::ApiKey;
@@ -1183,37 +1183,21 @@ async fn list_scopes(State(state): State<Arc<HttpState>>, call: Call) -> Answere
     )
 )]
 async fn usage(State(state): State<Arc<HttpState>>, call: Call, headers: HeaderMap) -> Response {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let client = ClientRequest {
         method: "GET",
         target: "/v1/usage",
-        client_ip: call.peer.and_then(|peer| {
-            client_ip(
-                peer,
-                text("x-forwarded-for"),
-                text("x-real-ip"),
-                state.gateway.trusted_proxies(),
-            )
-        }),
-        referrer: text("referer").unwrap_or_default(),
+        client_ip: super::client_address(&state, &headers, call.peer),
+        referrer: headers
+            .get(header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
         scopes: None,
         environment: None,
     };
-    let query = match state.gateway.query(&client) {
-        Ok(query) => query,
-        Err(rejection) => return super::respond(Answer::rejected(&rejection)),
-    };
     let key = call.bearer.as_deref().unwrap_or_default();
-    let decision = match state.service.verify(key, &query).await {
+    let decision = match super::decide(&state, key, &client).await {
         Ok(decision) => decision,
-        Err(Error::Unavailable(why)) => {
-            tracing::warn!(%why, "usage: the store is unavailable");
-            return super::respond(Answer::unavailable());
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "usage failed");
-            return super::respond(Answer::internal());
-        }
+        Err(answer) => return super::respond(answer),
     };
     let now = Timestamp::now();
     let answer = Answer::from_decision(&decision, now);

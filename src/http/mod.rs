@@ -125,7 +125,25 @@ fn api_routes() -> Router<Arc<HttpState>> {
     .fallback(|| async { api::not_found() })
     .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
     .layer(axum::middleware::map_response(admin::api_headers))
+    .layer(axum::middleware::from_fn(log_api_call))
     .merge(admin::router())
+}
+
+/// One log line per JSON API call, like the gRPC management calls': method, path (key ids,
+/// never a key: keys travel only in headers and bodies, which are not logged), status, latency.
+async fn log_api_call(request: Request, next: axum::middleware::Next) -> Response {
+    let start = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let latency_us = start.elapsed().as_micros() as u64;
+    if response.status().is_server_error() {
+        tracing::warn!(%method, %path, status, latency_us, "HTTP API call failed");
+    } else {
+        tracing::info!(%method, %path, status, latency_us, "HTTP API call done");
+    }
+    response
 }
 
 /// Metrics and health only, for the separate `--metrics-addr` listener.
@@ -187,34 +205,55 @@ async fn forward_auth(State(state): State<Arc<HttpState>>, request: Request) -> 
     let client = ClientRequest {
         method: first("x-forwarded-method", "x-original-method").unwrap_or_default(),
         target: first("x-forwarded-uri", "x-original-uri").unwrap_or_default(),
-        client_ip: peer.and_then(|peer| {
-            client_ip(
-                peer,
-                text("x-forwarded-for"),
-                text("x-real-ip"),
-                state.gateway.trusted_proxies(),
-            )
-        }),
+        client_ip: client_address(&state, headers, peer),
         referrer: text("referer").unwrap_or_default(),
         scopes: params.scopes.as_deref(),
         environment: params.environment.as_deref(),
     };
     let key = state.gateway.key(text);
-    let answer = match state.gateway.query(&client) {
-        Err(rejection) => Answer::rejected(&rejection),
-        Ok(query) => match state.service.verify(key, &query).await {
-            Ok(decision) => Answer::from_decision(&decision, Timestamp::now()),
-            Err(Error::Unavailable(why)) => {
-                tracing::warn!(%why, "forward auth: the store is unavailable");
-                Answer::unavailable()
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "forward auth failed");
-                Answer::internal()
-            }
-        },
+    let answer = match decide(&state, key, &client).await {
+        Ok(decision) => Answer::from_decision(&decision, Timestamp::now()),
+        Err(answer) => answer,
     };
     respond(answer)
+}
+
+/// The client's address: the TCP peer, or what `X-Forwarded-For` / `X-Real-IP` say when the
+/// peer is a trusted proxy.
+fn client_address(state: &HttpState, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    peer.and_then(|peer| {
+        client_ip(
+            peer,
+            text("x-forwarded-for"),
+            text("x-real-ip"),
+            state.gateway.trusted_proxies(),
+        )
+    })
+}
+
+/// The one verify decision for the request a gateway described, or the answer to give when it
+/// cannot be made (a request that cannot be evaluated, the store unavailable).
+pub(crate) async fn decide(
+    state: &HttpState,
+    key: &str,
+    client: &ClientRequest<'_>,
+) -> Result<crate::verify::Decision, Answer> {
+    let query = state
+        .gateway
+        .query(client)
+        .map_err(|rejection| Answer::rejected(&rejection))?;
+    match state.service.verify(key, &query).await {
+        Ok(decision) => Ok(decision),
+        Err(Error::Unavailable(why)) => {
+            tracing::warn!(%why, "HTTP verify: the store is unavailable");
+            Err(Answer::unavailable())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "HTTP verify failed");
+            Err(Answer::internal())
+        }
+    }
 }
 
 async fn authenticate_caller(
