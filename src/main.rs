@@ -107,7 +107,7 @@ struct BenchArgs {
     /// The server to drive.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     addr: String,
-    /// A root key (creates the run's keys, revokes them afterwards).
+    /// A root key (imports the run's keys, revokes them afterwards: the run leaves no usable key).
     #[arg(long, env = "KEYWARD_ROOT_KEY", hide_env_values = true)]
     root_key: String,
     /// HTTP/2 connections.
@@ -157,6 +157,10 @@ struct BenchArgs {
     /// Revocations to time with --peer.
     #[arg(long, default_value_t = 50)]
     rounds: usize,
+    /// The server's process id (on this machine): reports its resident memory before the
+    /// keys, with them stored, and with all of them cached.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -269,15 +273,17 @@ async fn run(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Bench(args) => {
+            let prefix = keyward::key::KeyPrefix::parse(&args.key_prefix)?;
+            let format = keyward::key::KeyFormat::new(prefix);
             let report = match &args.peer {
                 Some(peer) => {
-                    cli::bench::propagation(&args.addr, peer, &args.root_key, args.rounds).await?
+                    cli::bench::propagation(&args.addr, peer, &args.root_key, &format, args.rounds)
+                        .await?
                 }
                 None => {
                     if args.miss_percent + args.invalid_percent > 100 {
                         return Err("--miss-percent plus --invalid-percent exceeds 100".into());
                     }
-                    let prefix = keyward::key::KeyPrefix::parse(&args.key_prefix)?;
                     cli::bench::load(cli::bench::LoadSpec {
                         addr: args.addr,
                         root_key: args.root_key,
@@ -292,11 +298,12 @@ async fn run(command: Command) -> Result<(), Failure> {
                         miss_percent: args.miss_percent,
                         invalid_percent: args.invalid_percent,
                         rate: args.rate,
-                        key_format: keyward::key::KeyFormat::new(prefix),
+                        key_format: format,
                         metrics_addr: args.metrics_addr,
                         faces: args.faces,
                         http_urls: args.http_urls,
                         repeat: args.repeat.max(1),
+                        server_pid: args.server_pid,
                     })
                     .await?
                 }

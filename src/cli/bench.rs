@@ -58,6 +58,8 @@ pub struct LoadSpec {
     pub http_urls: Vec<String>,
     /// Rounds of all phases, alternating; the summary reports the median and range.
     pub repeat: usize,
+    /// The server's process id, to report its resident memory before and after caching.
+    pub server_pid: Option<u32>,
 }
 
 /// A gRPC face the load generator drives.
@@ -178,73 +180,172 @@ impl tokio::io::AsyncWrite for Unvectored {
     }
 }
 
-/// Keys per bench account: the active-key count is checked on every create, so one huge
-/// account would make creating 100k keys quadratic.
+/// Keys per bench account.
 const KEYS_PER_ACCOUNT: usize = 500;
 
-/// Creates `n` keys in fresh accounts (`{prefix}_{i}`) with no practical rate limit; returns
-/// (secrets, ids).
-async fn create_keys(
-    channel: Channel,
-    root: &str,
-    prefix: &str,
-    n: usize,
-) -> Result<(Vec<String>, Vec<String>), String> {
-    let mut manage = ManageServiceClient::new(channel);
-    let mut secrets = Vec::with_capacity(n);
-    let mut ids = Vec::with_capacity(n);
-    for i in 0..n {
-        let account = format!("{prefix}_{}", i / KEYS_PER_ACCOUNT);
-        if i % KEYS_PER_ACCOUNT == 0 {
-            let raise = proto::UpdateAccountRequest {
-                account_id: account.clone(),
-                max_active_keys: u32::try_from(KEYS_PER_ACCOUNT + 1).unwrap_or(u32::MAX),
-                disabled: false,
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["max_active_keys".into()],
-                }),
-            };
-            manage
-                .update_account(authed(root, raise))
-                .await
-                .map_err(|e| {
-                    format!("cannot raise a bench account's key limit: {}", e.message())
-                })?;
-        }
-        let created = manage
-            .create_key(authed(
-                root,
-                proto::CreateKeyRequest {
-                    account_id: account,
-                    name: format!("bench {i}"),
-                    environment: proto::Environment::Live.into(),
-                    scopes: vec!["videos:read".into()],
-                    rate_limit: Some(proto::RateLimit {
-                        limit: u32::MAX,
-                        window: Some(prost_types::Duration {
-                            seconds: 1,
-                            nanos: 0,
-                        }),
-                    }),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .map_err(|e| format!("cannot create bench keys: {}", e.message()))?
-            .into_inner();
-        secrets.push(created.key);
-        ids.push(created.api_key.map(|k| k.id).unwrap_or_default());
-    }
-    Ok((secrets, ids))
+/// Records per ImportKeys call (the most the server takes).
+const IMPORT_BATCH: usize = 1000;
+
+/// The keys a run made: their secrets, ids and accounts.
+struct RunKeys {
+    secrets: Vec<String>,
+    ids: Vec<String>,
+    accounts: Vec<String>,
 }
 
-async fn revoke_keys(channel: Channel, root: &str, ids: &[String]) {
-    let mut manage = ManageServiceClient::new(channel);
-    for id in ids {
-        let _ = manage
-            .revoke_key(authed(root, proto::RevokeKeyRequest { id: id.clone() }))
-            .await;
+/// Makes `n` keys in fresh accounts (`{prefix}_{i}`) with no practical rate limit: generated
+/// here in the server's format and imported by their hashes, 1000 a call, a few calls in
+/// flight, with a progress bar (a million keys take minutes, not hours, this way).
+async fn create_keys(
+    channels: &[Channel],
+    root: &str,
+    prefix: &str,
+    format: &KeyFormat,
+    n: usize,
+) -> Result<RunKeys, String> {
+    let progress = indicatif::ProgressBar::new(n as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "creating keys {bar:40} {pos}/{len} ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut secrets = Vec::with_capacity(n);
+    let mut batches = Vec::new();
+    for start in (0..n).step_by(IMPORT_BATCH) {
+        let mut batch = Vec::with_capacity(IMPORT_BATCH);
+        for i in start..(start + IMPORT_BATCH).min(n) {
+            let generated = format.generate(Environment::Live);
+            batch.push(proto::ImportedKey {
+                sha256: generated.digest.to_hex(),
+                prefix: generated.display_prefix.clone(),
+                account_id: format!("{prefix}_{}", i / KEYS_PER_ACCOUNT),
+                name: format!("bench {i}"),
+                environment: proto::Environment::Live.into(),
+                scopes: vec!["videos:read".into()],
+                rate_limit: Some(proto::RateLimit {
+                    limit: u32::MAX,
+                    window: Some(prost_types::Duration {
+                        seconds: 1,
+                        nanos: 0,
+                    }),
+                }),
+                ..Default::default()
+            });
+            secrets.push(generated.secret.expose().to_owned());
+        }
+        batches.push(batch);
     }
+    // Up to 4 calls in flight, in order.
+    let mut ids = Vec::with_capacity(n);
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut batches = batches.into_iter().enumerate();
+    loop {
+        while in_flight.len() < 4 {
+            let Some((i, keys)) = batches.next() else {
+                break;
+            };
+            let mut manage = ManageServiceClient::new(channels[i % channels.len()].clone());
+            let request = authed(root, proto::ImportKeysRequest { keys });
+            in_flight.push_back(tokio::spawn(
+                async move { manage.import_keys(request).await },
+            ));
+        }
+        let Some(call) = in_flight.pop_front() else {
+            break;
+        };
+        let answer = call
+            .await
+            .map_err(|e| format!("an import task failed: {e}"))?
+            .map_err(|e| format!("cannot create bench keys: {}", e.message()))?
+            .into_inner();
+        for result in answer.results {
+            if result.outcome != i32::from(proto::ImportOutcome::Imported) {
+                return Err(format!("a bench key was refused: {}", result.error));
+            }
+            ids.push(result.key_id);
+        }
+        progress.set_position(ids.len() as u64);
+    }
+    progress.finish_and_clear();
+    let accounts = (0..n.div_ceil(KEYS_PER_ACCOUNT))
+        .map(|a| format!("{prefix}_{a}"))
+        .collect();
+    Ok(RunKeys {
+        secrets,
+        ids,
+        accounts,
+    })
+}
+
+/// Revokes every key of the run, an account at a time; says what it did.
+async fn revoke_keys(channel: Channel, root: &str, keys: &RunKeys) -> String {
+    let mut manage = ManageServiceClient::new(channel);
+    let mut revoked = 0;
+    let mut failed = 0;
+    for account in &keys.accounts {
+        let request = authed(
+            root,
+            proto::RevokeAccountKeysRequest {
+                account_id: account.clone(),
+            },
+        );
+        match manage.revoke_account_keys(request).await {
+            Ok(answer) => revoked += answer.into_inner().api_keys.len(),
+            Err(_) => failed += 1,
+        }
+    }
+    let first = keys
+        .accounts
+        .first()
+        .map(String::as_str)
+        .unwrap_or_default();
+    let mut said = format!(
+        "cleanup: revoked the {revoked} keys of the run (accounts {}…, {} of them)",
+        first.trim_end_matches(|c: char| c.is_ascii_digit()),
+        keys.accounts.len()
+    );
+    if failed > 0 {
+        said += &format!("; {failed} accounts could not be offboarded: revoke their keys by hand");
+    }
+    said + "\n"
+}
+
+/// Verifies every key once, from every connection at once, so the run starts on a warm cache.
+async fn warm(channels: &[Channel], secrets: &Arc<Vec<String>>, concurrency: usize) {
+    let workers = channels.len() * concurrency.max(1);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let mut verifier = VerifyServiceClient::new(channels[w % channels.len()].clone());
+        let (secrets, next) = (secrets.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(secret) = secrets.get(i) else { break };
+                let _ = verifier
+                    .verify(proto::VerifyRequest {
+                        key: secret.clone(),
+                        ..Default::default()
+                    })
+                    .await;
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// The resident memory of process `pid` in bytes (Linux: `VmRSS` of `/proc/<pid>/status`).
+fn resident_bytes(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("cannot read the server's memory (/proc/{pid}/status): {e}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
 }
 
 /// Runs one phase: every worker calls `call(i)` in a loop until the deadline.
@@ -367,15 +468,28 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
         channels.push(connect(&spec.addr).await?);
     }
     let account = keyward::model::new_id("bench");
+    let rss = |when: &str| {
+        spec.server_pid.map(|pid| {
+            resident_bytes(pid).map(|bytes| {
+                eprintln!(
+                    "server resident memory {when}: {:.1} MB",
+                    bytes as f64 / 1e6
+                );
+                bytes
+            })
+        })
+    };
+    let rss_start = rss("before the keys").transpose()?;
     eprintln!("creating {} keys in accounts {account}_*…", spec.keys);
-    let (secrets, ids) = create_keys(
-        channels[0].clone(),
+    let keys = create_keys(
+        &channels,
         &spec.root_key,
         &account,
+        &spec.key_format,
         spec.keys.max(1),
     )
     .await?;
-    let secrets = Arc::new(secrets);
+    let secrets = Arc::new(keys.secrets.clone());
     let unknowns_sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (miss, invalid) = (
         u64::from(spec.miss_percent),
@@ -383,16 +497,26 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
     );
 
     // Warm the cache so the run measures steady state.
+    let rss_created = rss("with the keys stored, none cached").transpose()?;
     eprintln!("warming the cache…");
-    let mut verifier = VerifyServiceClient::new(channels[0].clone());
-    for secret in secrets.iter() {
-        let _ = verifier
-            .verify(proto::VerifyRequest {
-                key: secret.clone(),
-                ..Default::default()
-            })
-            .await;
-    }
+    warm(&channels, &secrets, spec.concurrency).await;
+    let rss_warm = rss("with every key cached").transpose()?;
+    let memory = match (rss_start, rss_created, rss_warm) {
+        (Some(start), Some(created), Some(warm)) => {
+            let n = secrets.len() as f64;
+            format!(
+                "server resident memory: {:.1} MB before the keys, {:.1} MB with {} keys stored, {:.1} MB with all cached: the cache adds {:.1} MB ({:.0} B per key); {:.0} B per key in all\n",
+                start as f64 / 1e6,
+                created as f64 / 1e6,
+                secrets.len(),
+                warm as f64 / 1e6,
+                (warm as f64 - created as f64) / 1e6,
+                (warm as f64 - created as f64) / n,
+                (warm as f64 - start as f64) / n,
+            )
+        }
+        _ => String::new(),
+    };
 
     // A gateway builds its requests, not keyward: each valid key's request is encoded once
     // and only the answer's code is decoded, so the phase measures keyward's work (as h2load
@@ -511,7 +635,8 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
         }
         rounds.push(reports);
     }
-    revoke_keys(channels[0].clone(), &spec.root_key, &ids).await;
+    let cleanup = revoke_keys(channels[0].clone(), &spec.root_key, &keys).await;
+    eprint!("{cleanup}");
 
     let mut out = format!(
         "{} connections × {} in flight ({} HTTP/1.1 connections), {} per phase, {} keys, mix: {}% hit / {}% miss / {}% invalid{}, {} round(s)\n",
@@ -539,7 +664,9 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
         }
     }
     out += &extra;
+    out += &memory;
     out += &summary(&rounds);
+    out += &cleanup;
     Ok(out)
 }
 
@@ -835,12 +962,21 @@ pub async fn propagation(
     addr: &str,
     peer: &str,
     root_key: &str,
+    format: &KeyFormat,
     rounds: usize,
 ) -> Result<String, String> {
     let origin = connect(addr).await?;
     let other = connect(peer).await?;
     let account = keyward::model::new_id("bench");
-    let (secrets, ids) = create_keys(origin.clone(), root_key, &account, rounds.max(1)).await?;
+    let keys = create_keys(
+        std::slice::from_ref(&origin),
+        root_key,
+        &account,
+        format,
+        rounds.max(1),
+    )
+    .await?;
+    let (secrets, ids) = (keys.secrets, keys.ids);
     let mut manage = ManageServiceClient::new(origin);
     let mut verifier = VerifyServiceClient::new(other);
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");

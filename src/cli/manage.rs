@@ -472,6 +472,16 @@ struct ImportLine {
     created_at: Option<String>,
     #[serde(default)]
     last_used_at: Option<String>,
+    /// The key's own rate limit, e.g. `{"limit": 100, "window": "2m"}`.
+    #[serde(default)]
+    rate_limit: Option<ImportRateLimit>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportRateLimit {
+    limit: u32,
+    window: String,
 }
 
 impl ImportLine {
@@ -500,6 +510,17 @@ impl ImportLine {
             expires_at: time("expires_at", self.expires_at)?,
             created_at: time("created_at", self.created_at)?,
             last_used_at: time("last_used_at", self.last_used_at)?,
+            rate_limit: match self.rate_limit {
+                None => None,
+                Some(rl) => Some(proto::RateLimit {
+                    limit: rl.limit,
+                    window: Some(duration(&rl.window).map_err(|e| match e {
+                        Failure::Failed(m) | Failure::Usage(m) => {
+                            format!("rate_limit.window: {m}")
+                        }
+                    })?),
+                }),
+            },
         })
     }
 }

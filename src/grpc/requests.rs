@@ -202,6 +202,10 @@ pub(crate) fn parse_imported(r: &proto::ImportedKey) -> std::result::Result<Impo
     let expires_at = time("expires_at", r.expires_at.as_ref());
     let created_at = time("created_at", r.created_at.as_ref());
     let last_used_at = time("last_used_at", r.last_used_at.as_ref());
+    let rate_limit = r
+        .rate_limit
+        .as_ref()
+        .and_then(|rl| parse_rate_limit(&mut v, "rate_limit", rl));
     let record = match (digest, account_id, environment) {
         (Some(digest), Some(account_id), Some(environment)) => Some(ImportRecord {
             digest,
@@ -215,7 +219,7 @@ pub(crate) fn parse_imported(r: &proto::ImportedKey) -> std::result::Result<Impo
                 grant_all: r.grant_all,
                 expiry: Expiry::Default,
                 restrictions: Default::default(),
-                rate_limit: None,
+                rate_limit,
                 meta: Default::default(),
             },
             expires_at,

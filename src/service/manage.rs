@@ -373,7 +373,8 @@ pub struct ImportRecord {
     pub digest: crate::key::KeyDigest,
     /// The display prefix.
     pub prefix: String,
-    /// Account, name, environment, scopes or preset, grant_all (expiry and restrictions unused).
+    /// Account, name, environment, scopes or preset, grant_all, rate limit (expiry and
+    /// restrictions unused).
     pub grant: CreateKey,
     /// When it expires; `None`: never.
     pub expires_at: Option<Timestamp>,
@@ -483,6 +484,7 @@ impl Keyward {
                 scopes,
                 grant_all,
                 restrictions,
+                rate_limit: record.grant.rate_limit,
                 expires_at: record.expires_at,
                 last_used_at: record.last_used_at,
                 created_by: Some(caller.key_id().to_owned()),

@@ -201,6 +201,58 @@ async fn imported_keys_verify_rotate_and_revoke(backend: Backend) {
         .await
         .expect_err("too many");
     assert_eq!(violated_fields(&status), ["keys"]);
+
+    // An imported key keeps its own rate limit: two a minute, the third is refused.
+    let limited = "sk_live_ratelimited000000000000";
+    let answer = manage
+        .import_keys(server.root(proto::ImportKeysRequest {
+            keys: vec![proto::ImportedKey {
+                rate_limit: Some(proto::RateLimit {
+                    limit: 2,
+                    window: Some(prost_types::Duration {
+                        seconds: 60,
+                        nanos: 0,
+                    }),
+                }),
+                ..record(limited, "initech")
+            }],
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(outcome(&answer.results[0]), ImportOutcome::Imported);
+    let codes = [
+        code(&server.verify(limited, &[]).await),
+        code(&server.verify(limited, &[]).await),
+        code(&server.verify(limited, &[]).await),
+    ];
+    assert_eq!(
+        codes,
+        [
+            VerifyCode::Valid,
+            VerifyCode::Valid,
+            VerifyCode::RateLimited
+        ]
+    );
+    let bad_limit = manage
+        .import_keys(server.root(proto::ImportKeysRequest {
+            keys: vec![proto::ImportedKey {
+                rate_limit: Some(proto::RateLimit {
+                    limit: 0,
+                    window: None,
+                }),
+                ..record("sk_live_badlimit00000000000000", "initech")
+            }],
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(outcome(&bad_limit.results[0]), ImportOutcome::Rejected);
+    assert!(
+        bad_limit.results[0].error.contains("keys[0].rate_limit"),
+        "{:?}",
+        bad_limit.results[0]
+    );
     server.stop().await;
 }
 

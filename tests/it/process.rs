@@ -652,6 +652,9 @@ async fn bench_drives_verify_check_and_forward_auth() {
             "4",
             "--repeat",
             "2",
+            // The server runs in this test process.
+            "--server-pid",
+            &std::process::id().to_string(),
         ])
         .env("KEYWARD_ROOT_KEY", &server.root_key);
     let output = tokio::task::spawn_blocking(move || command.output())
@@ -677,5 +680,34 @@ async fn bench_drives_verify_check_and_forward_auth() {
         stdout.contains("× health"),
         "the summary relates the faces to the floor:\n{stdout}"
     );
+    assert!(
+        stdout.contains("server resident memory:") && stdout.contains("B per key"),
+        "the server's memory is reported:\n{stdout}"
+    );
+    // It cleans up after itself: every key of the run is revoked, and says so.
+    assert!(
+        stdout.contains("cleanup: revoked the 10 keys of the run"),
+        "{stdout}"
+    );
+    let account = stdout
+        .split("(accounts ")
+        .nth(1)
+        .and_then(|rest| rest.split('…').next())
+        .map(|prefix| format!("{prefix}0"))
+        .expect("the cleanup line names the accounts");
+    let keys = server
+        .manage()
+        .await
+        .list_keys(server.root(keyward::proto::ListKeysRequest {
+            account_id: account.clone(),
+            include_revoked: true,
+            ..Default::default()
+        }))
+        .await
+        .expect("list the bench account")
+        .into_inner()
+        .api_keys;
+    assert_eq!(keys.len(), 10, "{account}");
+    assert!(keys.iter().all(|k| k.revoked), "every bench key is revoked");
     server.stop().await;
 }
