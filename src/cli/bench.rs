@@ -470,12 +470,11 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
     let account = keyward::model::new_id("bench");
     let rss = |when: &str| {
         spec.server_pid.map(|pid| {
-            resident_bytes(pid).map(|bytes| {
+            resident_bytes(pid).inspect(|bytes| {
                 eprintln!(
                     "server resident memory {when}: {:.1} MB",
-                    bytes as f64 / 1e6
+                    *bytes as f64 / 1e6
                 );
-                bytes
             })
         })
     };
