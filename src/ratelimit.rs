@@ -1,20 +1,15 @@
 //! Rate limits, in this replica's memory: each key has a budget of units per window (its own or
-//! the service default) and one per guardrailed scope it uses. All of a key's counters sit
-//! behind one lock, so a request is checked against every applicable limit at once and
-//! consumes from all or none. Windows are fixed: one starts at the first request after the
-//! previous one ended. State of idle keys expires (moka, per entry: after its longest window)
-//! and the number of keys tracked is bounded, so memory does not grow without bound.
+//! the service default) and one per guardrailed scope it uses. A key's counters live in its
+//! cache entry ([`RateState`], in [`crate::model::KeyState`]), behind one lock, so a request is
+//! checked against every applicable limit at once and consumes from all or none, with no
+//! second lookup. Windows are fixed: one starts at the first request after the previous one
+//! ended. Counters go with the cached key, so their memory is bounded by the cache's capacity;
+//! a re-read of the key carries them over (see `KeyState::carry_over`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use moka::Expiry;
-use moka::sync::Cache;
-
-use crate::key::{DigestHashBuilder, KeyDigest};
 use crate::model::RateLimit;
 use crate::time::Timestamp;
 
@@ -73,97 +68,55 @@ impl Window {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Counters {
     own: Window,
-    scopes: HashMap<String, Window>,
+    /// Guardrail windows, by scope; most keys use none.
+    scopes: Option<Box<HashMap<Box<str>, Window>>>,
 }
 
-#[derive(Debug)]
-struct Entry {
-    counters: Mutex<Counters>,
-    /// Seconds of idleness after which the state may go: the longest window in use.
-    idle_secs: AtomicU64,
-}
+/// One key's rate-limit counters in this replica.
+#[derive(Debug, Default)]
+pub struct RateState(Mutex<Counters>);
 
-struct IdleExpiry;
-
-impl Expiry<KeyDigest, Arc<Entry>> for IdleExpiry {
-    fn expire_after_create(
-        &self,
-        _: &KeyDigest,
-        entry: &Arc<Entry>,
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(Duration::from_secs(entry.idle_secs.load(Ordering::Relaxed)))
-    }
-
-    fn expire_after_read(
-        &self,
-        _: &KeyDigest,
-        entry: &Arc<Entry>,
-        _: Instant,
-        _: Option<Duration>,
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(Duration::from_secs(entry.idle_secs.load(Ordering::Relaxed)))
+impl Clone for RateState {
+    /// A copy of a record starts with no units taken; [`RateState::copy_from`] carries them.
+    fn clone(&self) -> Self {
+        RateState::default()
     }
 }
 
-/// Per-key counters for every key this replica has seen recently.
-pub struct RateLimiter {
-    keys: Cache<KeyDigest, Arc<Entry>, DigestHashBuilder>,
-}
-
-impl std::fmt::Debug for RateLimiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimiter")
-            .field("keys", &self.keys.entry_count())
-            .finish()
+impl PartialEq for RateState {
+    /// Counters are bookkeeping, not part of a key's identity.
+    fn eq(&self, _: &Self) -> bool {
+        true
     }
 }
 
-impl RateLimiter {
-    /// A limiter tracking at most `capacity` keys.
-    pub fn new(capacity: u64) -> Self {
-        RateLimiter {
-            keys: Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(IdleExpiry)
-                .build_with_hasher(DigestHashBuilder::default()),
-        }
+impl Eq for RateState {}
+
+impl RateState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keys with live state (approximate; expired entries leave on moka's maintenance).
-    pub fn tracked_keys(&self) -> u64 {
-        self.keys.run_pending_tasks();
-        self.keys.entry_count()
+    /// Takes over `other`'s windows (a newer copy of the same key replacing an older one).
+    pub fn copy_from(&self, other: &RateState) {
+        let counters = other.lock().clone();
+        *self.lock() = counters;
     }
 
-    /// Takes `cost` units from the key's own limit (the key named by its digest) and from the guardrail of every scope given,
-    /// or from none of them if any lacks room.
+    /// Takes `cost` units from the key's own limit and from the guardrail of every scope
+    /// given, or from none of them if any lacks room.
     pub fn check(
         &self,
-        key: &KeyDigest,
         own: &RateLimit,
         guardrails: &[(&str, RateLimit)],
         cost: u32,
         now: Timestamp,
     ) -> Outcome {
-        let longest = guardrails
-            .iter()
-            .map(|(_, g)| g.window_secs)
-            .chain([own.window_secs])
-            .max()
-            .unwrap_or(1);
-        let entry = self.keys.get_with_by_ref(key, || {
-            Arc::new(Entry {
-                counters: Mutex::new(Counters::default()),
-                idle_secs: AtomicU64::new(longest),
-            })
-        });
-        entry.idle_secs.fetch_max(longest, Ordering::Relaxed);
-        let mut counters = entry.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counters = self.lock();
+        let counters = &mut *counters;
         let now_us = now.micros();
 
         // First check every limit, then take from all of them.
@@ -171,22 +124,25 @@ impl RateLimiter {
         if let Some(refused) = refuse(&own_window, own, cost, now, None) {
             return refused;
         }
-        for (scope, limit) in guardrails {
-            let window = *counters
-                .scopes
-                .entry((*scope).to_owned())
-                .or_default()
-                .current(limit, now_us);
-            if let Some(refused) = refuse(&window, limit, cost, now, Some(scope)) {
-                return refused;
+        if !guardrails.is_empty() {
+            let scopes = counters.scopes.get_or_insert_with(Box::default);
+            for (scope, limit) in guardrails {
+                let window = match scopes.get_mut(*scope) {
+                    Some(window) => window,
+                    None => scopes.entry((*scope).into()).or_default(),
+                };
+                let window = *window.current(limit, now_us);
+                if let Some(refused) = refuse(&window, limit, cost, now, Some(scope)) {
+                    return refused;
+                }
+            }
+            for (scope, _) in guardrails {
+                if let Some(window) = scopes.get_mut(*scope) {
+                    window.used += cost;
+                }
             }
         }
         counters.own.used += cost;
-        for (scope, _) in guardrails {
-            if let Some(window) = counters.scopes.get_mut(*scope) {
-                window.used += cost;
-            }
-        }
         Outcome::Allowed(counters.own.status(own))
     }
 }
@@ -220,17 +176,37 @@ mod tests {
         RateLimit { limit, window_secs }
     }
 
+    /// One key's counters per name, as the cache holds them.
+    #[derive(Default)]
+    struct Keys(HashMap<&'static str, RateState>);
+
+    impl Keys {
+        fn check(
+            &mut self,
+            key: &'static str,
+            own: &RateLimit,
+            guardrails: &[(&str, RateLimit)],
+            cost: u32,
+            now: Timestamp,
+        ) -> Outcome {
+            self.0
+                .entry(key)
+                .or_default()
+                .check(own, guardrails, cost, now)
+        }
+    }
+
     #[test]
     fn exactly_the_limit_per_window() {
-        let limiter = RateLimiter::new(1000);
+        let mut limiter = Keys::default();
         let own = limit(3, 60);
         for remaining in [2, 1, 0] {
-            match limiter.check(&KeyDigest::of("k"), &own, &[], 1, Timestamp(SEC)) {
+            match limiter.check("k", &own, &[], 1, Timestamp(SEC)) {
                 Outcome::Allowed(s) => assert_eq!(s.remaining, remaining),
                 other => panic!("{other:?}"),
             }
         }
-        match limiter.check(&KeyDigest::of("k"), &own, &[], 1, Timestamp(11 * SEC)) {
+        match limiter.check("k", &own, &[], 1, Timestamp(11 * SEC)) {
             Outcome::Limited {
                 status,
                 retry_after,
@@ -244,44 +220,44 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            limiter.check(&KeyDigest::of("k"), &own, &[], 1, Timestamp(61 * SEC)),
+            limiter.check("k", &own, &[], 1, Timestamp(61 * SEC)),
             Outcome::Allowed(_)
         ));
         assert!(matches!(
-            limiter.check(&KeyDigest::of("other"), &own, &[], 1, Timestamp(11 * SEC)),
+            limiter.check("other", &own, &[], 1, Timestamp(11 * SEC)),
             Outcome::Allowed(_)
         ));
     }
 
     #[test]
     fn cost_counts_units() {
-        let limiter = RateLimiter::new(1000);
+        let mut limiter = Keys::default();
         let own = limit(10, 60);
         assert!(
-            matches!(limiter.check(&KeyDigest::of("k"), &own, &[], 7, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 3)
+            matches!(limiter.check("k", &own, &[], 7, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 3)
         );
         assert!(matches!(
-            limiter.check(&KeyDigest::of("k"), &own, &[], 4, Timestamp(0)),
+            limiter.check("k", &own, &[], 4, Timestamp(0)),
             Outcome::Limited { .. }
         ));
         assert!(
-            matches!(limiter.check(&KeyDigest::of("k"), &own, &[], 3, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 0)
+            matches!(limiter.check("k", &own, &[], 3, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 0)
         );
     }
 
     #[test]
     fn all_or_nothing_across_limits() {
-        let limiter = RateLimiter::new(1000);
+        let mut limiter = Keys::default();
         let own = limit(100, 60);
         let email = [("members:email", limit(2, 86_400))];
         assert!(
-            matches!(limiter.check(&KeyDigest::of("k"), &own, &email, 1, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 99)
+            matches!(limiter.check("k", &own, &email, 1, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 99)
         );
         assert!(
-            matches!(limiter.check(&KeyDigest::of("k"), &own, &email, 1, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 98)
+            matches!(limiter.check("k", &own, &email, 1, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 98)
         );
         // The guardrail refuses: the key's own budget is not touched.
-        match limiter.check(&KeyDigest::of("k"), &own, &email, 1, Timestamp(0)) {
+        match limiter.check("k", &own, &email, 1, Timestamp(0)) {
             Outcome::Limited { scope, status, .. } => {
                 assert_eq!(scope.as_deref(), Some("members:email"));
                 assert_eq!(status.limit, 2);
@@ -289,76 +265,48 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(
-            matches!(limiter.check(&KeyDigest::of("k"), &own, &[], 1, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 97)
+            matches!(limiter.check("k", &own, &[], 1, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 97)
         );
         // The own limit refuses: the guardrail is not touched either.
         let tight = limit(3, 60);
         let fresh = [("members:invite", limit(5, 86_400))];
         assert!(matches!(
-            limiter.check(&KeyDigest::of("j"), &tight, &[], 3, Timestamp(0)),
+            limiter.check("j", &tight, &[], 3, Timestamp(0)),
             Outcome::Allowed(_)
         ));
         assert!(matches!(
-            limiter.check(&KeyDigest::of("j"), &tight, &fresh, 1, Timestamp(0)),
+            limiter.check("j", &tight, &fresh, 1, Timestamp(0)),
             Outcome::Limited { scope: None, .. }
         ));
         assert!(matches!(
-            limiter.check(
-                &KeyDigest::of("j"),
-                &limit(100, 60),
-                &fresh,
-                5,
-                Timestamp(0)
-            ),
+            limiter.check("j", &limit(100, 60), &fresh, 5, Timestamp(0)),
             Outcome::Allowed(_)
         ));
     }
 
     #[test]
-    fn idle_keys_do_not_accumulate() {
-        let limiter = RateLimiter::new(1_000_000);
-        let own = limit(100, 2);
-        for i in 0..100_000 {
-            limiter.check(
-                &KeyDigest::of(&format!("key_{i}")),
-                &own,
-                &[],
-                1,
-                Timestamp(0),
-            );
-        }
-        assert!(
-            limiter.tracked_keys() > 0,
-            "state is kept while keys are active"
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while limiter.tracked_keys() > 0 {
-            assert!(
-                Instant::now() < deadline,
-                "{} keys still tracked",
-                limiter.tracked_keys()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    #[test]
-    fn tracked_keys_are_bounded() {
-        let limiter = RateLimiter::new(1_000);
-        let own = limit(100, 3600);
-        for i in 0..20_000 {
-            limiter.check(
-                &KeyDigest::of(&format!("key_{i}")),
-                &own,
-                &[],
-                1,
-                Timestamp(0),
-            );
-        }
-        assert!(
-            limiter.tracked_keys() <= 1_000,
-            "{}",
-            limiter.tracked_keys()
-        );
+    fn counters_carry_over_to_a_newer_copy() {
+        let old = RateState::default();
+        let own = limit(2, 60);
+        let email = [("members:email", limit(1, 86_400))];
+        assert!(matches!(
+            old.check(&own, &email, 1, Timestamp(0)),
+            Outcome::Allowed(_)
+        ));
+        let new = RateState::default();
+        new.copy_from(&old);
+        assert!(matches!(
+            new.check(&own, &[], 1, Timestamp(0)),
+            Outcome::Allowed(s) if s.remaining == 0
+        ));
+        assert!(matches!(
+            new.check(&limit(10, 60), &email, 1, Timestamp(0)),
+            Outcome::Limited { scope: Some(_), .. }
+        ));
+        // A plain clone (a record copied elsewhere) starts afresh.
+        assert!(matches!(
+            old.clone().check(&own, &[], 1, Timestamp(0)),
+            Outcome::Allowed(s) if s.remaining == 1
+        ));
     }
 }

@@ -94,6 +94,9 @@ struct Entry {
     /// Whether the change feed was connected for the whole load: changes to the key after it
     /// are reported.
     confirmed: bool,
+    /// Set when the key changed after this entry was read: it is re-read before it is used
+    /// again (kept rather than dropped, so the re-read carries its rate-limit counters over).
+    dirty: AtomicBool,
 }
 
 /// The key cache.
@@ -173,6 +176,7 @@ impl KeyCache {
     fn is_fresh(&self, entry: &Entry) -> bool {
         let age = entry.loaded_at.elapsed();
         entry.clean
+            && !entry.dirty.load(Ordering::Acquire)
             && entry.generation == self.generation.load(Ordering::Acquire)
             && age < self.settings.ttl
             && ((entry.confirmed && self.feed_up.load(Ordering::Acquire)) || age < UNCONFIRMED_TTL)
@@ -269,12 +273,16 @@ impl KeyCache {
                 match found {
                     Ok(Some(state)) => {
                         self.known.insert(&digest);
+                        if let Some(previous) = &current {
+                            state.carry_over(&previous.key);
+                        }
                         Ok(Op::Put(Arc::new(Entry {
                             key: Arc::new(state),
                             loaded_at,
                             generation,
                             clean,
                             confirmed,
+                            dirty: AtomicBool::new(false),
                         })))
                     }
                     Ok(None) => {
@@ -317,16 +325,21 @@ impl KeyCache {
 
     /// Whether a not-fresh entry may still be served while the store is unreachable.
     fn is_servable(&self, entry: &Entry) -> bool {
-        entry.clean && entry.loaded_at.elapsed() < self.settings.stale_limit
+        entry.clean
+            && !entry.dirty.load(Ordering::Acquire)
+            && entry.loaded_at.elapsed() < self.settings.stale_limit
     }
 
-    /// Drops what is cached for `digest`, after a mutation of its key (or its creation) has
-    /// been committed.
+    /// Makes the next lookup of `digest` re-read it, after a mutation of its key (or its
+    /// creation) has been committed. The entry is marked rather than dropped, so the re-read
+    /// takes over its rate-limit counters: changing a key does not reset its limits.
     pub async fn invalidate(&self, digest: &KeyDigest) {
         // A key that changed (or was just created) exists.
         self.known.insert(digest);
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.entries.invalidate(digest).await;
+        if let Some(entry) = self.entries.get(digest).await {
+            entry.dirty.store(true, Ordering::Release);
+        }
         self.negative.invalidate(digest).await;
     }
 
@@ -336,7 +349,7 @@ impl KeyCache {
         let account_id = account_id.to_owned();
         let registered = self
             .entries
-            .invalidate_entries_if(move |_, entry| entry.key.key.account_id == account_id);
+            .invalidate_entries_if(move |_, entry| entry.key.key.account_id() == account_id);
         if registered.is_err() {
             // Only if closures were not enabled at build time; dropping everything is correct too.
             self.entries.invalidate_all();

@@ -27,14 +27,14 @@ struct Counting {
 impl Loader for Counting {
     fn load(
         &self,
-        digest: KeyDigest,
+        _digest: KeyDigest,
     ) -> impl Future<Output = Result<Option<KeyState>>> + Send + 'static {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let mut key = test_key();
         if n >= self.revoke_after {
             key.revoked_at = Some(crate::time::Timestamp(1));
         }
-        std::future::ready(Ok(Some(KeyState::new(digest, key, false))))
+        std::future::ready(Ok(Some(KeyState::new(&key, false))))
     }
 }
 
@@ -135,4 +135,39 @@ async fn a_cached_key_never_waits_on_the_store() {
     }
     assert_eq!(cache.stats().refreshes.load(Ordering::Relaxed), 1);
     assert_eq!(cache.stats().stale_hits.load(Ordering::Relaxed), 100);
+}
+
+#[tokio::test]
+async fn a_changed_key_is_reread_at_once_and_keeps_its_rate_limit_counters() {
+    let cache = Arc::new(KeyCache::new(settings(), false));
+    let digest = KeyDigest::of("kw_live_d");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let first = cache
+        .get_or_load(digest, &loader(digest, calls.clone(), 2))
+        .await
+        .unwrap()
+        .unwrap();
+    let limit = crate::model::RateLimit {
+        limit: 2,
+        window_secs: 60,
+    };
+    let now = crate::time::Timestamp(1);
+    assert!(matches!(
+        first.rate.check(&limit, &[], 1, now),
+        crate::ratelimit::Outcome::Allowed(s) if s.remaining == 1
+    ));
+    // The key is revoked and the cache told: the next lookup reads it again, at once...
+    cache.invalidate(&digest).await;
+    let second = cache
+        .get_or_load(digest, &loader(digest, calls.clone(), 2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(second.key.is_revoked());
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // ...and the new copy has counted what the old one did.
+    assert!(matches!(
+        second.rate.check(&limit, &[], 1, now),
+        crate::ratelimit::Outcome::Allowed(s) if s.remaining == 0
+    ));
 }

@@ -306,11 +306,11 @@ impl Answer {
     pub fn from_decision(decision: &Decision, now: Timestamp) -> Self {
         let mut identity = Vec::new();
         if let Some(state) = &decision.key {
-            identity.push(("x-keyward-key-id", state.key.id.to_string()));
-            identity.push(("x-keyward-account-id", state.key.account_id.to_string()));
+            identity.push(("x-keyward-key-id", state.key.id().to_owned()));
+            identity.push(("x-keyward-account-id", state.key.account_id().to_owned()));
             identity.push((
                 "x-keyward-environment",
-                state.key.environment.as_str().to_owned(),
+                state.key.environment().as_str().to_owned(),
             ));
         }
         let mut rate_limit = Vec::new();

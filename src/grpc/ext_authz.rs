@@ -78,7 +78,7 @@ impl Authorization for ExtAuthzApi {
             Ok(query) => {
                 let decision = self.service.verify(key, &query).await?;
                 if let Some(state) = &decision.key {
-                    super::trace::record_caller(&state.key.id, &state.key.account_id);
+                    super::trace::record_caller(state.key.id(), state.key.account_id());
                 }
                 Answer::from_decision(&decision, Timestamp::now())
             }

@@ -50,7 +50,7 @@ impl VerifyService for VerifyApi {
         let query = parse_query(&request)?;
         let decision = self.service.verify(&request.key, &query).await?;
         if let Some(state) = &decision.key {
-            super::trace::record_caller(&state.key.id, &state.key.account_id);
+            super::trace::record_caller(state.key.id(), state.key.account_id());
         }
         Ok(Response::new(response(decision)))
     }
@@ -122,16 +122,30 @@ fn code(code: Code) -> proto::VerifyCode {
     }
 }
 
+/// What a gateway learns of the key: identity, grant, metadata and expiry.
+fn key_info(key: &crate::model::CachedKey) -> proto::KeyInfo {
+    proto::KeyInfo {
+        key_id: key.id().to_owned(),
+        account_id: key.account_id().to_owned(),
+        name: key.name().to_owned(),
+        environment: super::convert::environment(key.environment()).into(),
+        scopes: key.scopes().map(str::to_owned).collect(),
+        grant_all: key.grant_all(),
+        meta: key
+            .meta()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        expires_at: key.expires_at().map(timestamp),
+    }
+}
+
 fn response(decision: Decision) -> proto::VerifyResponse {
     proto::VerifyResponse {
         valid: decision.code == Code::Valid,
         code: code(decision.code).into(),
         http_status: decision.code.http_status(),
         message: decision.code.message().to_owned(),
-        key: decision
-            .key
-            .as_deref()
-            .map(|k| proto::KeyInfo::from(&k.key)),
+        key: decision.key.as_deref().map(|k| key_info(&k.key)),
         missing_scopes: decision.missing_scopes,
         rate_limit: decision.rate_limit.map(|s| proto::RateLimitStatus {
             limit: s.limit,

@@ -1201,12 +1201,17 @@ async fn usage(State(state): State<Arc<HttpState>>, call: Call, headers: HeaderM
     };
     let now = Timestamp::now();
     let answer = Answer::from_decision(&decision, now);
-    let (Code::Valid, Some(state)) = (decision.code, &decision.key) else {
+    let (Code::Valid, Some(key)) = (decision.code, &decision.key) else {
         return super::respond(answer);
+    };
+    // The cache keeps only what verification reads; the answer shows the whole record.
+    let record = match state.service.key_record(key.key.id()).await {
+        Ok(record) => record,
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let mut response = json(&UsageAnswer {
         data: UsageJson {
-            api_key: (&state.key).into(),
+            api_key: (&record).into(),
             rate_limit: decision.rate_limit.as_ref().map(|rl| RateLimitState {
                 limit: rl.limit,
                 remaining: rl.remaining,

@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::key::{Environment, KeyDigest};
 pub use crate::restriction::Restrictions;
 
+mod cached;
 mod changes;
 
 use crate::time::Timestamp;
+pub use cached::CachedKey;
 pub use changes::{Account, AccountPatch, Change, KeyListQuery, KeyPatch, Page};
 
 /// A budget of units per window.
@@ -212,28 +214,29 @@ pub struct StoredKey {
     pub key: ApiKey,
 }
 
-/// What the verify path needs about a key: the record, its digest and its account's state,
-/// and when its last use was last reported (so a cached key reports at most once a second).
+/// What the verify path keeps about a key: the compact record, its account's state, when its
+/// last use was last reported (so a cached key reports at most once a second), and its
+/// rate-limit counters, which live and go with the cached key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyState {
-    /// The key's hash.
-    pub digest: KeyDigest,
-    /// The key's record.
-    pub key: ApiKey,
+    /// The key's record, as much as verification reads.
+    pub key: CachedKey,
     /// Whether the key's account is disabled.
     pub account_disabled: bool,
     /// The last use handed to the last-use tracker; not part of the key's identity.
     pub use_mark: UseMark,
+    /// The key's rate-limit counters in this replica; not part of the key's identity.
+    pub rate: crate::ratelimit::RateState,
 }
 
 impl KeyState {
-    /// What the store knows about a key; no use reported yet.
-    pub fn new(digest: KeyDigest, key: ApiKey, account_disabled: bool) -> Self {
+    /// What the store knows about a key; no use reported, no units taken yet.
+    pub fn new(key: &ApiKey, account_disabled: bool) -> Self {
         KeyState {
-            digest,
-            key,
+            key: CachedKey::from(key),
             account_disabled,
             use_mark: UseMark::default(),
+            rate: crate::ratelimit::RateState::default(),
         }
     }
 
@@ -246,6 +249,17 @@ impl KeyState {
             && marked
                 .compare_exchange(mark, now.micros(), Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
+    }
+
+    /// Takes over what `previous`, an older copy of the same key, counted: its rate-limit
+    /// windows and its last reported use, so re-reading a key neither resets its limits nor
+    /// reports its use again.
+    pub fn carry_over(&self, previous: &KeyState) {
+        self.rate.copy_from(&previous.rate);
+        self.use_mark.0.store(
+            previous.use_mark.0.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::Keyward;
 use crate::error::{Error, Result};
 use crate::key::Environment;
-use crate::model::{ApiKey, KeyState};
+use crate::model::KeyState;
 use crate::restriction::Method;
 use crate::scope::{KEYS_READ, KEYS_VERIFY, KEYS_WRITE, ROOT};
 use crate::time::Timestamp;
@@ -46,23 +46,23 @@ pub enum Access {
 }
 
 impl Caller {
-    fn key(&self) -> &ApiKey {
+    fn key(&self) -> &crate::model::CachedKey {
         &self.cached.key
     }
 
     /// The caller's key id, recorded as the actor of its mutations.
     pub fn key_id(&self) -> &str {
-        &self.key().id
+        self.key().id()
     }
 
     /// The account of the caller's key.
     pub fn account_id(&self) -> &str {
-        &self.key().account_id
+        self.key().account_id()
     }
 
     /// The environment of the caller's key.
     pub fn environment(&self) -> Environment {
-        self.key().environment
+        self.key().environment()
     }
 
     /// Whether the caller holds `root` or `keys:write` (of any account).
@@ -80,7 +80,7 @@ impl Caller {
         if self.is_root() {
             return Ok(());
         }
-        if account_id == ROOT_ACCOUNT || self.key().account_id == ROOT_ACCOUNT {
+        if account_id == ROOT_ACCOUNT || self.key().account_id() == ROOT_ACCOUNT {
             return Err(Error::PermissionDenied(
                 "only a root key may act on the root account".into(),
             ));
@@ -99,7 +99,7 @@ impl Caller {
                 "the calling key lacks the {needed} scope"
             )));
         }
-        if self.key().account_id != account_id {
+        if self.key().account_id() != account_id {
             return Err(Error::PermissionDenied(format!(
                 "the calling key belongs to another account than {}",
                 crate::error::echo(account_id)
@@ -111,7 +111,7 @@ impl Caller {
     /// Fails unless the caller may create or change a key of `environment`: a `test` key
     /// manages only `test` keys, so a leaked test credential can never mint or touch a live key.
     pub fn authorize_environment(&self, environment: Environment) -> Result<()> {
-        if self.key().environment == Environment::Test && environment != Environment::Test {
+        if self.key().environment() == Environment::Test && environment != Environment::Test {
             return Err(Error::PermissionDenied(
                 "a test key manages only test keys".into(),
             ));
@@ -135,7 +135,7 @@ impl Caller {
         if self.is_root() {
             return Ok(());
         }
-        if grant_all && !self.key().grant_all {
+        if grant_all && !self.key().grant_all() {
             return Err(Error::PermissionDenied(
                 "only a key with grant_all may grant grant_all".into(),
             ));
@@ -208,7 +208,7 @@ impl Keyward {
                 "the calling key's account is disabled".into(),
             ));
         }
-        let r = &key.restrictions;
+        let r = key.restrictions();
         let method = match call.access {
             Access::Read => "GET",
             Access::Write => "POST",

@@ -218,7 +218,7 @@ impl Keyward {
                 .store
                 .key_by_digest(&parsed.digest)
                 .await?
-                .filter(|state| state.key.environment == parsed.environment);
+                .filter(|state| state.key.environment() == parsed.environment);
             let Some(state) = found else {
                 out.push(Leak::Unknown);
                 continue;
@@ -226,7 +226,7 @@ impl Keyward {
             let (stored, revoked_now) = self
                 .store
                 .revoke_key_because(
-                    &state.key.id,
+                    state.key.id(),
                     Some(&reason),
                     Timestamp::now(),
                     Some(caller.key_id()),
@@ -344,6 +344,16 @@ impl Keyward {
         Ok((generated.secret, new.key, old.key))
     }
 
+    /// A key's full record, read from the store (no authorization: for a caller that holds the
+    /// key itself, e.g. `GET /v1/usage`).
+    pub async fn key_record(&self, id: &str) -> Result<ApiKey> {
+        self.store
+            .key_by_id(id)
+            .await?
+            .map(|stored| stored.key)
+            .ok_or_else(|| Error::NotFound(format!("key {id:?}")))
+    }
+
     async fn existing_key(&self, id: &KeyId) -> Result<ApiKey> {
         self.store
             .key_by_id(id.as_str())
@@ -427,7 +437,7 @@ impl Keyward {
                 continue;
             }
             if let Some(existing) = self.store.key_by_digest(&record.digest).await? {
-                results.push(Imported::AlreadyPresent(existing.key.id.clone()));
+                results.push(Imported::AlreadyPresent(existing.key.id().to_owned()));
                 continue;
             }
             let digest = record.digest;

@@ -18,7 +18,7 @@ use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
 use crate::model::{Change, KeyState, RateLimit};
-use crate::ratelimit::{Outcome, RateLimiter};
+use crate::ratelimit::Outcome;
 use crate::scope::ScopeName;
 use crate::stats::VerifyMetrics;
 use crate::store::Store;
@@ -69,7 +69,6 @@ pub struct Keyward {
     policy: Policy,
     catalog: Arc<Catalog>,
     last_used: LastUsed,
-    limiter: RateLimiter,
     feed_interruptions: AtomicU64,
     verify_metrics: VerifyMetrics,
     /// Prefixes of imported keys issued elsewhere, which Verify hashes and looks up.
@@ -86,7 +85,6 @@ impl Keyward {
         cache: CacheSettings,
     ) -> Self {
         Keyward {
-            limiter: RateLimiter::new(cache.capacity),
             feed_interruptions: AtomicU64::new(0),
             verify_metrics: VerifyMetrics::default(),
             foreign_prefixes: Vec::new(),
@@ -176,13 +174,12 @@ impl Keyward {
             (Some(_), None) => Presented::Unknown,
             (Some((_, environment)), Some(state)) => Presented::Found {
                 // A foreign key's text names no environment: its record's stands.
-                environment: environment.unwrap_or(state.key.environment),
+                environment: environment.unwrap_or(state.key.environment()),
                 state,
             },
         };
         let now = Timestamp::now();
         let mut budget = Budgets {
-            limiter: &self.limiter,
             catalog: &self.catalog,
             default: self.policy.rate_limit,
         };
@@ -191,7 +188,7 @@ impl Keyward {
             && let Some(state) = &decision.key
             && state.mark_use(now)
         {
-            self.last_used.record(&state.key.id, now);
+            self.last_used.record(state.key.id(), now);
         }
         Ok(decision)
     }
@@ -205,7 +202,7 @@ impl Keyward {
     /// its text (for management credentials).
     async fn lookup(&self, parsed: &ParsedKey) -> Result<Option<Arc<KeyState>>> {
         let key = self.cached(parsed.digest).await?;
-        Ok(key.filter(|k| k.key.environment == parsed.environment))
+        Ok(key.filter(|k| k.key.environment() == parsed.environment))
     }
 
     /// Applies a change another replica made (from the store's change feed) to the cache.
@@ -239,10 +236,9 @@ impl Keyward {
     }
 }
 
-/// The service's rate-limit budget: the replica's limiter, with the key's own limit (or the
-/// service default) and the catalog's guardrails of the required scopes.
+/// The service's rate-limit budget: the key's counters in its cache entry, with the key's own
+/// limit (or the service default) and the catalog's guardrails of the required scopes.
 struct Budgets<'a> {
-    limiter: &'a RateLimiter,
     catalog: &'a Catalog,
     default: RateLimit,
 }
@@ -255,13 +251,12 @@ impl RateBudget for Budgets<'_> {
         cost: u32,
         now: Timestamp,
     ) -> Outcome {
-        let own = state.key.rate_limit.unwrap_or(self.default);
+        let own = state.key.rate_limit().unwrap_or(self.default);
         let guardrails: Vec<(&str, RateLimit)> = required_scopes
             .iter()
             .filter_map(|s| Some((s.as_str(), self.catalog.get(s.as_str())?.guardrail?)))
             .collect();
-        self.limiter
-            .check(&state.digest, &own, &guardrails, cost, now)
+        state.rate.check(&own, &guardrails, cost, now)
     }
 }
 

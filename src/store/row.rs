@@ -187,11 +187,7 @@ impl TryFrom<KeyStateRow> for KeyState {
 
     fn try_from(row: KeyStateRow) -> Result<Self> {
         let stored = StoredKey::try_from(row.key)?;
-        Ok(KeyState::new(
-            stored.digest,
-            stored.key,
-            row.account_disabled,
-        ))
+        Ok(KeyState::new(&stored.key, row.account_disabled))
     }
 }
 

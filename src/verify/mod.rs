@@ -129,7 +129,7 @@ pub fn decide(
         Presented::Malformed => return Decision::deny(Code::Malformed),
         Presented::Unknown => return Decision::deny(Code::NotFound),
         // A stored key whose environment disagrees with its text was not made by this service.
-        Presented::Found { state, environment } if state.key.environment != environment => {
+        Presented::Found { state, environment } if state.key.environment() != environment => {
             return Decision::deny(Code::NotFound);
         }
         Presented::Found { state, .. } => state,
@@ -141,13 +141,16 @@ pub fn decide(
     if key.is_expired(now) {
         return Decision::deny_key(Code::Expired, state);
     }
-    if query.environment.is_some_and(|env| env != key.environment) {
+    if query
+        .environment
+        .is_some_and(|env| env != key.environment())
+    {
         return Decision::deny_key(Code::WrongEnvironment, state);
     }
     if state.account_disabled {
         return Decision::deny_key(Code::AccountDisabled, state);
     }
-    let r = &key.restrictions;
+    let r = key.restrictions();
     let ctx = &query.context;
     if !r.allows_ip(ctx.client_ip) {
         return Decision::deny_key(Code::IpNotAllowed, state);

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use super::*;
-use crate::key::KeyDigest;
 use crate::model::test_key;
 use crate::ratelimit::LimitStatus;
 use crate::restriction::{Method, Pattern, parse_cidr};
@@ -53,7 +52,8 @@ enum Kind {
 struct Scenario {
     kind: Kind,
     text_environment: Environment,
-    state: KeyState,
+    key: crate::model::ApiKey,
+    account_disabled: bool,
     query: VerifyQuery,
     exhausted: bool,
 }
@@ -72,7 +72,8 @@ impl Scenario {
         Scenario {
             kind: Kind::Found,
             text_environment: Environment::Live,
-            state: KeyState::new(KeyDigest::of("kw_live_x"), key, false),
+            key,
+            account_disabled: false,
             query: VerifyQuery {
                 required_scopes: scopes(&["videos:read"]),
                 context: RequestContext {
@@ -98,10 +99,10 @@ impl Scenario {
                 self.text_environment = Environment::Test;
             }
             Code::NotFound => self.kind = Kind::Unknown,
-            Code::Revoked => self.state.key.revoked_at = Some(Timestamp(1)),
-            Code::Expired => self.state.key.expires_at = Some(Timestamp(500)),
+            Code::Revoked => self.key.revoked_at = Some(Timestamp(1)),
+            Code::Expired => self.key.expires_at = Some(Timestamp(500)),
             Code::WrongEnvironment => self.query.environment = Some(Environment::Test),
-            Code::AccountDisabled => self.state.account_disabled = true,
+            Code::AccountDisabled => self.account_disabled = true,
             Code::IpNotAllowed => self.query.context.client_ip = Some("192.0.2.1".parse().unwrap()),
             Code::ReferrerNotAllowed => self.query.context.referrer = "https://evil.test/".into(),
             Code::MethodNotAllowed => self.query.context.method = Method::parse("POST").ok(),
@@ -119,7 +120,7 @@ impl Scenario {
             exhausted: self.exhausted,
             taken: 0,
         };
-        let state = std::sync::Arc::new(self.state.clone());
+        let state = std::sync::Arc::new(KeyState::new(&self.key, self.account_disabled));
         let presented = match self.kind {
             Kind::Empty => Presented::Empty,
             Kind::Malformed => Presented::Malformed,
@@ -230,8 +231,8 @@ fn lists_every_missing_scope() {
 #[test]
 fn grant_all_holds_any_scope_but_the_reserved_ones() {
     let mut s = Scenario::passing();
-    s.state.key.scopes.clear();
-    s.state.key.grant_all = true;
+    s.key.scopes.clear();
+    s.key.grant_all = true;
     s.query.required_scopes = scopes(&["anything:new"]);
     assert_eq!(s.decide().0.code, Code::Valid);
     s.query.required_scopes = scopes(&["keys:write"]);
@@ -241,9 +242,9 @@ fn grant_all_holds_any_scope_but_the_reserved_ones() {
 #[test]
 fn expiry_is_exclusive_of_the_instant() {
     let mut s = Scenario::passing();
-    s.state.key.expires_at = Some(Timestamp(NOW.0 + 1));
+    s.key.expires_at = Some(Timestamp(NOW.0 + 1));
     assert_eq!(s.decide().0.code, Code::Valid);
-    s.state.key.expires_at = Some(NOW);
+    s.key.expires_at = Some(NOW);
     assert_eq!(s.decide().0.code, Code::Expired);
 }
 
@@ -252,7 +253,7 @@ fn missing_context_fields_deny_a_restricted_key() {
     let mut s = Scenario::passing();
     s.query.context = RequestContext::default();
     assert_eq!(s.decide().0.code, Code::IpNotAllowed);
-    s.state.key.restrictions = crate::model::Restrictions::default();
+    s.key.restrictions = crate::model::Restrictions::default();
     assert_eq!(
         s.decide().0.code,
         Code::Valid,
