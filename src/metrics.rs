@@ -104,7 +104,7 @@ pub async fn render(service: &Keyward) -> String {
         "keyward_cache_entries",
         "gauge",
         "Keys in the cache.",
-        service.cache().entry_count().await,
+        service.cache().entry_count(),
     );
     metric(
         &mut out,
