@@ -85,25 +85,13 @@ pub struct CacheStats {
     pub refreshes: AtomicU64,
 }
 
-#[derive(Debug)]
-struct Entry {
-    key: Arc<KeyState>,
-    loaded_at: Instant,
-    /// The cache generation when loading started; an older one means "re-read before trusting".
-    generation: u64,
-    /// False when an invalidation happened while this entry was loading: it may be stale.
-    clean: bool,
-    /// Whether the change feed was connected for the whole load: changes to the key after it
-    /// are reported.
-    confirmed: bool,
-    /// Set when the key changed after this entry was read: it is re-read before it is used
-    /// again (kept rather than dropped, so the re-read carries its rate-limit counters over).
-    dirty: AtomicBool,
-}
-
 /// The key cache's map: digest → entry, bounded by count.
-type Entries =
-    quick_cache::sync::Cache<KeyDigest, Arc<Entry>, quick_cache::UnitWeighter, DigestHashBuilder>;
+type Entries = quick_cache::sync::Cache<
+    KeyDigest,
+    Arc<KeyState>,
+    quick_cache::UnitWeighter,
+    DigestHashBuilder,
+>;
 
 /// The key cache.
 pub struct KeyCache {
@@ -193,7 +181,8 @@ impl KeyCache {
         &self.known
     }
 
-    fn is_fresh(&self, entry: &Entry) -> bool {
+    fn is_fresh(&self, entry: &KeyState) -> bool {
+        let entry = &entry.freshness;
         let age = entry.loaded_at.elapsed();
         entry.clean
             && !entry.dirty.load(Ordering::Acquire)
@@ -214,14 +203,14 @@ impl KeyCache {
         if let Some(entry) = self.entries.get(&digest) {
             if self.is_fresh(&entry) {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(Some(entry.key.clone()));
+                return Ok(Some(entry.clone()));
             }
             if self.is_servable(&entry) {
                 self.stats.stale_hits.fetch_add(1, Ordering::Relaxed);
                 if !self.store_is_down() {
                     self.refresh_in_background(digest, loader);
                 }
-                return Ok(Some(entry.key.clone()));
+                return Ok(Some(entry.clone()));
             }
         } else if self.negative.contains_key(&digest) {
             self.stats.negative_hits.fetch_add(1, Ordering::Relaxed);
@@ -293,7 +282,7 @@ impl KeyCache {
         if let Some(entry) = &current
             && self.is_fresh(entry)
         {
-            return Ok(Some(entry.key.clone()));
+            return Ok(Some(entry.clone()));
         }
         if current.is_none() && self.negative.contains_key(&digest) {
             return Ok(None);
@@ -310,22 +299,21 @@ impl KeyCache {
             && self.feed_up.load(Ordering::Acquire)
             && self.feed_epoch.load(Ordering::Acquire) == feed_epoch;
         match found {
-            Ok(Some(state)) => {
+            Ok(Some(mut state)) => {
                 self.known.insert(&digest);
                 if let Some(previous) = &current {
-                    state.carry_over(&previous.key);
+                    state.carry_over(previous);
                 }
-                let entry = Arc::new(Entry {
-                    key: Arc::new(state),
+                state.freshness = crate::model::Freshness {
                     loaded_at,
                     generation,
                     clean,
                     confirmed,
                     dirty: AtomicBool::new(false),
-                });
-                let key = entry.key.clone();
-                self.entries.insert(digest, entry);
-                Ok(Some(key))
+                };
+                let state = Arc::new(state);
+                self.entries.insert(digest, state.clone());
+                Ok(Some(state))
             }
             Ok(None) => {
                 if clean {
@@ -346,7 +334,7 @@ impl KeyCache {
                     // Keep what we had and serve it stale.
                     Some(entry) if self.is_servable(&entry) => {
                         self.stats.stale_hits.fetch_add(1, Ordering::Relaxed);
-                        Ok(Some(entry.key.clone()))
+                        Ok(Some(entry.clone()))
                     }
                     _ => Err(e),
                 }
@@ -355,7 +343,8 @@ impl KeyCache {
     }
 
     /// Whether a not-fresh entry may still be served while the store is unreachable.
-    fn is_servable(&self, entry: &Entry) -> bool {
+    fn is_servable(&self, entry: &KeyState) -> bool {
+        let entry = &entry.freshness;
         entry.clean
             && !entry.dirty.load(Ordering::Acquire)
             && entry.loaded_at.elapsed() < self.settings.stale_limit
@@ -369,7 +358,7 @@ impl KeyCache {
         self.known.insert(digest);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if let Some(entry) = self.entries.peek(digest) {
-            entry.dirty.store(true, Ordering::Release);
+            entry.freshness.dirty.store(true, Ordering::Release);
         }
         self.negative.invalidate(digest).await;
     }
@@ -379,8 +368,8 @@ impl KeyCache {
     pub fn invalidate_account(&self, account_id: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.entries.retain(|_, entry| {
-            if entry.key.key.account_id() == account_id {
-                entry.dirty.store(true, Ordering::Release);
+            if entry.key.account_id() == account_id {
+                entry.freshness.dirty.store(true, Ordering::Release);
             }
             true
         });

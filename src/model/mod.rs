@@ -18,6 +18,7 @@ mod changes;
 
 use crate::time::Timestamp;
 pub use cached::CachedKey;
+
 pub use changes::{Account, AccountPatch, Change, KeyListQuery, KeyPatch, Page};
 
 /// A budget of units per window.
@@ -227,7 +228,52 @@ pub struct KeyState {
     pub use_mark: UseMark,
     /// The key's rate-limit counters in this replica; not part of the key's identity.
     pub rate: crate::ratelimit::RateState,
+    /// How fresh this copy is, stamped by the cache when it stores it (one allocation per
+    /// cached key, not two).
+    pub freshness: Freshness,
 }
+
+/// How fresh a cached copy of a key is. Bookkeeping of one copy, like [`UseMark`]: copies
+/// start afresh and compare equal.
+#[derive(Debug)]
+pub struct Freshness {
+    /// When the copy was read from the store.
+    pub loaded_at: std::time::Instant,
+    /// The cache generation when the read started; an older one means "re-read first".
+    pub generation: u64,
+    /// False when an invalidation happened during the read: the copy may be stale.
+    pub clean: bool,
+    /// Whether the change feed was connected for the whole read.
+    pub confirmed: bool,
+    /// Set when the key changed after the read: re-read before use.
+    pub dirty: std::sync::atomic::AtomicBool,
+}
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Freshness {
+            loaded_at: std::time::Instant::now(),
+            generation: 0,
+            clean: true,
+            confirmed: true,
+            dirty: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl Clone for Freshness {
+    fn clone(&self) -> Self {
+        Freshness::default()
+    }
+}
+
+impl PartialEq for Freshness {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Freshness {}
 
 impl KeyState {
     /// What the store knows about a key; no use reported, no units taken yet.
@@ -237,6 +283,7 @@ impl KeyState {
             account_disabled,
             use_mark: UseMark::default(),
             rate: crate::ratelimit::RateState::default(),
+            freshness: Freshness::default(),
         }
     }
 

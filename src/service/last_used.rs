@@ -3,40 +3,79 @@
 //! verify path never writes to the database. A failed write keeps the batch for the next try.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::Keyward;
 use crate::error::Result;
+use crate::model::KeyState;
 use crate::time::Timestamp;
 
-/// Pending last-use times, by key id.
+/// A cached key, hashed and compared by address: the tracker holds the cached copy itself
+/// (a pointer) rather than a copy of its id, so a million keys in use cost 16 bytes each here,
+/// not an allocation each.
+#[derive(Debug, Clone)]
+struct Used(Arc<KeyState>);
+
+impl PartialEq for Used {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Used {}
+
+impl std::hash::Hash for Used {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.0), state);
+    }
+}
+
+/// Pending last-use times.
 #[derive(Debug, Default)]
 pub struct LastUsed {
-    pending: Mutex<HashMap<String, Timestamp>>,
+    pending: Mutex<Pending>,
     writes: AtomicU64,
 }
 
+#[derive(Debug, Default)]
+struct Pending {
+    /// Uses of cached keys.
+    used: HashMap<Used, Timestamp>,
+    /// A batch whose write failed, by key id, for the next try.
+    retry: HashMap<String, Timestamp>,
+}
+
 impl LastUsed {
-    /// Records a use; the latest time per key wins.
-    pub fn record(&self, key_id: &str, at: Timestamp) {
+    /// Records a use of a cached key; the latest time per key wins.
+    pub fn record(&self, key: &Arc<KeyState>, at: Timestamp) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        match pending.get_mut(key_id) {
-            Some(t) => *t = (*t).max(at),
-            None => {
-                pending.insert(key_id.to_owned(), at);
-            }
-        }
+        let time = pending.used.entry(Used(key.clone())).or_insert(at);
+        *time = (*time).max(at);
     }
 
+    /// Everything pending, one time per key id (the latest).
     fn take(&self) -> Vec<(String, Timestamp)> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.drain().collect()
+        let (used, retry) = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                std::mem::take(&mut pending.used),
+                std::mem::take(&mut pending.retry),
+            )
+        };
+        let mut batch = retry;
+        for (Used(key), at) in used {
+            let time = batch.entry(key.key.id().to_owned()).or_insert(at);
+            *time = (*time).max(at);
+        }
+        batch.into_iter().collect()
     }
 
     fn restore(&self, batch: Vec<(String, Timestamp)>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         for (id, at) in batch {
-            self.record(&id, at);
+            let time = pending.retry.entry(id).or_insert(at);
+            *time = (*time).max(at);
         }
     }
 
@@ -75,12 +114,22 @@ impl Keyward {
 mod tests {
     use super::*;
 
+    fn key(id: &str) -> Arc<KeyState> {
+        let mut key = crate::model::test_key();
+        key.id = id.into();
+        Arc::new(KeyState::new(&key, false))
+    }
+
     #[test]
     fn latest_use_wins_and_failures_keep_the_batch() {
         let t = LastUsed::default();
-        t.record("a", Timestamp(5));
-        t.record("a", Timestamp(3));
-        t.record("b", Timestamp(1));
+        let (a, b) = (key("a"), key("b"));
+        // A re-read copy of a is another entry, with the same id.
+        let a_again = key("a");
+        t.record(&a, Timestamp(5));
+        t.record(&a, Timestamp(3));
+        t.record(&a_again, Timestamp(4));
+        t.record(&b, Timestamp(1));
         let mut batch = t.take();
         batch.sort();
         assert_eq!(
@@ -88,7 +137,7 @@ mod tests {
             vec![("a".into(), Timestamp(5)), ("b".into(), Timestamp(1))]
         );
         assert!(t.take().is_empty());
-        t.record("a", Timestamp(7));
+        t.record(&a, Timestamp(7));
         t.restore(batch);
         let mut again = t.take();
         again.sort();

@@ -188,7 +188,7 @@ impl Keyward {
             && let Some(state) = &decision.key
             && state.mark_use(now)
         {
-            self.last_used.record(state.key.id(), now);
+            self.last_used.record(state, now);
         }
         Ok(decision)
     }
