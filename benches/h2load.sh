@@ -58,11 +58,13 @@ http = field(2, b"GET") + b"".join(field(3, field(1, k.encode()) + field(2, v.en
 socket = field(2, b"203.0.113.9") + varint(3 << 3) + varint(40000)
 attributes = field(1, field(1, field(1, socket))) + field(4, field(2, http)) + field(10, field(1, b"scopes") + field(2, b"videos:read"))
 check = field(1, attributes)
-for name, msg in [("verify", verify), ("check", check), ("health", b"")]:
+basic = verify + varint(6 << 3) + varint(1)  # view: VERIFY_VIEW_BASIC (AIP-157)
+for name, msg in [("verify", verify), ("basic", basic), ("check", check), ("health", b"")]:
     open(f"{work}/{name}.bin", "wb").write(grpc(msg))
 PY
 declare -A PATHS=(
   [verify]=/keyward.v1.VerifyService/Verify
+  [basic]=/keyward.v1.VerifyService/Verify
   [check]=/envoy.service.auth.v3.Authorization/Check
   [health]=/grpc.health.v1.Health/Check
 )
@@ -74,20 +76,20 @@ run() {  # phase → req/s
 }
 declare -A RESULTS
 for round in $(seq "$ROUNDS"); do
-  for phase in verify check health; do
+  for phase in verify basic check health; do
     rate=$(run "$phase")
     RESULTS[$phase]+="$rate "
     echo "round $round: $phase $rate req/s"
   done
 done
-python3 - "${RESULTS[verify]}" "${RESULTS[check]}" "${RESULTS[health]}" <<'PY'
+python3 - "${RESULTS[verify]}" "${RESULTS[basic]}" "${RESULTS[check]}" "${RESULTS[health]}" <<'PY'
 import statistics, sys
-verify, check, health = ([float(x) for x in a.split()] for a in sys.argv[1:4])
+verify, basic, check, health = ([float(x) for x in a.split()] for a in sys.argv[1:5])
 def line(name, xs):
     print(f"{name:<8} median {statistics.median(xs):>9.0f} req/s  ({min(xs):.0f}-{max(xs):.0f})")
 print("summary: median (min-max) over", len(health), "rounds")
-line("verify", verify); line("check", check); line("health", health)
-for name, xs in [("verify", verify), ("check", check)]:
+line("verify", verify); line("basic", basic); line("check", check); line("health", health)
+for name, xs in [("verify", verify), ("basic", basic), ("check", check)]:
     r = [a / b for a, b in zip(xs, health)]
     print(f"{name}/health ratio: median {statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})")
 PY

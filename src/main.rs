@@ -157,6 +157,9 @@ struct BenchArgs {
     /// Revocations to time with --peer.
     #[arg(long, default_value_t = 50)]
     rounds: usize,
+    /// Verify answers in this view: `full` (the default) or `basic` (the key's identity only).
+    #[arg(long, value_parser = ["full", "basic"], default_value = "full")]
+    view: String,
     /// The server's process id (on this machine): reports its resident memory before the
     /// keys, with them stored, and with all of them cached.
     #[arg(long)]
@@ -304,6 +307,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                         http_urls: args.http_urls,
                         repeat: args.repeat.max(1),
                         server_pid: args.server_pid,
+                        basic_view: args.view == "basic",
                     })
                     .await?
                 }

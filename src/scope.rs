@@ -34,6 +34,12 @@ impl ScopeName {
         Ok(ScopeName(text.to_owned()))
     }
 
+    /// Like [`parse`](Self::parse), keeping the given string (no copy).
+    pub fn parse_owned(text: String) -> Result<Self, String> {
+        check_name(&text)?;
+        Ok(ScopeName(text))
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0

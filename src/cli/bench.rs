@@ -60,6 +60,8 @@ pub struct LoadSpec {
     pub repeat: usize,
     /// The server's process id, to report its resident memory before and after caching.
     pub server_pid: Option<u32>,
+    /// Ask Verify for the basic view (AIP-157): the key's identity only.
+    pub basic_view: bool,
 }
 
 /// A gRPC face the load generator drives.
@@ -520,10 +522,17 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
     // A gateway builds its requests, not keyward: each valid key's request is encoded once
     // and only the answer's code is decoded, so the phase measures keyward's work (as h2load
     // would), like the health phase's near-free client.
-    let verify_request = |key: String| {
+    let basic_view = spec.basic_view;
+    let verify_request = move |key: String| {
         Bytes::from(prost::Message::encode_to_vec(&proto::VerifyRequest {
             key,
             required_scopes: vec!["videos:read".into()],
+            view: if basic_view {
+                proto::VerifyView::Basic
+            } else {
+                proto::VerifyView::Unspecified
+            }
+            .into(),
             ..Default::default()
         }))
     };

@@ -178,6 +178,31 @@ pub(crate) fn parse_scopes(v: &mut Violations, field: &str, scopes: &[String]) -
     out
 }
 
+/// Like [`parse_scopes`], taking the strings over (the verify path: no copies, and no set for
+/// the few scopes a request names).
+pub(crate) fn parse_scopes_owned(
+    v: &mut Violations,
+    field: &str,
+    scopes: Vec<String>,
+) -> Vec<ScopeName> {
+    if scopes.len() > MAX_SCOPES {
+        v.add(field, format!("at most {MAX_SCOPES} scopes"));
+        return Vec::new();
+    }
+    let mut out: Vec<ScopeName> = Vec::with_capacity(scopes.len());
+    for (i, s) in scopes.into_iter().enumerate() {
+        // Quadratic only in the few scopes one request names (at most MAX_SCOPES).
+        if out.iter().any(|seen| seen.as_str() == s) {
+            continue;
+        }
+        match ScopeName::parse_owned(s) {
+            Err(e) => v.add(format!("{field}[{i}]"), e),
+            Ok(name) => out.push(name),
+        }
+    }
+    out
+}
+
 /// Metadata: at most 32 entries, keys 1–64 and values up to 512 characters.
 pub(crate) fn parse_meta(
     v: &mut Violations,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{Violations, duration, parse_environment, parse_scopes, timestamp};
+use super::convert::{Violations, duration, parse_environment, parse_scopes_owned, timestamp};
 use crate::proto::{self, verify_service_server::VerifyService};
 use crate::restriction::{MAX_PATH_LEN, Method, parse_client_ip};
 use crate::service::{Access, CallContext, Keyward};
@@ -46,24 +46,37 @@ impl VerifyService for VerifyApi {
                 .authenticate_verifier(super::bearer(&request), &call)
                 .await?;
         }
-        let request = request.into_inner();
-        let query = parse_query(&request)?;
-        let decision = self.service.verify(&request.key, &query).await?;
+        let mut request = request.into_inner();
+        let key = std::mem::take(&mut request.key);
+        let basic = match proto::VerifyView::try_from(request.view) {
+            Ok(proto::VerifyView::Basic) => true,
+            Ok(proto::VerifyView::Unspecified | proto::VerifyView::Full) => false,
+            Err(_) => {
+                return Err(crate::error::Error::invalid(
+                    "view",
+                    "must be VERIFY_VIEW_BASIC or VERIFY_VIEW_FULL",
+                )
+                .into());
+            }
+        };
+        let query = parse_query(request)?;
+        let decision = self.service.verify(&key, &query).await?;
         if let Some(state) = &decision.key {
             super::trace::record_caller(state.key.id(), state.key.account_id());
         }
-        Ok(Response::new(response(decision)))
+        Ok(Response::new(response(decision, basic)))
     }
 }
 
-fn parse_query(request: &proto::VerifyRequest) -> crate::error::Result<VerifyQuery> {
+/// The request's question, taking its strings over (no copies on the hot path).
+fn parse_query(request: proto::VerifyRequest) -> crate::error::Result<VerifyQuery> {
     let mut v = Violations::default();
-    let required_scopes = parse_scopes(&mut v, "required_scopes", &request.required_scopes);
+    let required_scopes = parse_scopes_owned(&mut v, "required_scopes", request.required_scopes);
     let environment = parse_environment(request.environment).unwrap_or_else(|e| {
         v.add("environment", e);
         None
     });
-    let context = request.context.as_ref().map(|c| {
+    let context = request.context.map(|c| {
         // Each field is bounded before it is parsed; one too long is one violation.
         let mut fits = |field: &str, value: &str, max: usize| {
             let fits = value.len() <= max;
@@ -89,9 +102,9 @@ fn parse_query(request: &proto::VerifyRequest) -> crate::error::Result<VerifyQue
                 _ if !method_fits => None,
                 text => v.parse("context.method", text, Method::parse),
             },
-            path: c.path.clone(),
+            path: c.path,
             client_ip,
-            referrer: c.referrer.clone(),
+            referrer: c.referrer,
         }
     });
     v.finish(VerifyQuery {
@@ -122,8 +135,16 @@ fn code(code: Code) -> proto::VerifyCode {
     }
 }
 
-/// What a gateway learns of the key: identity, grant, metadata and expiry.
-fn key_info(key: &crate::model::CachedKey) -> proto::KeyInfo {
+/// What a gateway learns of the key: identity, and (full view) grant, metadata and expiry.
+fn key_info(key: &crate::model::CachedKey, basic: bool) -> proto::KeyInfo {
+    if basic {
+        return proto::KeyInfo {
+            key_id: key.id().to_owned(),
+            account_id: key.account_id().to_owned(),
+            environment: super::convert::environment(key.environment()).into(),
+            ..Default::default()
+        };
+    }
     proto::KeyInfo {
         key_id: key.id().to_owned(),
         account_id: key.account_id().to_owned(),
@@ -139,13 +160,13 @@ fn key_info(key: &crate::model::CachedKey) -> proto::KeyInfo {
     }
 }
 
-fn response(decision: Decision) -> proto::VerifyResponse {
+fn response(decision: Decision, basic: bool) -> proto::VerifyResponse {
     proto::VerifyResponse {
         valid: decision.code == Code::Valid,
         code: code(decision.code).into(),
         http_status: decision.code.http_status(),
         message: decision.code.message().to_owned(),
-        key: decision.key.as_deref().map(|k| key_info(&k.key)),
+        key: decision.key.as_deref().map(|k| key_info(&k.key, basic)),
         missing_scopes: decision.missing_scopes,
         rate_limit: decision.rate_limit.map(|s| proto::RateLimitStatus {
             limit: s.limit,

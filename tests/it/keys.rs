@@ -5,7 +5,9 @@ use std::time::Duration;
 use keyward::proto::{self, Environment, VerifyCode};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestServer, code, eventually, key_request, verify_request};
+use crate::helpers::{
+    Backend, TestServer, code, eventually, key_request, verify_request, violated_fields,
+};
 
 both_backends!(
     created_key_verifies,
@@ -237,5 +239,56 @@ async fn scope_changes_apply_to_the_next_verify(backend: Backend) {
     let response = server.verify(&secret, &["videos:write"]).await;
     assert_eq!(code(&response), VerifyCode::Valid);
     assert_eq!(response.key.unwrap().name, "renamed");
+    server.stop().await;
+}
+
+/// The basic view (AIP-157) answers the same decision with only the key's identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_basic_view_carries_only_the_keys_identity() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (key, created) = server
+        .create(keyward::proto::CreateKeyRequest {
+            meta: [("team".to_owned(), "search".to_owned())].into(),
+            ..key_request("acme", &["videos:read"])
+        })
+        .await;
+    let mut verifier = server.verifier().await;
+    let ask = |view: keyward::proto::VerifyView| keyward::proto::VerifyRequest {
+        view: view.into(),
+        ..verify_request(&key, &["videos:read"])
+    };
+    let full = verifier
+        .verify(ask(keyward::proto::VerifyView::Unspecified))
+        .await
+        .unwrap()
+        .into_inner();
+    let basic = verifier
+        .verify(ask(keyward::proto::VerifyView::Basic))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((full.code, full.valid), (basic.code, basic.valid));
+    let (full_bytes, basic_bytes) = (
+        prost::Message::encoded_len(&full),
+        prost::Message::encoded_len(&basic),
+    );
+    let (full_key, basic_key) = (full.key.unwrap(), basic.key.unwrap());
+    assert_eq!(full_key.scopes, ["videos:read"]);
+    assert_eq!(
+        full_key.meta.get("team").map(String::as_str),
+        Some("search")
+    );
+    assert_eq!(basic_key.key_id, created.id);
+    assert_eq!(basic_key.account_id, "acme");
+    assert!(basic_key.name.is_empty() && basic_key.scopes.is_empty() && basic_key.meta.is_empty());
+    assert!(basic_bytes < full_bytes, "fewer bytes on the wire");
+    let bad = verifier
+        .verify(keyward::proto::VerifyRequest {
+            view: 9,
+            ..verify_request(&key, &[])
+        })
+        .await
+        .expect_err("an unknown view");
+    assert_eq!(violated_fields(&bad), ["view"]);
     server.stop().await;
 }
