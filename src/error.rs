@@ -106,11 +106,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Most characters of client input quoted back in an error message.
 const ECHO_LIMIT: usize = 48;
 
+/// Whether `text` contains something shaped like an API key (`…_live_…` or `…_test_…`).
+pub fn looks_like_key(text: &str) -> bool {
+    text.contains("_live_") || text.contains("_test_")
+}
+
 /// Client input made safe to quote in an error: anything shaped like a key (`…_live_…` or
 /// `…_test_…`) is replaced, and long input is cut to its first characters, so an error can
 /// neither leak a pasted key nor be inflated by the request it answers.
 pub fn echo(text: &str) -> String {
-    if text.contains("_live_") || text.contains("_test_") {
+    if looks_like_key(text) {
         return "<redacted: looks like an API key>".to_owned();
     }
     let mut cut: String = text.chars().take(ECHO_LIMIT).collect();

@@ -346,21 +346,6 @@ impl From<&ApiKey> for proto::ApiKey {
     }
 }
 
-impl From<&ApiKey> for proto::KeyInfo {
-    fn from(k: &ApiKey) -> Self {
-        proto::KeyInfo {
-            key_id: k.id.clone(),
-            account_id: k.account_id.clone(),
-            name: k.name.clone(),
-            environment: environment(k.environment).into(),
-            scopes: k.scopes.clone(),
-            grant_all: k.grant_all,
-            meta: k.meta.iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
-            expires_at: k.expires_at.map(timestamp),
-        }
-    }
-}
-
 /// A fingerprint of the query a page token belongs to: the request's filters, so a token is
 /// refused when reused with another account or filter (AIP-158).
 pub(crate) fn query_fingerprint(parts: &[&str]) -> u32 {

@@ -137,19 +137,17 @@ fn code(code: Code) -> proto::VerifyCode {
 
 /// What a gateway learns of the key: identity, and (full view) grant, metadata and expiry.
 fn key_info(key: &crate::model::CachedKey, basic: bool) -> proto::KeyInfo {
-    if basic {
-        return proto::KeyInfo {
-            key_id: key.id().to_owned(),
-            account_id: key.account_id().to_owned(),
-            environment: super::convert::environment(key.environment()).into(),
-            ..Default::default()
-        };
-    }
-    proto::KeyInfo {
+    let identity = proto::KeyInfo {
         key_id: key.id().to_owned(),
         account_id: key.account_id().to_owned(),
-        name: key.name().to_owned(),
         environment: super::convert::environment(key.environment()).into(),
+        ..Default::default()
+    };
+    if basic {
+        return identity;
+    }
+    proto::KeyInfo {
+        name: key.name().to_owned(),
         scopes: key.scopes().map(str::to_owned).collect(),
         grant_all: key.grant_all(),
         meta: key
@@ -157,6 +155,7 @@ fn key_info(key: &crate::model::CachedKey, basic: bool) -> proto::KeyInfo {
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
         expires_at: key.expires_at().map(timestamp),
+        ..identity
     }
 }
 

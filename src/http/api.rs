@@ -130,9 +130,29 @@ fn rfc3339(t: Timestamp) -> String {
     timestamp(t).to_string()
 }
 
+impl From<&crate::model::Restrictions> for RestrictionsJson {
+    fn from(r: &crate::model::Restrictions) -> Self {
+        let r = crate::grpc::convert::restrictions(r);
+        RestrictionsJson {
+            allowed_cidrs: r.allowed_cidrs,
+            allowed_referrers: r.allowed_referrers,
+            allowed_paths: r.allowed_paths,
+            allowed_methods: r.allowed_methods,
+        }
+    }
+}
+
+impl From<crate::model::RateLimit> for RateLimitJson {
+    fn from(rl: crate::model::RateLimit) -> Self {
+        RateLimitJson {
+            limit: rl.limit,
+            window: crate::duration::format(rl.window()),
+        }
+    }
+}
+
 impl From<&ApiKey> for ApiKeyJson {
     fn from(k: &ApiKey) -> Self {
-        let r = crate::grpc::convert::restrictions(&k.restrictions);
         ApiKeyJson {
             id: k.id.clone(),
             account_id: k.account_id.clone(),
@@ -141,16 +161,8 @@ impl From<&ApiKey> for ApiKeyJson {
             environment: k.environment.as_str(),
             scopes: k.scopes.clone(),
             grant_all: k.grant_all,
-            restrictions: RestrictionsJson {
-                allowed_cidrs: r.allowed_cidrs,
-                allowed_referrers: r.allowed_referrers,
-                allowed_paths: r.allowed_paths,
-                allowed_methods: r.allowed_methods,
-            },
-            rate_limit: k.rate_limit.map(|rl| RateLimitJson {
-                limit: rl.limit,
-                window: crate::duration::format(rl.window()),
-            }),
+            restrictions: (&k.restrictions).into(),
+            rate_limit: k.rate_limit.map(Into::into),
             meta: k.meta.clone(),
             created_at: rfc3339(k.created_at),
             updated_at: rfc3339(k.updated_at),
@@ -601,15 +613,18 @@ fn read_json<T: DeserializeOwned>(
         }
         &body
     };
-    serde_json::from_slice(body).map_err(|e| {
-        let text = e.to_string();
-        let text = if text.contains("_live_") || text.contains("_test_") {
-            "the body is not the JSON this endpoint takes".to_owned()
-        } else {
-            let cut: String = text.chars().take(300).collect();
-            format!("the body is not the JSON this endpoint takes: {cut}")
-        };
-        ApiError::BadRequest(text)
+    serde_json::from_slice(body).map_err(bad_json)
+}
+
+/// A body that does not decode: serde's message, cut short, unless it quotes something shaped
+/// like a key.
+fn bad_json(e: serde_json::Error) -> ApiError {
+    let text = e.to_string();
+    ApiError::BadRequest(if crate::error::looks_like_key(&text) {
+        "the body is not the JSON this endpoint takes".to_owned()
+    } else {
+        let cut: String = text.chars().take(300).collect();
+        format!("the body is not the JSON this endpoint takes: {cut}")
     })
 }
 
@@ -985,10 +1000,8 @@ async fn update_key(
     let id = required_id(&id)?;
     // Which fields are given (`null` included) is the update mask.
     let fields: serde_json::Map<String, serde_json::Value> = read_json(&headers, body)?;
-    let body: UpdateKeyBody = serde_json::from_value(serde_json::Value::Object(fields.clone()))
-        .map_err(|e| {
-            ApiError::BadRequest(format!("the body is not the JSON this endpoint takes: {e}"))
-        })?;
+    let body: UpdateKeyBody =
+        serde_json::from_value(serde_json::Value::Object(fields.clone())).map_err(bad_json)?;
     let mut extra = Vec::new();
     let mut paths = Vec::new();
     for name in fields.keys() {
@@ -1127,15 +1140,6 @@ async fn rotate_key(
 async fn list_scopes(State(state): State<Arc<HttpState>>, call: Call) -> Answered<Response> {
     let caller = call.caller(&state, Access::Read).await?;
     let catalog = state.service.list_scopes(&caller);
-    let restrictions = |r: &crate::model::Restrictions| {
-        let r = crate::grpc::convert::restrictions(r);
-        RestrictionsJson {
-            allowed_cidrs: r.allowed_cidrs,
-            allowed_referrers: r.allowed_referrers,
-            allowed_paths: r.allowed_paths,
-            allowed_methods: r.allowed_methods,
-        }
-    };
     Ok(json(&CatalogAnswer {
         data: CatalogJson {
             scopes: catalog
@@ -1147,10 +1151,7 @@ async fn list_scopes(State(state): State<Arc<HttpState>>, call: Call) -> Answere
                     description: s.description.clone(),
                     access: s.access,
                     risk: s.risk,
-                    guardrail: s.guardrail.map(|g| RateLimitJson {
-                        limit: g.limit,
-                        window: crate::duration::format(g.window()),
-                    }),
+                    guardrail: s.guardrail.map(Into::into),
                 })
                 .collect(),
             presets: catalog
@@ -1161,7 +1162,7 @@ async fn list_scopes(State(state): State<Arc<HttpState>>, call: Call) -> Answere
                     description: p.description.clone(),
                     scopes: p.scopes.clone(),
                     grant_all: p.grant_all,
-                    restrictions: restrictions(&p.restrictions),
+                    restrictions: (&p.restrictions).into(),
                 })
                 .collect(),
         },

@@ -361,6 +361,16 @@ async fn errors_have_their_status_and_code(backend: Backend) {
     .await;
     assert_eq!(keyish.status, 400);
     assert!(!keyish.body.contains(&writer), "{}", keyish.body);
+    let keyish_patch = call(
+        api,
+        "PATCH",
+        &format!("/v1/api-keys/{}", other_key.id),
+        &other,
+        Some(json!({"grantAll": other})),
+    )
+    .await;
+    assert_eq!(keyish_patch.status, 400);
+    assert!(!keyish_patch.body.contains(&other), "{}", keyish_patch.body);
     // 415: a body that is not JSON by its media type.
     let form = http_with_body(
         api,
