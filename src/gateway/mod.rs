@@ -271,7 +271,8 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+    /// A rejection of `field` for `reason`.
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
         Rejection {
             field,
             reason: reason.into(),

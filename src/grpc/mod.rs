@@ -10,7 +10,7 @@ mod status;
 pub(crate) mod trace;
 mod verify;
 
-pub use ext_authz::ExtAuthzApi;
+pub use ext_authz::{AuthorizationServer, ExtAuthzApi};
 pub use manage::ManageApi;
 pub use trace::TraceLayer;
 pub use verify::VerifyApi;

@@ -627,8 +627,8 @@ async fn check_requires_a_verifier_key_when_configured() {
     server.stop().await;
 }
 
-/// A `CheckRequest` encoded by hand with Envoy's field numbers (not the vendored files) decodes
-/// into what keyward reads, and is answered.
+/// A `CheckRequest` encoded by hand with Envoy's field numbers (not the vendored files) is sent
+/// to the server as bytes and understood: every field keyward reads is shown to be read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_encoded_check_request_is_understood() {
     fn field(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
@@ -636,76 +636,79 @@ async fn a_hand_encoded_check_request_is_understood() {
         prost::encoding::encode_varint(bytes.len() as u64, out);
         out.extend_from_slice(bytes);
     }
-    fn map_entry(out: &mut Vec<u8>, number: u32, key: &str, value: &str) {
+    fn map_entry(out: &mut Vec<u8>, number: u32, key: &[u8], value: &[u8]) {
         let mut entry = Vec::new();
-        field(&mut entry, 1, key.as_bytes());
-        field(&mut entry, 2, value.as_bytes());
+        field(&mut entry, 1, key);
+        field(&mut entry, 2, value);
         field(out, number, &entry);
+    }
+    /// What Envoy sends for `GET <path>` from 198.51.100.7 with these headers.
+    fn envoy(path: &[u8], headers: &[(&[u8], &[u8])], scopes: &str) -> Vec<u8> {
+        // envoy.config.core.v3.SocketAddress { address = 2; port_value = 3 }
+        let mut socket = Vec::new();
+        field(&mut socket, 2, b"198.51.100.7");
+        prost::encoding::encode_key(3, prost::encoding::WireType::Varint, &mut socket);
+        prost::encoding::encode_varint(40_000, &mut socket);
+        // Address { socket_address = 1 }; Peer { address = 1 }
+        let mut address = Vec::new();
+        field(&mut address, 1, &socket);
+        let mut peer = Vec::new();
+        field(&mut peer, 1, &address);
+        // HttpRequest { id = 1; method = 2; headers = 3 (map); path = 4; host = 5 }
+        let mut http = Vec::new();
+        field(&mut http, 1, b"req-1");
+        field(&mut http, 2, b"GET");
+        for (name, value) in headers {
+            map_entry(&mut http, 3, name, value);
+        }
+        field(&mut http, 4, path);
+        field(&mut http, 5, b"api.example.com");
+        // Request { http = 2 }; AttributeContext { source = 1; destination = 2; request = 4;
+        // context_extensions = 10 }
+        let mut request = Vec::new();
+        field(&mut request, 2, &http);
+        let mut attributes = Vec::new();
+        field(&mut attributes, 1, &peer);
+        field(&mut attributes, 2, &peer);
+        field(&mut attributes, 4, &request);
+        map_entry(&mut attributes, 10, b"scopes", scopes.as_bytes());
+        // A field keyward left out (metadata_context = 11) is skipped, not an error.
+        field(&mut attributes, 11, b"");
+        // CheckRequest { attributes = 1 }
+        let mut bytes = Vec::new();
+        field(&mut bytes, 1, &attributes);
+        bytes
     }
     let server = TestServer::start(Backend::Sqlite).await;
     let (secret, record) = server.create(key_request("acme", &["videos:read"])).await;
-
-    // envoy.config.core.v3.SocketAddress { address = 2; port_value = 3 }
-    let mut socket = Vec::new();
-    field(&mut socket, 2, b"198.51.100.7");
-    prost::encoding::encode_key(3, prost::encoding::WireType::Varint, &mut socket);
-    prost::encoding::encode_varint(40_000, &mut socket);
-    // Address { socket_address = 1 }; Peer { address = 1 }
-    let mut address = Vec::new();
-    field(&mut address, 1, &socket);
-    let mut peer = Vec::new();
-    field(&mut peer, 1, &address);
-    // HttpRequest { method = 2; headers = 3 (map); path = 4; host = 5 }
-    let mut http = Vec::new();
-    field(&mut http, 2, b"GET");
-    map_entry(&mut http, 3, "authorization", &format!("Bearer {secret}"));
-    map_entry(&mut http, 3, "referer", "https://app.example.com/");
-    field(&mut http, 4, b"/v1/videos/1?page=2");
-    field(&mut http, 5, b"api.example.com");
-    // Request { http = 2 }; AttributeContext { source = 1; request = 4; context_extensions = 10 }
-    let mut request = Vec::new();
-    field(&mut request, 2, &http);
-    let mut attributes = Vec::new();
-    field(&mut attributes, 1, &peer);
-    field(&mut attributes, 4, &request);
-    map_entry(&mut attributes, 10, "scopes", "videos:read");
-    // A field keyward left out (metadata_context = 11) is skipped, not an error.
-    field(&mut attributes, 11, b"");
-    // CheckRequest { attributes = 1 }
-    let mut bytes = Vec::new();
-    field(&mut bytes, 1, &attributes);
-
-    let decoded = CheckRequest::decode(bytes.as_slice()).expect("Envoy's encoding decodes");
-    let attrs = decoded.attributes.as_ref().unwrap();
-    let http = attrs.request.as_ref().unwrap().http.as_ref().unwrap();
-    assert_eq!(http.method, "GET");
-    assert_eq!(http.path, "/v1/videos/1?page=2");
-    assert_eq!(http.headers["authorization"], format!("Bearer {secret}"));
-    assert_eq!(attrs.context_extensions["scopes"], "videos:read");
-    let Some(address::Address::SocketAddress(s)) = attrs
-        .source
-        .as_ref()
-        .and_then(|p| p.address.as_ref())
-        .and_then(|a| a.address.as_ref())
-    else {
-        panic!("a socket address");
+    let bearer = format!("Bearer {secret}");
+    let check = |bytes: Vec<u8>| {
+        let server = &server;
+        async move {
+            let answer = server.check_raw(bytes).await.expect("Check answers");
+            CheckResponse::decode(answer.as_slice()).expect("a CheckResponse")
+        }
     };
-    assert_eq!(s.address, "198.51.100.7");
-
-    let response = server
-        .ext_authz()
+    let user_agent: (&[u8], &[u8]) = (b"user-agent", b"curl/8.5 \xff\xfe");
+    let answer = server
+        .check_raw(envoy(
+            b"/v1/videos/1?page=2",
+            &[
+                (b"authorization", bearer.as_bytes()),
+                (b"referer", b"https://app.example.com/"),
+                // A header keyward does not read need not be UTF-8.
+                user_agent,
+            ],
+            "videos:read",
+        ))
         .await
-        .check(decoded)
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        headers(&allowed(&response).headers)["x-keyward-key-id"],
-        record.id
-    );
-    // And the answer, re-encoded, has Envoy's numbers: status = 1, ok_response = 3.
-    let encoded = response.encode_to_vec();
-    let mut buf = encoded.as_slice();
+        .expect("Check answers");
+    let response = CheckResponse::decode(answer.as_slice()).expect("a CheckResponse");
+    let ok = allowed(&response);
+    assert_eq!(headers(&ok.headers)["x-keyward-key-id"], record.id);
+    assert_eq!(ok.headers_to_remove, ["authorization", "x-api-key"]);
+    // The answer has Envoy's numbers: status = 1, ok_response = 3.
+    let mut buf = answer.as_slice();
     let mut fields = Vec::new();
     while !buf.is_empty() {
         let (number, wire) = prost::encoding::decode_key(&mut buf).expect("a field key");
@@ -715,6 +718,100 @@ async fn a_hand_encoded_check_request_is_understood() {
         fields.push(number);
     }
     assert_eq!(fields, [1, 3], "status = 1, ok_response = 3");
+
+    // Each field keyward reads is read: the scopes extension…
+    let response = check(envoy(
+        b"/v1/videos/1",
+        &[(b"authorization", bearer.as_bytes())],
+        "videos:write",
+    ))
+    .await;
+    denied(&response, Code::PermissionDenied, 403, "INSUFFICIENT_SCOPE");
+    // …the source address, the referer and the path (matched without its query string).
+    for (restrictions, code) in [
+        (
+            proto::Restrictions {
+                allowed_cidrs: vec!["10.0.0.0/8".into()],
+                ..Default::default()
+            },
+            "IP_NOT_ALLOWED",
+        ),
+        (
+            proto::Restrictions {
+                allowed_referrers: vec!["https://elsewhere.example.com/*".into()],
+                ..Default::default()
+            },
+            "REFERRER_NOT_ALLOWED",
+        ),
+        (
+            proto::Restrictions {
+                allowed_paths: vec!["/v1/other/*".into()],
+                ..Default::default()
+            },
+            "PATH_NOT_ALLOWED",
+        ),
+    ] {
+        let (restricted_key, _) = server.create(restricted("acme", restrictions)).await;
+        let bearer = format!("Bearer {restricted_key}");
+        let response = check(envoy(
+            b"/v1/videos/1?page=2",
+            &[
+                (b"authorization", bearer.as_bytes()),
+                (b"referer", b"https://app.example.com/"),
+            ],
+            "videos:read",
+        ))
+        .await;
+        denied(&response, Code::PermissionDenied, 403, code);
+    }
+    let (path_key, _) = server
+        .create(restricted(
+            "acme",
+            proto::Restrictions {
+                allowed_paths: vec!["/v1/videos/1".into()],
+                ..Default::default()
+            },
+        ))
+        .await;
+    let bearer_path = format!("Bearer {path_key}");
+    let response = check(envoy(
+        b"/v1/videos/1?page=2",
+        &[(b"authorization", bearer_path.as_bytes())],
+        "videos:read",
+    ))
+    .await;
+    allowed(&response);
+    // The key header, from x-api-key too.
+    let response = check(envoy(
+        b"/v1/videos/1",
+        &[(b"x-api-key", secret.as_bytes())],
+        "videos:read",
+    ))
+    .await;
+    allowed(&response);
+
+    // What the end client sends that is not UTF-8 is a denial, never a gRPC error (which
+    // Envoy's failure_mode_allow could let through): a path is a 400, a key header is absent.
+    let response = check(envoy(
+        b"/v1/videos/\xff",
+        &[(b"authorization", bearer.as_bytes())],
+        "videos:read",
+    ))
+    .await;
+    denied(&response, Code::InvalidArgument, 400, "INVALID_REQUEST");
+    let response = check(envoy(
+        b"/v1/videos/1",
+        &[(b"authorization", b"Bearer \xff\xfe")],
+        "videos:read",
+    ))
+    .await;
+    denied(&response, Code::Unauthenticated, 401, "MISSING");
+    // A body that is not a protobuf message at all is INVALID_ARGUMENT.
+    let status = server
+        .check_raw(vec![0x0a, 0x7f, 0x01])
+        .await
+        .expect_err("a truncated message");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     server.stop().await;
 }
 

@@ -187,6 +187,19 @@ impl TestServer {
         AuthorizationClient::new(self.channel().await)
     }
 
+    /// Calls Envoy's `Check` with `body` as the request message, bytes as given (no generated
+    /// types in between); returns the response message's bytes.
+    pub async fn check_raw(&self, body: Vec<u8>) -> Result<Vec<u8>, tonic::Status> {
+        let mut grpc = tonic::client::Grpc::new(self.channel().await);
+        grpc.ready().await.expect("the channel is ready");
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/envoy.service.auth.v3.Authorization/Check",
+        );
+        grpc.unary(Request::new(body), path, RawCodec)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// A request carrying the root key.
     pub fn root<T>(&self, message: T) -> Request<T> {
         as_key(&self.root_key, message)
@@ -418,5 +431,51 @@ pub async fn http_with_body(
         status,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// A gRPC codec of raw message bytes: what is given is sent, what arrives is returned.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let len = bytes::Buf::remaining(buf);
+        Ok(Some(bytes::Buf::copy_to_bytes(buf, len).to_vec()))
     }
 }

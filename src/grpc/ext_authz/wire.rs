@@ -1,0 +1,733 @@
+//! Envoy's `CheckRequest` read straight from the wire, and the `CheckResponse` written straight
+//! to it.
+//!
+//! Envoy describes every request in full: each header, both peers, the host, the protocol.
+//! keyward reads six of those fields. Decoding the whole message into the generated types
+//! (`crate::proto::envoy`) cost a string per header and a map per request, most of `Check`'s
+//! cost above the transport's. Here the body stays one [`Bytes`]; the fields keyward reads are
+//! located by Envoy's field numbers (those of the vendored protos, listed below) and read in
+//! place; everything else is skipped. The answer is encoded from the gateway's [`Answer`]
+//! without building the generated response first. `tests` below check both against the
+//! generated types, and `tests/it/gateway.rs` against bytes encoded by hand.
+//!
+//! Strings the end client controls (method, path, headers) are read as UTF-8 when used: a value
+//! that is not UTF-8 is the client's mistake, answered as a denial, never a gRPC error that
+//! Envoy's `failure_mode_allow` could let through. A body that is not a protobuf message at all
+//! is `INVALID_ARGUMENT`, as with every other service.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes};
+use prost::encoding::{WireType, decode_key, decode_varint, encode_key, encode_varint};
+use tonic::Status;
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+use crate::gateway::{Answer, Gateway, JSON};
+use crate::proto::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+
+// Envoy's field numbers (proto/envoy/service/auth/v3/*.proto, proto/envoy/config/core/v3/*).
+/// `CheckRequest.attributes`.
+const CHECK_REQUEST_ATTRIBUTES: u32 = 1;
+/// `AttributeContext.source`, `.request`, `.context_extensions`.
+const ATTRIBUTES_SOURCE: u32 = 1;
+const ATTRIBUTES_REQUEST: u32 = 4;
+const ATTRIBUTES_CONTEXT_EXTENSIONS: u32 = 10;
+/// `AttributeContext.Peer.address`.
+const PEER_ADDRESS: u32 = 1;
+/// `Address.socket_address`; `pipe` and `envoy_internal_address` are the oneof's others.
+const ADDRESS_SOCKET_ADDRESS: u32 = 1;
+const ADDRESS_PIPE: u32 = 2;
+const ADDRESS_ENVOY_INTERNAL: u32 = 3;
+/// `SocketAddress.address`.
+const SOCKET_ADDRESS_ADDRESS: u32 = 2;
+/// `AttributeContext.Request.http`.
+const REQUEST_HTTP: u32 = 2;
+/// `AttributeContext.HttpRequest.method`, `.headers`, `.path`, `.header_map`.
+const HTTP_METHOD: u32 = 2;
+const HTTP_HEADERS: u32 = 3;
+const HTTP_PATH: u32 = 4;
+const HTTP_HEADER_MAP: u32 = 13;
+/// `HeaderMap.headers`.
+const HEADER_MAP_HEADERS: u32 = 1;
+/// `HeaderValue.key`, `.value`, `.raw_value`; a map entry's key and value have the same numbers.
+const HEADER_KEY: u32 = 1;
+const HEADER_VALUE: u32 = 2;
+const HEADER_RAW_VALUE: u32 = 3;
+
+/// A byte range of the request body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+/// What keyward reads of Envoy's `CheckRequest`, located in the request body.
+pub struct CheckInput {
+    body: Bytes,
+    method: Span,
+    path: Span,
+    /// `attributes.source.address.socket_address.address`.
+    source_address: Option<Span>,
+    /// `attributes.request.http.headers`, key and value, in wire order.
+    headers: Vec<(Span, Span)>,
+    /// `attributes.request.http.header_map` (Envoy's `encode_raw_headers`): key and value, or
+    /// the raw value when the value is empty.
+    raw_headers: Vec<(Span, Span)>,
+    /// `attributes.context_extensions["scopes"]` and `["environment"]`.
+    scopes: Option<Span>,
+    environment: Option<Span>,
+}
+
+impl CheckInput {
+    /// Locates the fields keyward reads in an encoded `CheckRequest`.
+    pub fn decode(body: Bytes) -> Result<Self, Malformed> {
+        let mut input = CheckInput {
+            method: Span::default(),
+            path: Span::default(),
+            source_address: None,
+            headers: Vec::new(),
+            raw_headers: Vec::new(),
+            scopes: None,
+            environment: None,
+            body,
+        };
+        let body = input.body.clone();
+        let mut fields = Fields::new(&body, Span::whole(&body));
+        while let Some((number, field)) = fields.next()? {
+            if number == CHECK_REQUEST_ATTRIBUTES {
+                input.attributes(&body, field.message()?)?;
+            }
+        }
+        Ok(input)
+    }
+
+    fn attributes(&mut self, body: &[u8], span: Span) -> Result<(), Malformed> {
+        let mut fields = Fields::new(body, span);
+        while let Some((number, field)) = fields.next()? {
+            match number {
+                ATTRIBUTES_SOURCE => self.source(body, field.message()?)?,
+                ATTRIBUTES_REQUEST => {
+                    let mut request = Fields::new(body, field.message()?);
+                    while let Some((number, field)) = request.next()? {
+                        if number == REQUEST_HTTP {
+                            self.http(body, field.message()?)?;
+                        }
+                    }
+                }
+                ATTRIBUTES_CONTEXT_EXTENSIONS => {
+                    let (name, value) = entry(body, field.message()?)?;
+                    match &body[name.start..name.end] {
+                        b"scopes" => self.scopes = Some(value),
+                        b"environment" => self.environment = Some(value),
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn source(&mut self, body: &[u8], peer: Span) -> Result<(), Malformed> {
+        let mut peer = Fields::new(body, peer);
+        while let Some((number, field)) = peer.next()? {
+            if number != PEER_ADDRESS {
+                continue;
+            }
+            let mut address = Fields::new(body, field.message()?);
+            while let Some((number, field)) = address.next()? {
+                match number {
+                    ADDRESS_SOCKET_ADDRESS => {
+                        let mut socket = Fields::new(body, field.message()?);
+                        while let Some((number, field)) = socket.next()? {
+                            if number == SOCKET_ADDRESS_ADDRESS {
+                                self.source_address = Some(field.bytes()?);
+                            }
+                        }
+                    }
+                    // The oneof now holds an address that is not an IP address.
+                    ADDRESS_PIPE | ADDRESS_ENVOY_INTERNAL => self.source_address = None,
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn http(&mut self, body: &[u8], span: Span) -> Result<(), Malformed> {
+        let mut fields = Fields::new(body, span);
+        while let Some((number, field)) = fields.next()? {
+            match number {
+                HTTP_METHOD => self.method = field.bytes()?,
+                HTTP_PATH => self.path = field.bytes()?,
+                HTTP_HEADERS => {
+                    if self.headers.is_empty() {
+                        self.headers.reserve(16);
+                    }
+                    self.headers.push(entry(body, field.message()?)?);
+                }
+                HTTP_HEADER_MAP => {
+                    let mut map = Fields::new(body, field.message()?);
+                    while let Some((number, field)) = map.next()? {
+                        if number == HEADER_MAP_HEADERS {
+                            self.raw_headers.push(header_value(body, field.message()?)?);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn text(&self, span: Span) -> Result<&str, NotUtf8> {
+        std::str::from_utf8(&self.body[span.start..span.end]).map_err(|_| NotUtf8)
+    }
+
+    /// The request's HTTP method.
+    pub fn method(&self) -> Result<&str, NotUtf8> {
+        self.text(self.method)
+    }
+
+    /// The request target: path and query string, as on the request line.
+    pub fn path(&self) -> Result<&str, NotUtf8> {
+        self.text(self.path)
+    }
+
+    /// The end client's address as Envoy saw it, if it is a socket address.
+    pub fn source_address(&self) -> Option<&str> {
+        self.text(self.source_address?).ok()
+    }
+
+    /// A request header by its lower-case name, from the header map (the last entry of that
+    /// name, as a map decodes) or, with Envoy's `encode_raw_headers`, the raw header list (the
+    /// first, any case). A value that is not UTF-8 is absent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.as_bytes();
+        let bytes = |span: Span| &self.body[span.start..span.end];
+        if let Some((_, value)) = self.headers.iter().rev().find(|(k, _)| bytes(*k) == name) {
+            return self.text(*value).ok();
+        }
+        self.raw_headers
+            .iter()
+            .find(|(k, _)| bytes(*k).eq_ignore_ascii_case(name))
+            .and_then(|(_, value)| self.text(*value).ok())
+    }
+
+    /// The route's `context_extensions["scopes"]`.
+    pub fn scopes(&self) -> Result<Option<&str>, NotUtf8> {
+        self.scopes.map(|s| self.text(s)).transpose()
+    }
+
+    /// The route's `context_extensions["environment"]`.
+    pub fn environment(&self) -> Result<Option<&str>, NotUtf8> {
+        self.environment.map(|s| self.text(s)).transpose()
+    }
+}
+
+/// Header values carry the raw key: only the fields' sizes are shown.
+impl fmt::Debug for CheckInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckInput")
+            .field("bytes", &self.body.len())
+            .field("headers", &self.headers.len())
+            .field("raw_headers", &self.raw_headers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A string field keyward reads is not UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotUtf8;
+
+/// The body is not a protobuf message (or a field keyward reads has the wrong wire type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed(String);
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<prost::DecodeError> for Malformed {
+    fn from(error: prost::DecodeError) -> Self {
+        Malformed(error.to_string())
+    }
+}
+
+impl Span {
+    fn whole(body: &[u8]) -> Self {
+        Span {
+            start: 0,
+            end: body.len(),
+        }
+    }
+}
+
+/// A field's value: what the next field of a message holds.
+enum Value {
+    Varint,
+    Fixed,
+    Bytes(Span),
+}
+
+impl Value {
+    /// A length-delimited field: a string, bytes or a message.
+    fn bytes(self) -> Result<Span, Malformed> {
+        match self {
+            Value::Bytes(span) => Ok(span),
+            _ => Err(Malformed(
+                "a string or message field has another wire type".into(),
+            )),
+        }
+    }
+
+    fn message(self) -> Result<Span, Malformed> {
+        self.bytes()
+    }
+}
+
+/// The fields of one message, in wire order.
+struct Fields<'a> {
+    body: &'a [u8],
+    pos: usize,
+    end: usize,
+}
+
+impl<'a> Fields<'a> {
+    fn new(body: &'a [u8], span: Span) -> Self {
+        Fields {
+            body,
+            pos: span.start,
+            end: span.end,
+        }
+    }
+
+    fn next(&mut self) -> Result<Option<(u32, Value)>, Malformed> {
+        if self.pos == self.end {
+            return Ok(None);
+        }
+        let mut rest = &self.body[self.pos..self.end];
+        let (number, wire) = decode_key(&mut rest)?;
+        let take = |rest: &mut &[u8], len: u64| {
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|len| *len <= rest.len())
+                .ok_or_else(|| Malformed("a field runs past the end of its message".into()))?;
+            rest.advance(len);
+            Ok::<usize, Malformed>(len)
+        };
+        let value = match wire {
+            WireType::Varint => {
+                decode_varint(&mut rest)?;
+                Value::Varint
+            }
+            WireType::ThirtyTwoBit => {
+                take(&mut rest, 4)?;
+                Value::Fixed
+            }
+            WireType::SixtyFourBit => {
+                take(&mut rest, 8)?;
+                Value::Fixed
+            }
+            WireType::LengthDelimited => {
+                let len = decode_varint(&mut rest)?;
+                let start = self.end - rest.len();
+                let len = take(&mut rest, len)?;
+                Value::Bytes(Span {
+                    start,
+                    end: start + len,
+                })
+            }
+            WireType::StartGroup | WireType::EndGroup => {
+                return Err(Malformed("groups are not part of Envoy's API".into()));
+            }
+        };
+        self.pos = self.end - rest.len();
+        Ok(Some((number, value)))
+    }
+}
+
+/// A `map<string, string>` entry: its key and value (empty when absent).
+fn entry(body: &[u8], span: Span) -> Result<(Span, Span), Malformed> {
+    let empty = Span {
+        start: span.start,
+        end: span.start,
+    };
+    let (mut key, mut value) = (empty, empty);
+    let mut fields = Fields::new(body, span);
+    while let Some((number, field)) = fields.next()? {
+        match number {
+            HEADER_KEY => key = field.bytes()?,
+            HEADER_VALUE => value = field.bytes()?,
+            _ => {}
+        }
+    }
+    Ok((key, value))
+}
+
+/// A `HeaderValue`: its key, and its value or, when that is empty, its raw value.
+fn header_value(body: &[u8], span: Span) -> Result<(Span, Span), Malformed> {
+    let empty = Span {
+        start: span.start,
+        end: span.start,
+    };
+    let (mut key, mut value, mut raw) = (empty, empty, empty);
+    let mut fields = Fields::new(body, span);
+    while let Some((number, field)) = fields.next()? {
+        match number {
+            HEADER_KEY => key = field.bytes()?,
+            HEADER_VALUE => value = field.bytes()?,
+            HEADER_RAW_VALUE => raw = field.bytes()?,
+            _ => {}
+        }
+    }
+    Ok((key, if value.start == value.end { raw } else { value }))
+}
+
+/// The answer to one `Check`: the gateway's [`Answer`] and the request headers Envoy removes
+/// before the request goes upstream.
+#[derive(Debug)]
+pub struct CheckOutput {
+    answer: Answer,
+    gateway: Arc<Gateway>,
+}
+
+impl CheckOutput {
+    /// The `CheckResponse` of `answer` under the gateway's settings.
+    pub fn new(answer: Answer, gateway: Arc<Gateway>) -> Self {
+        CheckOutput { answer, gateway }
+    }
+}
+
+// Envoy's field numbers of the answer (external_auth.proto, base.proto, http_status.proto,
+// google/rpc/status.proto).
+/// `CheckResponse.status`, `.denied_response`, `.ok_response`.
+const RESPONSE_STATUS: u32 = 1;
+const RESPONSE_DENIED: u32 = 2;
+const RESPONSE_OK: u32 = 3;
+/// `google.rpc.Status.code`, `.message`, `.details`; `google.protobuf.Any.type_url`, `.value`.
+const STATUS_CODE: u32 = 1;
+const STATUS_MESSAGE: u32 = 2;
+const STATUS_DETAILS: u32 = 3;
+const ANY_TYPE_URL: u32 = 1;
+const ANY_VALUE: u32 = 2;
+/// `OkHttpResponse.headers`, `.headers_to_remove`.
+const OK_HEADERS: u32 = 2;
+const OK_HEADERS_TO_REMOVE: u32 = 5;
+/// `DeniedHttpResponse.status` (an `HttpStatus`, whose `code` is 1), `.headers`, `.body`.
+const DENIED_STATUS: u32 = 1;
+const HTTP_STATUS_CODE: u32 = 1;
+const DENIED_HEADERS: u32 = 2;
+const DENIED_BODY: u32 = 3;
+/// `HeaderValueOption.header`, `.append_action`.
+const OPTION_HEADER: u32 = 1;
+const OPTION_APPEND_ACTION: u32 = 3;
+/// `google.rpc.RetryInfo.retry_delay`; `google.protobuf.Duration.seconds`.
+const RETRY_INFO_DELAY: u32 = 1;
+const DURATION_SECONDS: u32 = 1;
+
+/// Who the key is and its rate-limit state go upstream, overwriting (never appending to)
+/// whatever the client sent under those names.
+const OVERWRITE: u64 = HeaderAppendAction::OverwriteIfExistsOrAdd as u64;
+
+impl CheckOutput {
+    /// The headers of the answer: upstream request headers when allowed, the client's response
+    /// headers when denied.
+    fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        let answer = &self.answer;
+        let content_type = (!answer.allowed()).then_some(("content-type", JSON));
+        let first = if answer.allowed() {
+            &answer.identity
+        } else {
+            &answer.challenge
+        };
+        content_type.into_iter().chain(
+            first
+                .iter()
+                .chain(&answer.rate_limit)
+                .map(|(name, value)| (*name, value.as_str())),
+        )
+    }
+
+    /// The gRPC status Envoy reads.
+    fn grpc_code(&self) -> u64 {
+        let code = match self.answer.status {
+            200 => tonic::Code::Ok,
+            400 => tonic::Code::InvalidArgument,
+            401 => tonic::Code::Unauthenticated,
+            429 => tonic::Code::ResourceExhausted,
+            503 => tonic::Code::Unavailable,
+            _ => tonic::Code::PermissionDenied,
+        };
+        code as u64
+    }
+
+    /// RESOURCE_EXHAUSTED says when to retry in `google.rpc.RetryInfo` too (AIP-193), besides
+    /// the `retry-after` header Envoy sends the client.
+    fn retry_after(&self) -> Option<u64> {
+        self.answer
+            .challenge
+            .iter()
+            .find(|(name, _)| *name == "retry-after")?
+            .1
+            .parse()
+            .ok()
+    }
+
+    /// The HTTP status Envoy answers a denied client with.
+    fn http_status(&self) -> u64 {
+        match self.answer.status {
+            400 | 401 | 429 | 503 => self.answer.status.into(),
+            _ => 403,
+        }
+    }
+
+    fn status_message(&self) -> &str {
+        if self.answer.allowed() {
+            ""
+        } else {
+            self.answer.code
+        }
+    }
+
+    /// `google.rpc.Status`.
+    fn status_len(&self) -> usize {
+        varint_field_len(STATUS_CODE, self.grpc_code())
+            + bytes_field_len(STATUS_MESSAGE, self.status_message().len())
+            + self
+                .retry_after()
+                .map_or(0, |secs| message_field_len(STATUS_DETAILS, any_len(secs)))
+    }
+
+    fn headers_len(&self, number: u32) -> usize {
+        self.headers()
+            .map(|(name, value)| message_field_len(number, option_len(name, value)))
+            .sum()
+    }
+
+    /// `OkHttpResponse` or `DeniedHttpResponse`.
+    fn http_response_len(&self) -> usize {
+        if self.answer.allowed() {
+            self.headers_len(OK_HEADERS)
+                + self
+                    .gateway
+                    .headers_to_remove()
+                    .iter()
+                    .map(|name| bytes_field_len(OK_HEADERS_TO_REMOVE, name.len()))
+                    .sum::<usize>()
+        } else {
+            message_field_len(
+                DENIED_STATUS,
+                varint_field_len(HTTP_STATUS_CODE, self.http_status()),
+            ) + self.headers_len(DENIED_HEADERS)
+                + bytes_field_len(DENIED_BODY, self.body().len())
+        }
+    }
+
+    fn body(&self) -> &str {
+        self.answer.body.as_deref().unwrap_or_default()
+    }
+
+    /// The encoded `CheckResponse`.
+    fn encode(&self, buf: &mut impl BufMut) {
+        let message = self.status_message();
+        let retry_after = self.retry_after();
+        message_header(RESPONSE_STATUS, self.status_len(), buf);
+        varint_field(STATUS_CODE, self.grpc_code(), buf);
+        bytes_field(STATUS_MESSAGE, message.as_bytes(), buf);
+        if let Some(secs) = retry_after {
+            message_header(STATUS_DETAILS, any_len(secs), buf);
+            bytes_field(ANY_TYPE_URL, RETRY_INFO_TYPE.as_bytes(), buf);
+            message_header(ANY_VALUE, retry_info_len(secs), buf);
+            message_header(
+                RETRY_INFO_DELAY,
+                varint_field_len(DURATION_SECONDS, secs),
+                buf,
+            );
+            varint_field(DURATION_SECONDS, secs, buf);
+        }
+        let allowed = self.answer.allowed();
+        let number = if allowed {
+            RESPONSE_OK
+        } else {
+            RESPONSE_DENIED
+        };
+        message_header(number, self.http_response_len(), buf);
+        if allowed {
+            for (name, value) in self.headers() {
+                header_option(OK_HEADERS, name, value, buf);
+            }
+            for name in self.gateway.headers_to_remove() {
+                bytes_field(OK_HEADERS_TO_REMOVE, name.as_bytes(), buf);
+            }
+        } else {
+            let status = self.http_status();
+            message_header(
+                DENIED_STATUS,
+                varint_field_len(HTTP_STATUS_CODE, status),
+                buf,
+            );
+            varint_field(HTTP_STATUS_CODE, status, buf);
+            for (name, value) in self.headers() {
+                header_option(DENIED_HEADERS, name, value, buf);
+            }
+            bytes_field(DENIED_BODY, self.body().as_bytes(), buf);
+        }
+    }
+
+    /// The encoded length of the `CheckResponse`.
+    fn encoded_len(&self) -> usize {
+        message_field_len(RESPONSE_STATUS, self.status_len())
+            + message_field_len(
+                if self.answer.allowed() {
+                    RESPONSE_OK
+                } else {
+                    RESPONSE_DENIED
+                },
+                self.http_response_len(),
+            )
+    }
+}
+
+const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
+/// `google.protobuf.Any` holding a `google.rpc.RetryInfo` of `secs`.
+fn any_len(secs: u64) -> usize {
+    bytes_field_len(ANY_TYPE_URL, RETRY_INFO_TYPE.len())
+        + message_field_len(ANY_VALUE, retry_info_len(secs))
+}
+
+fn retry_info_len(secs: u64) -> usize {
+    message_field_len(RETRY_INFO_DELAY, varint_field_len(DURATION_SECONDS, secs))
+}
+
+/// `HeaderValueOption { header: HeaderValue { key, value }, append_action: OVERWRITE… }`.
+fn option_len(name: &str, value: &str) -> usize {
+    message_field_len(OPTION_HEADER, header_len(name, value))
+        + varint_field_len(OPTION_APPEND_ACTION, OVERWRITE)
+}
+
+fn header_len(name: &str, value: &str) -> usize {
+    bytes_field_len(HEADER_KEY, name.len()) + bytes_field_len(HEADER_VALUE, value.len())
+}
+
+fn header_option(number: u32, name: &str, value: &str, buf: &mut impl BufMut) {
+    message_header(number, option_len(name, value), buf);
+    message_header(OPTION_HEADER, header_len(name, value), buf);
+    bytes_field(HEADER_KEY, name.as_bytes(), buf);
+    bytes_field(HEADER_VALUE, value.as_bytes(), buf);
+    varint_field(OPTION_APPEND_ACTION, OVERWRITE, buf);
+}
+
+// proto3 leaves out scalar fields holding their default (0, ""), as prost does; a message field
+// that is set is written even when empty.
+
+fn key_len(number: u32) -> usize {
+    prost::encoding::key_len(number)
+}
+
+fn varint_field_len(number: u32, value: u64) -> usize {
+    if value == 0 {
+        0
+    } else {
+        key_len(number) + prost::encoding::encoded_len_varint(value)
+    }
+}
+
+fn bytes_field_len(number: u32, len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        message_field_len(number, len)
+    }
+}
+
+fn message_field_len(number: u32, len: usize) -> usize {
+    key_len(number) + prost::encoding::encoded_len_varint(len as u64) + len
+}
+
+fn varint_field(number: u32, value: u64, buf: &mut impl BufMut) {
+    if value != 0 {
+        encode_key(number, WireType::Varint, buf);
+        encode_varint(value, buf);
+    }
+}
+
+fn bytes_field(number: u32, bytes: &[u8], buf: &mut impl BufMut) {
+    if !bytes.is_empty() {
+        message_header(number, bytes.len(), buf);
+        buf.put_slice(bytes);
+    }
+}
+
+fn message_header(number: u32, len: usize, buf: &mut impl BufMut) {
+    encode_key(number, WireType::LengthDelimited, buf);
+    encode_varint(len as u64, buf);
+}
+
+/// The codec of the `Check` service: [`CheckInput`] in, [`CheckOutput`] out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckCodec;
+
+impl Codec for CheckCodec {
+    type Encode = CheckOutput;
+    type Decode = CheckInput;
+    type Encoder = CheckEncoder;
+    type Decoder = CheckDecoder;
+
+    fn encoder(&mut self) -> CheckEncoder {
+        CheckEncoder
+    }
+
+    fn decoder(&mut self) -> CheckDecoder {
+        CheckDecoder
+    }
+}
+
+/// Writes a [`CheckOutput`] as Envoy's `CheckResponse`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckEncoder;
+
+impl Encoder for CheckEncoder {
+    type Item = CheckOutput;
+    type Error = Status;
+
+    fn encode(&mut self, item: CheckOutput, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buf.reserve(item.encoded_len());
+        item.encode(buf);
+        Ok(())
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::default()
+    }
+}
+
+/// Reads Envoy's `CheckRequest` into a [`CheckInput`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckDecoder;
+
+impl Decoder for CheckDecoder {
+    type Item = CheckInput;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<CheckInput>, Status> {
+        let body = buf.copy_to_bytes(buf.remaining());
+        CheckInput::decode(body).map(Some).map_err(|error| {
+            // The message names what is wrong with the structure, never field contents.
+            Status::invalid_argument(format!(
+                "the request body is not a valid protobuf message: {error}"
+            ))
+        })
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

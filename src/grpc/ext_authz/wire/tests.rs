@@ -1,0 +1,455 @@
+//! The wire reader and writer against the generated (prost) types of the vendored protos: what
+//! prost decodes is what [`CheckInput`] reads, and what [`CheckOutput`] writes is byte for byte
+//! what prost encodes for the same answer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use prost::Message;
+
+use super::*;
+use crate::gateway::{Answer, Gateway, GatewayConfig, Rejection};
+use crate::proto::envoy::config::core::v3::{
+    Address, HeaderMap, HeaderValue, HeaderValueOption, SocketAddress, address,
+};
+use crate::proto::envoy::service::auth::v3::{
+    AttributeContext, CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
+    attribute_context, check_response::HttpResponse,
+};
+use crate::proto::envoy::r#type::v3::{HttpStatus, StatusCode};
+
+fn request(
+    method: &str,
+    path: &str,
+    headers: &BTreeMap<String, String>,
+    raw: &[(String, String)],
+    source: Option<&str>,
+    extensions: &BTreeMap<String, String>,
+) -> CheckRequest {
+    let peer = |ip: &str| attribute_context::Peer {
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: ip.to_owned(),
+                ..Default::default()
+            })),
+        }),
+        service: "client".into(),
+        ..Default::default()
+    };
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            source: source.map(peer),
+            destination: Some(peer("10.0.0.2")),
+            request: Some(attribute_context::Request {
+                time: None,
+                http: Some(attribute_context::HttpRequest {
+                    id: "req-1".into(),
+                    method: method.into(),
+                    headers: headers.clone(),
+                    header_map: (!raw.is_empty()).then(|| HeaderMap {
+                        headers: raw
+                            .iter()
+                            .map(|(k, v)| HeaderValue {
+                                key: k.clone(),
+                                value: String::new(),
+                                raw_value: v.clone().into_bytes(),
+                            })
+                            .collect(),
+                    }),
+                    path: path.into(),
+                    host: "api.example.com".into(),
+                    size: 42,
+                    ..Default::default()
+                }),
+            }),
+            context_extensions: extensions.clone(),
+        }),
+    }
+}
+
+/// What the generated types say a header is (the reading rules keyward had before the wire
+/// reader): the map first, then the raw list, any case.
+fn prost_header<'r>(request: &'r CheckRequest, name: &str) -> Option<&'r str> {
+    let http = request
+        .attributes
+        .as_ref()?
+        .request
+        .as_ref()?
+        .http
+        .as_ref()?;
+    if let Some(value) = http.headers.get(name) {
+        return Some(value);
+    }
+    http.header_map
+        .as_ref()?
+        .headers
+        .iter()
+        .find(|h| h.key.eq_ignore_ascii_case(name))
+        .and_then(|h| match h.value.as_str() {
+            "" => std::str::from_utf8(&h.raw_value).ok(),
+            value => Some(value),
+        })
+}
+
+fn decode(request: &CheckRequest) -> CheckInput {
+    CheckInput::decode(Bytes::from(request.encode_to_vec())).expect("decodes")
+}
+
+fn header_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("authorization".to_owned()),
+        Just("x-api-key".to_owned()),
+        Just("referer".to_owned()),
+        "[a-z-]{1,12}",
+    ]
+}
+
+proptest! {
+    #[test]
+    fn reads_what_prost_decodes(
+        method in "[A-Z]{0,8}",
+        path in "/[ -~]{0,40}",
+        headers in proptest::collection::btree_map(header_name(), "[ -~]{0,30}", 0..12),
+        raw in proptest::collection::vec((header_name(), "[ -~]{0,30}"), 0..4),
+        source in proptest::option::of("[0-9.:a-f]{0,20}"),
+        extensions in proptest::collection::btree_map(
+            prop_oneof![Just("scopes".to_owned()), Just("environment".to_owned()), "[a-z]{1,8}"],
+            "[ -~]{0,20}",
+            0..4,
+        ),
+    ) {
+        let request = request(&method, &path, &headers, &raw, source.as_deref(), &extensions);
+        let input = decode(&request);
+        prop_assert_eq!(input.method(), Ok(method.as_str()));
+        prop_assert_eq!(input.path(), Ok(path.as_str()));
+        // An empty address is not written (proto3), so it reads as absent: no IP either way.
+        prop_assert_eq!(input.source_address(), source.as_deref().filter(|s| !s.is_empty()));
+        prop_assert_eq!(input.scopes(), Ok(extensions.get("scopes").map(String::as_str)));
+        prop_assert_eq!(
+            input.environment(),
+            Ok(extensions.get("environment").map(String::as_str))
+        );
+        for name in headers.keys().chain(raw.iter().map(|(k, _)| k)).map(String::as_str)
+            .chain(["authorization", "x-api-key", "referer", "absent"])
+        {
+            prop_assert_eq!(input.header(name), prost_header(&request, name), "{}", name);
+        }
+    }
+
+    /// Any bytes at all: an answer or an error, never a panic.
+    #[test]
+    fn never_panics(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+        if let Ok(input) = CheckInput::decode(Bytes::from(body)) {
+            let _ = (input.method(), input.path(), input.header("authorization"));
+        }
+    }
+}
+
+#[test]
+fn an_empty_request_reads_as_empty() {
+    let input = CheckInput::decode(Bytes::new()).expect("an empty message is valid");
+    assert_eq!(input.method(), Ok(""));
+    assert_eq!(input.path(), Ok(""));
+    assert_eq!(input.source_address(), None);
+    assert_eq!(input.header("authorization"), None);
+    assert_eq!(input.scopes(), Ok(None));
+}
+
+#[test]
+fn a_message_split_in_two_merges_as_protobuf_says() {
+    // Two `attributes` fields merge: the later method wins, headers of both are present.
+    let first = request(
+        "GET",
+        "/a",
+        &BTreeMap::from([("authorization".into(), "Bearer one".into())]),
+        &[],
+        Some("203.0.113.9"),
+        &BTreeMap::new(),
+    );
+    let second = request(
+        "POST",
+        "/b",
+        &BTreeMap::from([("x-api-key".into(), "two".into())]),
+        &[],
+        None,
+        &BTreeMap::from([("scopes".into(), "videos:read".into())]),
+    );
+    let mut bytes = first.encode_to_vec();
+    bytes.extend(second.encode_to_vec());
+    let merged = CheckRequest::decode(bytes.as_slice()).unwrap();
+    let input = CheckInput::decode(Bytes::from(bytes)).unwrap();
+    assert_eq!(input.method(), Ok("POST"));
+    assert_eq!(input.path(), Ok("/b"));
+    assert_eq!(input.source_address(), Some("203.0.113.9"));
+    for name in ["authorization", "x-api-key"] {
+        assert_eq!(input.header(name), prost_header(&merged, name));
+    }
+    assert_eq!(input.scopes(), Ok(Some("videos:read")));
+}
+
+#[test]
+fn a_pipe_address_is_not_a_client_ip() {
+    let mut request = request(
+        "GET",
+        "/",
+        &BTreeMap::new(),
+        &[],
+        Some("203.0.113.9"),
+        &BTreeMap::new(),
+    );
+    let mut bytes = request.encode_to_vec();
+    // attributes { source { address { pipe (2) { path: "/run/sock" } } } }, appended: the
+    // oneof now holds the pipe.
+    let pipe = [0x12, 0x0b, 0x0a, 0x09];
+    let mut source = Vec::new();
+    source.extend_from_slice(&pipe);
+    source.extend_from_slice(b"/run/sock");
+    let address = [&[0x0a, source.len() as u8][..], &source].concat();
+    let peer = [&[0x0a, address.len() as u8][..], &address].concat();
+    let attributes = [&[0x0a, peer.len() as u8][..], &peer].concat();
+    bytes.extend_from_slice(&attributes);
+    let input = CheckInput::decode(Bytes::from(bytes)).unwrap();
+    assert_eq!(input.source_address(), None);
+    request.attributes = None;
+    assert_eq!(
+        decode(&request).source_address(),
+        None,
+        "no attributes at all"
+    );
+}
+
+#[test]
+fn strings_that_are_not_utf8_are_refused_where_read() {
+    // HttpRequest { method: 0xff, path: "/\xff", headers { "authorization": "\xff" },
+    // headers { "user-agent": "ok" } } inside Request.http inside attributes.request.
+    let field =
+        |number: u8, bytes: &[u8]| [&[number << 3 | 2, bytes.len() as u8][..], bytes].concat();
+    let entry = |k: &[u8], v: &[u8]| field(3, &[field(1, k), field(2, v)].concat());
+    let http = [
+        field(2, b"\xff"),
+        field(4, b"/\xff"),
+        entry(b"authorization", b"\xff"),
+        entry(b"user-agent", b"ok"),
+    ]
+    .concat();
+    let bytes = field(1, &field(4, &field(2, &http)));
+    let input = CheckInput::decode(Bytes::from(bytes)).expect("structure is valid");
+    assert_eq!(input.method(), Err(NotUtf8));
+    assert_eq!(input.path(), Err(NotUtf8));
+    assert_eq!(input.header("authorization"), None);
+    assert_eq!(input.header("user-agent"), Some("ok"));
+}
+
+#[test]
+fn malformed_bodies_are_refused() {
+    let valid = request(
+        "GET",
+        "/v1/videos/1",
+        &BTreeMap::from([("authorization".into(), "Bearer x".into())]),
+        &[],
+        Some("203.0.113.9"),
+        &BTreeMap::new(),
+    )
+    .encode_to_vec();
+    // Truncated anywhere inside: a field runs past its message's end.
+    for cut in [1, 2, 10, valid.len() / 2, valid.len() - 1] {
+        assert!(
+            CheckInput::decode(Bytes::copy_from_slice(&valid[..cut])).is_err(),
+            "cut at {cut}"
+        );
+    }
+    // A field keyward reads with another wire type: attributes as a varint.
+    assert!(CheckInput::decode(Bytes::from_static(&[0x08, 0x01])).is_err());
+    // A group.
+    assert!(CheckInput::decode(Bytes::from_static(&[0x0b, 0x0c])).is_err());
+    // A field number of 0.
+    assert!(CheckInput::decode(Bytes::from_static(&[0x02, 0x00])).is_err());
+    // Unknown fields of every wire type are skipped.
+    let unknown = [
+        0x28, 0x96, 0x01, // 5: varint
+        0x35, 1, 2, 3, 4, // 6: fixed32
+        0x39, 1, 2, 3, 4, 5, 6, 7, 8, // 7: fixed64
+        0x42, 0x01, 0xff, // 8: bytes
+    ];
+    let mut bytes = unknown.to_vec();
+    bytes.extend_from_slice(&valid);
+    let input = CheckInput::decode(Bytes::from(bytes)).expect("unknown fields skipped");
+    assert_eq!(input.header("authorization"), Some("Bearer x"));
+}
+
+#[test]
+fn debug_never_shows_header_values() {
+    let input = decode(&request(
+        "GET",
+        "/",
+        &BTreeMap::from([("authorization".into(), "Bearer kw_live_secret".into())]),
+        &[],
+        None,
+        &BTreeMap::new(),
+    ));
+    let debug = format!("{input:?}");
+    assert!(!debug.contains("secret"), "{debug}");
+}
+
+/// What the adapter answered with the generated types before the wire writer (the oracle).
+#[allow(deprecated)]
+fn prost_response(answer: &Answer, headers_to_remove: &[String]) -> CheckResponse {
+    let overwrite = |(name, value): (&str, String)| HeaderValueOption {
+        header: Some(HeaderValue {
+            key: name.to_owned(),
+            value,
+            raw_value: Vec::new(),
+        }),
+        append: None,
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        keep_empty_value: false,
+    };
+    let allowed = answer.allowed();
+    let code = match answer.status {
+        200 => tonic::Code::Ok,
+        400 => tonic::Code::InvalidArgument,
+        401 => tonic::Code::Unauthenticated,
+        429 => tonic::Code::ResourceExhausted,
+        503 => tonic::Code::Unavailable,
+        _ => tonic::Code::PermissionDenied,
+    };
+    let retry = answer
+        .challenge
+        .iter()
+        .find(|(n, _)| *n == "retry-after")
+        .map(|(_, v)| prost_types::Any {
+            type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+            value: tonic_types::pb::RetryInfo {
+                retry_delay: Some(prost_types::Duration {
+                    seconds: v.parse().unwrap(),
+                    nanos: 0,
+                }),
+            }
+            .encode_to_vec(),
+        });
+    let owned = |list: &[(&'static str, String)]| {
+        list.iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect::<Vec<_>>()
+    };
+    let http_response = if allowed {
+        HttpResponse::OkResponse(OkHttpResponse {
+            headers: owned(&answer.identity)
+                .into_iter()
+                .chain(owned(&answer.rate_limit))
+                .map(overwrite)
+                .collect(),
+            headers_to_remove: headers_to_remove.to_vec(),
+            response_headers_to_add: Vec::new(),
+        })
+    } else {
+        let status = match answer.status {
+            400 => StatusCode::BadRequest,
+            401 => StatusCode::Unauthorized,
+            429 => StatusCode::TooManyRequests,
+            503 => StatusCode::ServiceUnavailable,
+            _ => StatusCode::Forbidden,
+        };
+        HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: status as i32,
+            }),
+            headers: std::iter::once(("content-type", "application/json".to_owned()))
+                .chain(owned(&answer.challenge))
+                .chain(owned(&answer.rate_limit))
+                .map(overwrite)
+                .collect(),
+            body: answer.body.clone().unwrap_or_default(),
+        })
+    };
+    CheckResponse {
+        status: Some(tonic_types::pb::Status {
+            code: code as i32,
+            message: if allowed {
+                String::new()
+            } else {
+                answer.code.to_owned()
+            },
+            details: retry.into_iter().collect(),
+        }),
+        http_response: Some(http_response),
+    }
+}
+
+fn answers() -> Vec<Answer> {
+    let headers = |list: &[(&'static str, &str)]| {
+        list.iter()
+            .map(|(k, v)| (*k, (*v).to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let identity = headers(&[
+        ("x-keyward-key-id", "key_0123456789abcdef"),
+        ("x-keyward-account-id", "acme"),
+        ("x-keyward-environment", "live"),
+    ]);
+    let rate = headers(&[
+        ("ratelimit-limit", "100"),
+        ("ratelimit-remaining", "0"),
+        ("ratelimit-reset", "60"),
+    ]);
+    let denied = |status, code, challenge: Vec<(&'static str, String)>| Answer {
+        status,
+        code,
+        identity: identity.clone(),
+        rate_limit: rate.clone(),
+        challenge,
+        body: Some(format!("{{\"code\":\"{code}\",\"message\":\"m\"}}")),
+    };
+    vec![
+        Answer {
+            status: 200,
+            code: "VALID",
+            identity: identity.clone(),
+            rate_limit: rate.clone(),
+            challenge: Vec::new(),
+            body: None,
+        },
+        Answer {
+            status: 200,
+            code: "VALID",
+            identity: identity.clone(),
+            rate_limit: Vec::new(),
+            challenge: Vec::new(),
+            body: None,
+        },
+        denied(
+            401,
+            "REVOKED",
+            headers(&[("www-authenticate", "Bearer error=\"invalid_token\"")]),
+        ),
+        denied(403, "INSUFFICIENT_SCOPE", Vec::new()),
+        denied(429, "RATE_LIMITED", headers(&[("retry-after", "17")])),
+        denied(429, "RATE_LIMITED", headers(&[("retry-after", "300000")])),
+        Answer::rejected(&Rejection::new("path", "at most 2048 bytes")),
+        Answer::unavailable(),
+        Answer::internal(),
+    ]
+}
+
+#[test]
+fn writes_what_prost_encodes() {
+    for strip in [true, false] {
+        let gateway = Arc::new(
+            Gateway::new(&GatewayConfig {
+                strip_key_headers: strip,
+                ..GatewayConfig::default()
+            })
+            .unwrap(),
+        );
+        for answer in answers() {
+            let expected = prost_response(&answer, gateway.headers_to_remove()).encode_to_vec();
+            let output = CheckOutput::new(answer.clone(), gateway.clone());
+            let mut written = Vec::new();
+            output.encode(&mut written);
+            assert_eq!(output.encoded_len(), written.len(), "{answer:?}");
+            assert_eq!(written, expected, "{answer:?}");
+        }
+    }
+}
