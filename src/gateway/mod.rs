@@ -11,12 +11,14 @@ mod tests;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::echo;
 use crate::key::Environment;
+use crate::model::KeyState;
 use crate::restriction::{MAX_PATH_LEN, Method, normalize_path};
 use crate::scope::ScopeName;
 use crate::time::Timestamp;
@@ -224,19 +226,26 @@ fn parse_scope_list(text: &str) -> Result<Vec<ScopeName>, String> {
     if text.len() > MAX_SCOPES * 65 {
         return Err(format!("at most {MAX_SCOPES} scopes"));
     }
-    let names: Vec<&str> = text
-        .split([',', ' '])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    if names.len() > MAX_SCOPES {
+    let names = || {
+        text.split([',', ' '])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    let count = names().count();
+    if count > MAX_SCOPES {
         return Err(format!("at most {MAX_SCOPES} scopes"));
     }
-    let mut seen = HashSet::with_capacity(names.len());
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
+    // A route names a few scopes: a linear search finds duplicates without hashing; a long
+    // list gets a set, so the work stays linear.
+    let mut seen = (count > 16).then(|| HashSet::with_capacity(count));
+    let mut out: Vec<ScopeName> = Vec::with_capacity(count);
+    for name in names() {
         let scope = ScopeName::parse(name)?;
-        if seen.insert(name) {
+        let new = match &mut seen {
+            Some(seen) => seen.insert(name),
+            None => !out.iter().any(|s| s.as_str() == name),
+        };
+        if new {
             out.push(scope);
         }
     }
@@ -281,18 +290,18 @@ impl Rejection {
 }
 
 /// The HTTP answer of a gateway face.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Answer {
     /// 200, 400, 401, 403, 429, 500 or 503.
     pub status: u16,
     /// `VALID`, a verify code, `INVALID_REQUEST`, `UNAVAILABLE`, `CALLER_REFUSED` or
     /// `INTERNAL`.
     pub code: &'static str,
-    /// Who the key is: `x-keyward-key-id`, `x-keyward-account-id`, `x-keyward-environment`
-    /// (whenever the key was found).
-    pub identity: Vec<(&'static str, String)>,
-    /// `ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset` (when a limit was looked at).
-    pub rate_limit: Vec<(&'static str, String)>,
+    /// The key, whenever it was found: who it is (see [`Answer::identity`]).
+    key: Option<Arc<KeyState>>,
+    /// The limit, the units remaining and the seconds to the reset, when a limit was looked at
+    /// (see [`Answer::rate_limit`]).
+    rate_limit: Option<[Decimal; 3]>,
     /// On a denial: `www-authenticate` (401), `retry-after` (429).
     pub challenge: Vec<(&'static str, String)>,
     /// On a denial: the JSON body `{"code": …, "message": …}`.
@@ -305,25 +314,17 @@ pub const JSON: &str = "application/json";
 impl Answer {
     /// The answer to a decision made at `now`.
     pub fn from_decision(decision: &Decision, now: Timestamp) -> Self {
-        let mut identity = Vec::new();
-        if let Some(state) = &decision.key {
-            identity.push(("x-keyward-key-id", state.key.id().to_owned()));
-            identity.push(("x-keyward-account-id", state.key.account_id().to_owned()));
-            identity.push((
-                "x-keyward-environment",
-                state.key.environment().as_str().to_owned(),
-            ));
-        }
-        let mut rate_limit = Vec::new();
-        if let Some(status) = &decision.rate_limit {
+        let rate_limit = decision.rate_limit.as_ref().map(|status| {
             let reset = (status.reset_at.micros() - now.micros())
                 .max(0)
                 .unsigned_abs();
-            rate_limit.push(("ratelimit-limit", status.limit.to_string()));
-            rate_limit.push(("ratelimit-remaining", status.remaining.to_string()));
-            // Delta seconds, rounded up (IETF RateLimit header fields).
-            rate_limit.push(("ratelimit-reset", reset.div_ceil(1_000_000).to_string()));
-        }
+            [
+                Decimal::new(status.limit.into()),
+                Decimal::new(status.remaining.into()),
+                // Delta seconds, rounded up (IETF RateLimit header fields).
+                Decimal::new(reset.div_ceil(1_000_000)),
+            ]
+        });
         let code = decision.code;
         let status = code.http_status() as u16;
         let mut challenge = Vec::new();
@@ -344,11 +345,37 @@ impl Answer {
         Answer {
             status,
             code: code.as_str(),
-            identity,
+            key: decision.key.clone(),
             rate_limit,
             challenge,
             body: (code != Code::Valid).then(|| body(code.as_str(), code.message())),
         }
+    }
+
+    /// Who the key is: `x-keyward-key-id`, `x-keyward-account-id`, `x-keyward-environment`
+    /// (whenever the key was found).
+    pub fn identity(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.key.iter().flat_map(|state| {
+            [
+                ("x-keyward-key-id", state.key.id()),
+                ("x-keyward-account-id", state.key.account_id()),
+                ("x-keyward-environment", state.key.environment().as_str()),
+            ]
+        })
+    }
+
+    /// `ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset` (when a limit was looked
+    /// at).
+    pub fn rate_limit(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.rate_limit
+            .iter()
+            .flat_map(|[limit, remaining, reset]| {
+                [
+                    ("ratelimit-limit", limit.as_str()),
+                    ("ratelimit-remaining", remaining.as_str()),
+                    ("ratelimit-reset", reset.as_str()),
+                ]
+            })
     }
 
     /// A request that cannot be evaluated.
@@ -388,8 +415,8 @@ impl Answer {
         Answer {
             status,
             code,
-            identity: Vec::new(),
-            rate_limit: Vec::new(),
+            key: None,
+            rate_limit: None,
             challenge: Vec::new(),
             body: Some(body(code, message)),
         }
@@ -398,6 +425,36 @@ impl Answer {
     /// Whether the request may go upstream.
     pub fn allowed(&self) -> bool {
         self.status == 200
+    }
+}
+
+/// A number in decimal, written without an allocation.
+#[derive(Debug, Clone, Copy)]
+struct Decimal {
+    digits: [u8; 20],
+    start: u8,
+}
+
+impl Decimal {
+    fn new(mut n: u64) -> Self {
+        let mut digits = [0; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        Decimal {
+            digits,
+            start: start as u8,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.digits[self.start.into()..]).expect("ASCII digits")
     }
 }
 

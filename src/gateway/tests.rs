@@ -265,13 +265,14 @@ fn denials_carry_the_json_body_challenge_and_retry_after() {
     assert_eq!(answer.status, 429);
     assert_eq!(answer.challenge, [("retry-after", "3".to_owned())]);
     assert_eq!(
-        answer.rate_limit,
+        answer.rate_limit().collect::<Vec<_>>(),
         [
-            ("ratelimit-limit", "100".to_owned()),
-            ("ratelimit-remaining", "0".to_owned()),
-            ("ratelimit-reset", "3".to_owned()),
+            ("ratelimit-limit", "100"),
+            ("ratelimit-remaining", "0"),
+            ("ratelimit-reset", "3"),
         ]
     );
+    assert_eq!(answer.identity().count(), 0, "no key was found");
     let body: serde_json::Value = serde_json::from_str(answer.body.as_deref().unwrap()).unwrap();
     assert_eq!(body["code"], "RATE_LIMITED");
     assert_eq!(body["message"], Code::RateLimited.message());
@@ -292,4 +293,22 @@ fn denials_carry_the_json_body_challenge_and_retry_after() {
             .1
             .starts_with("Bearer error=\"invalid_token\"")
     );
+}
+
+#[test]
+fn decimals_are_written_in_full() {
+    for n in [0, 7, 10, 99, 100, 4_000_000_000, u64::MAX] {
+        assert_eq!(Decimal::new(n).as_str(), n.to_string());
+    }
+}
+
+#[test]
+fn long_scope_lists_are_deduplicated_too() {
+    let names: Vec<String> = (0..30).map(|i| format!("r{i}:read")).collect();
+    let twice = [names.clone(), names.clone()].concat().join(",");
+    let parsed = parse_scope_list(&twice).unwrap();
+    let parsed: Vec<&str> = parsed.iter().map(ScopeName::as_str).collect();
+    assert_eq!(parsed, names, "first occurrence kept, in order");
+    let short = parse_scope_list("a:b a:b,c:d").unwrap();
+    assert_eq!(short.len(), 2);
 }

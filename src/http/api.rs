@@ -1220,8 +1220,8 @@ async fn usage(State(state): State<Arc<HttpState>>, call: Call, headers: HeaderM
             }),
         },
     });
-    for (name, value) in answer.rate_limit {
-        if let Ok(value) = HeaderValue::from_str(&value) {
+    for (name, value) in answer.rate_limit() {
+        if let Ok(value) = HeaderValue::from_str(value) {
             response
                 .headers_mut()
                 .insert(header::HeaderName::from_static(name), value);

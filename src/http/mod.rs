@@ -276,9 +276,9 @@ async fn authenticate_caller(
 /// The answer as an HTTP response: the status, `x-keyward-code`, the identity and rate-limit
 /// headers (so `auth_request_set` / `authResponseHeaders` / `copy_headers` can pass them on),
 /// the challenge headers and the JSON body of a denial.
-pub(crate) fn respond(answer: Answer) -> Response {
+pub(crate) fn respond(mut answer: Answer) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::FORBIDDEN);
-    let mut response = match answer.body {
+    let mut response = match answer.body.take() {
         Some(body) => (status, [(header::CONTENT_TYPE, JSON)], body).into_response(),
         None => status.into_response(),
     };
@@ -287,11 +287,14 @@ pub(crate) fn respond(answer: Answer) -> Response {
         HeaderName::from_static("x-keyward-code"),
         HeaderValue::from_static(answer.code),
     );
-    for (name, value) in answer
-        .identity
+    let challenge = answer
+        .challenge
         .iter()
-        .chain(&answer.rate_limit)
-        .chain(&answer.challenge)
+        .map(|(name, value)| (*name, value.as_str()));
+    for (name, value) in answer
+        .identity()
+        .chain(answer.rate_limit())
+        .chain(challenge)
     {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(HeaderName::from_static(name), value);

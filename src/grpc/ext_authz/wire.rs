@@ -436,20 +436,20 @@ const OVERWRITE: u64 = HeaderAppendAction::OverwriteIfExistsOrAdd as u64;
 impl CheckOutput {
     /// The headers of the answer: upstream request headers when allowed, the client's response
     /// headers when denied.
-    fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+    fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
         let answer = &self.answer;
-        let content_type = (!answer.allowed()).then_some(("content-type", JSON));
-        let first = if answer.allowed() {
-            &answer.identity
-        } else {
-            &answer.challenge
-        };
-        content_type.into_iter().chain(
-            first
-                .iter()
-                .chain(&answer.rate_limit)
-                .map(|(name, value)| (*name, value.as_str())),
-        )
+        let allowed = answer.allowed();
+        let content_type = (!allowed).then_some(("content-type", JSON));
+        let identity = answer.identity().filter(move |_| allowed);
+        let challenge = answer
+            .challenge
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()));
+        content_type
+            .into_iter()
+            .chain(identity)
+            .chain(challenge)
+            .chain(answer.rate_limit())
     }
 
     /// The gRPC status Envoy reads.

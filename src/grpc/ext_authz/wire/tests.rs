@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -11,6 +12,7 @@ use prost::Message;
 
 use super::*;
 use crate::gateway::{Answer, Gateway, GatewayConfig, Rejection};
+use crate::model::KeyState;
 use crate::proto::envoy::config::core::v3::{
     Address, HeaderMap, HeaderValue, HeaderValueOption, SocketAddress, address,
 };
@@ -19,6 +21,9 @@ use crate::proto::envoy::service::auth::v3::{
     attribute_context, check_response::HttpResponse,
 };
 use crate::proto::envoy::r#type::v3::{HttpStatus, StatusCode};
+use crate::ratelimit::LimitStatus;
+use crate::time::Timestamp;
+use crate::verify::{Code, Decision};
 
 fn request(
     method: &str,
@@ -329,16 +334,15 @@ fn prost_response(answer: &Answer, headers_to_remove: &[String]) -> CheckRespons
             }
             .encode_to_vec(),
         });
-    let owned = |list: &[(&'static str, String)]| {
-        list.iter()
-            .map(|(k, v)| (*k, v.clone()))
-            .collect::<Vec<_>>()
+    let owned = |list: &mut dyn Iterator<Item = (&'static str, &str)>| {
+        list.map(|(k, v)| (k, v.to_owned())).collect::<Vec<_>>()
     };
+    let challenge = owned(&mut answer.challenge.iter().map(|(k, v)| (*k, v.as_str())));
     let http_response = if allowed {
         HttpResponse::OkResponse(OkHttpResponse {
-            headers: owned(&answer.identity)
+            headers: owned(&mut answer.identity())
                 .into_iter()
-                .chain(owned(&answer.rate_limit))
+                .chain(owned(&mut answer.rate_limit()))
                 .map(overwrite)
                 .collect(),
             headers_to_remove: headers_to_remove.to_vec(),
@@ -357,8 +361,8 @@ fn prost_response(answer: &Answer, headers_to_remove: &[String]) -> CheckRespons
                 code: status as i32,
             }),
             headers: std::iter::once(("content-type", "application/json".to_owned()))
-                .chain(owned(&answer.challenge))
-                .chain(owned(&answer.rate_limit))
+                .chain(challenge)
+                .chain(owned(&mut answer.rate_limit()))
                 .map(overwrite)
                 .collect(),
             body: answer.body.clone().unwrap_or_default(),
@@ -379,54 +383,40 @@ fn prost_response(answer: &Answer, headers_to_remove: &[String]) -> CheckRespons
 }
 
 fn answers() -> Vec<Answer> {
-    let headers = |list: &[(&'static str, &str)]| {
-        list.iter()
-            .map(|(k, v)| (*k, (*v).to_owned()))
-            .collect::<Vec<_>>()
+    let now = Timestamp::now();
+    let key = Some(Arc::new(KeyState::new(&crate::model::test_key(), false)));
+    let limit = |remaining| LimitStatus {
+        limit: 100,
+        remaining,
+        reset_at: now.saturating_add(Duration::from_secs(60)),
     };
-    let identity = headers(&[
-        ("x-keyward-key-id", "key_0123456789abcdef"),
-        ("x-keyward-account-id", "acme"),
-        ("x-keyward-environment", "live"),
-    ]);
-    let rate = headers(&[
-        ("ratelimit-limit", "100"),
-        ("ratelimit-remaining", "0"),
-        ("ratelimit-reset", "60"),
-    ]);
-    let denied = |status, code, challenge: Vec<(&'static str, String)>| Answer {
-        status,
+    let decision = |code, rate_limit, retry_after| Decision {
         code,
-        identity: identity.clone(),
-        rate_limit: rate.clone(),
-        challenge,
-        body: Some(format!("{{\"code\":\"{code}\",\"message\":\"m\"}}")),
+        missing_scopes: Vec::new(),
+        rate_limit,
+        retry_after,
+        key: key.clone(),
     };
+    let answer = |decision: Decision| Answer::from_decision(&decision, now);
     vec![
-        Answer {
-            status: 200,
-            code: "VALID",
-            identity: identity.clone(),
-            rate_limit: rate.clone(),
-            challenge: Vec::new(),
-            body: None,
-        },
-        Answer {
-            status: 200,
-            code: "VALID",
-            identity: identity.clone(),
-            rate_limit: Vec::new(),
-            challenge: Vec::new(),
-            body: None,
-        },
-        denied(
-            401,
-            "REVOKED",
-            headers(&[("www-authenticate", "Bearer error=\"invalid_token\"")]),
-        ),
-        denied(403, "INSUFFICIENT_SCOPE", Vec::new()),
-        denied(429, "RATE_LIMITED", headers(&[("retry-after", "17")])),
-        denied(429, "RATE_LIMITED", headers(&[("retry-after", "300000")])),
+        answer(decision(Code::Valid, Some(limit(99)), None)),
+        answer(decision(Code::Valid, None, None)),
+        answer(Decision {
+            key: None,
+            ..decision(Code::NotFound, None, None)
+        }),
+        answer(decision(Code::Revoked, None, None)),
+        answer(decision(Code::InsufficientScope, Some(limit(98)), None)),
+        answer(decision(
+            Code::RateLimited,
+            Some(limit(0)),
+            Some(Duration::from_secs(17)),
+        )),
+        answer(decision(
+            Code::RateLimited,
+            Some(limit(0)),
+            Some(Duration::from_secs(300_000)),
+        )),
         Answer::rejected(&Rejection::new("path", "at most 2048 bytes")),
         Answer::unavailable(),
         Answer::internal(),
