@@ -210,7 +210,7 @@ impl KeyFormat {
                 .map(char::from),
         );
         let checksum = checksum(&raw);
-        raw.push_str(&checksum);
+        raw.push_str(std::str::from_utf8(&checksum).expect("base62 digits are ASCII"));
         GeneratedKey {
             digest: KeyDigest::of(&raw),
             display_prefix: raw[..DISPLAY_PREFIX_LEN].to_owned(),
@@ -229,7 +229,7 @@ impl KeyFormat {
             return None;
         }
         let (head, given) = raw.split_at(raw.len() - CHECKSUM_LEN);
-        if checksum(head) != given {
+        if checksum(head) != given.as_bytes() {
             return None;
         }
         Some(ParsedKey {
@@ -239,10 +239,18 @@ impl KeyFormat {
     }
 }
 
-/// CRC32 of everything before the checksum, as 6 zero-padded base62 characters.
-fn checksum(head: &str) -> String {
-    let crc = crc32fast::hash(head.as_bytes());
-    format!("{:0>width$}", base62::encode(crc), width = CHECKSUM_LEN)
+/// CRC32 of everything before the checksum, as 6 zero-padded base62 characters (written on
+/// the stack: every verify computes one).
+fn checksum(head: &str) -> [u8; CHECKSUM_LEN] {
+    padded_base62(crc32fast::hash(head.as_bytes()))
+}
+
+fn padded_base62(crc: u32) -> [u8; CHECKSUM_LEN] {
+    let mut digits = [0; CHECKSUM_LEN];
+    let len = base62::encode_bytes(crc, &mut digits).expect("a u32 has at most 6 base62 digits");
+    let mut out = [b'0'; CHECKSUM_LEN];
+    out[CHECKSUM_LEN - len..].copy_from_slice(&digits[..len]);
+    out
 }
 
 #[cfg(test)]
@@ -251,6 +259,24 @@ mod tests {
 
     fn format() -> KeyFormat {
         KeyFormat::default()
+    }
+
+    #[test]
+    fn checksums_are_six_zero_padded_base62_digits() {
+        for crc in [
+            0,
+            1,
+            61,
+            62,
+            3_843,
+            3_844,
+            916_132_831,
+            916_132_832,
+            u32::MAX,
+        ] {
+            let expected = format!("{:0>6}", base62::encode(crc));
+            assert_eq!(padded_base62(crc), expected.as_bytes(), "{crc}");
+        }
     }
 
     #[test]

@@ -309,6 +309,22 @@ impl<'a> Fields<'a> {
         if self.pos == self.end {
             return Ok(None);
         }
+        // Most fields of Envoy's request: a string or message numbered 1-15 (a one-byte key)
+        // shorter than 128 bytes (a one-byte length).
+        if let [key @ 0x08..0x80, len @ 0..0x80, ..] = self.body[self.pos..self.end]
+            && key & 0x07 == WireType::LengthDelimited as u8
+            && self.pos + 2 + usize::from(len) <= self.end
+        {
+            let start = self.pos + 2;
+            self.pos = start + usize::from(len);
+            return Ok(Some((
+                u32::from(key >> 3),
+                Value::Bytes(Span {
+                    start,
+                    end: self.pos,
+                }),
+            )));
+        }
         let mut rest = &self.body[self.pos..self.end];
         let (number, wire) = decode_key(&mut rest)?;
         let take = |rest: &mut &[u8], len: u64| {

@@ -115,7 +115,7 @@ proptest! {
     #[test]
     fn reads_what_prost_decodes(
         method in "[A-Z]{0,8}",
-        path in "/[ -~]{0,40}",
+        path in "/[ -~]{0,200}",
         headers in proptest::collection::btree_map(header_name(), "[ -~]{0,30}", 0..12),
         raw in proptest::collection::vec((header_name(), "[ -~]{0,30}"), 0..4),
         source in proptest::option::of("[0-9.:a-f]{0,20}"),
