@@ -221,7 +221,9 @@ impl KeyCache {
             return Ok(None);
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        self.load(digest, loader).await
+        // Boxed: the store's future is large, and every call's future (hit or not) would be
+        // as large, copied whole each time a call starts.
+        Box::pin(self.load(digest, loader)).await
     }
 
     /// Re-reads `digest` in a task of its own, unless one is already doing so.
