@@ -167,7 +167,12 @@ impl Gateway {
             m => Some(Method::parse(m).map_err(|e| Rejection::new("method", e))?),
         };
         // The path without its query string: restrictions and routes match the path.
-        let path = request.target.split(['?', '#']).next().unwrap_or_default();
+        let end = request
+            .target
+            .bytes()
+            .position(|b| b == b'?' || b == b'#')
+            .unwrap_or(request.target.len());
+        let path = &request.target[..end];
         let required_scopes = match request.scopes {
             Some(text) => parse_scope_list(text).map_err(|e| Rejection::new("scopes", e))?,
             None => self.route_scopes(method.as_ref(), path)?,
@@ -353,27 +358,30 @@ impl Answer {
     }
 
     /// Who the key is: `x-keyward-key-id`, `x-keyward-account-id`, `x-keyward-environment`
-    /// (whenever the key was found).
-    pub fn identity(&self) -> impl Iterator<Item = (&'static str, &str)> {
+    /// (whenever the key was found). Header values are bytes, as they go on the wire.
+    pub fn identity(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
         self.key.iter().flat_map(|state| {
             [
-                ("x-keyward-key-id", state.key.id()),
-                ("x-keyward-account-id", state.key.account_id()),
-                ("x-keyward-environment", state.key.environment().as_str()),
+                ("x-keyward-key-id", state.key.id().as_bytes()),
+                ("x-keyward-account-id", state.key.account_id().as_bytes()),
+                (
+                    "x-keyward-environment",
+                    state.key.environment().as_str().as_bytes(),
+                ),
             ]
         })
     }
 
     /// `ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset` (when a limit was looked
     /// at).
-    pub fn rate_limit(&self) -> impl Iterator<Item = (&'static str, &str)> {
+    pub fn rate_limit(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
         self.rate_limit
             .iter()
             .flat_map(|[limit, remaining, reset]| {
                 [
-                    ("ratelimit-limit", limit.as_str()),
-                    ("ratelimit-remaining", remaining.as_str()),
-                    ("ratelimit-reset", reset.as_str()),
+                    ("ratelimit-limit", limit.as_bytes()),
+                    ("ratelimit-remaining", remaining.as_bytes()),
+                    ("ratelimit-reset", reset.as_bytes()),
                 ]
             })
     }
@@ -453,8 +461,8 @@ impl Decimal {
         }
     }
 
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.digits[self.start.into()..]).expect("ASCII digits")
+    fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.start.into()..]
     }
 }
 

@@ -1221,7 +1221,7 @@ async fn usage(State(state): State<Arc<HttpState>>, call: Call, headers: HeaderM
         },
     });
     for (name, value) in answer.rate_limit() {
-        if let Ok(value) = HeaderValue::from_str(value) {
+        if let Ok(value) = HeaderValue::from_bytes(value) {
             response
                 .headers_mut()
                 .insert(header::HeaderName::from_static(name), value);

@@ -290,13 +290,13 @@ pub(crate) fn respond(mut answer: Answer) -> Response {
     let challenge = answer
         .challenge
         .iter()
-        .map(|(name, value)| (*name, value.as_str()));
+        .map(|(name, value)| (*name, value.as_bytes()));
     for (name, value) in answer
         .identity()
         .chain(answer.rate_limit())
         .chain(challenge)
     {
-        if let Ok(value) = HeaderValue::from_str(value) {
+        if let Ok(value) = HeaderValue::from_bytes(value) {
             headers.insert(HeaderName::from_static(name), value);
         }
     }

@@ -368,6 +368,23 @@ impl<'a> Fields<'a> {
 
 /// A `map<string, string>` entry: its key and value (empty when absent).
 fn entry(body: &[u8], span: Span) -> Result<(Span, Span), Malformed> {
+    // As every encoder writes one: key (field 1), then value (field 2), both shorter than 128.
+    if let [0x0a, key_len @ 0..0x80, rest @ ..] = &body[span.start..span.end]
+        && let Some([0x12, value_len @ 0..0x80, value @ ..]) = rest.get(usize::from(*key_len)..)
+        && value.len() == usize::from(*value_len)
+    {
+        let key = Span {
+            start: span.start + 2,
+            end: span.start + 2 + usize::from(*key_len),
+        };
+        return Ok((
+            key,
+            Span {
+                start: key.end + 2,
+                end: span.end,
+            },
+        ));
+    }
     let empty = Span {
         start: span.start,
         end: span.start,
@@ -452,15 +469,15 @@ const OVERWRITE: u64 = HeaderAppendAction::OverwriteIfExistsOrAdd as u64;
 impl CheckOutput {
     /// The headers of the answer: upstream request headers when allowed, the client's response
     /// headers when denied.
-    fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
+    fn headers(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
         let answer = &self.answer;
         let allowed = answer.allowed();
-        let content_type = (!allowed).then_some(("content-type", JSON));
+        let content_type = (!allowed).then_some(("content-type", JSON.as_bytes()));
         let identity = answer.identity().filter(move |_| allowed);
         let challenge = answer
             .challenge
             .iter()
-            .map(|(name, value)| (*name, value.as_str()));
+            .map(|(name, value)| (*name, value.as_bytes()));
         content_type
             .into_iter()
             .chain(identity)
@@ -510,6 +527,7 @@ impl CheckOutput {
     }
 
     /// `google.rpc.Status`.
+    #[cfg(test)]
     fn status_len(&self) -> usize {
         varint_field_len(STATUS_CODE, self.grpc_code())
             + bytes_field_len(STATUS_MESSAGE, self.status_message().len())
@@ -549,10 +567,14 @@ impl CheckOutput {
 
     /// The encoded `CheckResponse`.
     fn encode(&self, buf: &mut impl BufMut) {
+        let code = self.grpc_code();
         let message = self.status_message();
         let retry_after = self.retry_after();
-        message_header(RESPONSE_STATUS, self.status_len(), buf);
-        varint_field(STATUS_CODE, self.grpc_code(), buf);
+        let status_len = varint_field_len(STATUS_CODE, code)
+            + bytes_field_len(STATUS_MESSAGE, message.len())
+            + retry_after.map_or(0, |secs| message_field_len(STATUS_DETAILS, any_len(secs)));
+        message_header(RESPONSE_STATUS, status_len, buf);
+        varint_field(STATUS_CODE, code, buf);
         bytes_field(STATUS_MESSAGE, message.as_bytes(), buf);
         if let Some(secs) = retry_after {
             message_header(STATUS_DETAILS, any_len(secs), buf);
@@ -594,7 +616,8 @@ impl CheckOutput {
         }
     }
 
-    /// The encoded length of the `CheckResponse`.
+    /// The encoded length of the `CheckResponse` (what [`CheckOutput::encode`] writes).
+    #[cfg(test)]
     fn encoded_len(&self) -> usize {
         message_field_len(RESPONSE_STATUS, self.status_len())
             + message_field_len(
@@ -621,20 +644,20 @@ fn retry_info_len(secs: u64) -> usize {
 }
 
 /// `HeaderValueOption { header: HeaderValue { key, value }, append_action: OVERWRITE… }`.
-fn option_len(name: &str, value: &str) -> usize {
+fn option_len(name: &str, value: &[u8]) -> usize {
     message_field_len(OPTION_HEADER, header_len(name, value))
         + varint_field_len(OPTION_APPEND_ACTION, OVERWRITE)
 }
 
-fn header_len(name: &str, value: &str) -> usize {
+fn header_len(name: &str, value: &[u8]) -> usize {
     bytes_field_len(HEADER_KEY, name.len()) + bytes_field_len(HEADER_VALUE, value.len())
 }
 
-fn header_option(number: u32, name: &str, value: &str, buf: &mut impl BufMut) {
+fn header_option(number: u32, name: &str, value: &[u8], buf: &mut impl BufMut) {
     message_header(number, option_len(name, value), buf);
     message_header(OPTION_HEADER, header_len(name, value), buf);
     bytes_field(HEADER_KEY, name.as_bytes(), buf);
-    bytes_field(HEADER_VALUE, value.as_bytes(), buf);
+    bytes_field(HEADER_VALUE, value, buf);
     varint_field(OPTION_APPEND_ACTION, OVERWRITE, buf);
 }
 
@@ -667,7 +690,25 @@ fn message_field_len(number: u32, len: usize) -> usize {
 
 fn varint_field(number: u32, value: u64, buf: &mut impl BufMut) {
     if value != 0 {
-        encode_key(number, WireType::Varint, buf);
+        key(number, WireType::Varint, buf);
+        varint(value, buf);
+    }
+}
+
+/// A field's key: one byte for the field numbers 1-15 this file writes.
+fn key(number: u32, wire: WireType, buf: &mut impl BufMut) {
+    if number < 16 {
+        buf.put_u8((number << 3) as u8 | wire as u8);
+    } else {
+        encode_key(number, wire, buf);
+    }
+}
+
+/// A varint: one byte below 128 (most lengths here).
+fn varint(value: u64, buf: &mut impl BufMut) {
+    if value < 0x80 {
+        buf.put_u8(value as u8);
+    } else {
         encode_varint(value, buf);
     }
 }
@@ -680,8 +721,8 @@ fn bytes_field(number: u32, bytes: &[u8], buf: &mut impl BufMut) {
 }
 
 fn message_header(number: u32, len: usize, buf: &mut impl BufMut) {
-    encode_key(number, WireType::LengthDelimited, buf);
-    encode_varint(len as u64, buf);
+    key(number, WireType::LengthDelimited, buf);
+    varint(len as u64, buf);
 }
 
 /// The codec of the `Check` service: [`CheckInput`] in, [`CheckOutput`] out.
@@ -712,7 +753,7 @@ impl Encoder for CheckEncoder {
     type Error = Status;
 
     fn encode(&mut self, item: CheckOutput, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        buf.reserve(item.encoded_len());
+        // No reserve first: the buffer grows as written, and starts larger than any answer.
         item.encode(buf);
         Ok(())
     }
