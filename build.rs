@@ -77,8 +77,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .build(),
         )
         .build();
+    // Verify writes its answer straight from the cached key (src/grpc/verify/wire.rs); its
+    // request is prost's.
+    let verify = tonic_prost_build::manual::Service::builder()
+        .name("VerifyService")
+        .package("keyward.v1")
+        .comment("keyward's VerifyService, served with the answer written by hand.")
+        .method(
+            tonic_prost_build::manual::Method::builder()
+                .name("verify")
+                .route_name("Verify")
+                .comment("Whether a key may make a request.")
+                .input_type("crate::proto::VerifyRequest")
+                .output_type("crate::grpc::verify::wire::VerifyOutput")
+                .codec_path("crate::grpc::verify::wire::VerifyCodec")
+                .build(),
+        )
+        .build();
     tonic_prost_build::manual::Builder::new()
         .build_client(false)
-        .compile(&[authorization]);
+        .compile(&[authorization, verify]);
     Ok(())
 }

@@ -18,13 +18,14 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
-use crate::grpc::{AuthorizationServer, ExtAuthzApi, ManageApi, TraceLayer, VerifyApi};
+use crate::grpc::{
+    AuthorizationServer, ExtAuthzApi, ManageApi, TraceLayer, VerifyApi, VerifyServiceServer,
+};
 use crate::http::HttpState;
 use crate::key::SecretKey;
 use crate::model::RateLimit;
 use crate::net::{ConnectionGauge, ConnectionLimits};
 use crate::proto::manage_service_server::ManageServiceServer;
-use crate::proto::verify_service_server::VerifyServiceServer;
 use crate::service::{Keyward, Policy};
 use crate::store;
 

@@ -5,6 +5,7 @@ pub(crate) mod codec;
 pub(crate) mod convert;
 mod ext_authz;
 mod manage;
+pub(crate) mod protobuf;
 pub(crate) mod requests;
 mod status;
 pub(crate) mod trace;
@@ -13,7 +14,7 @@ mod verify;
 pub use ext_authz::{AuthorizationServer, ExtAuthzApi};
 pub use manage::ManageApi;
 pub use trace::TraceLayer;
-pub use verify::VerifyApi;
+pub use verify::{VerifyApi, VerifyServiceServer};
 
 /// Who is at the other end of the call's connection.
 fn peer<T>(request: &tonic::Request<T>) -> Option<crate::net::PeerInfo> {

@@ -19,11 +19,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes};
-use prost::encoding::{WireType, decode_key, decode_varint, encode_key, encode_varint};
+use prost::encoding::{WireType, decode_key, decode_varint};
 use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use crate::gateway::{Answer, Gateway, JSON};
+use crate::grpc::protobuf::{
+    bytes_field, bytes_field_len, message_field_len, message_header, varint_field, varint_field_len,
+};
 use crate::proto::envoy::config::core::v3::header_value_option::HeaderAppendAction;
 
 // Envoy's field numbers (proto/envoy/service/auth/v3/*.proto, proto/envoy/config/core/v3/*).
@@ -659,70 +662,6 @@ fn header_option(number: u32, name: &str, value: &[u8], buf: &mut impl BufMut) {
     bytes_field(HEADER_KEY, name.as_bytes(), buf);
     bytes_field(HEADER_VALUE, value, buf);
     varint_field(OPTION_APPEND_ACTION, OVERWRITE, buf);
-}
-
-// proto3 leaves out scalar fields holding their default (0, ""), as prost does; a message field
-// that is set is written even when empty.
-
-fn key_len(number: u32) -> usize {
-    prost::encoding::key_len(number)
-}
-
-fn varint_field_len(number: u32, value: u64) -> usize {
-    if value == 0 {
-        0
-    } else {
-        key_len(number) + prost::encoding::encoded_len_varint(value)
-    }
-}
-
-fn bytes_field_len(number: u32, len: usize) -> usize {
-    if len == 0 {
-        0
-    } else {
-        message_field_len(number, len)
-    }
-}
-
-fn message_field_len(number: u32, len: usize) -> usize {
-    key_len(number) + prost::encoding::encoded_len_varint(len as u64) + len
-}
-
-fn varint_field(number: u32, value: u64, buf: &mut impl BufMut) {
-    if value != 0 {
-        key(number, WireType::Varint, buf);
-        varint(value, buf);
-    }
-}
-
-/// A field's key: one byte for the field numbers 1-15 this file writes.
-fn key(number: u32, wire: WireType, buf: &mut impl BufMut) {
-    if number < 16 {
-        buf.put_u8((number << 3) as u8 | wire as u8);
-    } else {
-        encode_key(number, wire, buf);
-    }
-}
-
-/// A varint: one byte below 128 (most lengths here).
-fn varint(value: u64, buf: &mut impl BufMut) {
-    if value < 0x80 {
-        buf.put_u8(value as u8);
-    } else {
-        encode_varint(value, buf);
-    }
-}
-
-fn bytes_field(number: u32, bytes: &[u8], buf: &mut impl BufMut) {
-    if !bytes.is_empty() {
-        message_header(number, bytes.len(), buf);
-        buf.put_slice(bytes);
-    }
-}
-
-fn message_header(number: u32, len: usize, buf: &mut impl BufMut) {
-    key(number, WireType::LengthDelimited, buf);
-    varint(len as u64, buf);
 }
 
 /// The codec of the `Check` service: [`CheckInput`] in, [`CheckOutput`] out.
