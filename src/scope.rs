@@ -18,6 +18,27 @@ pub const RESERVED: [&str; 4] = [KEYS_READ, KEYS_WRITE, KEYS_VERIFY, ROOT];
 /// The longest scope name: two parts of at most 64 characters and the colon.
 pub const MAX_NAME_LEN: usize = 129;
 
+/// Drops repeated names from a list, keeping each first occurrence in order: a linear search
+/// while the list is short (a request names a few), a set when it is long, so even a hostile
+/// list of the most names allowed costs linear work.
+pub fn dedup(names: &mut Vec<ScopeName>) {
+    if names.len() <= 16 {
+        let mut i = 1;
+        while i < names.len() {
+            if names[..i].contains(&names[i]) {
+                names.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        return;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    let keep: Vec<bool> = names.iter().map(|n| seen.insert(n.as_str())).collect();
+    let mut keep = keep.into_iter();
+    names.retain(|_| keep.next().unwrap_or(true));
+}
+
 /// Whether `name` is a reserved system scope.
 pub fn is_reserved(name: &str) -> bool {
     RESERVED.contains(&name)

@@ -9,7 +9,6 @@ mod routes;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -240,20 +239,10 @@ fn parse_scope_list(text: &str) -> Result<Vec<ScopeName>, String> {
     if count > MAX_SCOPES {
         return Err(format!("at most {MAX_SCOPES} scopes"));
     }
-    // A route names a few scopes: a linear search finds duplicates without hashing; a long
-    // list gets a set, so the work stays linear.
-    let mut seen = (count > 16).then(|| HashSet::with_capacity(count));
-    let mut out: Vec<ScopeName> = Vec::with_capacity(count);
-    for name in names() {
-        let scope = ScopeName::parse(name)?;
-        let new = match &mut seen {
-            Some(seen) => seen.insert(name),
-            None => !out.iter().any(|s| s.as_str() == name),
-        };
-        if new {
-            out.push(scope);
-        }
-    }
+    let mut out = names()
+        .map(ScopeName::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::scope::dedup(&mut out);
     Ok(out)
 }
 
@@ -309,6 +298,8 @@ pub struct Answer {
     rate_limit: Option<[Decimal; 3]>,
     /// On a denial: `www-authenticate` (401), `retry-after` (429).
     pub challenge: Vec<(&'static str, String)>,
+    /// The `retry-after` seconds (429), as a number for faces that carry it elsewhere too.
+    pub retry_after: Option<u64>,
     /// On a denial: the JSON body `{"code": …, "message": …}`.
     pub body: Option<String>,
 }
@@ -342,9 +333,11 @@ impl Answer {
                 ),
             ));
         }
-        if let Some(wait) = decision.retry_after {
-            // Whole seconds, rounded up, at least 1 (RFC 9110 section 10.2.3).
-            let secs = wait.as_micros().div_ceil(1_000_000).max(1);
+        // Whole seconds, rounded up, at least 1 (RFC 9110 section 10.2.3).
+        let retry_after = decision.retry_after.map(|wait| {
+            u64::try_from(wait.as_micros().div_ceil(1_000_000).max(1)).unwrap_or(u64::MAX)
+        });
+        if let Some(secs) = retry_after {
             challenge.push(("retry-after", secs.to_string()));
         }
         Answer {
@@ -353,6 +346,7 @@ impl Answer {
             key: decision.key.clone(),
             rate_limit,
             challenge,
+            retry_after,
             body: (code != Code::Valid).then(|| body(code.as_str(), code.message())),
         }
     }
@@ -426,6 +420,7 @@ impl Answer {
             key: None,
             rate_limit: None,
             challenge: Vec::new(),
+            retry_after: None,
             body: Some(body(code, message)),
         }
     }

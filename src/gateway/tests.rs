@@ -264,6 +264,7 @@ fn denials_carry_the_json_body_challenge_and_retry_after() {
     let answer = Answer::from_decision(&limited, now);
     assert_eq!(answer.status, 429);
     assert_eq!(answer.challenge, [("retry-after", "3".to_owned())]);
+    assert_eq!(answer.retry_after, Some(3));
     assert_eq!(
         answer.rate_limit().collect::<Vec<_>>(),
         [

@@ -2,7 +2,7 @@
 //! well-formed domain values (every bad field collected and named), records are turned back
 //! into messages. Nothing here decides policy.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::error::{Error, FieldViolation, Result, echo};
@@ -166,20 +166,10 @@ pub(crate) fn parse_scopes(v: &mut Violations, field: &str, scopes: &[String]) -
         v.add(field, format!("at most {MAX_SCOPES} scopes"));
         return Vec::new();
     }
-    let mut seen = HashSet::with_capacity(scopes.len());
-    let mut out = Vec::with_capacity(scopes.len());
-    for (i, s) in scopes.iter().enumerate() {
-        match ScopeName::parse(s) {
-            Err(e) => v.add(format!("{field}[{i}]"), e),
-            Ok(name) if seen.insert(s.as_str()) => out.push(name),
-            Ok(_) => {}
-        }
-    }
-    out
+    parse_scopes_owned(v, field, scopes.to_vec())
 }
 
-/// Like [`parse_scopes`], taking the strings over (the verify path: no copies, and no set for
-/// the few scopes a request names).
+/// Like [`parse_scopes`], taking the strings over (the verify path: no copies).
 pub(crate) fn parse_scopes_owned(
     v: &mut Violations,
     field: &str,
@@ -191,15 +181,12 @@ pub(crate) fn parse_scopes_owned(
     }
     let mut out: Vec<ScopeName> = Vec::with_capacity(scopes.len());
     for (i, s) in scopes.into_iter().enumerate() {
-        // Quadratic only in the few scopes one request names (at most MAX_SCOPES).
-        if out.iter().any(|seen| seen.as_str() == s) {
-            continue;
-        }
         match ScopeName::parse_owned(s) {
             Err(e) => v.add(format!("{field}[{i}]"), e),
             Ok(name) => out.push(name),
         }
     }
+    crate::scope::dedup(&mut out);
     out
 }
 

@@ -27,6 +27,27 @@ fn has_client_certificate<T>(request: &tonic::Request<T>) -> bool {
     peer(request).is_some_and(|p| p.verified_client_certificate)
 }
 
+/// A gateway (a caller of Verify or Envoy's `Check`) authenticates with a client certificate the
+/// client CA signed, or a key holding `keys:verify`.
+async fn authenticate_gateway<T>(
+    service: &crate::service::Keyward,
+    request: &tonic::Request<T>,
+    rpc: &'static str,
+) -> Result<(), tonic::Status> {
+    if has_client_certificate(request) {
+        return Ok(());
+    }
+    let call = crate::service::CallContext {
+        peer: peer(request).map(|p| p.remote_addr.ip().to_canonical()),
+        rpc,
+        access: crate::service::Access::Read,
+    };
+    service
+        .authenticate_verifier(bearer(request), &call)
+        .await?;
+    Ok(())
+}
+
 /// The key a caller presents as `authorization: Bearer <key>`, if any.
 fn bearer<T>(request: &tonic::Request<T>) -> Option<&str> {
     request

@@ -563,9 +563,15 @@ async fn bad_input_is_a_denial_not_an_error() {
     let long = format!("/{}", "a".repeat(5000));
     let mut bad_method = Envoy::get("/v1/videos/1").bearer(&secret);
     bad_method.method = "G E T";
+    let names: Vec<String> = (0..=1024).map(|i| format!("x-h{i}")).collect();
+    let mut too_many = Envoy::get("/v1/videos/1").bearer(&secret);
+    for name in &names {
+        too_many = too_many.header(name, "v");
+    }
     for envoy in [
         Envoy::get(&long).bearer(&secret),
         bad_method,
+        too_many,
         Envoy::get("/v1/videos/1")
             .bearer(&secret)
             .extension("scopes", "Not A Scope"),

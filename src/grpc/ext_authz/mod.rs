@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::gateway::{Answer, ClientRequest, Gateway, Rejection};
 use crate::restriction::parse_client_ip;
-use crate::service::{Access, CallContext, Keyward};
+use crate::service::Keyward;
 use crate::time::Timestamp;
 
 use server::authorization_server::Authorization;
@@ -53,16 +53,13 @@ impl ExtAuthzApi {
 #[tonic::async_trait]
 impl Authorization for ExtAuthzApi {
     async fn check(&self, request: Request<CheckInput>) -> Result<Response<CheckOutput>, Status> {
-        // A gateway authenticates with a key holding keys:verify or a client certificate.
-        if self.require_caller && !super::has_client_certificate(&request) {
-            let call = CallContext {
-                peer: super::peer(&request).map(|p| p.remote_addr.ip().to_canonical()),
-                rpc: "/envoy.service.auth.v3.Authorization/Check",
-                access: Access::Read,
-            };
-            self.service
-                .authenticate_verifier(super::bearer(&request), &call)
-                .await?;
+        if self.require_caller {
+            super::authenticate_gateway(
+                &self.service,
+                &request,
+                "/envoy.service.auth.v3.Authorization/Check",
+            )
+            .await?;
         }
         let input = request.into_inner();
         let answer = match client_request(&input).and_then(|c| self.gateway.query(&c)) {
@@ -87,6 +84,12 @@ impl Authorization for ExtAuthzApi {
 /// UTF-8 is a rejection (400). A header that is not UTF-8 reads as absent, so a key that is
 /// not UTF-8 is a missing key.
 fn client_request(input: &CheckInput) -> Result<ClientRequest<'_>, Rejection> {
+    if input.too_many_headers() {
+        return Err(Rejection::new(
+            "headers",
+            format!("at most {}", wire::MAX_HEADERS),
+        ));
+    }
     let not_utf8 = |field| move |_| Rejection::new(field, "not valid UTF-8");
     Ok(ClientRequest {
         method: input.method().map_err(not_utf8("method"))?,

@@ -58,6 +58,10 @@ const HEADER_KEY: u32 = 1;
 const HEADER_VALUE: u32 = 2;
 const HEADER_RAW_VALUE: u32 = 3;
 
+/// Most request headers read (each list): Envoy's own default limit is 100; past this the request
+/// is refused (see [`CheckInput::too_many_headers`]) instead of growing the list with the body.
+pub const MAX_HEADERS: usize = 1024;
+
 /// A byte range of the request body.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Span {
@@ -80,6 +84,8 @@ pub struct CheckInput {
     /// `attributes.context_extensions["scopes"]` and `["environment"]`.
     scopes: Option<Span>,
     environment: Option<Span>,
+    /// More than [`MAX_HEADERS`] headers came: the lists are cut short.
+    too_many_headers: bool,
 }
 
 impl CheckInput {
@@ -93,6 +99,7 @@ impl CheckInput {
             raw_headers: Vec::new(),
             scopes: None,
             environment: None,
+            too_many_headers: false,
             body,
         };
         let body = input.body.clone();
@@ -165,16 +172,26 @@ impl CheckInput {
                 HTTP_METHOD => self.method = field.bytes()?,
                 HTTP_PATH => self.path = field.bytes()?,
                 HTTP_HEADERS => {
-                    if self.headers.is_empty() {
-                        self.headers.reserve(16);
+                    let header = entry(body, field.message()?)?;
+                    if self.headers.len() == MAX_HEADERS {
+                        self.too_many_headers = true;
+                    } else {
+                        if self.headers.is_empty() {
+                            self.headers.reserve(16);
+                        }
+                        self.headers.push(header);
                     }
-                    self.headers.push(entry(body, field.message()?)?);
                 }
                 HTTP_HEADER_MAP => {
                     let mut map = Fields::new(body, field.message()?);
                     while let Some((number, field)) = map.next()? {
                         if number == HEADER_MAP_HEADERS {
-                            self.raw_headers.push(header_value(body, field.message()?)?);
+                            let header = header_value(body, field.message()?)?;
+                            if self.raw_headers.len() == MAX_HEADERS {
+                                self.too_many_headers = true;
+                            } else {
+                                self.raw_headers.push(header);
+                            }
                         }
                     }
                 }
@@ -216,6 +233,12 @@ impl CheckInput {
             .iter()
             .find(|(k, _)| bytes(*k).eq_ignore_ascii_case(name))
             .and_then(|(_, value)| self.text(*value).ok())
+    }
+
+    /// Whether more than [`MAX_HEADERS`] headers came (in either list): such a request is
+    /// refused, since a header past the bound could be the one that matters.
+    pub fn too_many_headers(&self) -> bool {
+        self.too_many_headers
     }
 
     /// The route's `context_extensions["scopes"]`.
@@ -504,13 +527,7 @@ impl CheckOutput {
     /// RESOURCE_EXHAUSTED says when to retry in `google.rpc.RetryInfo` too (AIP-193), besides
     /// the `retry-after` header Envoy sends the client.
     fn retry_after(&self) -> Option<u64> {
-        self.answer
-            .challenge
-            .iter()
-            .find(|(name, _)| *name == "retry-after")?
-            .1
-            .parse()
-            .ok()
+        self.answer.retry_after
     }
 
     /// The HTTP status Envoy answers a denied client with.

@@ -10,7 +10,7 @@ pub(crate) mod wire;
 use super::convert::{Violations, parse_environment, parse_scopes_owned};
 use crate::proto;
 use crate::restriction::{MAX_PATH_LEN, Method, parse_client_ip};
-use crate::service::{Access, CallContext, Keyward};
+use crate::service::Keyward;
 use crate::verify::{RequestContext, VerifyQuery};
 
 use server::verify_service_server::VerifyService;
@@ -47,16 +47,13 @@ impl VerifyService for VerifyApi {
         &self,
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<VerifyOutput>, Status> {
-        // A gateway authenticates with a key holding keys:verify or a client certificate.
-        if self.require_caller && !super::has_client_certificate(&request) {
-            let call = CallContext {
-                peer: super::peer(&request).map(|p| p.remote_addr.ip().to_canonical()),
-                rpc: "/keyward.v1.VerifyService/Verify",
-                access: Access::Read,
-            };
-            self.service
-                .authenticate_verifier(super::bearer(&request), &call)
-                .await?;
+        if self.require_caller {
+            super::authenticate_gateway(
+                &self.service,
+                &request,
+                "/keyward.v1.VerifyService/Verify",
+            )
+            .await?;
         }
         let mut request = request.into_inner();
         let key = std::mem::take(&mut request.key);

@@ -174,7 +174,7 @@ fn timestamp(number: u32, at: Timestamp, buf: &mut impl BufMut) {
 }
 
 /// The proto code of a verify code.
-pub(crate) fn code(code: Code) -> proto::VerifyCode {
+fn code(code: Code) -> proto::VerifyCode {
     use proto::VerifyCode as P;
     match code {
         Code::Valid => P::Valid,

@@ -286,6 +286,35 @@ fn malformed_bodies_are_refused() {
 }
 
 #[test]
+fn headers_past_the_bound_mark_the_request() {
+    let many: BTreeMap<String, String> = (0..=MAX_HEADERS)
+        .map(|i| (format!("x-h{i}"), "v".to_owned()))
+        .collect();
+    let input = decode(&request("GET", "/", &many, &[], None, &BTreeMap::new()));
+    assert!(input.too_many_headers());
+    assert_eq!(
+        input.headers.len(),
+        MAX_HEADERS,
+        "the list stops at the bound"
+    );
+    let enough: BTreeMap<String, String> = many.into_iter().take(MAX_HEADERS).collect();
+    let input = decode(&request("GET", "/", &enough, &[], None, &BTreeMap::new()));
+    assert!(!input.too_many_headers());
+    let raw: Vec<(String, String)> = (0..=MAX_HEADERS)
+        .map(|i| (format!("x-h{i}"), "v".to_owned()))
+        .collect();
+    let input = decode(&request(
+        "GET",
+        "/",
+        &BTreeMap::new(),
+        &raw,
+        None,
+        &BTreeMap::new(),
+    ));
+    assert!(input.too_many_headers());
+}
+
+#[test]
 fn debug_never_shows_header_values() {
     let input = decode(&request(
         "GET",
