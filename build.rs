@@ -77,8 +77,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .build(),
         )
         .build();
-    // Verify writes its answer straight from the cached key (src/grpc/verify/wire.rs); its
-    // request is prost's.
+    // Verify reads its request in place and writes its answer straight from the cached key
+    // (src/grpc/verify/wire.rs).
     let verify = tonic_prost_build::manual::Service::builder()
         .name("VerifyService")
         .package("keyward.v1")
@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .name("verify")
                 .route_name("Verify")
                 .comment("Whether a key may make a request.")
-                .input_type("crate::proto::VerifyRequest")
+                .input_type("crate::grpc::verify::wire::VerifyInput")
                 .output_type("crate::grpc::verify::wire::VerifyOutput")
                 .codec_path("crate::grpc::verify::wire::VerifyCodec")
                 .build(),

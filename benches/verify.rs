@@ -42,7 +42,7 @@ fn bench_verify(c: &mut Criterion) {
         (service, secret.expose().to_owned())
     });
     let query = VerifyQuery {
-        required_scopes: vec![keyward::scope::ScopeName::parse("root").expect("a scope name")],
+        required_scopes: keyward::verify::RequiredScopes::from_slice(&["root"]),
         context: RequestContext::default(),
         environment: None,
         cost: 1,

@@ -221,8 +221,9 @@ impl KeyFormat {
     /// Checks a presented key's shape and checksum. `None` means malformed: no lookup is due.
     pub fn parse(&self, raw: &str) -> Option<ParsedKey> {
         let rest = raw.strip_prefix(self.prefix.as_str())?.strip_prefix('_')?;
-        let (env, body) = rest.split_once('_')?;
-        let environment = Environment::parse(env)?;
+        // `live_` or `test_`: both four letters (no search for the separator).
+        let environment = Environment::parse(rest.get(..4)?)?;
+        let body = rest.get(4..)?.strip_prefix('_')?;
         if body.len() != SECRET_LEN + CHECKSUM_LEN
             || !body.bytes().all(|b| b.is_ascii_alphanumeric())
         {

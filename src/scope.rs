@@ -20,23 +20,30 @@ pub const MAX_NAME_LEN: usize = 129;
 
 /// Drops repeated names from a list, keeping each first occurrence in order: a linear search
 /// while the list is short (a request names a few), a set when it is long, so even a hostile
-/// list of the most names allowed costs linear work.
-pub fn dedup(names: &mut Vec<ScopeName>) {
+/// list of the most names allowed costs linear work. Works in place on any list (`Vec`, the
+/// inline list of a verify query) and returns how many names remain at its front.
+#[must_use = "the list is to be cut to the length returned"]
+pub fn dedup<T: AsRef<str> + PartialEq>(names: &mut [T]) -> usize {
+    let mut kept = 0;
     if names.len() <= 16 {
-        let mut i = 1;
-        while i < names.len() {
-            if names[..i].contains(&names[i]) {
-                names.remove(i);
-            } else {
-                i += 1;
+        for i in 0..names.len() {
+            if !names[..kept].contains(&names[i]) {
+                names.swap(kept, i);
+                kept += 1;
             }
         }
-        return;
+        return kept;
     }
     let mut seen = std::collections::HashSet::with_capacity(names.len());
-    let keep: Vec<bool> = names.iter().map(|n| seen.insert(n.as_str())).collect();
-    let mut keep = keep.into_iter();
-    names.retain(|_| keep.next().unwrap_or(true));
+    let first: Vec<bool> = names.iter().map(|n| seen.insert(n.as_ref())).collect();
+    drop(seen);
+    for (i, first) in first.into_iter().enumerate() {
+        if first {
+            names.swap(kept, i);
+            kept += 1;
+        }
+    }
+    kept
 }
 
 /// Whether `name` is a reserved system scope.
@@ -103,7 +110,8 @@ pub fn check_name(name: &str) -> Result<(), String> {
             && p.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
     };
-    match name.split_once(':') {
+    let colon = name.bytes().position(|b| b == b':');
+    match colon.map(|i| (&name[..i], &name[i + 1..])) {
         Some((resource, action)) if part_ok(resource) && part_ok(action) => Ok(()),
         _ => Err(format!(
             "scope {} is not of the form resource:action (lowercase letters, digits, '_', '.', '-')",
@@ -115,6 +123,24 @@ pub fn check_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dedup_keeps_first_occurrences_in_order() {
+        for len in [0, 1, 5, 16, 17, 200] {
+            // Every name three times, interleaved: a, b, a, c, b, a, ...
+            let names: Vec<String> = (0..len).map(|i| format!("s{}:x", i % 7)).collect();
+            let mut expected: Vec<String> = Vec::new();
+            for n in &names {
+                if !expected.contains(n) {
+                    expected.push(n.clone());
+                }
+            }
+            let mut got = names.clone();
+            let kept = dedup(&mut got);
+            got.truncate(kept);
+            assert_eq!(got, expected, "{len} names");
+        }
+    }
 
     #[test]
     fn accepts_resource_action() {

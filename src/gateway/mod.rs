@@ -21,7 +21,7 @@ use crate::model::KeyState;
 use crate::restriction::{MAX_PATH_LEN, Method, normalize_path};
 use crate::scope::ScopeName;
 use crate::time::Timestamp;
-use crate::verify::{Code, Decision, RequestContext, VerifyQuery};
+use crate::verify::{Code, Decision, RequestContext, RequiredScopes, VerifyQuery};
 
 pub use client_ip::client_ip;
 pub use routes::{Route, RouteConfig};
@@ -147,7 +147,7 @@ impl Gateway {
 
     /// The verify query of an end client's request; a field the client (or the gateway's
     /// configuration) got wrong is a [`Rejection`], answered 400 without a verdict.
-    pub fn query(&self, request: &ClientRequest<'_>) -> Result<VerifyQuery, Rejection> {
+    pub fn query<'a>(&'a self, request: &ClientRequest<'a>) -> Result<VerifyQuery<'a>, Rejection> {
         if request.target.len() > MAX_PATH_LEN {
             return Err(Rejection::new(
                 "path",
@@ -187,9 +187,9 @@ impl Gateway {
             required_scopes,
             context: RequestContext {
                 method,
-                path: path.to_owned(),
+                path,
                 client_ip: request.client_ip.map(|ip| ip.to_canonical()),
-                referrer: request.referrer.to_owned(),
+                referrer: request.referrer,
             },
             environment,
             cost: 0,
@@ -201,9 +201,9 @@ impl Gateway {
         &self,
         method: Option<&Method>,
         path: &str,
-    ) -> Result<Vec<ScopeName>, Rejection> {
+    ) -> Result<RequiredScopes<'_>, Rejection> {
         if self.routes.is_empty() {
-            return Ok(Vec::new());
+            return Ok(RequiredScopes::new());
         }
         // Routes match the normal form of the path; one that has none fails closed.
         let normal =
@@ -212,7 +212,7 @@ impl Gateway {
             .routes
             .iter()
             .find(|r| r.matches(method, &normal))
-            .map(|r| r.scopes().to_vec())
+            .map(|r| r.scopes().iter().map(ScopeName::as_str).collect())
             .unwrap_or_default())
     }
 }
@@ -224,25 +224,26 @@ pub fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Parses a comma- (or space-) separated scope list, bounded before any entry is looked at;
-/// duplicates dropped.
-fn parse_scope_list(text: &str) -> Result<Vec<ScopeName>, String> {
+/// Parses a comma- (or space-) separated scope list, bounded by its length before any entry is
+/// looked at and by its count as it is read; duplicates dropped.
+fn parse_scope_list(text: &str) -> Result<RequiredScopes<'_>, String> {
     if text.len() > MAX_SCOPES * 65 {
         return Err(format!("at most {MAX_SCOPES} scopes"));
     }
-    let names = || {
-        text.split([',', ' '])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-    };
-    let count = names().count();
-    if count > MAX_SCOPES {
-        return Err(format!("at most {MAX_SCOPES} scopes"));
+    let names = text
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let mut out = RequiredScopes::new();
+    for name in names {
+        if out.len() == MAX_SCOPES {
+            return Err(format!("at most {MAX_SCOPES} scopes"));
+        }
+        crate::scope::check_name(name)?;
+        out.push(name);
     }
-    let mut out = names()
-        .map(ScopeName::parse)
-        .collect::<Result<Vec<_>, _>>()?;
-    crate::scope::dedup(&mut out);
+    let kept = crate::scope::dedup(&mut out);
+    out.truncate(kept);
     Ok(out)
 }
 

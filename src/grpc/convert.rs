@@ -12,6 +12,7 @@ use crate::proto;
 use crate::restriction::{self, Method, Pattern};
 use crate::scope::ScopeName;
 use crate::time::Timestamp;
+use crate::verify::RequiredScopes;
 
 /// Most field violations reported for one request: enough to fix a request, small enough that
 /// the details stay far below the 16 KiB metadata limit of gRPC clients.
@@ -162,32 +163,34 @@ pub(crate) const MAX_SCOPES: usize = 200;
 /// Scope names, each well-formed, duplicates dropped, at most [`MAX_SCOPES`]. A longer list is
 /// refused before any of its entries is looked at.
 pub(crate) fn parse_scopes(v: &mut Violations, field: &str, scopes: &[String]) -> Vec<ScopeName> {
-    if scopes.len() > MAX_SCOPES {
-        v.add(field, format!("at most {MAX_SCOPES} scopes"));
-        return Vec::new();
-    }
-    parse_scopes_owned(v, field, scopes.to_vec())
+    let names = scopes.iter().take(MAX_SCOPES + 1).map(String::as_str);
+    parse_required_scopes(v, field, names.collect())
+        .into_iter()
+        // Every name is well-formed by now: none is dropped here.
+        .filter_map(|s| ScopeName::parse(s).ok())
+        .collect()
 }
 
-/// Like [`parse_scopes`], taking the strings over (the verify path: no copies).
-pub(crate) fn parse_scopes_owned(
+/// Like [`parse_scopes`], borrowing the names (the verify path: no copies): the well-formed
+/// ones, each once; each other one is a violation.
+pub(crate) fn parse_required_scopes<'a>(
     v: &mut Violations,
     field: &str,
-    scopes: Vec<String>,
-) -> Vec<ScopeName> {
+    mut scopes: RequiredScopes<'a>,
+) -> RequiredScopes<'a> {
     if scopes.len() > MAX_SCOPES {
         v.add(field, format!("at most {MAX_SCOPES} scopes"));
-        return Vec::new();
+        return RequiredScopes::new();
     }
-    let mut out: Vec<ScopeName> = Vec::with_capacity(scopes.len());
-    for (i, s) in scopes.into_iter().enumerate() {
-        match ScopeName::parse_owned(s) {
-            Err(e) => v.add(format!("{field}[{i}]"), e),
-            Ok(name) => out.push(name),
-        }
-    }
-    crate::scope::dedup(&mut out);
-    out
+    let mut i = 0;
+    scopes.retain(|s| {
+        let checked = crate::scope::check_name(s).map_err(|e| v.add(format!("{field}[{i}]"), e));
+        i += 1;
+        checked.is_ok()
+    });
+    let kept = crate::scope::dedup(&mut scopes);
+    scopes.truncate(kept);
+    scopes
 }
 
 /// Metadata: at most 32 entries, keys 1–64 and values up to 512 characters.

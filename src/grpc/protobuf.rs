@@ -1,10 +1,13 @@
-//! Writing protobuf by hand, for the answers keyward encodes without building the generated
-//! message first (`ext_authz::wire`, `verify::wire`): field keys, varints and length-delimited
-//! fields, with their encoded lengths. What these write is checked byte for byte against prost
-//! in those modules' tests.
+//! Protobuf by hand, for the messages keyward reads and writes on the wire without the generated
+//! types (`ext_authz::wire`, `verify::wire`). Writing: field keys, varints and length-delimited
+//! fields, with their encoded lengths. Reading: the fields of a message located in its bytes
+//! ([`Fields`]), so strings are read in place. Both are checked against prost in those modules'
+//! tests.
 
-use bytes::BufMut;
-use prost::encoding::{WireType, encode_key, encode_varint};
+use std::fmt;
+
+use bytes::{Buf, BufMut};
+use prost::encoding::{WireType, decode_key, decode_varint, encode_key};
 
 // proto3 leaves out scalar fields holding their default (0, ""), as prost does; a message field
 // that is set is written even when empty.
@@ -50,12 +53,27 @@ pub(crate) fn key(number: u32, wire: WireType, buf: &mut impl BufMut) {
 }
 
 /// A varint: one byte below 128 (most lengths).
+#[inline]
 pub(crate) fn varint(value: u64, buf: &mut impl BufMut) {
     if value < 0x80 {
         buf.put_u8(value as u8);
     } else {
-        encode_varint(value, buf);
+        long_varint(value, buf);
     }
+}
+
+/// A varint of two or more bytes, made on the stack and put in one piece (a buffer's `put_u8`
+/// checks its capacity byte by byte).
+fn long_varint(mut value: u64, buf: &mut impl BufMut) {
+    let mut bytes = [0; 10];
+    let mut len = 0;
+    while value >= 0x80 {
+        bytes[len] = (value as u8) | 0x80;
+        value >>= 7;
+        len += 1;
+    }
+    bytes[len] = value as u8;
+    buf.put_slice(&bytes[..=len]);
 }
 
 pub(crate) fn bytes_field(number: u32, bytes: &[u8], buf: &mut impl BufMut) {
@@ -68,4 +86,175 @@ pub(crate) fn bytes_field(number: u32, bytes: &[u8], buf: &mut impl BufMut) {
 pub(crate) fn message_header(number: u32, len: usize, buf: &mut impl BufMut) {
     key(number, WireType::LengthDelimited, buf);
     varint(len as u64, buf);
+}
+
+// Reading: the fields of a message located in its encoded bytes, for the requests keyward reads
+// in place (`ext_authz::wire`, `verify::wire`) instead of decoding them into owned strings.
+
+/// A byte range of a request body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+}
+
+impl Span {
+    /// The whole body.
+    pub(crate) fn whole(body: &[u8]) -> Self {
+        Span {
+            start: 0,
+            end: body.len(),
+        }
+    }
+
+    /// An empty range at this one's start (a field absent from its message).
+    pub(crate) fn empty_at(self) -> Self {
+        Span {
+            start: self.start,
+            end: self.start,
+        }
+    }
+
+    /// The bytes of the range.
+    pub(crate) fn of(self, body: &[u8]) -> &[u8] {
+        &body[self.start..self.end]
+    }
+}
+
+/// The body is not a protobuf message (or a field keyward reads has the wrong wire type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed(pub(crate) String);
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<prost::DecodeError> for Malformed {
+    fn from(error: prost::DecodeError) -> Self {
+        Malformed(error.to_string())
+    }
+}
+
+impl From<Malformed> for tonic::Status {
+    /// The message names what is wrong with the structure, never field contents.
+    fn from(error: Malformed) -> Self {
+        tonic::Status::invalid_argument(format!(
+            "the request body is not a valid protobuf message: {error}"
+        ))
+    }
+}
+
+/// A field's value: what the next field of a message holds.
+pub(crate) enum Value {
+    Varint(u64),
+    Fixed,
+    Bytes(Span),
+}
+
+impl Value {
+    /// A length-delimited field: a string, bytes or a message.
+    pub(crate) fn bytes(self) -> Result<Span, Malformed> {
+        match self {
+            Value::Bytes(span) => Ok(span),
+            _ => Err(Malformed(
+                "a string or message field has another wire type".into(),
+            )),
+        }
+    }
+
+    /// A message field.
+    pub(crate) fn message(self) -> Result<Span, Malformed> {
+        self.bytes()
+    }
+
+    /// A varint field (an integer, a bool or an enum).
+    pub(crate) fn varint(self) -> Result<u64, Malformed> {
+        match self {
+            Value::Varint(value) => Ok(value),
+            _ => Err(Malformed("an integer field has another wire type".into())),
+        }
+    }
+}
+
+/// The fields of one message, in wire order.
+pub(crate) struct Fields<'a> {
+    body: &'a [u8],
+    pos: usize,
+    end: usize,
+}
+
+impl<'a> Fields<'a> {
+    /// The fields of the message at `span` of `body`.
+    pub(crate) fn new(body: &'a [u8], span: Span) -> Self {
+        Fields {
+            body,
+            pos: span.start,
+            end: span.end,
+        }
+    }
+
+    /// The next field's number and value; `None` at the end of the message.
+    pub(crate) fn next(&mut self) -> Result<Option<(u32, Value)>, Malformed> {
+        if self.pos == self.end {
+            return Ok(None);
+        }
+        // Most fields of a request: numbered 1-15 (a one-byte key), a string or message shorter
+        // than 128 bytes (a one-byte length) or a small integer (one byte).
+        if let [key @ 0x08..0x80, byte @ 0..0x80, ..] = self.body[self.pos..self.end] {
+            let number = u32::from(key >> 3);
+            match key & 0x07 {
+                0 => {
+                    self.pos += 2;
+                    return Ok(Some((number, Value::Varint(byte.into()))));
+                }
+                2 if self.pos + 2 + usize::from(byte) <= self.end => {
+                    let start = self.pos + 2;
+                    self.pos = start + usize::from(byte);
+                    let span = Span {
+                        start,
+                        end: self.pos,
+                    };
+                    return Ok(Some((number, Value::Bytes(span))));
+                }
+                _ => {}
+            }
+        }
+        let mut rest = &self.body[self.pos..self.end];
+        let (number, wire) = decode_key(&mut rest)?;
+        let take = |rest: &mut &[u8], len: u64| {
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|len| *len <= rest.len())
+                .ok_or_else(|| Malformed("a field runs past the end of its message".into()))?;
+            rest.advance(len);
+            Ok::<usize, Malformed>(len)
+        };
+        let value = match wire {
+            WireType::Varint => Value::Varint(decode_varint(&mut rest)?),
+            WireType::ThirtyTwoBit => {
+                take(&mut rest, 4)?;
+                Value::Fixed
+            }
+            WireType::SixtyFourBit => {
+                take(&mut rest, 8)?;
+                Value::Fixed
+            }
+            WireType::LengthDelimited => {
+                let len = decode_varint(&mut rest)?;
+                let start = self.end - rest.len();
+                let len = take(&mut rest, len)?;
+                Value::Bytes(Span {
+                    start,
+                    end: start + len,
+                })
+            }
+            WireType::StartGroup | WireType::EndGroup => {
+                return Err(Malformed("groups are not part of this API".into()));
+            }
+        };
+        self.pos = self.end - rest.len();
+        Ok(Some((number, value)))
+    }
 }

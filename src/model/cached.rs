@@ -105,11 +105,22 @@ impl CachedKey {
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
         let start =
             usize::from(self.id_len) + usize::from(self.account_len) + usize::from(self.name_len);
-        self.text
-            .get(start..)
-            .unwrap_or_default()
-            .split(' ')
-            .filter(|s| !s.is_empty())
+        let text = self.text.get(start..).unwrap_or_default();
+        // Split at the spaces byte by byte: every verify walks this short list.
+        let mut rest = text;
+        std::iter::from_fn(move || {
+            loop {
+                if rest.is_empty() {
+                    return None;
+                }
+                let end = rest.bytes().position(|b| b == b' ').unwrap_or(rest.len());
+                let (word, tail) = rest.split_at(end);
+                rest = tail.get(1..).unwrap_or_default();
+                if !word.is_empty() {
+                    return Some(word);
+                }
+            }
+        })
     }
 
     /// The key's environment.

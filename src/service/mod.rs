@@ -19,7 +19,6 @@ use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
 use crate::model::{Change, KeyState, RateLimit};
 use crate::ratelimit::Outcome;
-use crate::scope::ScopeName;
 use crate::stats::VerifyMetrics;
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -147,7 +146,7 @@ impl Keyward {
 
     /// Decides whether `raw` may make the request `query` describes, and records the answer
     /// in the metrics. Only I/O here: parse, look up, [`verify::decide`], record the use.
-    pub async fn verify(&self, raw: &str, query: &VerifyQuery) -> Result<Decision> {
+    pub async fn verify(&self, raw: &str, query: &VerifyQuery<'_>) -> Result<Decision> {
         let start = std::time::Instant::now();
         let decision = self.verify_uncounted(raw, query).await;
         let code = decision.as_ref().ok().map(|d| d.code);
@@ -160,7 +159,7 @@ impl Keyward {
         &self.verify_metrics
     }
 
-    async fn verify_uncounted(&self, raw: &str, query: &VerifyQuery) -> Result<Decision> {
+    async fn verify_uncounted(&self, raw: &str, query: &VerifyQuery<'_>) -> Result<Decision> {
         let parsed = (!raw.is_empty())
             .then(|| self.parse_presented(raw))
             .flatten();
@@ -247,14 +246,14 @@ impl RateBudget for Budgets<'_> {
     fn take(
         &mut self,
         state: &KeyState,
-        required_scopes: &[ScopeName],
+        required_scopes: &[&str],
         cost: u32,
         now: Timestamp,
     ) -> Outcome {
         let own = state.key.rate_limit().unwrap_or(self.default);
         let guardrails: Vec<(&str, RateLimit)> = required_scopes
             .iter()
-            .filter_map(|s| Some((s.as_str(), self.catalog.get(s.as_str())?.guardrail?)))
+            .filter_map(|s| Some((*s, self.catalog.get(s)?.guardrail?)))
             .collect();
         state.rate.check(&own, &guardrails, cost, now)
     }

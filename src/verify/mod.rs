@@ -16,29 +16,34 @@ use crate::key::Environment;
 use crate::model::KeyState;
 use crate::ratelimit::{LimitStatus, Outcome};
 use crate::restriction::Method;
-use crate::scope::ScopeName;
 use crate::time::Timestamp;
+use smallvec::SmallVec;
 
-/// The end client's HTTP request, as the gateway describes it.
+/// The end client's HTTP request, as the gateway describes it. Borrowed from the request
+/// that carried it: asking costs no copies.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestContext {
+pub struct RequestContext<'a> {
     /// HTTP method, parsed once at the edge.
     pub method: Option<Method>,
     /// Request path.
-    pub path: String,
+    pub path: &'a str,
     /// The end client's IP address, parsed once at the edge (IPv4-mapped addresses as IPv4).
     pub client_ip: Option<std::net::IpAddr>,
     /// Referer header.
-    pub referrer: String,
+    pub referrer: &'a str,
 }
+
+/// Scopes a request needs: well-formed names ([`crate::scope::check_name`], checked at the
+/// edge), each once, borrowed; a few fit without an allocation.
+pub type RequiredScopes<'a> = SmallVec<[&'a str; 4]>;
 
 /// What a verify request asks, besides the key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VerifyQuery {
+pub struct VerifyQuery<'a> {
     /// Scopes the request needs.
-    pub required_scopes: Vec<ScopeName>,
+    pub required_scopes: RequiredScopes<'a>,
     /// The HTTP request.
-    pub context: RequestContext,
+    pub context: RequestContext<'a>,
     /// The environment the gateway serves; `None` accepts either.
     pub environment: Option<Environment>,
     /// Rate-limit units; 0 counts as 1.
@@ -71,7 +76,7 @@ pub trait RateBudget {
     fn take(
         &mut self,
         state: &KeyState,
-        required_scopes: &[ScopeName],
+        required_scopes: &[&str],
         cost: u32,
         now: Timestamp,
     ) -> Outcome;
@@ -120,7 +125,7 @@ impl Decision {
 /// Decides a verify request. Rate-limit units are taken only when every other check passed.
 pub fn decide(
     presented: Presented,
-    query: &VerifyQuery,
+    query: &VerifyQuery<'_>,
     now: Timestamp,
     budget: &mut impl RateBudget,
 ) -> Decision {
@@ -155,20 +160,20 @@ pub fn decide(
     if !r.allows_ip(ctx.client_ip) {
         return Decision::deny_key(Code::IpNotAllowed, state);
     }
-    if !r.allows_referrer(&ctx.referrer) {
+    if !r.allows_referrer(ctx.referrer) {
         return Decision::deny_key(Code::ReferrerNotAllowed, state);
     }
     if !r.allows_method(ctx.method.as_ref()) {
         return Decision::deny_key(Code::MethodNotAllowed, state);
     }
-    if !r.allows_path(&ctx.path) {
+    if !r.allows_path(ctx.path) {
         return Decision::deny_key(Code::PathNotAllowed, state);
     }
     let missing_scopes: Vec<String> = query
         .required_scopes
         .iter()
-        .filter(|s| !key.holds(s.as_str()))
-        .map(|s| s.as_str().to_owned())
+        .filter(|s| !key.holds(s))
+        .map(|s| (*s).to_owned())
         .collect();
     if !missing_scopes.is_empty() {
         return Decision {

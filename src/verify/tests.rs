@@ -7,10 +7,9 @@ use super::*;
 use crate::model::test_key;
 use crate::ratelimit::LimitStatus;
 use crate::restriction::{Method, Pattern, parse_cidr};
-use crate::scope::ScopeName;
 
-fn scopes(names: &[&str]) -> Vec<ScopeName> {
-    names.iter().map(|n| ScopeName::parse(n).unwrap()).collect()
+fn scopes(names: &[&'static str]) -> RequiredScopes<'static> {
+    names.iter().copied().collect()
 }
 
 /// A budget with room, or exhausted; counts what was taken.
@@ -21,7 +20,7 @@ struct Budget {
 }
 
 impl RateBudget for Budget {
-    fn take(&mut self, _: &KeyState, _: &[ScopeName], cost: u32, now: Timestamp) -> Outcome {
+    fn take(&mut self, _: &KeyState, _: &[&str], cost: u32, now: Timestamp) -> Outcome {
         let status = LimitStatus {
             limit: 10,
             remaining: if self.exhausted { 0 } else { 10 - cost },
@@ -54,7 +53,7 @@ struct Scenario {
     text_environment: Environment,
     key: crate::model::ApiKey,
     account_disabled: bool,
-    query: VerifyQuery,
+    query: VerifyQuery<'static>,
     exhausted: bool,
 }
 
@@ -78,9 +77,9 @@ impl Scenario {
                 required_scopes: scopes(&["videos:read"]),
                 context: RequestContext {
                     method: Method::parse("GET").ok(),
-                    path: "/v1/videos/1".into(),
+                    path: "/v1/videos/1",
                     client_ip: Some("10.1.2.3".parse().unwrap()),
-                    referrer: "https://app.example.com/".into(),
+                    referrer: "https://app.example.com/",
                 },
                 environment: Some(Environment::Live),
                 cost: 1,
@@ -104,9 +103,9 @@ impl Scenario {
             Code::WrongEnvironment => self.query.environment = Some(Environment::Test),
             Code::AccountDisabled => self.account_disabled = true,
             Code::IpNotAllowed => self.query.context.client_ip = Some("192.0.2.1".parse().unwrap()),
-            Code::ReferrerNotAllowed => self.query.context.referrer = "https://evil.test/".into(),
+            Code::ReferrerNotAllowed => self.query.context.referrer = "https://evil.test/",
             Code::MethodNotAllowed => self.query.context.method = Method::parse("POST").ok(),
-            Code::PathNotAllowed => self.query.context.path = "/v1/admin".into(),
+            Code::PathNotAllowed => self.query.context.path = "/v1/admin",
             Code::InsufficientScope => self
                 .query
                 .required_scopes

@@ -19,13 +19,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes};
-use prost::encoding::{WireType, decode_key, decode_varint};
+use smallvec::SmallVec;
 use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use crate::gateway::{Answer, Gateway, JSON};
+pub use crate::grpc::protobuf::Malformed;
 use crate::grpc::protobuf::{
-    bytes_field, bytes_field_len, message_field_len, message_header, varint_field, varint_field_len,
+    Fields, Span, bytes_field, bytes_field_len, message_field_len, message_header, varint_field,
+    varint_field_len,
 };
 use crate::proto::envoy::config::core::v3::header_value_option::HeaderAppendAction;
 
@@ -61,13 +63,6 @@ const HEADER_RAW_VALUE: u32 = 3;
 /// Most request headers read (each list): Envoy's own default limit is 100; past this the request
 /// is refused (see [`CheckInput::too_many_headers`]) instead of growing the list with the body.
 pub const MAX_HEADERS: usize = 1024;
-
-/// A byte range of the request body.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Span {
-    start: usize,
-    end: usize,
-}
 
 /// What keyward reads of Envoy's `CheckRequest`, located in the request body.
 pub struct CheckInput {
@@ -267,131 +262,6 @@ impl fmt::Debug for CheckInput {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotUtf8;
 
-/// The body is not a protobuf message (or a field keyward reads has the wrong wire type).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Malformed(String);
-
-impl fmt::Display for Malformed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<prost::DecodeError> for Malformed {
-    fn from(error: prost::DecodeError) -> Self {
-        Malformed(error.to_string())
-    }
-}
-
-impl Span {
-    fn whole(body: &[u8]) -> Self {
-        Span {
-            start: 0,
-            end: body.len(),
-        }
-    }
-}
-
-/// A field's value: what the next field of a message holds.
-enum Value {
-    Varint,
-    Fixed,
-    Bytes(Span),
-}
-
-impl Value {
-    /// A length-delimited field: a string, bytes or a message.
-    fn bytes(self) -> Result<Span, Malformed> {
-        match self {
-            Value::Bytes(span) => Ok(span),
-            _ => Err(Malformed(
-                "a string or message field has another wire type".into(),
-            )),
-        }
-    }
-
-    fn message(self) -> Result<Span, Malformed> {
-        self.bytes()
-    }
-}
-
-/// The fields of one message, in wire order.
-struct Fields<'a> {
-    body: &'a [u8],
-    pos: usize,
-    end: usize,
-}
-
-impl<'a> Fields<'a> {
-    fn new(body: &'a [u8], span: Span) -> Self {
-        Fields {
-            body,
-            pos: span.start,
-            end: span.end,
-        }
-    }
-
-    fn next(&mut self) -> Result<Option<(u32, Value)>, Malformed> {
-        if self.pos == self.end {
-            return Ok(None);
-        }
-        // Most fields of Envoy's request: a string or message numbered 1-15 (a one-byte key)
-        // shorter than 128 bytes (a one-byte length).
-        if let [key @ 0x08..0x80, len @ 0..0x80, ..] = self.body[self.pos..self.end]
-            && key & 0x07 == WireType::LengthDelimited as u8
-            && self.pos + 2 + usize::from(len) <= self.end
-        {
-            let start = self.pos + 2;
-            self.pos = start + usize::from(len);
-            return Ok(Some((
-                u32::from(key >> 3),
-                Value::Bytes(Span {
-                    start,
-                    end: self.pos,
-                }),
-            )));
-        }
-        let mut rest = &self.body[self.pos..self.end];
-        let (number, wire) = decode_key(&mut rest)?;
-        let take = |rest: &mut &[u8], len: u64| {
-            let len = usize::try_from(len)
-                .ok()
-                .filter(|len| *len <= rest.len())
-                .ok_or_else(|| Malformed("a field runs past the end of its message".into()))?;
-            rest.advance(len);
-            Ok::<usize, Malformed>(len)
-        };
-        let value = match wire {
-            WireType::Varint => {
-                decode_varint(&mut rest)?;
-                Value::Varint
-            }
-            WireType::ThirtyTwoBit => {
-                take(&mut rest, 4)?;
-                Value::Fixed
-            }
-            WireType::SixtyFourBit => {
-                take(&mut rest, 8)?;
-                Value::Fixed
-            }
-            WireType::LengthDelimited => {
-                let len = decode_varint(&mut rest)?;
-                let start = self.end - rest.len();
-                let len = take(&mut rest, len)?;
-                Value::Bytes(Span {
-                    start,
-                    end: start + len,
-                })
-            }
-            WireType::StartGroup | WireType::EndGroup => {
-                return Err(Malformed("groups are not part of Envoy's API".into()));
-            }
-        };
-        self.pos = self.end - rest.len();
-        Ok(Some((number, value)))
-    }
-}
-
 /// A `map<string, string>` entry: its key and value (empty when absent).
 fn entry(body: &[u8], span: Span) -> Result<(Span, Span), Malformed> {
     // As every encoder writes one: key (field 1), then value (field 2), both shorter than 128.
@@ -411,11 +281,7 @@ fn entry(body: &[u8], span: Span) -> Result<(Span, Span), Malformed> {
             },
         ));
     }
-    let empty = Span {
-        start: span.start,
-        end: span.start,
-    };
-    let (mut key, mut value) = (empty, empty);
+    let (mut key, mut value) = (span.empty_at(), span.empty_at());
     let mut fields = Fields::new(body, span);
     while let Some((number, field)) = fields.next()? {
         match number {
@@ -429,11 +295,7 @@ fn entry(body: &[u8], span: Span) -> Result<(Span, Span), Malformed> {
 
 /// A `HeaderValue`: its key, and its value or, when that is empty, its raw value.
 fn header_value(body: &[u8], span: Span) -> Result<(Span, Span), Malformed> {
-    let empty = Span {
-        start: span.start,
-        end: span.start,
-    };
-    let (mut key, mut value, mut raw) = (empty, empty, empty);
+    let (mut key, mut value, mut raw) = (span.empty_at(), span.empty_at(), span.empty_at());
     let mut fields = Fields::new(body, span);
     while let Some((number, field)) = fields.next()? {
         match number {
@@ -488,6 +350,9 @@ const OPTION_APPEND_ACTION: u32 = 3;
 const RETRY_INFO_DELAY: u32 = 1;
 const DURATION_SECONDS: u32 = 1;
 
+/// A header of the answer: its name and value.
+type Header<'a> = (&'static str, &'a [u8]);
+
 /// Who the key is and its rate-limit state go upstream, overwriting (never appending to)
 /// whatever the client sent under those names.
 const OVERWRITE: u64 = HeaderAppendAction::OverwriteIfExistsOrAdd as u64;
@@ -495,7 +360,7 @@ const OVERWRITE: u64 = HeaderAppendAction::OverwriteIfExistsOrAdd as u64;
 impl CheckOutput {
     /// The headers of the answer: upstream request headers when allowed, the client's response
     /// headers when denied.
-    fn headers(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
+    fn headers(&self) -> impl Iterator<Item = Header<'_>> {
         let answer = &self.answer;
         let allowed = answer.allowed();
         let content_type = (!allowed).then_some(("content-type", JSON.as_bytes()));
@@ -556,16 +421,17 @@ impl CheckOutput {
                 .map_or(0, |secs| message_field_len(STATUS_DETAILS, any_len(secs)))
     }
 
-    fn headers_len(&self, number: u32) -> usize {
-        self.headers()
+    fn headers_len(number: u32, headers: &[Header<'_>]) -> usize {
+        headers
+            .iter()
             .map(|(name, value)| message_field_len(number, option_len(name, value)))
             .sum()
     }
 
     /// `OkHttpResponse` or `DeniedHttpResponse`.
-    fn http_response_len(&self) -> usize {
+    fn http_response_len(&self, headers: &[Header<'_>]) -> usize {
         if self.answer.allowed() {
-            self.headers_len(OK_HEADERS)
+            Self::headers_len(OK_HEADERS, headers)
                 + self
                     .gateway
                     .headers_to_remove()
@@ -576,7 +442,7 @@ impl CheckOutput {
             message_field_len(
                 DENIED_STATUS,
                 varint_field_len(HTTP_STATUS_CODE, self.http_status()),
-            ) + self.headers_len(DENIED_HEADERS)
+            ) + Self::headers_len(DENIED_HEADERS, headers)
                 + bytes_field_len(DENIED_BODY, self.body().len())
         }
     }
@@ -613,9 +479,11 @@ impl CheckOutput {
         } else {
             RESPONSE_DENIED
         };
-        message_header(number, self.http_response_len(), buf);
+        // The headers, gathered once (on the stack) for both their length and their bytes.
+        let headers: SmallVec<[Header<'_>; 9]> = self.headers().collect();
+        message_header(number, self.http_response_len(&headers), buf);
         if allowed {
-            for (name, value) in self.headers() {
+            for &(name, value) in &headers {
                 header_option(OK_HEADERS, name, value, buf);
             }
             for name in self.gateway.headers_to_remove() {
@@ -629,7 +497,7 @@ impl CheckOutput {
                 buf,
             );
             varint_field(HTTP_STATUS_CODE, status, buf);
-            for (name, value) in self.headers() {
+            for &(name, value) in &headers {
                 header_option(DENIED_HEADERS, name, value, buf);
             }
             bytes_field(DENIED_BODY, self.body().as_bytes(), buf);
@@ -646,7 +514,7 @@ impl CheckOutput {
                 } else {
                     RESPONSE_DENIED
                 },
-                self.http_response_len(),
+                self.http_response_len(&self.headers().collect::<Vec<_>>()),
             )
     }
 }
@@ -729,12 +597,7 @@ impl Decoder for CheckDecoder {
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<CheckInput>, Status> {
         let body = buf.copy_to_bytes(buf.remaining());
-        CheckInput::decode(body).map(Some).map_err(|error| {
-            // The message names what is wrong with the structure, never field contents.
-            Status::invalid_argument(format!(
-                "the request body is not a valid protobuf message: {error}"
-            ))
-        })
+        Ok(Some(CheckInput::decode(body)?))
     }
 
     fn buffer_settings(&self) -> BufferSettings {

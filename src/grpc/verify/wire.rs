@@ -1,24 +1,183 @@
-//! The `VerifyResponse`, written straight to the wire from the decision and the cached key.
+//! The `VerifyRequest` read in place and the `VerifyResponse` written straight to the wire from
+//! the decision and the cached key.
 //!
-//! Building the generated `VerifyResponse` first copied the key's id, account, name and scopes
-//! into owned strings on every call, only for prost to copy them again into the buffer. This
-//! writes the same bytes (proto3 rules: default scalars left out, a set message written even
-//! when empty) from the borrowed values; `tests` checks it against prost's encoding of the
-//! generated message for every code and view. The request is still decoded by prost.
+//! Decoding the generated `VerifyRequest` allocated the key, each scope and the list around
+//! them; building the generated `VerifyResponse` copied the key's id, account, name and scopes
+//! into owned strings, only for prost to copy them again into the buffer. Here the request body
+//! stays one [`Bytes`] whose fields are located by their numbers and read as borrowed strings
+//! (prost's rules: later scalars win, a repeated message merges, strings must be UTF-8), and the
+//! answer is written from the borrowed values (proto3 rules: default scalars left out, a set
+//! message written even when empty). `tests` checks both against prost.
 
-use bytes::BufMut;
+use std::fmt;
+
+use bytes::{Buf, BufMut, Bytes};
+use smallvec::SmallVec;
 use tonic::Status;
-use tonic::codec::{BufferSettings, Codec, Encoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, Encoder};
 
-use crate::grpc::codec::KeywardDecoder;
-use crate::grpc::convert::environment;
+use crate::grpc::convert::{MAX_SCOPES, environment};
 use crate::grpc::protobuf::{
-    bytes_field, bytes_field_len, message_field_len, message_header, varint_field, varint_field_len,
+    Fields, Malformed, Span, bytes_field, bytes_field_len, message_field_len, message_header,
+    varint_field, varint_field_len,
 };
 use crate::model::CachedKey;
-use crate::proto::{self, VerifyRequest};
+use crate::proto;
 use crate::time::Timestamp;
-use crate::verify::{Code, Decision};
+use crate::verify::{Code, Decision, RequiredScopes};
+
+// keyward.v1 field numbers of the request (proto/keyward/v1/verify.proto).
+/// `VerifyRequest`.
+const REQUEST_KEY: u32 = 1;
+const REQUEST_REQUIRED_SCOPES: u32 = 2;
+const REQUEST_CONTEXT: u32 = 3;
+const REQUEST_ENVIRONMENT: u32 = 4;
+const REQUEST_COST: u32 = 5;
+const REQUEST_VIEW: u32 = 6;
+/// `RequestContext`.
+const CONTEXT_METHOD: u32 = 1;
+const CONTEXT_PATH: u32 = 2;
+const CONTEXT_CLIENT_IP: u32 = 3;
+const CONTEXT_REFERRER: u32 = 4;
+
+/// What a `VerifyRequest` holds, located in the request body.
+pub struct VerifyInput {
+    body: Bytes,
+    key: Span,
+    /// The first [`MAX_SCOPES`] + 1 required scopes: one more than a request may name, so a
+    /// longer list is refused without the list growing with the body.
+    required_scopes: SmallVec<[Span; 4]>,
+    context: Option<ContextInput>,
+    environment: i32,
+    cost: u32,
+    view: i32,
+}
+
+/// A `RequestContext`, located in the request body.
+#[derive(Debug, Clone, Copy, Default)]
+struct ContextInput {
+    method: Span,
+    path: Span,
+    client_ip: Span,
+    referrer: Span,
+}
+
+/// The end client's request as a `VerifyRequest` describes it, borrowed from the body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    /// `context.method`.
+    pub method: &'a str,
+    /// `context.path`.
+    pub path: &'a str,
+    /// `context.client_ip`.
+    pub client_ip: &'a str,
+    /// `context.referrer`.
+    pub referrer: &'a str,
+}
+
+impl VerifyInput {
+    /// Locates the fields of an encoded `VerifyRequest`.
+    pub fn decode(body: Bytes) -> Result<Self, Malformed> {
+        let mut input = VerifyInput {
+            key: Span::default(),
+            required_scopes: SmallVec::new(),
+            context: None,
+            environment: 0,
+            cost: 0,
+            view: 0,
+            body,
+        };
+        let body = &input.body[..];
+        let mut fields = Fields::new(body, Span::whole(body));
+        while let Some((number, field)) = fields.next()? {
+            match number {
+                REQUEST_KEY => input.key = field.bytes()?,
+                REQUEST_REQUIRED_SCOPES => {
+                    let scope = field.bytes()?;
+                    if input.required_scopes.len() <= MAX_SCOPES {
+                        input.required_scopes.push(scope);
+                    }
+                }
+                REQUEST_CONTEXT => {
+                    // A message given twice merges, field by field.
+                    let context = input.context.get_or_insert_default();
+                    let mut fields = Fields::new(body, field.message()?);
+                    while let Some((number, field)) = fields.next()? {
+                        match number {
+                            CONTEXT_METHOD => context.method = field.bytes()?,
+                            CONTEXT_PATH => context.path = field.bytes()?,
+                            CONTEXT_CLIENT_IP => context.client_ip = field.bytes()?,
+                            CONTEXT_REFERRER => context.referrer = field.bytes()?,
+                            _ => {}
+                        }
+                    }
+                }
+                // As prost reads them: an enum is the varint's low 32 bits, as is a uint32.
+                REQUEST_ENVIRONMENT => input.environment = field.varint()? as i32,
+                REQUEST_COST => input.cost = field.varint()? as u32,
+                REQUEST_VIEW => input.view = field.varint()? as i32,
+                _ => {}
+            }
+        }
+        Ok(input)
+    }
+
+    fn text(&self, span: Span, field: &str) -> Result<&str, Malformed> {
+        std::str::from_utf8(span.of(&self.body))
+            .map_err(|_| Malformed(format!("VerifyRequest.{field} is not valid UTF-8")))
+    }
+
+    /// `key`.
+    pub fn key(&self) -> Result<&str, Malformed> {
+        self.text(self.key, "key")
+    }
+
+    /// `required_scopes`, at most [`MAX_SCOPES`] + 1 of them.
+    pub fn required_scopes(&self) -> Result<RequiredScopes<'_>, Malformed> {
+        self.required_scopes
+            .iter()
+            .map(|span| self.text(*span, "required_scopes"))
+            .collect()
+    }
+
+    /// `context`, empty strings when absent.
+    pub fn context(&self) -> Result<Option<Context<'_>>, Malformed> {
+        let Some(c) = self.context else {
+            return Ok(None);
+        };
+        Ok(Some(Context {
+            method: self.text(c.method, "context.method")?,
+            path: self.text(c.path, "context.path")?,
+            client_ip: self.text(c.client_ip, "context.client_ip")?,
+            referrer: self.text(c.referrer, "context.referrer")?,
+        }))
+    }
+
+    /// `environment`, as the enum's number.
+    pub fn environment(&self) -> i32 {
+        self.environment
+    }
+
+    /// `cost`.
+    pub fn cost(&self) -> u32 {
+        self.cost
+    }
+
+    /// `view`, as the enum's number.
+    pub fn view(&self) -> i32 {
+        self.view
+    }
+}
+
+/// The key is secret: only the sizes are shown.
+impl fmt::Debug for VerifyInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyInput")
+            .field("bytes", &self.body.len())
+            .field("required_scopes", &self.required_scopes.len())
+            .finish_non_exhaustive()
+    }
+}
 
 // keyward.v1 field numbers (proto/keyward/v1/verify.proto).
 /// `VerifyResponse`.
@@ -194,22 +353,40 @@ fn code(code: Code) -> proto::VerifyCode {
     }
 }
 
-/// The codec of `Verify`: prost's `VerifyRequest` in, [`VerifyOutput`] out.
+/// The codec of `Verify`: [`VerifyInput`] in, [`VerifyOutput`] out.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VerifyCodec;
 
 impl Codec for VerifyCodec {
     type Encode = VerifyOutput;
-    type Decode = VerifyRequest;
+    type Decode = VerifyInput;
     type Encoder = VerifyEncoder;
-    type Decoder = KeywardDecoder<VerifyRequest>;
+    type Decoder = VerifyDecoder;
 
     fn encoder(&mut self) -> VerifyEncoder {
         VerifyEncoder
     }
 
-    fn decoder(&mut self) -> KeywardDecoder<VerifyRequest> {
-        KeywardDecoder::default()
+    fn decoder(&mut self) -> VerifyDecoder {
+        VerifyDecoder
+    }
+}
+
+/// Reads a `VerifyRequest` into a [`VerifyInput`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyDecoder;
+
+impl Decoder for VerifyDecoder {
+    type Item = VerifyInput;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<VerifyInput>, Status> {
+        let body = buf.copy_to_bytes(buf.remaining());
+        Ok(Some(VerifyInput::decode(body)?))
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::default()
     }
 }
 

@@ -1,16 +1,145 @@
-//! The written `VerifyResponse` against prost's encoding of the message the adapter built before
-//! (the oracle below is that code, kept as it was).
+//! The request read in place against prost's decoding of the same bytes; the written
+//! `VerifyResponse` against prost's encoding of the message the adapter built before (the
+//! oracle below is that code, kept as it was).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use proptest::prelude::*;
 use prost::Message;
 
 use super::*;
 use crate::grpc::convert::{duration, timestamp};
 use crate::model::{KeyState, test_key};
 use crate::ratelimit::LimitStatus;
+
+/// Reads `body` and checks every field against what prost decodes from it.
+fn assert_reads_as_prost(body: &[u8]) {
+    let expected = proto::VerifyRequest::decode(body).expect("prost decodes it");
+    let input = VerifyInput::decode(Bytes::copy_from_slice(body)).expect("read");
+    assert_eq!(input.key().unwrap(), expected.key);
+    let scopes: Vec<&str> = expected
+        .required_scopes
+        .iter()
+        .map(String::as_str)
+        .collect();
+    // Kept: one more than a request may name, so a longer list is still refused.
+    let kept = &scopes[..scopes.len().min(MAX_SCOPES + 1)];
+    assert_eq!(input.required_scopes().unwrap().as_slice(), kept);
+    match (input.context().unwrap(), &expected.context) {
+        (None, None) => {}
+        (Some(got), Some(want)) => {
+            assert_eq!(got.method, want.method);
+            assert_eq!(got.path, want.path);
+            assert_eq!(got.client_ip, want.client_ip);
+            assert_eq!(got.referrer, want.referrer);
+        }
+        (got, want) => panic!("context: read {got:?}, prost {want:?}"),
+    }
+    assert_eq!(input.environment(), expected.environment);
+    assert_eq!(input.cost(), expected.cost);
+    assert_eq!(input.view(), expected.view);
+}
+
+fn arb_request() -> impl Strategy<Value = proto::VerifyRequest> {
+    let context = (".{0,40}", ".{0,150}", "[0-9a-f.:]{0,45}", ".{0,150}").prop_map(
+        |(method, path, client_ip, referrer)| proto::RequestContext {
+            method,
+            path,
+            client_ip,
+            referrer,
+        },
+    );
+    (
+        ".{0,60}",
+        proptest::collection::vec(".{0,150}", 0..6),
+        proptest::option::of(context),
+        (any::<i32>(), any::<u32>(), any::<i32>()),
+    )
+        .prop_map(
+            |(key, required_scopes, context, (environment, cost, view))| proto::VerifyRequest {
+                key,
+                required_scopes,
+                context,
+                environment,
+                cost,
+                view,
+            },
+        )
+}
+
+proptest! {
+    #[test]
+    fn reads_what_prost_decodes(first in arb_request(), second in arb_request()) {
+        assert_reads_as_prost(&first.encode_to_vec());
+        // Two messages one after the other merge: later scalars win, lists and the context
+        // message merge.
+        let both = [first.encode_to_vec(), second.encode_to_vec()].concat();
+        assert_reads_as_prost(&both);
+    }
+
+    #[test]
+    fn never_panics(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+        if let Ok(input) = VerifyInput::decode(Bytes::from(body.clone())) {
+            let _ = (input.key(), input.required_scopes(), input.context());
+            // Whatever prost reads whole, the reader reads the same.
+            if proto::VerifyRequest::decode(&body[..]).is_ok() {
+                assert_reads_as_prost(&body);
+            }
+        }
+    }
+}
+
+#[test]
+fn scope_lists_past_the_bound_are_cut_one_past_it() {
+    let request = proto::VerifyRequest {
+        required_scopes: (0..1000).map(|i| format!("s{i}:read")).collect(),
+        ..Default::default()
+    };
+    let input = VerifyInput::decode(request.encode_to_vec().into()).unwrap();
+    assert_eq!(input.required_scopes().unwrap().len(), MAX_SCOPES + 1);
+}
+
+#[test]
+fn strings_that_are_not_utf8_are_refused_naming_the_field() {
+    // key = 0xff, then a context whose path is 0xfe.
+    const BODY: [u8; 8] = [0x0a, 1, 0xff, 0x1a, 3, 0x12, 1, 0xfe];
+    let input = VerifyInput::decode(Bytes::from_static(&BODY)).unwrap();
+    assert!(input.key().unwrap_err().0.contains("VerifyRequest.key"));
+    assert!(input.context().unwrap_err().0.contains("context.path"));
+    let status = Status::from(input.key().unwrap_err());
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+}
+
+#[test]
+fn malformed_bodies_are_refused() {
+    let whole = proto::VerifyRequest {
+        key: "kw_live_x".into(),
+        required_scopes: vec!["videos:read".into()],
+        cost: 3,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    for cut in 1..whole.len() {
+        if proto::VerifyRequest::decode(&whole[..cut]).is_err() {
+            assert!(VerifyInput::decode(Bytes::copy_from_slice(&whole[..cut])).is_err());
+        }
+    }
+    // The key (a string) sent as an integer; the cost (an integer) sent as a string.
+    assert!(VerifyInput::decode(Bytes::from_static(&[0x08, 1])).is_err());
+    assert!(VerifyInput::decode(Bytes::from_static(&[0x2a, 0])).is_err());
+}
+
+#[test]
+fn debug_never_shows_the_key() {
+    let request = proto::VerifyRequest {
+        key: "kw_live_secretsecret".into(),
+        ..Default::default()
+    };
+    let input = VerifyInput::decode(request.encode_to_vec().into()).unwrap();
+    assert!(!format!("{input:?}").contains("secret"));
+}
 
 /// What a gateway learns of the key: identity, and (full view) grant, metadata and expiry.
 fn key_info(key: &crate::model::CachedKey, basic: bool) -> proto::KeyInfo {
