@@ -305,6 +305,9 @@ pub struct Answer {
     pub body: Option<String>,
 }
 
+/// A header of an answer: its name and its value as it goes on the wire.
+pub type Header<'a> = (&'static str, &'a [u8]);
+
 /// The JSON body's media type.
 pub const JSON: &str = "application/json";
 
@@ -354,31 +357,27 @@ impl Answer {
 
     /// Who the key is: `x-keyward-key-id`, `x-keyward-account-id`, `x-keyward-environment`
     /// (whenever the key was found). Header values are bytes, as they go on the wire.
-    pub fn identity(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
-        self.key.iter().flat_map(|state| {
-            [
-                ("x-keyward-key-id", state.key.id().as_bytes()),
-                ("x-keyward-account-id", state.key.account_id().as_bytes()),
-                (
-                    "x-keyward-environment",
-                    state.key.environment().as_str().as_bytes(),
-                ),
-            ]
-        })
+    pub fn identity(&self) -> Option<[Header<'_>; 3]> {
+        let key = &self.key.as_ref()?.key;
+        Some([
+            ("x-keyward-key-id", key.id().as_bytes()),
+            ("x-keyward-account-id", key.account_id().as_bytes()),
+            (
+                "x-keyward-environment",
+                key.environment().as_str().as_bytes(),
+            ),
+        ])
     }
 
     /// `ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset` (when a limit was looked
     /// at).
-    pub fn rate_limit(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
-        self.rate_limit
-            .iter()
-            .flat_map(|[limit, remaining, reset]| {
-                [
-                    ("ratelimit-limit", limit.as_bytes()),
-                    ("ratelimit-remaining", remaining.as_bytes()),
-                    ("ratelimit-reset", reset.as_bytes()),
-                ]
-            })
+    pub fn rate_limit(&self) -> Option<[Header<'_>; 3]> {
+        let [limit, remaining, reset] = self.rate_limit.as_ref()?;
+        Some([
+            ("ratelimit-limit", limit.as_bytes()),
+            ("ratelimit-remaining", remaining.as_bytes()),
+            ("ratelimit-reset", reset.as_bytes()),
+        ])
     }
 
     /// A request that cannot be evaluated.

@@ -36,6 +36,7 @@ pub(crate) fn message_field_len(number: u32, len: usize) -> usize {
     key_len(number) + prost::encoding::encoded_len_varint(len as u64) + len
 }
 
+#[inline]
 pub(crate) fn varint_field(number: u32, value: u64, buf: &mut impl BufMut) {
     if value != 0 {
         key(number, WireType::Varint, buf);
@@ -44,6 +45,7 @@ pub(crate) fn varint_field(number: u32, value: u64, buf: &mut impl BufMut) {
 }
 
 /// A field's key: one byte for the field numbers 1-15.
+#[inline]
 pub(crate) fn key(number: u32, wire: WireType, buf: &mut impl BufMut) {
     if number < 16 {
         buf.put_u8((number << 3) as u8 | wire as u8);
@@ -76,6 +78,7 @@ fn long_varint(mut value: u64, buf: &mut impl BufMut) {
     buf.put_slice(&bytes[..=len]);
 }
 
+#[inline]
 pub(crate) fn bytes_field(number: u32, bytes: &[u8], buf: &mut impl BufMut) {
     if !bytes.is_empty() {
         message_header(number, bytes.len(), buf);
@@ -83,6 +86,7 @@ pub(crate) fn bytes_field(number: u32, bytes: &[u8], buf: &mut impl BufMut) {
     }
 }
 
+#[inline]
 pub(crate) fn message_header(number: u32, len: usize, buf: &mut impl BufMut) {
     key(number, WireType::LengthDelimited, buf);
     varint(len as u64, buf);

@@ -291,9 +291,8 @@ pub(crate) fn respond(mut answer: Answer) -> Response {
         .challenge
         .iter()
         .map(|(name, value)| (*name, value.as_bytes()));
-    for (name, value) in answer
-        .identity()
-        .chain(answer.rate_limit())
+    for (name, value) in (answer.identity().into_iter().flatten())
+        .chain(answer.rate_limit().into_iter().flatten())
         .chain(challenge)
     {
         if let Ok(value) = HeaderValue::from_bytes(value) {

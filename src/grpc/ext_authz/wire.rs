@@ -23,7 +23,7 @@ use smallvec::SmallVec;
 use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-use crate::gateway::{Answer, Gateway, JSON};
+use crate::gateway::{Answer, Gateway, Header, JSON};
 pub use crate::grpc::protobuf::Malformed;
 use crate::grpc::protobuf::{
     Fields, Span, bytes_field, bytes_field_len, message_field_len, message_header, varint_field,
@@ -350,9 +350,6 @@ const OPTION_APPEND_ACTION: u32 = 3;
 const RETRY_INFO_DELAY: u32 = 1;
 const DURATION_SECONDS: u32 = 1;
 
-/// A header of the answer: its name and value.
-type Header<'a> = (&'static str, &'a [u8]);
-
 /// Who the key is and its rate-limit state go upstream, overwriting (never appending to)
 /// whatever the client sent under those names.
 const OVERWRITE: u64 = HeaderAppendAction::OverwriteIfExistsOrAdd as u64;
@@ -360,20 +357,18 @@ const OVERWRITE: u64 = HeaderAppendAction::OverwriteIfExistsOrAdd as u64;
 impl CheckOutput {
     /// The headers of the answer: upstream request headers when allowed, the client's response
     /// headers when denied.
-    fn headers(&self) -> impl Iterator<Item = Header<'_>> {
+    fn headers(&self) -> SmallVec<[Header<'_>; 9]> {
         let answer = &self.answer;
-        let allowed = answer.allowed();
-        let content_type = (!allowed).then_some(("content-type", JSON.as_bytes()));
-        let identity = answer.identity().filter(move |_| allowed);
-        let challenge = answer
-            .challenge
-            .iter()
-            .map(|(name, value)| (*name, value.as_bytes()));
-        content_type
-            .into_iter()
-            .chain(identity)
-            .chain(challenge)
-            .chain(answer.rate_limit())
+        let mut headers = SmallVec::new();
+        if answer.allowed() {
+            headers.extend(answer.identity().into_iter().flatten());
+        } else {
+            headers.push(("content-type", JSON.as_bytes()));
+        }
+        let challenge = answer.challenge.iter();
+        headers.extend(challenge.map(|(name, value)| (*name, value.as_bytes())));
+        headers.extend(answer.rate_limit().into_iter().flatten());
+        headers
     }
 
     /// The gRPC status Envoy reads.
@@ -480,7 +475,7 @@ impl CheckOutput {
             RESPONSE_DENIED
         };
         // The headers, gathered once (on the stack) for both their length and their bytes.
-        let headers: SmallVec<[Header<'_>; 9]> = self.headers().collect();
+        let headers = self.headers();
         message_header(number, self.http_response_len(&headers), buf);
         if allowed {
             for &(name, value) in &headers {
@@ -514,7 +509,7 @@ impl CheckOutput {
                 } else {
                     RESPONSE_DENIED
                 },
-                self.http_response_len(&self.headers().collect::<Vec<_>>()),
+                self.http_response_len(&self.headers()),
             )
     }
 }

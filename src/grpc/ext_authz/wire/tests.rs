@@ -371,9 +371,9 @@ fn prost_response(answer: &Answer, headers_to_remove: &[String]) -> CheckRespons
     let challenge = owned(&mut answer.challenge.iter().map(|(k, v)| (*k, v.as_bytes())));
     let http_response = if allowed {
         HttpResponse::OkResponse(OkHttpResponse {
-            headers: owned(&mut answer.identity())
+            headers: owned(&mut answer.identity().into_iter().flatten())
                 .into_iter()
-                .chain(owned(&mut answer.rate_limit()))
+                .chain(owned(&mut answer.rate_limit().into_iter().flatten()))
                 .map(overwrite)
                 .collect(),
             headers_to_remove: headers_to_remove.to_vec(),
@@ -393,7 +393,7 @@ fn prost_response(answer: &Answer, headers_to_remove: &[String]) -> CheckRespons
             }),
             headers: std::iter::once(("content-type", "application/json".to_owned()))
                 .chain(challenge)
-                .chain(owned(&mut answer.rate_limit()))
+                .chain(owned(&mut answer.rate_limit().into_iter().flatten()))
                 .map(overwrite)
                 .collect(),
             body: answer.body.clone().unwrap_or_default(),
