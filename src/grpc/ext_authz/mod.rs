@@ -62,21 +62,23 @@ impl Authorization for ExtAuthzApi {
             .await?;
         }
         let input = request.into_inner();
-        let answer = match client_request(&input).and_then(|c| self.gateway.query(&c)) {
-            Err(rejection) => Answer::rejected(&rejection),
-            Ok(query) => {
-                let key = self.gateway.key(|name| input.header(name));
-                let decision = self.service.verify(key, &query).await?;
-                if let Some(state) = &decision.key {
-                    super::trace::record_caller(state.key.id(), state.key.account_id());
-                }
-                Answer::from_decision(&decision, Timestamp::now())
-            }
+        let answer = |answer| {
+            Ok(Response::new(CheckOutput::new(
+                answer,
+                self.gateway.clone(),
+            )))
         };
-        Ok(Response::new(CheckOutput::new(
-            answer,
-            self.gateway.clone(),
-        )))
+        // Decided before the await, so only the query is kept across it (a smaller future).
+        let query = match client_request(&input).and_then(|c| self.gateway.query(&c)) {
+            Ok(query) => query,
+            Err(rejection) => return answer(Answer::rejected(&rejection)),
+        };
+        let key = self.gateway.key(|name| input.header(name));
+        let decision = self.service.verify(key, &query).await?;
+        if let Some(state) = &decision.key {
+            super::trace::record_caller(state.key.id(), state.key.account_id());
+        }
+        answer(Answer::from_decision(&decision, Timestamp::now()))
     }
 }
 
