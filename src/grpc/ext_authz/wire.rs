@@ -18,16 +18,15 @@
 use std::fmt;
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{BufMut, Bytes};
 use smallvec::SmallVec;
-use tonic::Status;
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::EncodeBuf;
 
 use crate::gateway::{Answer, Gateway, Header, JSON};
 pub use crate::grpc::protobuf::Malformed;
 use crate::grpc::protobuf::{
-    Fields, Span, bytes_field, bytes_field_len, message_field_len, message_header, varint_field,
-    varint_field_len,
+    Fields, ReadInPlace, Span, WireCodec, WriteInPlace, bytes_field, bytes_field_len,
+    message_field_len, message_header, varint_field, varint_field_len,
 };
 use crate::proto::envoy::config::core::v3::header_value_option::HeaderAppendAction;
 
@@ -545,58 +544,17 @@ fn header_option(number: u32, name: &str, value: &[u8], buf: &mut impl BufMut) {
 }
 
 /// The codec of the `Check` service: [`CheckInput`] in, [`CheckOutput`] out.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CheckCodec;
+pub type CheckCodec = WireCodec<CheckInput, CheckOutput>;
 
-impl Codec for CheckCodec {
-    type Encode = CheckOutput;
-    type Decode = CheckInput;
-    type Encoder = CheckEncoder;
-    type Decoder = CheckDecoder;
-
-    fn encoder(&mut self) -> CheckEncoder {
-        CheckEncoder
-    }
-
-    fn decoder(&mut self) -> CheckDecoder {
-        CheckDecoder
+impl ReadInPlace for CheckInput {
+    fn read(body: Bytes) -> Result<Self, Malformed> {
+        CheckInput::decode(body)
     }
 }
 
-/// Writes a [`CheckOutput`] as Envoy's `CheckResponse`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CheckEncoder;
-
-impl Encoder for CheckEncoder {
-    type Item = CheckOutput;
-    type Error = Status;
-
-    fn encode(&mut self, item: CheckOutput, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        // No reserve first: the buffer grows as written, and starts larger than any answer.
-        item.encode(buf);
-        Ok(())
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
-    }
-}
-
-/// Reads Envoy's `CheckRequest` into a [`CheckInput`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CheckDecoder;
-
-impl Decoder for CheckDecoder {
-    type Item = CheckInput;
-    type Error = Status;
-
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<CheckInput>, Status> {
-        let body = buf.copy_to_bytes(buf.remaining());
-        Ok(Some(CheckInput::decode(body)?))
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
+impl WriteInPlace for CheckOutput {
+    fn write(&self, buf: &mut EncodeBuf<'_>) {
+        self.encode(buf);
     }
 }
 

@@ -11,15 +11,14 @@
 
 use std::fmt;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{BufMut, Bytes};
 use smallvec::SmallVec;
-use tonic::Status;
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, Encoder};
+use tonic::codec::EncodeBuf;
 
 use crate::grpc::convert::{MAX_SCOPES, environment};
 use crate::grpc::protobuf::{
-    Fields, Malformed, Span, bytes_field, bytes_field_len, message_field_len, message_header,
-    varint_field, varint_field_len,
+    Fields, Malformed, ReadInPlace, Span, WireCodec, WriteInPlace, bytes_field, bytes_field_len,
+    message_field_len, message_header, varint_field, varint_field_len,
 };
 use crate::model::CachedKey;
 use crate::proto;
@@ -353,62 +352,18 @@ fn code(code: Code) -> proto::VerifyCode {
     }
 }
 
-/// The codec of `Verify`: [`VerifyInput`] in, [`VerifyOutput`] out.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct VerifyCodec;
+/// The codec of the `Verify` service: [`VerifyInput`] in, [`VerifyOutput`] out.
+pub type VerifyCodec = WireCodec<VerifyInput, VerifyOutput>;
 
-impl Codec for VerifyCodec {
-    type Encode = VerifyOutput;
-    type Decode = VerifyInput;
-    type Encoder = VerifyEncoder;
-    type Decoder = VerifyDecoder;
-
-    fn encoder(&mut self) -> VerifyEncoder {
-        VerifyEncoder
-    }
-
-    fn decoder(&mut self) -> VerifyDecoder {
-        VerifyDecoder
+impl ReadInPlace for VerifyInput {
+    fn read(body: Bytes) -> Result<Self, Malformed> {
+        VerifyInput::decode(body)
     }
 }
 
-/// Reads a `VerifyRequest` into a [`VerifyInput`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct VerifyDecoder;
-
-impl Decoder for VerifyDecoder {
-    type Item = VerifyInput;
-    type Error = Status;
-
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<VerifyInput>, Status> {
-        let body = buf.copy_to_bytes(buf.remaining());
-        Ok(Some(VerifyInput::decode(body)?))
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
-    }
-}
-
-/// Writes a [`VerifyOutput`] as a `VerifyResponse`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct VerifyEncoder;
-
-impl Encoder for VerifyEncoder {
-    type Item = VerifyOutput;
-    type Error = Status;
-
-    fn encode(
-        &mut self,
-        item: VerifyOutput,
-        buf: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), Status> {
-        item.encode(buf);
-        Ok(())
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
+impl WriteInPlace for VerifyOutput {
+    fn write(&self, buf: &mut EncodeBuf<'_>) {
+        self.encode(buf);
     }
 }
 

@@ -108,7 +108,7 @@ fn strings_that_are_not_utf8_are_refused_naming_the_field() {
     let input = VerifyInput::decode(Bytes::from_static(&BODY)).unwrap();
     assert!(input.key().unwrap_err().0.contains("VerifyRequest.key"));
     assert!(input.context().unwrap_err().0.contains("context.path"));
-    let status = Status::from(input.key().unwrap_err());
+    let status = tonic::Status::from(input.key().unwrap_err());
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
 }
 
