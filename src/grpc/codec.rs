@@ -34,12 +34,6 @@ where
 #[derive(Debug)]
 pub struct KeywardDecoder<U>(ProstDecoder<U>);
 
-impl<U> Default for KeywardDecoder<U> {
-    fn default() -> Self {
-        KeywardDecoder(ProstDecoder::default())
-    }
-}
-
 impl<U: Message + Default> Decoder for KeywardDecoder<U> {
     type Item = U;
     type Error = Status;
