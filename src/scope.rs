@@ -18,32 +18,27 @@ pub const RESERVED: [&str; 4] = [KEYS_READ, KEYS_WRITE, KEYS_VERIFY, ROOT];
 /// The longest scope name: two parts of at most 64 characters and the colon.
 pub const MAX_NAME_LEN: usize = 129;
 
+/// Scope names a request needs: well-formed ([`check_name`], checked at the edge), borrowed
+/// from the request; a few fit without an allocation.
+pub type RequiredScopes<'a> = smallvec::SmallVec<[&'a str; 4]>;
+
 /// Drops repeated names from a list, keeping each first occurrence in order: a linear search
 /// while the list is short (a request names a few), a set when it is long, so even a hostile
-/// list of the most names allowed costs linear work. Works in place on any list (`Vec`, the
-/// inline list of a verify query) and returns how many names remain at its front.
-#[must_use = "the list is to be cut to the length returned"]
-pub fn dedup<T: AsRef<str> + PartialEq>(names: &mut [T]) -> usize {
-    let mut kept = 0;
+/// list of the most names allowed costs linear work.
+pub fn dedup(names: &mut RequiredScopes<'_>) {
     if names.len() <= 16 {
-        for i in 0..names.len() {
-            if !names[..kept].contains(&names[i]) {
-                names.swap(kept, i);
-                kept += 1;
+        let mut i = 1;
+        while i < names.len() {
+            if names[..i].contains(&names[i]) {
+                names.remove(i);
+            } else {
+                i += 1;
             }
         }
-        return kept;
+        return;
     }
     let mut seen = std::collections::HashSet::with_capacity(names.len());
-    let first: Vec<bool> = names.iter().map(|n| seen.insert(n.as_ref())).collect();
-    drop(seen);
-    for (i, first) in first.into_iter().enumerate() {
-        if first {
-            names.swap(kept, i);
-            kept += 1;
-        }
-    }
-    kept
+    names.retain(|name| seen.insert(*name));
 }
 
 /// Whether `name` is a reserved system scope.
@@ -129,16 +124,15 @@ mod tests {
         for len in [0, 1, 5, 16, 17, 200] {
             // Every name three times, interleaved: a, b, a, c, b, a, ...
             let names: Vec<String> = (0..len).map(|i| format!("s{}:x", i % 7)).collect();
-            let mut expected: Vec<String> = Vec::new();
+            let mut expected: Vec<&str> = Vec::new();
             for n in &names {
-                if !expected.contains(n) {
-                    expected.push(n.clone());
+                if !expected.contains(&n.as_str()) {
+                    expected.push(n);
                 }
             }
-            let mut got = names.clone();
-            let kept = dedup(&mut got);
-            got.truncate(kept);
-            assert_eq!(got, expected, "{len} names");
+            let mut got: RequiredScopes<'_> = names.iter().map(String::as_str).collect();
+            dedup(&mut got);
+            assert_eq!(got.as_slice(), expected, "{len} names");
         }
     }
 

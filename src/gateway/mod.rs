@@ -242,8 +242,7 @@ fn parse_scope_list(text: &str) -> Result<RequiredScopes<'_>, String> {
         crate::scope::check_name(name)?;
         out.push(name);
     }
-    let kept = crate::scope::dedup(&mut out);
-    out.truncate(kept);
+    crate::scope::dedup(&mut out);
     Ok(out)
 }
 

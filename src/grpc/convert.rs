@@ -188,8 +188,7 @@ pub(crate) fn parse_required_scopes<'a>(
         i += 1;
         checked.is_ok()
     });
-    let kept = crate::scope::dedup(&mut scopes);
-    scopes.truncate(kept);
+    crate::scope::dedup(&mut scopes);
     scopes
 }
 

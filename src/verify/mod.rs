@@ -17,7 +17,6 @@ use crate::model::KeyState;
 use crate::ratelimit::{LimitStatus, Outcome};
 use crate::restriction::Method;
 use crate::time::Timestamp;
-use smallvec::SmallVec;
 
 /// The end client's HTTP request, as the gateway describes it. Borrowed from the request
 /// that carried it: asking costs no copies.
@@ -33,9 +32,7 @@ pub struct RequestContext<'a> {
     pub referrer: &'a str,
 }
 
-/// Scopes a request needs: well-formed names ([`crate::scope::check_name`], checked at the
-/// edge), each once, borrowed; a few fit without an allocation.
-pub type RequiredScopes<'a> = SmallVec<[&'a str; 4]>;
+pub use crate::scope::RequiredScopes;
 
 /// What a verify request asks, besides the key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
