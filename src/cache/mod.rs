@@ -49,6 +49,16 @@ pub trait Loader: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<KeyState>>> + Send + 'static;
 }
 
+/// What the cache says of a digest before any store query.
+#[derive(Debug)]
+pub enum Cached {
+    /// Answered without the store: the key's state, or `None` when there is no such key (or
+    /// an unknown digest's lookup budget is spent).
+    Answered(Option<Arc<KeyState>>),
+    /// Only the store can say: [`KeyCache::load_missing`].
+    Missing,
+}
+
 /// How big the caches are and how long entries live.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheSettings {
@@ -200,30 +210,48 @@ impl KeyCache {
         digest: KeyDigest,
         loader: &L,
     ) -> Result<Option<Arc<KeyState>>> {
+        match self.get(digest, loader)? {
+            Cached::Answered(state) => Ok(state),
+            // Boxed: the store's future is large, and every call's future (hit or not) would be
+            // as large, copied whole each time a call starts.
+            Cached::Missing => Box::pin(self.load_missing(digest, loader)).await,
+        }
+    }
+
+    /// What the cache alone says of `digest`, without waiting: [`get_or_load`](Self::get_or_load)
+    /// up to the store query, for callers that keep the store's future out of their own.
+    pub fn get<L: Loader>(self: &Arc<Self>, digest: KeyDigest, loader: &L) -> Result<Cached> {
         if let Some(entry) = self.entries.get(&digest) {
             if self.is_fresh(&entry) {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(Some(entry.clone()));
+                return Ok(Cached::Answered(Some(entry.clone())));
             }
             if self.is_servable(&entry) {
                 self.stats.stale_hits.fetch_add(1, Ordering::Relaxed);
                 if !self.store_is_down() {
                     self.refresh_in_background(digest, loader);
                 }
-                return Ok(Some(entry.clone()));
+                return Ok(Cached::Answered(Some(entry.clone())));
             }
         } else if self.negative.contains_key(&digest) {
             self.stats.negative_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(None);
+            return Ok(Cached::Answered(None));
         } else if self.store_is_down() {
             return Err(unavailable());
         } else if !self.known.should_look_up(&digest) {
-            return Ok(None);
+            return Ok(Cached::Answered(None));
         }
+        Ok(Cached::Missing)
+    }
+
+    /// Asks the store for a digest [`get`](Self::get) found [`Cached::Missing`].
+    pub async fn load_missing<L: Loader>(
+        &self,
+        digest: KeyDigest,
+        loader: &L,
+    ) -> Result<Option<Arc<KeyState>>> {
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        // Boxed: the store's future is large, and every call's future (hit or not) would be
-        // as large, copied whole each time a call starts.
-        Box::pin(self.load(digest, loader)).await
+        self.load(digest, loader).await
     }
 
     /// Re-reads `digest` in a task of its own, unless one is already doing so.

@@ -27,6 +27,9 @@ fn has_client_certificate<T>(request: &tonic::Request<T>) -> bool {
     peer(request).is_some_and(|p| p.verified_client_certificate)
 }
 
+/// The future of a call, as the generated (`async_trait`) service traits return it.
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// A gateway (a caller of Verify or Envoy's `Check`) authenticates with a client certificate the
 /// client CA signed, or a key holding `keys:verify`.
 async fn authenticate_gateway<T>(

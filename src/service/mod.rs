@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::cache::{CacheSettings, KeyCache, Loader};
+use crate::cache::{CacheSettings, Cached, KeyCache, Loader};
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
@@ -146,9 +146,20 @@ impl Keyward {
 
     /// Decides whether `raw` may make the request `query` describes, and records the answer
     /// in the metrics. Only I/O here: parse, look up, [`verify::decide`], record the use.
+    ///
+    /// A key the cache can answer for is decided without waiting on anything; only a miss
+    /// awaits the store, in a boxed future, so a call's own future stays small (it is moved
+    /// whole as each call starts).
     pub async fn verify(&self, raw: &str, query: &VerifyQuery<'_>) -> Result<Decision> {
         let start = std::time::Instant::now();
-        let decision = self.verify_uncounted(raw, query).await;
+        let presented = match self.present(raw) {
+            Presenting::Now(presented) => presented,
+            Presenting::Load {
+                digest,
+                environment,
+            } => Box::pin(self.present_loaded(digest, environment)).await,
+        };
+        let decision = presented.map(|presented| self.decide(presented, query));
         let code = decision.as_ref().ok().map(|d| d.code);
         self.verify_metrics.record(code, start.elapsed());
         decision
@@ -159,24 +170,37 @@ impl Keyward {
         &self.verify_metrics
     }
 
-    async fn verify_uncounted(&self, raw: &str, query: &VerifyQuery<'_>) -> Result<Decision> {
-        let parsed = (!raw.is_empty())
-            .then(|| self.parse_presented(raw))
-            .flatten();
-        let cached = match &parsed {
-            Some((digest, _)) => self.cached(*digest).await?,
-            None => None,
+    /// What `raw` is, as far as parsing and the cache can tell without the store.
+    fn present(&self, raw: &str) -> Presenting {
+        if raw.is_empty() {
+            return Presenting::Now(Ok(Presented::Empty));
+        }
+        let Some((digest, environment)) = self.parse_presented(raw) else {
+            return Presenting::Now(Ok(Presented::Malformed));
         };
-        let presented = match (parsed, cached) {
-            _ if raw.is_empty() => Presented::Empty,
-            (None, _) => Presented::Malformed,
-            (Some(_), None) => Presented::Unknown,
-            (Some((_, environment)), Some(state)) => Presented::Found {
-                // A foreign key's text names no environment: its record's stands.
-                environment: environment.unwrap_or(state.key.environment()),
-                state,
+        match self.cache.get(digest, &self.loader) {
+            Ok(Cached::Answered(state)) => Presenting::Now(Ok(found(state, environment))),
+            Ok(Cached::Missing) => Presenting::Load {
+                digest,
+                environment,
             },
-        };
+            Err(e) => Presenting::Now(Err(e)),
+        }
+    }
+
+    /// What a key the cache did not hold is, once the store has said.
+    async fn present_loaded(
+        &self,
+        digest: KeyDigest,
+        environment: Option<crate::key::Environment>,
+    ) -> Result<Presented> {
+        let state = self.cache.load_missing(digest, &self.loader).await?;
+        Ok(found(state, environment))
+    }
+
+    /// [`verify::decide`] now, with the service's rate-limit budget; a valid key's use is
+    /// recorded.
+    fn decide(&self, presented: Presented, query: &VerifyQuery<'_>) -> Decision {
         let now = Timestamp::now();
         let mut budget = Budgets {
             catalog: &self.catalog,
@@ -189,7 +213,7 @@ impl Keyward {
         {
             self.last_used.record(state, now);
         }
-        Ok(decision)
+        decision
     }
 
     /// The cached record of a digest (loading it on a miss); `None` if there is no such key.
@@ -232,6 +256,29 @@ impl Keyward {
     /// Drops a mutated key from the cache.
     async fn invalidate(&self, digest: &KeyDigest) {
         self.cache.invalidate(digest).await;
+    }
+}
+
+/// A presented key, or what is needed to ask the store for it.
+enum Presenting {
+    /// Known without the store (or the store is known to be down).
+    Now(Result<Presented>),
+    /// A well-formed key the cache does not hold.
+    Load {
+        digest: KeyDigest,
+        environment: Option<crate::key::Environment>,
+    },
+}
+
+/// A well-formed key's record (or its absence) as [`Presented`].
+fn found(state: Option<Arc<KeyState>>, environment: Option<crate::key::Environment>) -> Presented {
+    match state {
+        None => Presented::Unknown,
+        Some(state) => Presented::Found {
+            // A foreign key's text names no environment: its record's stands.
+            environment: environment.unwrap_or(state.key.environment()),
+            state,
+        },
     }
 }
 

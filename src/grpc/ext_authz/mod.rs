@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::BoxFuture;
 use crate::gateway::{Answer, ClientRequest, Gateway, Rejection};
 use crate::restriction::parse_client_ip;
 use crate::service::Keyward;
@@ -50,18 +51,36 @@ impl ExtAuthzApi {
     }
 }
 
-#[tonic::async_trait]
+/// Written out by hand, not with `async_trait`, for the reasons given at Verify's
+/// (`super::verify`): one copy of the request in the call's future, authentication boxed apart.
 impl Authorization for ExtAuthzApi {
-    async fn check(&self, request: Request<CheckInput>) -> Result<Response<CheckOutput>, Status> {
+    fn check<'life0, 'async_trait>(
+        &'life0 self,
+        request: Request<CheckInput>,
+    ) -> BoxFuture<'async_trait, Result<Response<CheckOutput>, Status>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
         if self.require_caller {
-            super::authenticate_gateway(
-                &self.service,
-                &request,
-                "/envoy.service.auth.v3.Authorization/Check",
-            )
-            .await?;
+            Box::pin(async move {
+                Box::pin(super::authenticate_gateway(
+                    &self.service,
+                    &request,
+                    "/envoy.service.auth.v3.Authorization/Check",
+                ))
+                .await?;
+                self.answer(request.into_inner()).await
+            })
+        } else {
+            Box::pin(self.answer(request.into_inner()))
         }
-        let input = request.into_inner();
+    }
+}
+
+impl ExtAuthzApi {
+    /// Decides the request Envoy describes and writes the answer.
+    async fn answer(&self, input: CheckInput) -> Result<Response<CheckOutput>, Status> {
         let answer = |answer| {
             Ok(Response::new(CheckOutput::new(
                 answer,
