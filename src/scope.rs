@@ -87,6 +87,19 @@ impl std::fmt::Display for ScopeName {
     }
 }
 
+/// The bytes a scope name's parts are made of: `[a-z0-9_.-]` (a table: names are checked on
+/// every Verify).
+const NAME_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-');
+        b += 1;
+    }
+    table
+};
+
 /// Checks that `name` is a well-formed scope: `resource:action` of `[a-z0-9_.-]`, each part
 /// starting with a letter, or the reserved `root`. Returns the reason when it is not.
 pub fn check_name(name: &str) -> Result<(), String> {
@@ -102,8 +115,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     let part_ok = |p: &str| {
         p.len() <= 64
             && p.starts_with(|c: char| c.is_ascii_lowercase())
-            && p.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+            && p.bytes().all(|b| NAME_BYTE[usize::from(b)])
     };
     let colon = name.bytes().position(|b| b == b':');
     match colon.map(|i| (&name[..i], &name[i + 1..])) {

@@ -121,7 +121,7 @@ impl Gateway {
             let key = if name == "authorization" {
                 bearer_token(value)
             } else {
-                Some(value.trim())
+                Some(value.trim_ascii())
             };
             if let Some(key) = key.filter(|k| !k.is_empty()) {
                 return key;
@@ -218,10 +218,14 @@ impl Gateway {
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme case-insensitive).
+/// Whitespace around the value and after the scheme is HTTP's (RFC 9110 `OWS`: spaces, tabs).
 pub fn bearer_token(value: &str) -> Option<&str> {
-    let value = value.trim();
-    let (scheme, token) = value.split_once([' ', '\t'])?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    let value = value.trim_ascii();
+    let gap = value.bytes().position(|b| b == b' ' || b == b'\t')?;
+    let (scheme, token) = value.split_at(gap);
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_ascii())
 }
 
 /// Parses a comma- (or space-) separated scope list, bounded by its length before any entry is

@@ -23,6 +23,10 @@ fn the_key_comes_from_the_first_configured_header_that_holds_one() {
     };
     assert_eq!(key(&[("authorization", "Bearer kw_a")]), "kw_a");
     assert_eq!(key(&[("authorization", "bearer   kw_a ")]), "kw_a");
+    assert_eq!(key(&[("authorization", "\tBearer\tkw_a\t")]), "kw_a");
+    // HTTP's whitespace is spaces and tabs: other Unicode spaces stay part of the key, which
+    // then reads as malformed, never as another key.
+    assert_eq!(key(&[("authorization", "Bearer kw_a\u{a0}")]), "kw_a\u{a0}");
     assert_eq!(key(&[("x-api-key", " kw_b ")]), "kw_b");
     // A credential of another scheme is not a key; the next header is read.
     assert_eq!(

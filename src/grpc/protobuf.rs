@@ -42,7 +42,18 @@ pub(crate) fn message_field_len(number: u32, len: usize) -> usize {
 #[inline]
 pub(crate) fn varint_field(number: u32, value: u64, buf: &mut impl BufMut) {
     if value != 0 {
-        key(number, WireType::Varint, buf);
+        key_and_varint(number, WireType::Varint, value, buf);
+    }
+}
+
+/// A field's key and a varint (a value, or a length): in one piece when both take one byte,
+/// as most do (a buffer's every `put` checks its capacity).
+#[inline]
+fn key_and_varint(number: u32, wire: WireType, value: u64, buf: &mut impl BufMut) {
+    if number < 16 && value < 0x80 {
+        buf.put_slice(&[(number << 3) as u8 | wire as u8, value as u8]);
+    } else {
+        key(number, wire, buf);
         varint(value, buf);
     }
 }
@@ -91,8 +102,7 @@ pub(crate) fn bytes_field(number: u32, bytes: &[u8], buf: &mut impl BufMut) {
 
 #[inline]
 pub(crate) fn message_header(number: u32, len: usize, buf: &mut impl BufMut) {
-    key(number, WireType::LengthDelimited, buf);
-    varint(len as u64, buf);
+    key_and_varint(number, WireType::LengthDelimited, len as u64, buf);
 }
 
 // Reading: the fields of a message located in its encoded bytes, for the requests keyward reads

@@ -360,13 +360,18 @@ impl CheckOutput {
         let answer = &self.answer;
         let mut headers = SmallVec::new();
         if answer.allowed() {
-            headers.extend(answer.identity().into_iter().flatten());
+            if let Some(identity) = answer.identity() {
+                headers.extend_from_slice(&identity);
+            }
         } else {
             headers.push(("content-type", JSON.as_bytes()));
         }
-        let challenge = answer.challenge.iter();
-        headers.extend(challenge.map(|(name, value)| (*name, value.as_bytes())));
-        headers.extend(answer.rate_limit().into_iter().flatten());
+        for (name, value) in &answer.challenge {
+            headers.push((*name, value.as_bytes()));
+        }
+        if let Some(rate_limit) = answer.rate_limit() {
+            headers.extend_from_slice(&rate_limit);
+        }
         headers
     }
 
@@ -536,8 +541,11 @@ fn header_len(name: &str, value: &[u8]) -> usize {
 }
 
 fn header_option(number: u32, name: &str, value: &[u8], buf: &mut impl BufMut) {
-    message_header(number, option_len(name, value), buf);
-    message_header(OPTION_HEADER, header_len(name, value), buf);
+    let header = header_len(name, value);
+    let option = message_field_len(OPTION_HEADER, header)
+        + varint_field_len(OPTION_APPEND_ACTION, OVERWRITE);
+    message_header(number, option, buf);
+    message_header(OPTION_HEADER, header, buf);
     bytes_field(HEADER_KEY, name.as_bytes(), buf);
     bytes_field(HEADER_VALUE, value, buf);
     varint_field(OPTION_APPEND_ACTION, OVERWRITE, buf);
