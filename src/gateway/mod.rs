@@ -287,7 +287,8 @@ impl Rejection {
     }
 }
 
-/// The HTTP answer of a gateway face.
+/// The HTTP answer of a gateway face. Kept small (no `memcpy` when it is moved on its way to
+/// the wire): what only a denial carries is boxed, the rate-limit state kept as numbers.
 #[derive(Debug, Clone)]
 pub struct Answer {
     /// 200, 400, 401, 403, 429, 500 or 503.
@@ -299,13 +300,20 @@ pub struct Answer {
     key: Option<Arc<KeyState>>,
     /// The limit, the units remaining and the seconds to the reset, when a limit was looked at
     /// (see [`Answer::rate_limit`]).
-    rate_limit: Option<[Decimal; 3]>,
-    /// On a denial: `www-authenticate` (401), `retry-after` (429).
-    pub challenge: Vec<(&'static str, String)>,
-    /// The `retry-after` seconds (429), as a number for faces that carry it elsewhere too.
-    pub retry_after: Option<u64>,
-    /// On a denial: the JSON body `{"code": …, "message": …}`.
-    pub body: Option<String>,
+    rate_limit: Option<[u64; 3]>,
+    /// What a denial carries besides its status.
+    denial: Option<Box<Denial>>,
+}
+
+/// The parts of an answer only a denial has.
+#[derive(Debug, Clone, Default)]
+struct Denial {
+    /// `www-authenticate` (401), `retry-after` (429).
+    challenge: Vec<(&'static str, String)>,
+    /// The `retry-after` seconds (429).
+    retry_after: Option<u64>,
+    /// The JSON body `{"code": …, "message": …}`.
+    body: String,
 }
 
 /// A header of an answer: its name and its value as it goes on the wire.
@@ -321,40 +329,44 @@ impl Answer {
             let reset = (status.reset_at.micros() - now.micros())
                 .max(0)
                 .unsigned_abs();
+            // Delta seconds, rounded up (IETF RateLimit header fields).
             [
-                Decimal::new(status.limit.into()),
-                Decimal::new(status.remaining.into()),
-                // Delta seconds, rounded up (IETF RateLimit header fields).
-                Decimal::new(reset.div_ceil(1_000_000)),
+                status.limit.into(),
+                status.remaining.into(),
+                reset.div_ceil(1_000_000),
             ]
         });
         let code = decision.code;
         let status = code.http_status() as u16;
-        let mut challenge = Vec::new();
-        if status == 401 {
-            challenge.push((
-                "www-authenticate",
-                format!(
-                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
-                    code.message()
-                ),
-            ));
-        }
-        // Whole seconds, rounded up, at least 1 (RFC 9110 section 10.2.3).
-        let retry_after = decision.retry_after.map(|wait| {
-            u64::try_from(wait.as_micros().div_ceil(1_000_000).max(1)).unwrap_or(u64::MAX)
+        let denial = (code != Code::Valid).then(|| {
+            let mut denial = Denial {
+                body: body(code.as_str(), code.message()),
+                ..Denial::default()
+            };
+            if status == 401 {
+                denial.challenge.push((
+                    "www-authenticate",
+                    format!(
+                        "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                        code.message()
+                    ),
+                ));
+            }
+            // Whole seconds, rounded up, at least 1 (RFC 9110 section 10.2.3).
+            denial.retry_after = decision.retry_after.map(|wait| {
+                u64::try_from(wait.as_micros().div_ceil(1_000_000).max(1)).unwrap_or(u64::MAX)
+            });
+            if let Some(secs) = denial.retry_after {
+                denial.challenge.push(("retry-after", secs.to_string()));
+            }
+            Box::new(denial)
         });
-        if let Some(secs) = retry_after {
-            challenge.push(("retry-after", secs.to_string()));
-        }
         Answer {
             status,
             code: code.as_str(),
             key: decision.key.clone(),
             rate_limit,
-            challenge,
-            retry_after,
-            body: (code != Code::Valid).then(|| body(code.as_str(), code.message())),
+            denial,
         }
     }
 
@@ -373,14 +385,30 @@ impl Answer {
     }
 
     /// `ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset` (when a limit was looked
-    /// at).
-    pub fn rate_limit(&self) -> Option<[Header<'_>; 3]> {
-        let [limit, remaining, reset] = self.rate_limit.as_ref()?;
-        Some([
-            ("ratelimit-limit", limit.as_bytes()),
-            ("ratelimit-remaining", remaining.as_bytes()),
-            ("ratelimit-reset", reset.as_bytes()),
-        ])
+    /// at), written in decimal: [`RateLimitHeaders::headers`].
+    pub fn rate_limit(&self) -> Option<RateLimitHeaders> {
+        self.rate_limit
+            .map(|numbers| RateLimitHeaders(numbers.map(Decimal::new)))
+    }
+
+    /// On a denial: `www-authenticate` (401), `retry-after` (429).
+    pub fn challenge(&self) -> &[(&'static str, String)] {
+        self.denial.as_ref().map_or(&[], |d| &d.challenge)
+    }
+
+    /// The `retry-after` seconds (429), as a number for faces that carry it elsewhere too.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.denial.as_ref().and_then(|d| d.retry_after)
+    }
+
+    /// On a denial: the JSON body `{"code": …, "message": …}`.
+    pub fn body(&self) -> Option<&str> {
+        self.denial.as_ref().map(|d| d.body.as_str())
+    }
+
+    /// The JSON body of a denial, taken out of the answer.
+    pub fn take_body(&mut self) -> Option<String> {
+        self.denial.as_mut().map(|d| std::mem::take(&mut d.body))
     }
 
     /// A request that cannot be evaluated.
@@ -422,15 +450,32 @@ impl Answer {
             code,
             key: None,
             rate_limit: None,
-            challenge: Vec::new(),
-            retry_after: None,
-            body: Some(body(code, message)),
+            denial: Some(Box::new(Denial {
+                body: body(code, message),
+                ..Denial::default()
+            })),
         }
     }
 
     /// Whether the request may go upstream.
     pub fn allowed(&self) -> bool {
         self.status == 200
+    }
+}
+
+/// The rate-limit headers' values, in decimal.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimitHeaders([Decimal; 3]);
+
+impl RateLimitHeaders {
+    /// `ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset`.
+    pub fn headers(&self) -> [Header<'_>; 3] {
+        let [limit, remaining, reset] = &self.0;
+        [
+            ("ratelimit-limit", limit.as_bytes()),
+            ("ratelimit-remaining", remaining.as_bytes()),
+            ("ratelimit-reset", reset.as_bytes()),
+        ]
     }
 }
 

@@ -263,10 +263,10 @@ fn denials_carry_the_json_body_challenge_and_retry_after() {
     };
     let answer = Answer::from_decision(&limited, now);
     assert_eq!(answer.status, 429);
-    assert_eq!(answer.challenge, [("retry-after", "3".to_owned())]);
-    assert_eq!(answer.retry_after, Some(3));
+    assert_eq!(answer.challenge(), [("retry-after", "3".to_owned())]);
+    assert_eq!(answer.retry_after(), Some(3));
     assert_eq!(
-        answer.rate_limit().unwrap(),
+        answer.rate_limit().unwrap().headers(),
         [
             ("ratelimit-limit", &b"100"[..]),
             ("ratelimit-remaining", b"0"),
@@ -274,7 +274,7 @@ fn denials_carry_the_json_body_challenge_and_retry_after() {
         ]
     );
     assert_eq!(answer.identity(), None, "no key was found");
-    let body: serde_json::Value = serde_json::from_str(answer.body.as_deref().unwrap()).unwrap();
+    let body: serde_json::Value = serde_json::from_str(answer.body().unwrap()).unwrap();
     assert_eq!(body["code"], "RATE_LIMITED");
     assert_eq!(body["message"], Code::RateLimited.message());
 
@@ -287,10 +287,10 @@ fn denials_carry_the_json_body_challenge_and_retry_after() {
     };
     let answer = Answer::from_decision(&revoked, now);
     assert_eq!(answer.status, 401);
-    assert_eq!(answer.challenge.len(), 1);
-    assert_eq!(answer.challenge[0].0, "www-authenticate");
+    assert_eq!(answer.challenge().len(), 1);
+    assert_eq!(answer.challenge()[0].0, "www-authenticate");
     assert!(
-        answer.challenge[0]
+        answer.challenge()[0]
             .1
             .starts_with("Bearer error=\"invalid_token\"")
     );

@@ -1220,7 +1220,7 @@ async fn usage(State(state): State<Arc<HttpState>>, call: Call, headers: HeaderM
             }),
         },
     });
-    for (name, value) in answer.rate_limit().into_iter().flatten() {
+    for (name, value) in answer.rate_limit().iter().flat_map(|r| r.headers()) {
         if let Ok(value) = HeaderValue::from_bytes(value) {
             response
                 .headers_mut()

@@ -278,7 +278,7 @@ async fn authenticate_caller(
 /// the challenge headers and the JSON body of a denial.
 pub(crate) fn respond(mut answer: Answer) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::FORBIDDEN);
-    let mut response = match answer.body.take() {
+    let mut response = match answer.take_body() {
         Some(body) => (status, [(header::CONTENT_TYPE, JSON)], body).into_response(),
         None => status.into_response(),
     };
@@ -287,12 +287,13 @@ pub(crate) fn respond(mut answer: Answer) -> Response {
         HeaderName::from_static("x-keyward-code"),
         HeaderValue::from_static(answer.code),
     );
+    let rate_limit = answer.rate_limit();
     let challenge = answer
-        .challenge
+        .challenge()
         .iter()
         .map(|(name, value)| (*name, value.as_bytes()));
     for (name, value) in (answer.identity().into_iter().flatten())
-        .chain(answer.rate_limit().into_iter().flatten())
+        .chain(rate_limit.iter().flat_map(|r| r.headers()))
         .chain(challenge)
     {
         if let Ok(value) = HeaderValue::from_bytes(value) {

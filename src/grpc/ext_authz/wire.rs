@@ -22,7 +22,7 @@ use bytes::{BufMut, Bytes};
 use smallvec::SmallVec;
 use tonic::codec::EncodeBuf;
 
-use crate::gateway::{Answer, Gateway, Header, JSON};
+use crate::gateway::{Answer, Gateway, Header, JSON, RateLimitHeaders};
 pub use crate::grpc::protobuf::Malformed;
 use crate::grpc::protobuf::{
     Fields, ReadInPlace, Span, WireCodec, WriteInPlace, bytes_field, bytes_field_len,
@@ -355,8 +355,12 @@ const OVERWRITE: u64 = HeaderAppendAction::OverwriteIfExistsOrAdd as u64;
 
 impl CheckOutput {
     /// The headers of the answer: upstream request headers when allowed, the client's response
-    /// headers when denied.
-    fn headers(&self) -> SmallVec<[Header<'_>; 9]> {
+    /// headers when denied. The rate-limit values are written in decimal by the caller (they
+    /// live on its stack).
+    fn headers<'a>(
+        &'a self,
+        rate_limit: Option<&'a RateLimitHeaders>,
+    ) -> SmallVec<[Header<'a>; 9]> {
         let answer = &self.answer;
         let mut headers = SmallVec::new();
         if answer.allowed() {
@@ -366,11 +370,11 @@ impl CheckOutput {
         } else {
             headers.push(("content-type", JSON.as_bytes()));
         }
-        for (name, value) in &answer.challenge {
+        for (name, value) in answer.challenge() {
             headers.push((*name, value.as_bytes()));
         }
-        if let Some(rate_limit) = answer.rate_limit() {
-            headers.extend_from_slice(&rate_limit);
+        if let Some(rate_limit) = rate_limit {
+            headers.extend_from_slice(&rate_limit.headers());
         }
         headers
     }
@@ -391,7 +395,7 @@ impl CheckOutput {
     /// RESOURCE_EXHAUSTED says when to retry in `google.rpc.RetryInfo` too (AIP-193), besides
     /// the `retry-after` header Envoy sends the client.
     fn retry_after(&self) -> Option<u64> {
-        self.answer.retry_after
+        self.answer.retry_after()
     }
 
     /// The HTTP status Envoy answers a denied client with.
@@ -447,7 +451,7 @@ impl CheckOutput {
     }
 
     fn body(&self) -> &str {
-        self.answer.body.as_deref().unwrap_or_default()
+        self.answer.body().unwrap_or_default()
     }
 
     /// The encoded `CheckResponse`.
@@ -479,7 +483,8 @@ impl CheckOutput {
             RESPONSE_DENIED
         };
         // The headers, gathered once (on the stack) for both their length and their bytes.
-        let headers = self.headers();
+        let rate_limit = self.answer.rate_limit();
+        let headers = self.headers(rate_limit.as_ref());
         message_header(number, self.http_response_len(&headers), buf);
         if allowed {
             for &(name, value) in &headers {
@@ -513,7 +518,7 @@ impl CheckOutput {
                 } else {
                     RESPONSE_DENIED
                 },
-                self.http_response_len(&self.headers()),
+                self.http_response_len(&self.headers(self.answer.rate_limit().as_ref())),
             )
     }
 }

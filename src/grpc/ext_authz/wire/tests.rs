@@ -351,7 +351,7 @@ fn prost_response(answer: &Answer, headers_to_remove: &[String]) -> CheckRespons
         _ => tonic::Code::PermissionDenied,
     };
     let retry = answer
-        .challenge
+        .challenge()
         .iter()
         .find(|(n, _)| *n == "retry-after")
         .map(|(_, v)| prost_types::Any {
@@ -368,12 +368,13 @@ fn prost_response(answer: &Answer, headers_to_remove: &[String]) -> CheckRespons
         list.map(|(k, v)| (k, String::from_utf8(v.to_vec()).unwrap()))
             .collect::<Vec<_>>()
     };
-    let challenge = owned(&mut answer.challenge.iter().map(|(k, v)| (*k, v.as_bytes())));
+    let rate_limit = answer.rate_limit();
+    let challenge = owned(&mut answer.challenge().iter().map(|(k, v)| (*k, v.as_bytes())));
     let http_response = if allowed {
         HttpResponse::OkResponse(OkHttpResponse {
             headers: owned(&mut answer.identity().into_iter().flatten())
                 .into_iter()
-                .chain(owned(&mut answer.rate_limit().into_iter().flatten()))
+                .chain(owned(&mut rate_limit.iter().flat_map(|r| r.headers())))
                 .map(overwrite)
                 .collect(),
             headers_to_remove: headers_to_remove.to_vec(),
@@ -393,10 +394,10 @@ fn prost_response(answer: &Answer, headers_to_remove: &[String]) -> CheckRespons
             }),
             headers: std::iter::once(("content-type", "application/json".to_owned()))
                 .chain(challenge)
-                .chain(owned(&mut answer.rate_limit().into_iter().flatten()))
+                .chain(owned(&mut rate_limit.iter().flat_map(|r| r.headers())))
                 .map(overwrite)
                 .collect(),
-            body: answer.body.clone().unwrap_or_default(),
+            body: answer.body().unwrap_or_default().to_owned(),
         })
     };
     CheckResponse {
