@@ -108,20 +108,46 @@ pub(crate) fn message_header(number: u32, len: usize, buf: &mut impl BufMut) {
 // Reading: the fields of a message located in its encoded bytes, for the requests keyward reads
 // in place (`ext_authz::wire`, `verify::wire`) instead of decoding them into owned strings.
 
-/// A byte range of a request body.
+/// A byte range of a request body, in 32-bit offsets: requests keep several, and a smaller
+/// request is moved more cheaply on its way through the server (bodies are bounded far below
+/// 4 GiB by the transport; [`Span::whole`] refuses a larger one).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Span {
-    pub(crate) start: usize,
-    pub(crate) end: usize,
+    start: u32,
+    end: u32,
 }
 
 impl Span {
-    /// The whole body.
-    pub(crate) fn whole(body: &[u8]) -> Self {
+    /// `start..end` of a body [`Span::whole`] accepted.
+    pub(crate) fn new(start: usize, end: usize) -> Self {
+        debug_assert!(start <= end && end <= u32::MAX as usize);
         Span {
-            start: 0,
-            end: body.len(),
+            start: start as u32,
+            end: end as u32,
         }
+    }
+
+    /// The whole body.
+    pub(crate) fn whole(body: &[u8]) -> Result<Self, Malformed> {
+        if u32::try_from(body.len()).is_err() {
+            return Err(Malformed("the body is larger than 4 GiB".into()));
+        }
+        Ok(Span::new(0, body.len()))
+    }
+
+    /// Where the range starts.
+    pub(crate) fn start(self) -> usize {
+        self.start as usize
+    }
+
+    /// Where the range ends.
+    pub(crate) fn end(self) -> usize {
+        self.end as usize
+    }
+
+    /// Whether the range is empty.
+    pub(crate) fn is_empty(self) -> bool {
+        self.start == self.end
     }
 
     /// An empty range at this one's start (a field absent from its message).
@@ -134,7 +160,7 @@ impl Span {
 
     /// The bytes of the range.
     pub(crate) fn of(self, body: &[u8]) -> &[u8] {
-        &body[self.start..self.end]
+        &body[self.start()..self.end()]
     }
 }
 
@@ -207,8 +233,8 @@ impl<'a> Fields<'a> {
     pub(crate) fn new(body: &'a [u8], span: Span) -> Self {
         Fields {
             body,
-            pos: span.start,
-            end: span.end,
+            pos: span.start(),
+            end: span.end(),
         }
     }
 
@@ -229,10 +255,7 @@ impl<'a> Fields<'a> {
                 2 if self.pos + 2 + usize::from(byte) <= self.end => {
                     let start = self.pos + 2;
                     self.pos = start + usize::from(byte);
-                    let span = Span {
-                        start,
-                        end: self.pos,
-                    };
+                    let span = Span::new(start, self.pos);
                     return Ok(Some((number, Value::Bytes(span))));
                 }
                 _ => {}
@@ -262,10 +285,7 @@ impl<'a> Fields<'a> {
                 let len = decode_varint(&mut rest)?;
                 let start = self.end - rest.len();
                 let len = take(&mut rest, len)?;
-                Value::Bytes(Span {
-                    start,
-                    end: start + len,
-                })
+                Value::Bytes(Span::new(start, start + len))
             }
             WireType::StartGroup | WireType::EndGroup => {
                 return Err(Malformed("groups are not part of this API".into()));

@@ -97,7 +97,7 @@ impl CheckInput {
             body,
         };
         let body = input.body.clone();
-        let mut fields = Fields::new(&body, Span::whole(&body));
+        let mut fields = Fields::new(&body, Span::whole(&body)?);
         while let Some((number, field)) = fields.next()? {
             if number == CHECK_REQUEST_ATTRIBUTES {
                 input.attributes(&body, field.message()?)?;
@@ -121,7 +121,7 @@ impl CheckInput {
                 }
                 ATTRIBUTES_CONTEXT_EXTENSIONS => {
                     let (name, value) = entry(body, field.message()?)?;
-                    match &body[name.start..name.end] {
+                    match name.of(body) {
                         b"scopes" => self.scopes = Some(value),
                         b"environment" => self.environment = Some(value),
                         _ => {}
@@ -196,7 +196,7 @@ impl CheckInput {
     }
 
     fn text(&self, span: Span) -> Result<&str, NotUtf8> {
-        std::str::from_utf8(&self.body[span.start..span.end]).map_err(|_| NotUtf8)
+        std::str::from_utf8(span.of(&self.body)).map_err(|_| NotUtf8)
     }
 
     /// The request's HTTP method.
@@ -219,7 +219,7 @@ impl CheckInput {
     /// first, any case). A value that is not UTF-8 is absent.
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.as_bytes();
-        let bytes = |span: Span| &self.body[span.start..span.end];
+        let bytes = |span: Span| span.of(&self.body);
         if let Some((_, value)) = self.headers.iter().rev().find(|(k, _)| bytes(*k) == name) {
             return self.text(*value).ok();
         }
@@ -264,21 +264,12 @@ pub struct NotUtf8;
 /// A `map<string, string>` entry: its key and value (empty when absent).
 fn entry(body: &[u8], span: Span) -> Result<(Span, Span), Malformed> {
     // As every encoder writes one: key (field 1), then value (field 2), both shorter than 128.
-    if let [0x0a, key_len @ 0..0x80, rest @ ..] = &body[span.start..span.end]
+    if let [0x0a, key_len @ 0..0x80, rest @ ..] = span.of(body)
         && let Some([0x12, value_len @ 0..0x80, value @ ..]) = rest.get(usize::from(*key_len)..)
         && value.len() == usize::from(*value_len)
     {
-        let key = Span {
-            start: span.start + 2,
-            end: span.start + 2 + usize::from(*key_len),
-        };
-        return Ok((
-            key,
-            Span {
-                start: key.end + 2,
-                end: span.end,
-            },
-        ));
+        let key = Span::new(span.start() + 2, span.start() + 2 + usize::from(*key_len));
+        return Ok((key, Span::new(key.end() + 2, span.end())));
     }
     let (mut key, mut value) = (span.empty_at(), span.empty_at());
     let mut fields = Fields::new(body, span);
@@ -304,7 +295,7 @@ fn header_value(body: &[u8], span: Span) -> Result<(Span, Span), Malformed> {
             _ => {}
         }
     }
-    Ok((key, if value.start == value.end { raw } else { value }))
+    Ok((key, if value.is_empty() { raw } else { value }))
 }
 
 /// The answer to one `Check`: the gateway's [`Answer`] and the request headers Envoy removes

@@ -87,7 +87,7 @@ impl VerifyInput {
             body,
         };
         let body = &input.body[..];
-        let mut fields = Fields::new(body, Span::whole(body));
+        let mut fields = Fields::new(body, Span::whole(body)?);
         while let Some((number, field)) = fields.next()? {
             match number {
                 REQUEST_KEY => input.key = field.bytes()?,
