@@ -313,3 +313,26 @@ fn long_scope_lists_are_deduplicated_too() {
     let short = parse_scope_list("a:b a:b,c:d").unwrap();
     assert_eq!(short.len(), 2);
 }
+
+#[test]
+fn numbers_are_written_in_decimal() {
+    let mut numbers = vec![
+        0,
+        1,
+        9,
+        10,
+        11,
+        99,
+        100,
+        101,
+        999,
+        1000,
+        4_000_000_000,
+        u64::MAX,
+    ];
+    numbers.extend((0..20).map(|p| 10u64.pow(p)));
+    numbers.extend((1..20).map(|p| 10u64.pow(p) - 1));
+    for n in numbers {
+        assert_eq!(Decimal::new(n).as_bytes(), n.to_string().as_bytes(), "{n}");
+    }
+}

@@ -261,6 +261,21 @@ impl<'a> Fields<'a> {
                 _ => {}
             }
         }
+        // A message of 128 bytes to 16 KiB (a two-byte length), as Envoy's attributes are.
+        if let [key @ 0x08..0x80, low @ 0x80..=0xff, high @ 0..0x80, ..] =
+            self.body[self.pos..self.end]
+            && key & 0x07 == 2
+        {
+            let start = self.pos + 3;
+            let end = start + (usize::from(low & 0x7f) | usize::from(high) << 7);
+            if end <= self.end {
+                self.pos = end;
+                return Ok(Some((
+                    u32::from(key >> 3),
+                    Value::Bytes(Span::new(start, end)),
+                )));
+            }
+        }
         let mut rest = &self.body[self.pos..self.end];
         let (number, wire) = decode_key(&mut rest)?;
         let take = |rest: &mut &[u8], len: u64| {

@@ -416,22 +416,21 @@ impl CheckOutput {
     }
 
     fn headers_len(number: u32, headers: &[Header<'_>]) -> usize {
-        headers
-            .iter()
-            .map(|(name, value)| message_field_len(number, option_len(name, value)))
-            .sum()
+        let mut len = 0;
+        for (name, value) in headers {
+            len += message_field_len(number, option_len(name, value));
+        }
+        len
     }
 
     /// `OkHttpResponse` or `DeniedHttpResponse`.
     fn http_response_len(&self, headers: &[Header<'_>]) -> usize {
         if self.answer.allowed() {
-            Self::headers_len(OK_HEADERS, headers)
-                + self
-                    .gateway
-                    .headers_to_remove()
-                    .iter()
-                    .map(|name| bytes_field_len(OK_HEADERS_TO_REMOVE, name.len()))
-                    .sum::<usize>()
+            let mut len = Self::headers_len(OK_HEADERS, headers);
+            for name in self.gateway.headers_to_remove() {
+                len += bytes_field_len(OK_HEADERS_TO_REMOVE, name.len());
+            }
+            len
         } else {
             message_field_len(
                 DENIED_STATUS,
