@@ -51,8 +51,8 @@ impl ExtAuthzApi {
     }
 }
 
-/// Written out by hand, not with `async_trait`, for the reasons given at Verify's
-/// (`super::verify`): one copy of the request in the call's future, authentication boxed apart.
+/// The generated trait is an `async_trait`; its method is written out (see
+/// [`super::gateway_call`]).
 impl Authorization for ExtAuthzApi {
     fn check<'life0, 'async_trait>(
         &'life0 self,
@@ -62,19 +62,13 @@ impl Authorization for ExtAuthzApi {
         'life0: 'async_trait,
         Self: 'async_trait,
     {
-        if self.require_caller {
-            Box::pin(async move {
-                Box::pin(super::authenticate_gateway(
-                    &self.service,
-                    &request,
-                    "/envoy.service.auth.v3.Authorization/Check",
-                ))
-                .await?;
-                self.answer(request.into_inner()).await
-            })
-        } else {
-            Box::pin(self.answer(request.into_inner()))
-        }
+        super::gateway_call(
+            &self.service,
+            self.require_caller,
+            "/envoy.service.auth.v3.Authorization/Check",
+            request,
+            |input| self.answer(input),
+        )
     }
 }
 

@@ -42,10 +42,8 @@ impl VerifyApi {
     }
 }
 
-/// The generated trait is an `async_trait`; its method is written out by hand so the call's
-/// future holds the request once (the macro's would hold it twice) and the gateway's
-/// authentication, when required, is boxed apart: the future is moved whole as each call
-/// starts, so its size is paid on every call.
+/// The generated trait is an `async_trait`; its method is written out (see
+/// [`super::gateway_call`]).
 impl VerifyService for VerifyApi {
     fn verify<'life0, 'async_trait>(
         &'life0 self,
@@ -55,19 +53,13 @@ impl VerifyService for VerifyApi {
         'life0: 'async_trait,
         Self: 'async_trait,
     {
-        if self.require_caller {
-            Box::pin(async move {
-                Box::pin(super::authenticate_gateway(
-                    &self.service,
-                    &request,
-                    "/keyward.v1.VerifyService/Verify",
-                ))
-                .await?;
-                self.answer(request.into_inner()).await
-            })
-        } else {
-            Box::pin(self.answer(request.into_inner()))
-        }
+        super::gateway_call(
+            &self.service,
+            self.require_caller,
+            "/keyward.v1.VerifyService/Verify",
+            request,
+            |input| self.answer(input),
+        )
     }
 }
 
