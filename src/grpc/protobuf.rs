@@ -320,7 +320,7 @@ pub trait ReadInPlace: Sized + Send + 'static {
 /// An answer written straight to the wire (the `Encode` side of a [`WireCodec`]).
 pub trait WriteInPlace: Send + 'static {
     /// Writes the encoded message.
-    fn write(&self, buf: &mut EncodeBuf<'_>);
+    fn write(&self, buf: &mut impl BufMut);
 }
 
 /// The codec of a service whose request is read in place and whose answer is written by hand

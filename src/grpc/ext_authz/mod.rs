@@ -75,7 +75,7 @@ impl Authorization for ExtAuthzApi {
 impl ExtAuthzApi {
     /// Decides the request Envoy describes and writes the answer.
     async fn answer(&self, input: CheckInput) -> Result<Response<CheckOutput>, Status> {
-        let answer = |answer| {
+        let respond = |answer| {
             Ok(Response::new(CheckOutput::new(
                 answer,
                 self.gateway.clone(),
@@ -84,14 +84,14 @@ impl ExtAuthzApi {
         // Decided before the await, so only the query is kept across it (a smaller future).
         let query = match client_request(&input).and_then(|c| self.gateway.query(&c)) {
             Ok(query) => query,
-            Err(rejection) => return answer(Answer::rejected(&rejection)),
+            Err(rejection) => return respond(Answer::rejected(&rejection)),
         };
         let key = self.gateway.key(|name| input.header(name));
         let decision = self.service.verify(key, &query).await?;
         if let Some(state) = &decision.key {
             super::trace::record_caller(state.key.id(), state.key.account_id());
         }
-        answer(Answer::from_decision(&decision, Timestamp::now()))
+        respond(Answer::from_decision(&decision, Timestamp::now()))
     }
 }
 

@@ -20,7 +20,6 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes};
 use smallvec::SmallVec;
-use tonic::codec::EncodeBuf;
 
 use crate::gateway::{Answer, Gateway, Header, JSON, RateLimitHeaders};
 pub use crate::grpc::protobuf::Malformed;
@@ -83,29 +82,6 @@ pub struct CheckInput {
 }
 
 impl CheckInput {
-    /// Locates the fields keyward reads in an encoded `CheckRequest`.
-    pub fn decode(body: Bytes) -> Result<Self, Malformed> {
-        let mut input = CheckInput {
-            method: Span::default(),
-            path: Span::default(),
-            source_address: None,
-            headers: Vec::new(),
-            raw_headers: Vec::new(),
-            scopes: None,
-            environment: None,
-            too_many_headers: false,
-            body,
-        };
-        let body = input.body.clone();
-        let mut fields = Fields::new(&body, Span::whole(&body)?);
-        while let Some((number, field)) = fields.next()? {
-            if number == CHECK_REQUEST_ATTRIBUTES {
-                input.attributes(&body, field.message()?)?;
-            }
-        }
-        Ok(input)
-    }
-
     fn attributes(&mut self, body: &[u8], span: Span) -> Result<(), Malformed> {
         let mut fields = Fields::new(body, span);
         while let Some((number, field)) = fields.next()? {
@@ -444,60 +420,6 @@ impl CheckOutput {
         self.answer.body().unwrap_or_default()
     }
 
-    /// The encoded `CheckResponse`.
-    fn encode(&self, buf: &mut impl BufMut) {
-        let code = self.grpc_code();
-        let message = self.status_message();
-        let retry_after = self.retry_after();
-        let status_len = varint_field_len(STATUS_CODE, code)
-            + bytes_field_len(STATUS_MESSAGE, message.len())
-            + retry_after.map_or(0, |secs| message_field_len(STATUS_DETAILS, any_len(secs)));
-        message_header(RESPONSE_STATUS, status_len, buf);
-        varint_field(STATUS_CODE, code, buf);
-        bytes_field(STATUS_MESSAGE, message.as_bytes(), buf);
-        if let Some(secs) = retry_after {
-            message_header(STATUS_DETAILS, any_len(secs), buf);
-            bytes_field(ANY_TYPE_URL, RETRY_INFO_TYPE.as_bytes(), buf);
-            message_header(ANY_VALUE, retry_info_len(secs), buf);
-            message_header(
-                RETRY_INFO_DELAY,
-                varint_field_len(DURATION_SECONDS, secs),
-                buf,
-            );
-            varint_field(DURATION_SECONDS, secs, buf);
-        }
-        let allowed = self.answer.allowed();
-        let number = if allowed {
-            RESPONSE_OK
-        } else {
-            RESPONSE_DENIED
-        };
-        // The headers, gathered once (on the stack) for both their length and their bytes.
-        let rate_limit = self.answer.rate_limit();
-        let headers = self.headers(rate_limit.as_ref());
-        message_header(number, self.http_response_len(&headers), buf);
-        if allowed {
-            for &(name, value) in &headers {
-                header_option(OK_HEADERS, name, value, buf);
-            }
-            for name in self.gateway.headers_to_remove() {
-                bytes_field(OK_HEADERS_TO_REMOVE, name.as_bytes(), buf);
-            }
-        } else {
-            let status = self.http_status();
-            message_header(
-                DENIED_STATUS,
-                varint_field_len(HTTP_STATUS_CODE, status),
-                buf,
-            );
-            varint_field(HTTP_STATUS_CODE, status, buf);
-            for &(name, value) in &headers {
-                header_option(DENIED_HEADERS, name, value, buf);
-            }
-            bytes_field(DENIED_BODY, self.body().as_bytes(), buf);
-        }
-    }
-
     /// The encoded length of the `CheckResponse` (what [`CheckOutput::encode`] writes).
     #[cfg(test)]
     fn encoded_len(&self) -> usize {
@@ -550,14 +472,83 @@ fn header_option(number: u32, name: &str, value: &[u8], buf: &mut impl BufMut) {
 pub type CheckCodec = WireCodec<CheckInput, CheckOutput>;
 
 impl ReadInPlace for CheckInput {
+    /// Locates the fields keyward reads in an encoded `CheckRequest`.
     fn read(body: Bytes) -> Result<Self, Malformed> {
-        CheckInput::decode(body)
+        let mut input = CheckInput {
+            method: Span::default(),
+            path: Span::default(),
+            source_address: None,
+            headers: Vec::new(),
+            raw_headers: Vec::new(),
+            scopes: None,
+            environment: None,
+            too_many_headers: false,
+            body,
+        };
+        let body = input.body.clone();
+        let mut fields = Fields::new(&body, Span::whole(&body)?);
+        while let Some((number, field)) = fields.next()? {
+            if number == CHECK_REQUEST_ATTRIBUTES {
+                input.attributes(&body, field.message()?)?;
+            }
+        }
+        Ok(input)
     }
 }
 
 impl WriteInPlace for CheckOutput {
-    fn write(&self, buf: &mut EncodeBuf<'_>) {
-        self.encode(buf);
+    /// The encoded `CheckResponse`.
+    fn write(&self, buf: &mut impl BufMut) {
+        let code = self.grpc_code();
+        let message = self.status_message();
+        let retry_after = self.retry_after();
+        let status_len = varint_field_len(STATUS_CODE, code)
+            + bytes_field_len(STATUS_MESSAGE, message.len())
+            + retry_after.map_or(0, |secs| message_field_len(STATUS_DETAILS, any_len(secs)));
+        message_header(RESPONSE_STATUS, status_len, buf);
+        varint_field(STATUS_CODE, code, buf);
+        bytes_field(STATUS_MESSAGE, message.as_bytes(), buf);
+        if let Some(secs) = retry_after {
+            message_header(STATUS_DETAILS, any_len(secs), buf);
+            bytes_field(ANY_TYPE_URL, RETRY_INFO_TYPE.as_bytes(), buf);
+            message_header(ANY_VALUE, retry_info_len(secs), buf);
+            message_header(
+                RETRY_INFO_DELAY,
+                varint_field_len(DURATION_SECONDS, secs),
+                buf,
+            );
+            varint_field(DURATION_SECONDS, secs, buf);
+        }
+        let allowed = self.answer.allowed();
+        let number = if allowed {
+            RESPONSE_OK
+        } else {
+            RESPONSE_DENIED
+        };
+        // The headers, gathered once (on the stack) for both their length and their bytes.
+        let rate_limit = self.answer.rate_limit();
+        let headers = self.headers(rate_limit.as_ref());
+        message_header(number, self.http_response_len(&headers), buf);
+        if allowed {
+            for &(name, value) in &headers {
+                header_option(OK_HEADERS, name, value, buf);
+            }
+            for name in self.gateway.headers_to_remove() {
+                bytes_field(OK_HEADERS_TO_REMOVE, name.as_bytes(), buf);
+            }
+        } else {
+            let status = self.http_status();
+            message_header(
+                DENIED_STATUS,
+                varint_field_len(HTTP_STATUS_CODE, status),
+                buf,
+            );
+            varint_field(HTTP_STATUS_CODE, status, buf);
+            for &(name, value) in &headers {
+                header_option(DENIED_HEADERS, name, value, buf);
+            }
+            bytes_field(DENIED_BODY, self.body().as_bytes(), buf);
+        }
     }
 }
 

@@ -13,7 +13,6 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes};
 use smallvec::SmallVec;
-use tonic::codec::EncodeBuf;
 
 use crate::grpc::convert::{MAX_SCOPES, environment};
 use crate::grpc::protobuf::{
@@ -75,52 +74,6 @@ pub struct Context<'a> {
 }
 
 impl VerifyInput {
-    /// Locates the fields of an encoded `VerifyRequest`.
-    pub fn decode(body: Bytes) -> Result<Self, Malformed> {
-        let mut input = VerifyInput {
-            key: Span::default(),
-            required_scopes: SmallVec::new(),
-            context: None,
-            environment: 0,
-            cost: 0,
-            view: 0,
-            body,
-        };
-        let body = &input.body[..];
-        let mut fields = Fields::new(body, Span::whole(body)?);
-        while let Some((number, field)) = fields.next()? {
-            match number {
-                REQUEST_KEY => input.key = field.bytes()?,
-                REQUEST_REQUIRED_SCOPES => {
-                    let scope = field.bytes()?;
-                    if input.required_scopes.len() <= MAX_SCOPES {
-                        input.required_scopes.push(scope);
-                    }
-                }
-                REQUEST_CONTEXT => {
-                    // A message given twice merges, field by field.
-                    let context = input.context.get_or_insert_default();
-                    let mut fields = Fields::new(body, field.message()?);
-                    while let Some((number, field)) = fields.next()? {
-                        match number {
-                            CONTEXT_METHOD => context.method = field.bytes()?,
-                            CONTEXT_PATH => context.path = field.bytes()?,
-                            CONTEXT_CLIENT_IP => context.client_ip = field.bytes()?,
-                            CONTEXT_REFERRER => context.referrer = field.bytes()?,
-                            _ => {}
-                        }
-                    }
-                }
-                // As prost reads them: an enum is the varint's low 32 bits, as is a uint32.
-                REQUEST_ENVIRONMENT => input.environment = field.varint()? as i32,
-                REQUEST_COST => input.cost = field.varint()? as u32,
-                REQUEST_VIEW => input.view = field.varint()? as i32,
-                _ => {}
-            }
-        }
-        Ok(input)
-    }
-
     fn text(&self, span: Span, field: &str) -> Result<&str, Malformed> {
         std::str::from_utf8(span.of(&self.body))
             .map_err(|_| Malformed(format!("VerifyRequest.{field} is not valid UTF-8")))
@@ -221,60 +174,6 @@ impl VerifyOutput {
         VerifyOutput { decision, basic }
     }
 
-    /// Writes the encoded `VerifyResponse`.
-    pub(crate) fn encode(&self, buf: &mut impl BufMut) {
-        let d = &self.decision;
-        varint_field(VALID, u64::from(d.code == Code::Valid), buf);
-        varint_field(CODE, code(d.code) as u64, buf);
-        varint_field(HTTP_STATUS, d.code.http_status().into(), buf);
-        bytes_field(MESSAGE, d.code.message().as_bytes(), buf);
-        if let Some(state) = &d.key {
-            let key = &state.key;
-            message_header(KEY, self.key_info_len(key), buf);
-            bytes_field(KEY_ID, key.id().as_bytes(), buf);
-            bytes_field(ACCOUNT_ID, key.account_id().as_bytes(), buf);
-            if !self.basic {
-                bytes_field(NAME, key.name().as_bytes(), buf);
-            }
-            varint_field(ENVIRONMENT, environment(key.environment()) as u64, buf);
-            if !self.basic {
-                for scope in key.scopes() {
-                    repeated_string(SCOPES, scope, buf);
-                }
-                varint_field(GRANT_ALL, u64::from(key.grant_all()), buf);
-                for (k, v) in key.meta().into_iter().flatten() {
-                    message_header(META, entry_len(k, v), buf);
-                    bytes_field(ENTRY_KEY, k.as_bytes(), buf);
-                    bytes_field(ENTRY_VALUE, v.as_bytes(), buf);
-                }
-                if let Some(at) = key.expires_at() {
-                    timestamp(EXPIRES_AT, at, buf);
-                }
-            }
-        }
-        for scope in &d.missing_scopes {
-            repeated_string(MISSING_SCOPES, scope, buf);
-        }
-        if let Some(status) = &d.rate_limit {
-            let reset = timestamp_len(status.reset_at);
-            let len = varint_field_len(LIMIT, status.limit.into())
-                + varint_field_len(REMAINING, status.remaining.into())
-                + message_field_len(RESET_AT, reset);
-            message_header(RATE_LIMIT, len, buf);
-            varint_field(LIMIT, status.limit.into(), buf);
-            varint_field(REMAINING, status.remaining.into(), buf);
-            timestamp(RESET_AT, status.reset_at, buf);
-        }
-        if let Some(wait) = d.retry_after {
-            let seconds = i64::try_from(wait.as_secs()).unwrap_or(i64::MAX) as u64;
-            let nanos = u64::from(wait.subsec_nanos());
-            let len = varint_field_len(SECONDS, seconds) + varint_field_len(NANOS, nanos);
-            message_header(RETRY_AFTER, len, buf);
-            varint_field(SECONDS, seconds, buf);
-            varint_field(NANOS, nanos, buf);
-        }
-    }
-
     /// `KeyInfo`'s length in this view.
     fn key_info_len(&self, key: &CachedKey) -> usize {
         let identity = bytes_field_len(KEY_ID, key.id().len())
@@ -356,14 +255,106 @@ fn code(code: Code) -> proto::VerifyCode {
 pub type VerifyCodec = WireCodec<VerifyInput, VerifyOutput>;
 
 impl ReadInPlace for VerifyInput {
+    /// Locates the fields of an encoded `VerifyRequest`.
     fn read(body: Bytes) -> Result<Self, Malformed> {
-        VerifyInput::decode(body)
+        let mut input = VerifyInput {
+            key: Span::default(),
+            required_scopes: SmallVec::new(),
+            context: None,
+            environment: 0,
+            cost: 0,
+            view: 0,
+            body,
+        };
+        let body = &input.body[..];
+        let mut fields = Fields::new(body, Span::whole(body)?);
+        while let Some((number, field)) = fields.next()? {
+            match number {
+                REQUEST_KEY => input.key = field.bytes()?,
+                REQUEST_REQUIRED_SCOPES => {
+                    let scope = field.bytes()?;
+                    if input.required_scopes.len() <= MAX_SCOPES {
+                        input.required_scopes.push(scope);
+                    }
+                }
+                REQUEST_CONTEXT => {
+                    // A message given twice merges, field by field.
+                    let context = input.context.get_or_insert_default();
+                    let mut fields = Fields::new(body, field.message()?);
+                    while let Some((number, field)) = fields.next()? {
+                        match number {
+                            CONTEXT_METHOD => context.method = field.bytes()?,
+                            CONTEXT_PATH => context.path = field.bytes()?,
+                            CONTEXT_CLIENT_IP => context.client_ip = field.bytes()?,
+                            CONTEXT_REFERRER => context.referrer = field.bytes()?,
+                            _ => {}
+                        }
+                    }
+                }
+                // As prost reads them: an enum is the varint's low 32 bits, as is a uint32.
+                REQUEST_ENVIRONMENT => input.environment = field.varint()? as i32,
+                REQUEST_COST => input.cost = field.varint()? as u32,
+                REQUEST_VIEW => input.view = field.varint()? as i32,
+                _ => {}
+            }
+        }
+        Ok(input)
     }
 }
 
 impl WriteInPlace for VerifyOutput {
-    fn write(&self, buf: &mut EncodeBuf<'_>) {
-        self.encode(buf);
+    /// Writes the encoded `VerifyResponse`.
+    fn write(&self, buf: &mut impl BufMut) {
+        let d = &self.decision;
+        varint_field(VALID, u64::from(d.code == Code::Valid), buf);
+        varint_field(CODE, code(d.code) as u64, buf);
+        varint_field(HTTP_STATUS, d.code.http_status().into(), buf);
+        bytes_field(MESSAGE, d.code.message().as_bytes(), buf);
+        if let Some(state) = &d.key {
+            let key = &state.key;
+            message_header(KEY, self.key_info_len(key), buf);
+            bytes_field(KEY_ID, key.id().as_bytes(), buf);
+            bytes_field(ACCOUNT_ID, key.account_id().as_bytes(), buf);
+            if !self.basic {
+                bytes_field(NAME, key.name().as_bytes(), buf);
+            }
+            varint_field(ENVIRONMENT, environment(key.environment()) as u64, buf);
+            if !self.basic {
+                for scope in key.scopes() {
+                    repeated_string(SCOPES, scope, buf);
+                }
+                varint_field(GRANT_ALL, u64::from(key.grant_all()), buf);
+                for (k, v) in key.meta().into_iter().flatten() {
+                    message_header(META, entry_len(k, v), buf);
+                    bytes_field(ENTRY_KEY, k.as_bytes(), buf);
+                    bytes_field(ENTRY_VALUE, v.as_bytes(), buf);
+                }
+                if let Some(at) = key.expires_at() {
+                    timestamp(EXPIRES_AT, at, buf);
+                }
+            }
+        }
+        for scope in &d.missing_scopes {
+            repeated_string(MISSING_SCOPES, scope, buf);
+        }
+        if let Some(status) = &d.rate_limit {
+            let reset = timestamp_len(status.reset_at);
+            let len = varint_field_len(LIMIT, status.limit.into())
+                + varint_field_len(REMAINING, status.remaining.into())
+                + message_field_len(RESET_AT, reset);
+            message_header(RATE_LIMIT, len, buf);
+            varint_field(LIMIT, status.limit.into(), buf);
+            varint_field(REMAINING, status.remaining.into(), buf);
+            timestamp(RESET_AT, status.reset_at, buf);
+        }
+        if let Some(wait) = d.retry_after {
+            let seconds = i64::try_from(wait.as_secs()).unwrap_or(i64::MAX) as u64;
+            let nanos = u64::from(wait.subsec_nanos());
+            let len = varint_field_len(SECONDS, seconds) + varint_field_len(NANOS, nanos);
+            message_header(RETRY_AFTER, len, buf);
+            varint_field(SECONDS, seconds, buf);
+            varint_field(NANOS, nanos, buf);
+        }
     }
 }
 

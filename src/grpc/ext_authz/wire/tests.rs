@@ -99,7 +99,7 @@ fn prost_header<'r>(request: &'r CheckRequest, name: &str) -> Option<&'r str> {
 }
 
 fn decode(request: &CheckRequest) -> CheckInput {
-    CheckInput::decode(Bytes::from(request.encode_to_vec())).expect("decodes")
+    CheckInput::read(Bytes::from(request.encode_to_vec())).expect("decodes")
 }
 
 fn header_name() -> impl Strategy<Value = String> {
@@ -147,7 +147,7 @@ proptest! {
     /// Any bytes at all: an answer or an error, never a panic.
     #[test]
     fn never_panics(body in proptest::collection::vec(any::<u8>(), 0..300)) {
-        if let Ok(input) = CheckInput::decode(Bytes::from(body)) {
+        if let Ok(input) = CheckInput::read(Bytes::from(body)) {
             let _ = (input.method(), input.path(), input.header("authorization"));
         }
     }
@@ -155,7 +155,7 @@ proptest! {
 
 #[test]
 fn an_empty_request_reads_as_empty() {
-    let input = CheckInput::decode(Bytes::new()).expect("an empty message is valid");
+    let input = CheckInput::read(Bytes::new()).expect("an empty message is valid");
     assert_eq!(input.method(), Ok(""));
     assert_eq!(input.path(), Ok(""));
     assert_eq!(input.source_address(), None);
@@ -185,7 +185,7 @@ fn a_message_split_in_two_merges_as_protobuf_says() {
     let mut bytes = first.encode_to_vec();
     bytes.extend(second.encode_to_vec());
     let merged = CheckRequest::decode(bytes.as_slice()).unwrap();
-    let input = CheckInput::decode(Bytes::from(bytes)).unwrap();
+    let input = CheckInput::read(Bytes::from(bytes)).unwrap();
     assert_eq!(input.method(), Ok("POST"));
     assert_eq!(input.path(), Ok("/b"));
     assert_eq!(input.source_address(), Some("203.0.113.9"));
@@ -216,7 +216,7 @@ fn a_pipe_address_is_not_a_client_ip() {
     let peer = [&[0x0a, address.len() as u8][..], &address].concat();
     let attributes = [&[0x0a, peer.len() as u8][..], &peer].concat();
     bytes.extend_from_slice(&attributes);
-    let input = CheckInput::decode(Bytes::from(bytes)).unwrap();
+    let input = CheckInput::read(Bytes::from(bytes)).unwrap();
     assert_eq!(input.source_address(), None);
     request.attributes = None;
     assert_eq!(
@@ -241,7 +241,7 @@ fn strings_that_are_not_utf8_are_refused_where_read() {
     ]
     .concat();
     let bytes = field(1, &field(4, &field(2, &http)));
-    let input = CheckInput::decode(Bytes::from(bytes)).expect("structure is valid");
+    let input = CheckInput::read(Bytes::from(bytes)).expect("structure is valid");
     assert_eq!(input.method(), Err(NotUtf8));
     assert_eq!(input.path(), Err(NotUtf8));
     assert_eq!(input.header("authorization"), None);
@@ -262,16 +262,16 @@ fn malformed_bodies_are_refused() {
     // Truncated anywhere inside: a field runs past its message's end.
     for cut in [1, 2, 10, valid.len() / 2, valid.len() - 1] {
         assert!(
-            CheckInput::decode(Bytes::copy_from_slice(&valid[..cut])).is_err(),
+            CheckInput::read(Bytes::copy_from_slice(&valid[..cut])).is_err(),
             "cut at {cut}"
         );
     }
     // A field keyward reads with another wire type: attributes as a varint.
-    assert!(CheckInput::decode(Bytes::from_static(&[0x08, 0x01])).is_err());
+    assert!(CheckInput::read(Bytes::from_static(&[0x08, 0x01])).is_err());
     // A group.
-    assert!(CheckInput::decode(Bytes::from_static(&[0x0b, 0x0c])).is_err());
+    assert!(CheckInput::read(Bytes::from_static(&[0x0b, 0x0c])).is_err());
     // A field number of 0.
-    assert!(CheckInput::decode(Bytes::from_static(&[0x02, 0x00])).is_err());
+    assert!(CheckInput::read(Bytes::from_static(&[0x02, 0x00])).is_err());
     // Unknown fields of every wire type are skipped.
     let unknown = [
         0x28, 0x96, 0x01, // 5: varint
@@ -281,7 +281,7 @@ fn malformed_bodies_are_refused() {
     ];
     let mut bytes = unknown.to_vec();
     bytes.extend_from_slice(&valid);
-    let input = CheckInput::decode(Bytes::from(bytes)).expect("unknown fields skipped");
+    let input = CheckInput::read(Bytes::from(bytes)).expect("unknown fields skipped");
     assert_eq!(input.header("authorization"), Some("Bearer x"));
 }
 
@@ -469,7 +469,7 @@ fn writes_what_prost_encodes() {
             let expected = prost_response(&answer, gateway.headers_to_remove()).encode_to_vec();
             let output = CheckOutput::new(answer.clone(), gateway.clone());
             let mut written = Vec::new();
-            output.encode(&mut written);
+            output.write(&mut written);
             assert_eq!(output.encoded_len(), written.len(), "{answer:?}");
             assert_eq!(written, expected, "{answer:?}");
         }

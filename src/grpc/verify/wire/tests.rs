@@ -17,7 +17,7 @@ use crate::ratelimit::LimitStatus;
 /// Reads `body` and checks every field against what prost decodes from it.
 fn assert_reads_as_prost(body: &[u8]) {
     let expected = proto::VerifyRequest::decode(body).expect("prost decodes it");
-    let input = VerifyInput::decode(Bytes::copy_from_slice(body)).expect("read");
+    let input = VerifyInput::read(Bytes::copy_from_slice(body)).expect("read");
     assert_eq!(input.key().unwrap(), expected.key);
     let scopes: Vec<&str> = expected
         .required_scopes
@@ -81,7 +81,7 @@ proptest! {
 
     #[test]
     fn never_panics(body in proptest::collection::vec(any::<u8>(), 0..200)) {
-        if let Ok(input) = VerifyInput::decode(Bytes::from(body.clone())) {
+        if let Ok(input) = VerifyInput::read(Bytes::from(body.clone())) {
             let _ = (input.key(), input.required_scopes(), input.context());
             // Whatever prost reads whole, the reader reads the same.
             if proto::VerifyRequest::decode(&body[..]).is_ok() {
@@ -97,7 +97,7 @@ fn scope_lists_past_the_bound_are_cut_one_past_it() {
         required_scopes: (0..1000).map(|i| format!("s{i}:read")).collect(),
         ..Default::default()
     };
-    let input = VerifyInput::decode(request.encode_to_vec().into()).unwrap();
+    let input = VerifyInput::read(request.encode_to_vec().into()).unwrap();
     assert_eq!(input.required_scopes().unwrap().len(), MAX_SCOPES + 1);
 }
 
@@ -105,7 +105,7 @@ fn scope_lists_past_the_bound_are_cut_one_past_it() {
 fn strings_that_are_not_utf8_are_refused_naming_the_field() {
     // key = 0xff, then a context whose path is 0xfe.
     const BODY: [u8; 8] = [0x0a, 1, 0xff, 0x1a, 3, 0x12, 1, 0xfe];
-    let input = VerifyInput::decode(Bytes::from_static(&BODY)).unwrap();
+    let input = VerifyInput::read(Bytes::from_static(&BODY)).unwrap();
     assert!(input.key().unwrap_err().0.contains("VerifyRequest.key"));
     assert!(input.context().unwrap_err().0.contains("context.path"));
     let status = tonic::Status::from(input.key().unwrap_err());
@@ -123,12 +123,12 @@ fn malformed_bodies_are_refused() {
     .encode_to_vec();
     for cut in 1..whole.len() {
         if proto::VerifyRequest::decode(&whole[..cut]).is_err() {
-            assert!(VerifyInput::decode(Bytes::copy_from_slice(&whole[..cut])).is_err());
+            assert!(VerifyInput::read(Bytes::copy_from_slice(&whole[..cut])).is_err());
         }
     }
     // The key (a string) sent as an integer; the cost (an integer) sent as a string.
-    assert!(VerifyInput::decode(Bytes::from_static(&[0x08, 1])).is_err());
-    assert!(VerifyInput::decode(Bytes::from_static(&[0x2a, 0])).is_err());
+    assert!(VerifyInput::read(Bytes::from_static(&[0x08, 1])).is_err());
+    assert!(VerifyInput::read(Bytes::from_static(&[0x2a, 0])).is_err());
 }
 
 #[test]
@@ -137,7 +137,7 @@ fn debug_never_shows_the_key() {
         key: "kw_live_secretsecret".into(),
         ..Default::default()
     };
-    let input = VerifyInput::decode(request.encode_to_vec().into()).unwrap();
+    let input = VerifyInput::read(request.encode_to_vec().into()).unwrap();
     assert!(!format!("{input:?}").contains("secret"));
 }
 
@@ -185,7 +185,7 @@ fn prost_response(decision: Decision, basic: bool) -> proto::VerifyResponse {
 fn written(decision: &Decision, basic: bool) -> Vec<u8> {
     let output = VerifyOutput::new(decision.clone(), basic);
     let mut buf = Vec::new();
-    output.encode(&mut buf);
+    output.write(&mut buf);
     buf
 }
 
