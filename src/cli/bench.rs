@@ -595,12 +595,20 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
     let workers = spec.connections.max(1) * spec.concurrency.max(1);
     let mut rounds: Vec<Vec<PhaseReport>> = Vec::new();
     let mut extra = String::new();
+    let order = phases(&spec);
     for round in 0..spec.repeat.max(1) {
-        eprintln!("round {}: {}", round + 1, phase_names(&spec).join(", "));
-        let mut reports = Vec::new();
-        for face in &spec.faces {
-            match face {
-                Face::Verify => {
+        // Each round starts one phase later than the one before, so that no phase always runs
+        // first or last: the machine's drift over a round falls on every phase alike.
+        let first = round % order.len();
+        let run: Vec<usize> = (0..order.len())
+            .map(|k| (first + k) % order.len())
+            .collect();
+        let names: Vec<String> = run.iter().map(|&i| order[i].name()).collect();
+        eprintln!("round {}: {}", round + 1, names.join(", "));
+        let mut reports: Vec<Option<PhaseReport>> = order.iter().map(|_| None).collect();
+        for i in run {
+            let report = match order[i] {
+                Phase::Face(Face::Verify) => {
                     let lookups_before = match &spec.metrics_addr {
                         Some(addr) => Some(server_counter(addr, LOOKUPS).await?),
                         None => None,
@@ -622,26 +630,28 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
                             report.line_of("valid", &report.valid)
                         );
                     }
-                    reports.push(report);
+                    report
                 }
-                Face::Check => {
-                    reports.push(phase("check".into(), &spec, &channels, check.clone()).await);
+                Phase::Face(Face::Check) => {
+                    phase("check".into(), &spec, &channels, check.clone()).await
                 }
-            }
-        }
-        reports.push(phase("health".into(), &spec, &channels, health).await);
-        for (n, url) in spec.http_urls.iter().enumerate() {
-            let target = HttpTarget::parse(url)?;
-            let pool = HttpPool::connect(&target, workers).await?;
-            let secrets = secrets.clone();
-            let call = move |_channel: Channel, i: u64| {
-                let key = secrets[(i as usize) % secrets.len()].clone();
-                let pool = pool.clone();
-                async move { (pool.get(i, &key).await, true) }
+                Phase::Health => phase("health".into(), &spec, &channels, health).await,
+                Phase::Http(n) => {
+                    let target = HttpTarget::parse(&spec.http_urls[n])?;
+                    let pool = HttpPool::connect(&target, workers).await?;
+                    let secrets = secrets.clone();
+                    let call = move |_channel: Channel, i: u64| {
+                        let key = secrets[(i as usize) % secrets.len()].clone();
+                        let pool = pool.clone();
+                        async move { (pool.get(i, &key).await, true) }
+                    };
+                    phase(order[i].name(), &spec, &channels, call).await
+                }
             };
-            reports.push(phase(format!("http{}", n + 1), &spec, &channels, call).await);
+            reports[i] = Some(report);
         }
-        rounds.push(reports);
+        // Reported in the same order every round, whatever order they ran in.
+        rounds.push(reports.into_iter().flatten().collect());
     }
     let cleanup = revoke_keys(channels[0].clone(), &spec.root_key, &keys).await;
     eprint!("{cleanup}");
@@ -678,19 +688,33 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
     Ok(out)
 }
 
-/// The names of the phases one round runs.
-fn phase_names(spec: &LoadSpec) -> Vec<String> {
-    let mut names: Vec<String> = spec
-        .faces
-        .iter()
-        .map(|f| match f {
-            Face::Verify => "verify".to_owned(),
-            Face::Check => "check".to_owned(),
-        })
-        .collect();
-    names.push("health".into());
-    names.extend((1..=spec.http_urls.len()).map(|n| format!("http{n}")));
-    names
+/// One phase of a round.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// A gRPC face.
+    Face(Face),
+    /// The health check: the transport's floor.
+    Health,
+    /// The n-th `--http` URL.
+    Http(usize),
+}
+
+impl Phase {
+    fn name(self) -> String {
+        match self {
+            Phase::Face(Face::Verify) => "verify".to_owned(),
+            Phase::Face(Face::Check) => "check".to_owned(),
+            Phase::Health => "health".to_owned(),
+            Phase::Http(n) => format!("http{}", n + 1),
+        }
+    }
+}
+
+/// The phases one round runs, in the order the first round runs them.
+fn phases(spec: &LoadSpec) -> Vec<Phase> {
+    let faces = spec.faces.iter().map(|&f| Phase::Face(f));
+    let http = (0..spec.http_urls.len()).map(Phase::Http);
+    faces.chain([Phase::Health]).chain(http).collect()
 }
 
 /// Median and range across rounds, per phase: throughput, p99, and the gRPC phases'
@@ -709,7 +733,10 @@ fn summary(rounds: &[Vec<PhaseReport>]) -> String {
     let Some(first) = rounds.first() else {
         return String::new();
     };
-    let mut out = format!("summary over {} round(s): median (min–max)\n", rounds.len());
+    let mut out = format!(
+        "summary over {} round(s), each starting one phase later: median (min–max)\n",
+        rounds.len()
+    );
     for (i, report) in first.iter().enumerate() {
         let of = |f: &dyn Fn(&PhaseReport) -> f64| {
             median_range(rounds.iter().filter_map(|r| r.get(i)).map(f).collect())
@@ -729,7 +756,17 @@ fn summary(rounds: &[Vec<PhaseReport>]) -> String {
                 })
                 .collect();
             let (ratio, lo, hi) = median_range(ratios);
-            out += &format!("  {ratio:.2} × health ({lo:.2}–{hi:.2})");
+            // All rounds' requests over all rounds' time, of the face and of the floor: the
+            // machine's moments of noise weigh by their length instead of a round apiece.
+            let pooled = |name: &str| {
+                let reports = rounds.iter().flatten().filter(|p| p.name == name);
+                let (requests, secs) = reports.fold((0.0, 0.0), |(n, t), p| {
+                    (n + p.requests as f64, t + p.elapsed.as_secs_f64())
+                });
+                requests / secs
+            };
+            let pooled = pooled(&report.name) / pooled("health");
+            out += &format!("  {ratio:.2} × health ({lo:.2}–{hi:.2}), pooled {pooled:.3}");
         }
         out += "\n";
     }

@@ -677,9 +677,17 @@ async fn bench_drives_verify_check_and_forward_auth() {
         }
     }
     assert!(
-        stdout.contains("× health"),
-        "the summary relates the faces to the floor:\n{stdout}"
+        stdout.contains("× health") && stdout.contains("pooled"),
+        "the summary relates the faces to the floor, round by round and pooled:\n{stdout}"
     );
+    // The second round starts one phase later than the first.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for order in [
+        "round 1: verify, check, health, http1",
+        "round 2: check, health, http1, verify",
+    ] {
+        assert!(stderr.contains(order), "no `{order}`:\n{stderr}");
+    }
     assert!(
         stdout.contains("server resident memory:") && stdout.contains("B per key"),
         "the server's memory is reported:\n{stdout}"
