@@ -14,6 +14,12 @@ use tokio::net::TcpListener;
 
 use crate::cli::manage::Failure;
 
+/// mimalloc instead of the system allocator, when built with `--features mimalloc`: less CPU a
+/// call, more memory a cached key (measured in the README's "Allocator" section).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// keyward: API keys, created once, verified in well under a millisecond.
 #[derive(Debug, Parser)]
 #[command(version, about)]
