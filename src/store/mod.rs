@@ -1,6 +1,6 @@
 //! Persistence: one [`Store`] trait, one implementation per backend (SQLite, PostgreSQL),
 //! chosen by the database URL's scheme. Each backend has its own migrations; both speak the
-//! same SQL (`$N` placeholders work in both) and map rows through [`row`]. Every mutation
+//! same SQL (`$N` placeholders work in both) and map rows through the `row` module. Every mutation
 //! (`actor` is the calling key) writes its audit event in its own transaction.
 
 mod listener;
