@@ -2,11 +2,11 @@
 # Verify, Envoy's Check and the health Check floor under h2load (nghttp2's C load generator,
 # Debian package nghttp2-client), with gRPC requests framed by hand: `content-type:
 # application/grpc`, `te: trailers`, a 5-byte gRPC prefix and the encoded message. Rounds
-# alternate verify, check, health; the summary gives the median and min–max of each and of the
-# ratios to health in the same round, the pooled ratio (all rounds' requests over all rounds'
-# health requests) and how many rounds reached 0.9. On a 2-core machine a phase's rate varies by
-# ±10 % from one h2load run to the next (each run makes new connections), so many short rounds
-# say more than a few long ones. The gRPC codes the server answered are read from its metrics
+# alternate verify, basic view, check, health, each round starting one phase later; the
+# summary gives the median and min–max of each and of the ratios to health in the same round,
+# the pooled ratio (all rounds' requests over all rounds' health requests) and how many rounds
+# reached 0.9. On a 2-core machine a phase's rate varies by ±10 % from one h2load run to the
+# next (each run makes new connections), so many short rounds say more than a few long ones. The gRPC codes the server answered are read from its metrics
 # afterwards (h2load counts HTTP 200, and gRPC puts its status in trailers).
 #
 #   benches/h2load.sh [ROUNDS] [SECONDS]      e.g. benches/h2load.sh 15 4
@@ -78,8 +78,11 @@ run() {  # phase → req/s
     | awk '/^finished in/ {gsub(",", "", $4); print $4}'
 }
 declare -A RESULTS
+PHASES=(verify basic check health)
 for round in $(seq "$ROUNDS"); do
-  for phase in verify basic check health; do
+  # Each round starts one phase later than the one before: no phase always runs first or last.
+  for k in 0 1 2 3; do
+    phase=${PHASES[$(( (round - 1 + k) % 4 ))]}
     rate=$(run "$phase")
     RESULTS[$phase]+="$rate "
     echo "round $round: $phase $rate req/s"
