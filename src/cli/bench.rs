@@ -607,13 +607,14 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
         eprintln!("round {}: {}", round + 1, names.join(", "));
         let mut reports: Vec<Option<PhaseReport>> = order.iter().map(|_| None).collect();
         for i in run {
+            let name = order[i].name();
             let report = match order[i] {
                 Phase::Face(Face::Verify) => {
                     let lookups_before = match &spec.metrics_addr {
                         Some(addr) => Some(server_counter(addr, LOOKUPS).await?),
                         None => None,
                     };
-                    let report = phase("verify".into(), &spec, &channels, verify.clone()).await;
+                    let report = phase(name, &spec, &channels, verify.clone()).await;
                     if let (Some(addr), Some(before)) = (&spec.metrics_addr, lookups_before) {
                         let lookups = server_counter(addr, LOOKUPS).await?.saturating_sub(before);
                         let sent = unknowns_sent.swap(0, std::sync::atomic::Ordering::Relaxed);
@@ -632,10 +633,8 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
                     }
                     report
                 }
-                Phase::Face(Face::Check) => {
-                    phase("check".into(), &spec, &channels, check.clone()).await
-                }
-                Phase::Health => phase("health".into(), &spec, &channels, health).await,
+                Phase::Face(Face::Check) => phase(name, &spec, &channels, check.clone()).await,
+                Phase::Health => phase(name, &spec, &channels, health).await,
                 Phase::Http(n) => {
                     let target = HttpTarget::parse(&spec.http_urls[n])?;
                     let pool = HttpPool::connect(&target, workers).await?;
@@ -645,7 +644,7 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
                         let pool = pool.clone();
                         async move { (pool.get(i, &key).await, true) }
                     };
-                    phase(order[i].name(), &spec, &channels, call).await
+                    phase(name, &spec, &channels, call).await
                 }
             };
             reports[i] = Some(report);
