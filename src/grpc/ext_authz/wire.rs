@@ -381,14 +381,12 @@ impl CheckOutput {
         }
     }
 
-    /// `google.rpc.Status`.
-    #[cfg(test)]
-    fn status_len(&self) -> usize {
-        varint_field_len(STATUS_CODE, self.grpc_code())
-            + bytes_field_len(STATUS_MESSAGE, self.status_message().len())
-            + self
-                .retry_after()
-                .map_or(0, |secs| message_field_len(STATUS_DETAILS, any_len(secs)))
+    /// The encoded length of the `google.rpc.Status` of `code`, `message` and, on a 429, its
+    /// `RetryInfo`.
+    fn status_len(code: u64, message: &str, retry_after: Option<u64>) -> usize {
+        varint_field_len(STATUS_CODE, code)
+            + bytes_field_len(STATUS_MESSAGE, message.len())
+            + retry_after.map_or(0, |secs| message_field_len(STATUS_DETAILS, any_len(secs)))
     }
 
     fn headers_len(number: u32, headers: &[Header<'_>]) -> usize {
@@ -420,10 +418,12 @@ impl CheckOutput {
         self.answer.body().unwrap_or_default()
     }
 
-    /// The encoded length of the `CheckResponse` (what [`CheckOutput::encode`] writes).
+    /// The encoded length of the `CheckResponse` (what [`WriteInPlace::write`] writes).
     #[cfg(test)]
     fn encoded_len(&self) -> usize {
-        message_field_len(RESPONSE_STATUS, self.status_len())
+        let status_len =
+            Self::status_len(self.grpc_code(), self.status_message(), self.retry_after());
+        message_field_len(RESPONSE_STATUS, status_len)
             + message_field_len(
                 if self.answer.allowed() {
                     RESPONSE_OK
@@ -502,10 +502,11 @@ impl WriteInPlace for CheckOutput {
         let code = self.grpc_code();
         let message = self.status_message();
         let retry_after = self.retry_after();
-        let status_len = varint_field_len(STATUS_CODE, code)
-            + bytes_field_len(STATUS_MESSAGE, message.len())
-            + retry_after.map_or(0, |secs| message_field_len(STATUS_DETAILS, any_len(secs)));
-        message_header(RESPONSE_STATUS, status_len, buf);
+        message_header(
+            RESPONSE_STATUS,
+            Self::status_len(code, message, retry_after),
+            buf,
+        );
         varint_field(STATUS_CODE, code, buf);
         bytes_field(STATUS_MESSAGE, message.as_bytes(), buf);
         if let Some(secs) = retry_after {
