@@ -20,7 +20,6 @@ use crate::key::Environment;
 use crate::model::KeyState;
 use crate::restriction::{MAX_PATH_LEN, Method, normalize_path};
 use crate::scope::ScopeName;
-use crate::time::Timestamp;
 use crate::verify::{Code, Decision, RequestContext, RequiredScopes, VerifyQuery};
 
 pub use client_ip::client_ip;
@@ -228,15 +227,15 @@ pub fn bearer_token(value: &str) -> Option<&str> {
         .then(|| token.trim_ascii())
 }
 
-/// Parses a comma- (or space-) separated scope list, bounded by its length before any entry is
+/// Parses a comma- (or space-) separated scope list (each name trimmed of ASCII whitespace;
+/// any other character is the name's and refused by its check), bounded by its length before any entry is
 /// looked at and by its count as it is read; duplicates dropped.
 fn parse_scope_list(text: &str) -> Result<RequiredScopes<'_>, String> {
     if text.len() > MAX_SCOPES * 65 {
         return Err(format!("at most {MAX_SCOPES} scopes"));
     }
-    let names = text
-        .split([',', ' '])
-        .map(str::trim)
+    let names = split_scope_list(text)
+        .map(str::trim_ascii)
         .filter(|s| !s.is_empty());
     let mut out = RequiredScopes::new();
     for name in names {
@@ -248,6 +247,25 @@ fn parse_scope_list(text: &str) -> Result<RequiredScopes<'_>, String> {
     }
     crate::scope::dedup(&mut out);
     Ok(out)
+}
+
+/// The pieces of a scope list between its separators (`,` and space): found byte by byte, as
+/// both are ASCII, instead of decoding the text char by char.
+fn split_scope_list(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match text.bytes().position(|b| b == b',' || b == b' ') {
+            Some(end) => {
+                rest = Some(&text[end + 1..]);
+                Some(&text[..end])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
 }
 
 /// The end client's request, as a gateway describes it.
@@ -323,10 +341,10 @@ pub type Header<'a> = (&'static str, &'a [u8]);
 pub const JSON: &str = "application/json";
 
 impl Answer {
-    /// The answer to a decision made at `now`.
-    pub fn from_decision(decision: &Decision, now: Timestamp) -> Self {
+    /// The answer to a decision; the rate-limit reset is counted from when it was made.
+    pub fn from_decision(decision: &Decision) -> Self {
         let rate_limit = decision.rate_limit.as_ref().map(|status| {
-            let reset = (status.reset_at.micros() - now.micros())
+            let reset = (status.reset_at.micros() - decision.decided_at.micros())
                 .max(0)
                 .unsigned_abs();
             // Delta seconds, rounded up (IETF RateLimit header fields).

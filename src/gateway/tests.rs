@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::ratelimit::LimitStatus;
+use crate::time::Timestamp;
 
 fn headers(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -248,7 +249,8 @@ fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
 
 #[test]
 fn denials_carry_the_json_body_challenge_and_retry_after() {
-    let now = Timestamp::now();
+    // A decision made long ago: the reset is counted from when it was made, not from the clock.
+    let now = Timestamp::from_parts(1_000_000, 0).unwrap();
     let rate_limit = Some(LimitStatus {
         limit: 100,
         remaining: 0,
@@ -260,8 +262,9 @@ fn denials_carry_the_json_body_challenge_and_retry_after() {
         rate_limit,
         retry_after: Some(Duration::from_millis(2_500)),
         key: None,
+        decided_at: now,
     };
-    let answer = Answer::from_decision(&limited, now);
+    let answer = Answer::from_decision(&limited);
     assert_eq!(answer.status, 429);
     assert_eq!(answer.challenge(), [("retry-after", "3".to_owned())]);
     assert_eq!(answer.retry_after(), Some(3));
@@ -284,8 +287,9 @@ fn denials_carry_the_json_body_challenge_and_retry_after() {
         rate_limit: None,
         retry_after: None,
         key: None,
+        decided_at: now,
     };
-    let answer = Answer::from_decision(&revoked, now);
+    let answer = Answer::from_decision(&revoked);
     assert_eq!(answer.status, 401);
     assert_eq!(answer.challenge().len(), 1);
     assert_eq!(answer.challenge()[0].0, "www-authenticate");
@@ -335,4 +339,20 @@ fn numbers_are_written_in_decimal() {
     for n in numbers {
         assert_eq!(Decimal::new(n).as_bytes(), n.to_string().as_bytes(), "{n}");
     }
+}
+
+#[test]
+fn scope_lists_split_on_commas_and_spaces_and_trim_ascii_whitespace() {
+    let names = |text| parse_scope_list(text).map(|s| s.to_vec());
+    assert_eq!(names(""), Ok(vec![]));
+    assert_eq!(names(" , ,"), Ok(vec![]));
+    assert_eq!(names("a:b"), Ok(vec!["a:b"]));
+    assert_eq!(names(",a:b,,c:d ,\te:f\t"), Ok(vec!["a:b", "c:d", "e:f"]));
+    assert!(
+        names("a:b\tc:d").is_err(),
+        "a tab inside a piece is the name's"
+    );
+    // Non-ASCII (whitespace or not) is part of a name, which refuses it; never split mid-char.
+    assert!(names("a:b,\u{a0}c:d").is_err());
+    assert!(names("é:b").is_err());
 }

@@ -238,7 +238,10 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// The next field's number and value; `None` at the end of the message.
+    /// The next field's number and value; `None` at the end of the message. The usual field is
+    /// read inline (every read of a request makes dozens of these calls); the rest by
+    /// [`Fields::next_general`].
+    #[inline]
     pub(crate) fn next(&mut self) -> Result<Option<(u32, Value)>, Malformed> {
         if self.pos == self.end {
             return Ok(None);
@@ -261,6 +264,13 @@ impl<'a> Fields<'a> {
                 _ => {}
             }
         }
+        self.next_general()
+    }
+
+    /// Any other field: a longer length, a larger number, a fixed-width value, or a malformed
+    /// one.
+    #[inline(never)]
+    fn next_general(&mut self) -> Result<Option<(u32, Value)>, Malformed> {
         // A message of 128 bytes to 16 KiB (a two-byte length), as Envoy's attributes are.
         if let [key @ 0x08..0x80, low @ 0x80..=0xff, high @ 0..0x80, ..] =
             self.body[self.pos..self.end]

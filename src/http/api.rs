@@ -1200,8 +1200,7 @@ async fn usage(State(state): State<Arc<HttpState>>, call: Call, headers: HeaderM
         Ok(decision) => decision,
         Err(answer) => return super::respond(answer),
     };
-    let now = Timestamp::now();
-    let answer = Answer::from_decision(&decision, now);
+    let answer = Answer::from_decision(&decision);
     let (Code::Valid, Some(key)) = (decision.code, &decision.key) else {
         return super::respond(answer);
     };

@@ -32,7 +32,6 @@ use crate::error::Error;
 use crate::gateway::{Answer, ClientRequest, Gateway, JSON, client_ip};
 use crate::net::{ConnectionGauge, ConnectionLimits, PeerInfo};
 use crate::service::{Access, CallContext, Keyward};
-use crate::time::Timestamp;
 
 /// The header a gateway presents its own key in when `verify_auth` is on: the client's key is
 /// in `Authorization`, so the caller's cannot be.
@@ -212,7 +211,7 @@ async fn forward_auth(State(state): State<Arc<HttpState>>, request: Request) -> 
     };
     let key = state.gateway.key(text);
     let answer = match decide(&state, key, &client).await {
-        Ok(decision) => Answer::from_decision(&decision, Timestamp::now()),
+        Ok(decision) => Answer::from_decision(&decision),
         Err(answer) => answer,
     };
     respond(answer)

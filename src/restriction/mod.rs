@@ -7,6 +7,7 @@ mod pattern;
 #[cfg(test)]
 mod tests;
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
@@ -17,31 +18,50 @@ use crate::error::echo;
 pub use path::{MAX_PATH_LEN, normalize_path};
 pub use pattern::{MAX_PATTERN_LEN, Pattern};
 
-/// An HTTP method, uppercase (`get` is read as `GET`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Longest method token accepted.
+const MAX_METHOD_LEN: usize = 20;
+
+/// An HTTP method, uppercase (`get` is read as `GET`). Held inline: every gateway request
+/// names one, and reading it allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Method(String);
+pub struct Method {
+    /// The uppercase letters, then zeros.
+    letters: [u8; MAX_METHOD_LEN],
+    len: u8,
+}
 
 impl Method {
     /// Parses a method token: 1–20 ASCII letters.
     pub fn parse(text: &str) -> Result<Self, String> {
-        if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_alphabetic()) {
+        if text.is_empty()
+            || text.len() > MAX_METHOD_LEN
+            || !text.bytes().all(|b| b.is_ascii_alphabetic())
+        {
             return Err(format!(
                 "method {} must be an HTTP method such as GET",
                 echo(text)
             ));
         }
-        Ok(Method(text.to_ascii_uppercase()))
+        let mut letters = [0; MAX_METHOD_LEN];
+        letters[..text.len()].copy_from_slice(text.as_bytes());
+        letters.make_ascii_uppercase();
+        Ok(Method {
+            letters,
+            len: text.len() as u8,
+        })
     }
 
     /// The method, uppercase.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // ASCII letters only (see `parse`): always UTF-8.
+        std::str::from_utf8(&self.letters[..self.len.into()]).unwrap_or_default()
     }
+}
 
-    /// Whether a request's method (any case) is this one.
-    pub fn matches(&self, method: &str) -> bool {
-        self.0.eq_ignore_ascii_case(method)
+impl fmt::Debug for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -54,7 +74,7 @@ impl TryFrom<String> for Method {
 
 impl From<Method> for String {
     fn from(m: Method) -> String {
-        m.0
+        m.as_str().to_owned()
     }
 }
 

@@ -92,24 +92,28 @@ pub struct Decision {
     pub retry_after: Option<Duration>,
     /// The key, whenever it was found (also on a denial).
     pub key: Option<Arc<KeyState>>,
+    /// When the decision was made: the `now` of [`decide`], which the rate-limit state's reset
+    /// is relative to (so an answer needs no second read of the clock).
+    pub decided_at: Timestamp,
 }
 
 impl Decision {
-    fn deny(code: Code) -> Self {
+    fn deny(code: Code, now: Timestamp) -> Self {
         Decision {
             code,
             missing_scopes: Vec::new(),
             rate_limit: None,
             retry_after: None,
             key: None,
+            decided_at: now,
         }
     }
 
     /// A denial of a found key, which the answer carries.
-    fn deny_key(code: Code, state: Arc<KeyState>) -> Self {
+    fn deny_key(code: Code, state: Arc<KeyState>, now: Timestamp) -> Self {
         Decision {
             key: Some(state),
-            ..Decision::deny(code)
+            ..Decision::deny(code, now)
         }
     }
 
@@ -127,44 +131,44 @@ pub fn decide(
     budget: &mut impl RateBudget,
 ) -> Decision {
     let state = match presented {
-        Presented::Empty => return Decision::deny(Code::Missing),
-        Presented::Malformed => return Decision::deny(Code::Malformed),
-        Presented::Unknown => return Decision::deny(Code::NotFound),
+        Presented::Empty => return Decision::deny(Code::Missing, now),
+        Presented::Malformed => return Decision::deny(Code::Malformed, now),
+        Presented::Unknown => return Decision::deny(Code::NotFound, now),
         // A stored key whose environment disagrees with its text was not made by this service.
         Presented::Found { state, environment } if state.key.environment() != environment => {
-            return Decision::deny(Code::NotFound);
+            return Decision::deny(Code::NotFound, now);
         }
         Presented::Found { state, .. } => state,
     };
     let key = &state.key;
     if key.is_revoked() {
-        return Decision::deny_key(Code::Revoked, state);
+        return Decision::deny_key(Code::Revoked, state, now);
     }
     if key.is_expired(now) {
-        return Decision::deny_key(Code::Expired, state);
+        return Decision::deny_key(Code::Expired, state, now);
     }
     if query
         .environment
         .is_some_and(|env| env != key.environment())
     {
-        return Decision::deny_key(Code::WrongEnvironment, state);
+        return Decision::deny_key(Code::WrongEnvironment, state, now);
     }
     if state.account_disabled {
-        return Decision::deny_key(Code::AccountDisabled, state);
+        return Decision::deny_key(Code::AccountDisabled, state, now);
     }
     let r = key.restrictions();
     let ctx = &query.context;
     if !r.allows_ip(ctx.client_ip) {
-        return Decision::deny_key(Code::IpNotAllowed, state);
+        return Decision::deny_key(Code::IpNotAllowed, state, now);
     }
     if !r.allows_referrer(ctx.referrer) {
-        return Decision::deny_key(Code::ReferrerNotAllowed, state);
+        return Decision::deny_key(Code::ReferrerNotAllowed, state, now);
     }
     if !r.allows_method(ctx.method.as_ref()) {
-        return Decision::deny_key(Code::MethodNotAllowed, state);
+        return Decision::deny_key(Code::MethodNotAllowed, state, now);
     }
     if !r.allows_path(ctx.path) {
-        return Decision::deny_key(Code::PathNotAllowed, state);
+        return Decision::deny_key(Code::PathNotAllowed, state, now);
     }
     let missing_scopes: Vec<String> = query
         .required_scopes
@@ -175,13 +179,13 @@ pub fn decide(
     if !missing_scopes.is_empty() {
         return Decision {
             missing_scopes,
-            ..Decision::deny_key(Code::InsufficientScope, state)
+            ..Decision::deny_key(Code::InsufficientScope, state, now)
         };
     }
     match budget.take(&state, &query.required_scopes, query.cost.max(1), now) {
         Outcome::Allowed(status) => Decision {
             rate_limit: Some(status),
-            ..Decision::deny_key(Code::Valid, state)
+            ..Decision::deny_key(Code::Valid, state, now)
         },
         Outcome::Limited {
             status,
@@ -190,7 +194,7 @@ pub fn decide(
         } => Decision {
             rate_limit: Some(status),
             retry_after: Some(retry_after),
-            ..Decision::deny_key(Code::RateLimited, state)
+            ..Decision::deny_key(Code::RateLimited, state, now)
         },
     }
 }

@@ -16,7 +16,6 @@ use super::BoxFuture;
 use crate::gateway::{Answer, ClientRequest, Gateway, Rejection};
 use crate::restriction::parse_client_ip;
 use crate::service::Keyward;
-use crate::time::Timestamp;
 
 use server::authorization_server::Authorization;
 pub use server::authorization_server::AuthorizationServer;
@@ -91,7 +90,7 @@ impl ExtAuthzApi {
         if let Some(state) = &decision.key {
             super::trace::record_caller(state.key.id(), state.key.account_id());
         }
-        respond(Answer::from_decision(&decision, Timestamp::now()))
+        respond(Answer::from_decision(&decision))
     }
 }
 

@@ -428,8 +428,9 @@ fn answers() -> Vec<Answer> {
         rate_limit,
         retry_after,
         key: key.clone(),
+        decided_at: now,
     };
-    let answer = |decision: Decision| Answer::from_decision(&decision, now);
+    let answer = |decision: Decision| Answer::from_decision(&decision);
     vec![
         answer(decision(Code::Valid, Some(limit(99)), None)),
         answer(decision(Code::Valid, None, None)),
@@ -473,5 +474,39 @@ fn writes_what_prost_encodes() {
             assert_eq!(output.encoded_len(), written.len(), "{answer:?}");
             assert_eq!(written, expected, "{answer:?}");
         }
+    }
+}
+
+#[test]
+fn header_options_of_every_length_are_what_prost_encodes() {
+    // A 16-byte name: the option's length crosses 127 between values of 103 and 104 bytes, so
+    // both the one-byte-lengths path and the general one are written.
+    let cases = [
+        ("x-keyward-key-id", 1),
+        ("x-keyward-key-id", 103),
+        ("x-keyward-key-id", 104),
+        ("www-authenticate", 300),
+        ("x-keyward-key-id", 0),
+        ("", 5),
+    ];
+    for (name, value_len) in cases {
+        let value = "v".repeat(value_len);
+        let mut written = Vec::new();
+        header_option(DENIED_HEADERS, name, value.as_bytes(), &mut written);
+        let expected = DeniedHttpResponse {
+            status: None,
+            headers: vec![HeaderValueOption {
+                header: Some(HeaderValue {
+                    key: name.to_owned(),
+                    value: value.clone(),
+                    raw_value: Vec::new(),
+                }),
+                append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+                ..HeaderValueOption::default()
+            }],
+            body: String::new(),
+        }
+        .encode_to_vec();
+        assert_eq!(written, expected, "{name:?} with a {value_len}-byte value");
     }
 }

@@ -249,6 +249,7 @@ fn writes_what_prost_encodes() {
                     rate_limit,
                     retry_after,
                     key: key.clone(),
+                    decided_at: Timestamp::from_parts(0, 0).unwrap(),
                 };
                 for basic in [false, true] {
                     let expected = prost_response(decision.clone(), basic);
