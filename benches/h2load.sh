@@ -2,7 +2,9 @@
 # Verify, Envoy's Check and the health Check floor under h2load (nghttp2's C load generator,
 # Debian package nghttp2-client), with gRPC requests framed by hand: `content-type:
 # application/grpc`, `te: trailers`, a 5-byte gRPC prefix and the encoded message. Rounds
-# alternate verify, basic view, check, health, each round starting one phase later; the
+# alternate verify, basic view, padded (Verify with 300 bytes of an unknown field, which the
+# server skips in one step: what a larger request costs by its size alone), check, health,
+# each round starting one phase later; the
 # summary gives the median and min–max of each and of the ratios to health in the same round,
 # the pooled ratio (all rounds' requests over all rounds' health requests) and how many rounds
 # reached 0.9. On a 2-core machine a phase's rate varies by ±10 % from one h2load run to the
@@ -62,12 +64,14 @@ socket = field(2, b"203.0.113.9") + varint(3 << 3) + varint(40000)
 attributes = field(1, field(1, field(1, socket))) + field(4, field(2, http)) + field(10, field(1, b"scopes") + field(2, b"videos:read"))
 check = field(1, attributes)
 basic = verify + varint(6 << 3) + varint(1)  # view: VERIFY_VIEW_BASIC (AIP-157)
-for name, msg in [("verify", verify), ("basic", basic), ("check", check), ("health", b"")]:
+padded = verify + field(15, b"x" * 300)  # an unknown field: skipped, never read
+for name, msg in [("verify", verify), ("basic", basic), ("padded", padded), ("check", check), ("health", b"")]:
     open(f"{work}/{name}.bin", "wb").write(grpc(msg))
 PY
 declare -A PATHS=(
   [verify]=/keyward.v1.VerifyService/Verify
   [basic]=/keyward.v1.VerifyService/Verify
+  [padded]=/keyward.v1.VerifyService/Verify
   [check]=/envoy.service.auth.v3.Authorization/Check
   [health]=/grpc.health.v1.Health/Check
 )
@@ -78,29 +82,35 @@ run() {  # phase → req/s
     | awk '/^finished in/ {gsub(",", "", $4); print $4}'
 }
 declare -A RESULTS
-PHASES=(verify basic check health)
+PHASES=(verify basic padded check health)
 for round in $(seq "$ROUNDS"); do
   # Each round starts one phase later than the one before: no phase always runs first or last.
-  for k in 0 1 2 3; do
-    phase=${PHASES[$(( (round - 1 + k) % 4 ))]}
+  for k in "${!PHASES[@]}"; do
+    phase=${PHASES[$(( (round - 1 + k) % ${#PHASES[@]} ))]}
     rate=$(run "$phase")
     RESULTS[$phase]+="$rate "
     echo "round $round: $phase $rate req/s"
   done
 done
-python3 - "${RESULTS[verify]}" "${RESULTS[basic]}" "${RESULTS[check]}" "${RESULTS[health]}" <<'PY'
+python3 - "${RESULTS[verify]}" "${RESULTS[basic]}" "${RESULTS[padded]}" "${RESULTS[check]}" "${RESULTS[health]}" <<'PY'
 import statistics, sys
-verify, basic, check, health = ([float(x) for x in a.split()] for a in sys.argv[1:5])
+names = ["verify", "basic", "padded", "check", "health"]
+rates = dict(zip(names, ([float(x) for x in a.split()] for a in sys.argv[1:6])))
 def line(name, xs):
     print(f"{name:<8} median {statistics.median(xs):>9.0f} req/s  ({min(xs):.0f}-{max(xs):.0f})")
-print("summary: median (min-max) over", len(health), "rounds")
-line("verify", verify); line("basic", basic); line("check", check); line("health", health)
-for name, xs in [("verify", verify), ("basic", basic), ("check", check)]:
-    r = [a / b for a, b in zip(xs, health)]
-    pooled = sum(xs) / sum(health)
-    reached = sum(x >= 0.9 for x in r)
-    print(f"{name}/health ratio: median {statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f}),"
-          f" pooled {pooled:.3f}, {reached} of {len(r)} rounds >= 0.9")
+print("summary: median (min-max) over", len(rates["health"]), "rounds")
+for name in names:
+    line(name, rates[name])
+def ratio(name, base, target=None):
+    r = [a / b for a, b in zip(rates[name], rates[base])]
+    pooled = sum(rates[name]) / sum(rates[base])
+    reached = f", {sum(x >= target for x in r)} of {len(r)} rounds >= {target}" if target else ""
+    print(f"{name}/{base} ratio: median {statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f}),"
+          f" pooled {pooled:.3f}{reached}")
+for name in ["verify", "basic", "padded", "check"]:
+    ratio(name, "health", 0.9)
+ratio("padded", "verify")  # the cost of 300 more request bytes alone
+ratio("check", "padded")   # Check against a Verify request of about its size
 PY
 echo "what the server answered (its metrics; Unknown = streams h2load cut at the deadline):"
 curl -s "http://127.0.0.1:$HTTP/metrics" \
