@@ -228,8 +228,8 @@ pub fn bearer_token(value: &str) -> Option<&str> {
 }
 
 /// Parses a comma- (or space-) separated scope list (each name trimmed of ASCII whitespace;
-/// any other character is the name's and refused by its check), bounded by its length before any entry is
-/// looked at and by its count as it is read; duplicates dropped.
+/// any other character is the name's and refused by its check), bounded by its length before
+/// any entry is looked at and by its count as it is read; duplicates dropped.
 fn parse_scope_list(text: &str) -> Result<RequiredScopes<'_>, String> {
     if text.len() > MAX_SCOPES * 65 {
         return Err(format!("at most {MAX_SCOPES} scopes"));

@@ -208,6 +208,26 @@ mod unit {
     }
 
     #[test]
+    fn methods_are_held_uppercase_up_to_twenty_letters() {
+        let long = "a".repeat(20);
+        let method = Method::parse(&long).unwrap();
+        assert_eq!(method.as_str(), "A".repeat(20));
+        assert!(Method::parse(&"a".repeat(21)).is_err());
+        assert!(Method::parse("").is_err());
+        assert!(Method::parse("GÉT").is_err());
+        let patch = Method::parse("pAtCh").unwrap();
+        assert_eq!(patch, Method::parse("PATCH").unwrap());
+        assert_ne!(patch, Method::parse("PATCHX").unwrap());
+        assert_eq!(format!("{patch:?}"), "\"PATCH\"");
+        assert_eq!(serde_json::to_string(&patch).unwrap(), "\"PATCH\"");
+        assert_eq!(
+            serde_json::from_str::<Method>("\"get\"").unwrap().as_str(),
+            "GET"
+        );
+        assert!(serde_json::from_str::<Method>("\"G T\"").is_err());
+    }
+
+    #[test]
     fn restrictions_round_trip_as_json() {
         let r = Restrictions {
             allowed_cidrs: vec![parse_cidr("10.0.0.0/8").unwrap()],

@@ -19,6 +19,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes};
+use prost::encoding::WireType;
 use smallvec::SmallVec;
 
 use crate::gateway::{Answer, Gateway, Header, JSON, RateLimitHeaders};
@@ -28,7 +29,6 @@ use crate::grpc::protobuf::{
     message_field_len, message_header, varint_field, varint_field_len,
 };
 use crate::proto::envoy::config::core::v3::header_value_option::HeaderAppendAction;
-use prost::encoding::WireType;
 
 // Envoy's field numbers (proto/envoy/service/auth/v3/*.proto, proto/envoy/config/core/v3/*).
 /// `CheckRequest.attributes`.
