@@ -3,13 +3,14 @@
 # Debian package nghttp2-client), with gRPC requests framed by hand: `content-type:
 # application/grpc`, `te: trailers`, a 5-byte gRPC prefix and the encoded message. Rounds
 # alternate verify, basic view, padded (Verify with 300 bytes of an unknown field, which the
-# server skips in one step: what a larger request costs by its size alone), check, health,
-# each round starting one phase later; the
-# summary gives the median and min–max of each and of the ratios to health in the same round,
-# the pooled ratio (all rounds' requests over all rounds' health requests) and how many rounds
-# reached 0.9. On a 2-core machine a phase's rate varies by ±10 % from one h2load run to the
-# next (each run makes new connections), so many short rounds say more than a few long ones. The gRPC codes the server answered are read from its metrics
-# afterwards (h2load counts HTTP 200, and gRPC puts its status in trailers).
+# server skips in one step: what a larger request costs by its size alone), check, health, each
+# round starting one phase later; the summary gives the median and min–max of each and of the
+# ratios to health in the same round, the pooled ratio (all rounds' requests over all rounds'
+# health requests) and how many rounds reached 0.9, then padded/verify and check/padded. On a
+# 2-core machine a phase's rate varies by ±10 % from one h2load run to the next (each run makes
+# new connections), so many short rounds say more than a few long ones. The gRPC codes the
+# server answered are read from its metrics afterwards (h2load counts HTTP 200, and gRPC puts
+# its status in trailers).
 #
 #   benches/h2load.sh [ROUNDS] [SECONDS]      e.g. benches/h2load.sh 15 4
 set -euo pipefail

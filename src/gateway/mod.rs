@@ -341,8 +341,9 @@ pub type Header<'a> = (&'static str, &'a [u8]);
 pub const JSON: &str = "application/json";
 
 impl Answer {
-    /// The answer to a decision; the rate-limit reset is counted from when it was made.
-    pub fn from_decision(decision: &Decision) -> Self {
+    /// The answer to a decision, which it takes over (its key moves into the answer); the
+    /// rate-limit reset is counted from when it was made.
+    pub fn from_decision(decision: Decision) -> Self {
         let rate_limit = decision.rate_limit.as_ref().map(|status| {
             let reset = (status.reset_at.micros() - decision.decided_at.micros())
                 .max(0)
@@ -382,7 +383,7 @@ impl Answer {
         Answer {
             status,
             code: code.as_str(),
-            key: decision.key.clone(),
+            key: decision.key,
             rate_limit,
             denial,
         }

@@ -264,7 +264,7 @@ fn denials_carry_the_json_body_challenge_and_retry_after() {
         key: None,
         decided_at: now,
     };
-    let answer = Answer::from_decision(&limited);
+    let answer = Answer::from_decision(limited);
     assert_eq!(answer.status, 429);
     assert_eq!(answer.challenge(), [("retry-after", "3".to_owned())]);
     assert_eq!(answer.retry_after(), Some(3));
@@ -289,7 +289,7 @@ fn denials_carry_the_json_body_challenge_and_retry_after() {
         key: None,
         decided_at: now,
     };
-    let answer = Answer::from_decision(&revoked);
+    let answer = Answer::from_decision(revoked);
     assert_eq!(answer.status, 401);
     assert_eq!(answer.challenge().len(), 1);
     assert_eq!(answer.challenge()[0].0, "www-authenticate");

@@ -1200,8 +1200,9 @@ async fn usage(State(state): State<Arc<HttpState>>, call: Call, headers: HeaderM
         Ok(decision) => decision,
         Err(answer) => return super::respond(answer),
     };
-    let answer = Answer::from_decision(&decision);
-    let (Code::Valid, Some(key)) = (decision.code, &decision.key) else {
+    let (code, key, rate_limit) = (decision.code, decision.key.clone(), decision.rate_limit);
+    let answer = Answer::from_decision(decision);
+    let (Code::Valid, Some(key)) = (code, key) else {
         return super::respond(answer);
     };
     // The cache keeps only what verification reads; the answer shows the whole record.
@@ -1212,7 +1213,7 @@ async fn usage(State(state): State<Arc<HttpState>>, call: Call, headers: HeaderM
     let mut response = json(&UsageAnswer {
         data: UsageJson {
             api_key: (&record).into(),
-            rate_limit: decision.rate_limit.as_ref().map(|rl| RateLimitState {
+            rate_limit: rate_limit.as_ref().map(|rl| RateLimitState {
                 limit: rl.limit,
                 remaining: rl.remaining,
                 reset_at: rfc3339(rl.reset_at),

@@ -211,7 +211,7 @@ async fn forward_auth(State(state): State<Arc<HttpState>>, request: Request) -> 
     };
     let key = state.gateway.key(text);
     let answer = match decide(&state, key, &client).await {
-        Ok(decision) => Answer::from_decision(&decision),
+        Ok(decision) => Answer::from_decision(decision),
         Err(answer) => answer,
     };
     respond(answer)

@@ -90,7 +90,7 @@ impl ExtAuthzApi {
         if let Some(state) = &decision.key {
             super::trace::record_caller(state.key.id(), state.key.account_id());
         }
-        respond(Answer::from_decision(&decision))
+        respond(Answer::from_decision(decision))
     }
 }
 

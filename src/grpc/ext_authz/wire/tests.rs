@@ -430,7 +430,7 @@ fn answers() -> Vec<Answer> {
         key: key.clone(),
         decided_at: now,
     };
-    let answer = |decision: Decision| Answer::from_decision(&decision);
+    let answer = |decision: Decision| Answer::from_decision(decision);
     vec![
         answer(decision(Code::Valid, Some(limit(99)), None)),
         answer(decision(Code::Valid, None, None)),
