@@ -71,7 +71,10 @@ pub struct Preset {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     scopes: Vec<ScopeDef>,
-    index: HashMap<String, usize>,
+    /// Scope name → position in `scopes`. Every verify that requires scopes looks each one up
+    /// (its rate-limit guardrail), so the map hashes with foldhash (seeded per process, a few
+    /// instructions for a scope name) instead of SipHash; the names are the operator's.
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
     presets: Vec<Preset>,
 }
 
@@ -109,7 +112,7 @@ impl Catalog {
         })?;
         let mut catalog = Catalog {
             scopes: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             presets: Vec::new(),
         };
         for entry in file.scopes {

@@ -219,12 +219,9 @@ impl Gateway {
 /// The token of an `Authorization: Bearer <token>` header (the scheme case-insensitive).
 /// Whitespace around the value and after the scheme is HTTP's (RFC 9110 `OWS`: spaces, tabs).
 pub fn bearer_token(value: &str) -> Option<&str> {
-    let value = value.trim_ascii();
-    let gap = value.bytes().position(|b| b == b' ' || b == b'\t')?;
-    let (scheme, token) = value.split_at(gap);
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim_ascii())
+    let (scheme, token) = value.trim_ascii().split_at_checked("bearer".len())?;
+    let separated = token.starts_with([' ', '\t']);
+    (separated && scheme.eq_ignore_ascii_case("bearer")).then(|| token.trim_ascii())
 }
 
 /// Parses a comma- (or space-) separated scope list (each name trimmed of ASCII whitespace;

@@ -356,3 +356,34 @@ fn scope_lists_split_on_commas_and_spaces_and_trim_ascii_whitespace() {
     assert!(names("a:b,\u{a0}c:d").is_err());
     assert!(names("é:b").is_err());
 }
+
+proptest::proptest! {
+    /// The token is what follows the scheme `Bearer` (any case) and HTTP whitespace, trimmed:
+    /// the same as splitting at the first space or tab and comparing the scheme, for any text
+    /// (multi-byte characters where the scheme would end included).
+    #[test]
+    fn bearer_tokens_are_read_after_the_scheme(
+        value in "[ \t]{0,2}(bearer|BeArEr|beare|bearerx|bear\u{20ac}|bear\u{e9}|basic|)[ \t\u{a0}]{0,2}[a-z_ \t\u{e9}]{0,6}"
+    ) {
+        fn by_split(value: &str) -> Option<&str> {
+            let value = value.trim_ascii();
+            let gap = value.bytes().position(|b| b == b' ' || b == b'\t')?;
+            let (scheme, token) = value.split_at(gap);
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_ascii())
+        }
+        proptest::prop_assert_eq!(bearer_token(&value), by_split(&value));
+    }
+}
+
+#[test]
+fn bearer_tokens_need_the_scheme_and_a_gap() {
+    assert_eq!(bearer_token("Bearer kw_a"), Some("kw_a"));
+    assert_eq!(bearer_token("BEARER\t kw_a \t"), Some("kw_a"));
+    assert_eq!(bearer_token(" bearer  a b "), Some("a b"));
+    assert_eq!(bearer_token("Bearer "), None);
+    assert_eq!(bearer_token("Bearerkw_a"), None);
+    assert_eq!(bearer_token("Bearer\u{a0}kw_a"), None);
+    assert_eq!(bearer_token("Bear\u{20ac} kw_a"), None);
+    assert_eq!(bearer_token("Basic dXNlcjpwdw=="), None);
+    assert_eq!(bearer_token(""), None);
+}

@@ -145,6 +145,11 @@ impl Span {
         self.end as usize
     }
 
+    /// How many bytes the range holds.
+    pub(crate) fn len(self) -> usize {
+        (self.end - self.start) as usize
+    }
+
     /// Whether the range is empty.
     pub(crate) fn is_empty(self) -> bool {
         self.start == self.end

@@ -218,6 +218,15 @@ async fn first_start_writes_a_root_key_file_and_logs_no_secret() {
         revoke_line.contains("\"code\":\"Ok\"") || revoke_line.contains("\"code\":\"OK\""),
         "{revoke_line}"
     );
+    // With debug on, a Verify's line names the key it decided (never the key itself).
+    let verify_line = stderr
+        .lines()
+        .find(|l| l.contains("call answered") && l.contains("VerifyService/Verify"))
+        .expect("a debug line for a Verify");
+    assert!(
+        verify_line.contains(&format!("\"key_id\":\"{key_id}\"")),
+        "{verify_line}"
+    );
     let refused_line = stderr
         .lines()
         .find(|l| l.contains("management call refused") && l.contains("CreateKey"))

@@ -88,7 +88,7 @@ impl ExtAuthzApi {
         let key = self.gateway.key(|name| input.header(name));
         let decision = self.service.verify(key, &query).await?;
         if let Some(state) = &decision.key {
-            super::trace::record_caller(state.key.id(), state.key.account_id());
+            super::trace::record_verified(state.key.id(), state.key.account_id());
         }
         respond(Answer::from_decision(decision))
     }

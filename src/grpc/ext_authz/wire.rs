@@ -196,13 +196,15 @@ impl CheckInput {
     /// first, any case). A value that is not UTF-8 is absent.
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.as_bytes();
+        // Lengths first: most names differ in length, and a span's length needs no slicing.
         let bytes = |span: Span| span.of(&self.body);
-        if let Some((_, value)) = self.headers.iter().rev().find(|(k, _)| bytes(*k) == name) {
+        let named = |key: &Span| key.len() == name.len() && bytes(*key) == name;
+        if let Some((_, value)) = self.headers.iter().rev().find(|(k, _)| named(k)) {
             return self.text(*value).ok();
         }
         self.raw_headers
             .iter()
-            .find(|(k, _)| bytes(*k).eq_ignore_ascii_case(name))
+            .find(|(k, _)| k.len() == name.len() && bytes(*k).eq_ignore_ascii_case(name))
             .and_then(|(_, value)| self.text(*value).ok())
     }
 
@@ -518,15 +520,16 @@ impl ReadInPlace for CheckInput {
             scopes: None,
             environment: None,
             too_many_headers: false,
-            body,
+            // Moved in once located (no second reference to count up and down).
+            body: Bytes::new(),
         };
-        let body = input.body.clone();
         let mut fields = Fields::new(&body, Span::whole(&body)?);
         while let Some((number, field)) = fields.next()? {
             if number == CHECK_REQUEST_ATTRIBUTES {
                 input.attributes(&body, field.message()?)?;
             }
         }
+        input.body = body;
         Ok(input)
     }
 }

@@ -81,7 +81,7 @@ impl VerifyApi {
         let query = parse_query(&input)?;
         let decision = self.service.verify(key, &query).await?;
         if let Some(state) = &decision.key {
-            super::trace::record_caller(state.key.id(), state.key.account_id());
+            super::trace::record_verified(state.key.id(), state.key.account_id());
         }
         Ok(Response::new(VerifyOutput::new(decision, basic)))
     }
