@@ -6,7 +6,8 @@
 # server skips in one step: what a larger request costs by its size alone), check, health, each
 # round starting one phase later; the summary gives the median and min–max of each and of the
 # ratios to health in the same round, the pooled ratio (all rounds' requests over all rounds'
-# health requests) and how many rounds reached 0.9, then padded/verify and check/padded. On a
+# health requests) with its 95 % interval (a bootstrap over the rounds, from 5 rounds on) and
+# how many rounds reached 0.9, then padded/verify and check/padded. On a
 # 2-core machine a phase's rate varies by ±10 % from one h2load run to the next (each run makes
 # new connections), so many short rounds say more than a few long ones. The gRPC codes the
 # server answered are read from its metrics afterwards (h2load counts HTTP 200, and gRPC puts
@@ -94,7 +95,7 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 python3 - "${RESULTS[verify]}" "${RESULTS[basic]}" "${RESULTS[padded]}" "${RESULTS[check]}" "${RESULTS[health]}" <<'PY'
-import statistics, sys
+import random, statistics, sys
 names = ["verify", "basic", "padded", "check", "health"]
 rates = dict(zip(names, ([float(x) for x in a.split()] for a in sys.argv[1:6])))
 def line(name, xs):
@@ -102,12 +103,21 @@ def line(name, xs):
 print("summary: median (min-max) over", len(rates["health"]), "rounds")
 for name in names:
     line(name, rates[name])
+def interval(a, b):
+    # 95 % percentile bootstrap of the pooled ratio: rounds drawn with replacement (seeded).
+    if len(a) < 5:
+        return ""
+    rng, n = random.Random(0x6b6579776172), len(a)
+    draws = sorted(
+        sum(a[i] for i in idx) / sum(b[i] for i in idx)
+        for idx in ([rng.randrange(n) for _ in range(n)] for _ in range(2000)))
+    return f" (95 % {draws[50]:.3f}-{draws[1949]:.3f})"
 def ratio(name, base, target=None):
     r = [a / b for a, b in zip(rates[name], rates[base])]
     pooled = sum(rates[name]) / sum(rates[base])
     reached = f", {sum(x >= target for x in r)} of {len(r)} rounds >= {target}" if target else ""
     print(f"{name}/{base} ratio: median {statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f}),"
-          f" pooled {pooled:.3f}{reached}")
+          f" pooled {pooled:.3f}{interval(rates[name], rates[base])}{reached}")
 for name in ["verify", "basic", "padded", "check"]:
     ratio(name, "health", 0.9)
 ratio("padded", "verify")  # the cost of 300 more request bytes alone

@@ -224,8 +224,12 @@ impl KeyFormat {
         // `live_` or `test_`: both four letters (no search for the separator).
         let environment = Environment::parse(rest.get(..4)?)?;
         let body = rest.get(4..)?.strip_prefix('_')?;
+        // Every byte looked at, without stopping at the first bad one: a loop without an exit
+        // the compiler can run over many bytes at once (every verify checks a key).
         if body.len() != SECRET_LEN + CHECKSUM_LEN
-            || !body.bytes().all(|b| b.is_ascii_alphanumeric())
+            || !body
+                .bytes()
+                .fold(true, |all, b| all & b.is_ascii_alphanumeric())
         {
             return None;
         }
@@ -331,6 +335,26 @@ mod tests {
         ];
         for case in cases {
             assert!(format().parse(&case).is_none(), "accepted {case:?}");
+        }
+    }
+
+    #[test]
+    fn a_correct_checksum_does_not_admit_other_characters() {
+        let raw = format()
+            .generate(Environment::Live)
+            .secret
+            .expose()
+            .to_owned();
+        let head = &raw[..raw.len() - CHECKSUM_LEN];
+        let secret_at = "kw_live_".len();
+        for position in secret_at..head.len() {
+            for bad in ['-', '+', '/', '.', ' ', '\u{7f}'] {
+                let mut changed = head.to_owned();
+                changed.replace_range(position..position + 1, &bad.to_string());
+                let checksum = checksum(&changed);
+                changed.push_str(std::str::from_utf8(&checksum).unwrap());
+                assert!(format().parse(&changed).is_none(), "accepted {changed:?}");
+            }
         }
     }
 

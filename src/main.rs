@@ -122,7 +122,8 @@ struct BenchArgs {
     /// Requests in flight per connection.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Length of each phase (verify, then health), e.g. 10s.
+    /// Length of each phase, e.g. 10s, or in milliseconds (500ms): on a noisy machine many
+    /// short rotating rounds pair each phase with a floor measured moments apart.
     #[arg(long, default_value = "10s")]
     duration: String,
     /// Requests per phase instead of a duration (the phase still stops after 1 hour).
@@ -300,7 +301,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                         concurrency: args.concurrency.max(1),
                         duration: match args.requests {
                             Some(_) => std::time::Duration::from_secs(3600),
-                            None => keyward::duration::parse(&args.duration)?,
+                            None => phase_length(&args.duration)?,
                         },
                         requests: args.requests,
                         keys: args.keys.max(1),
@@ -468,4 +469,37 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
             _ = int.recv() => {},
         }
     })
+}
+
+/// A bench phase's length: a duration as the configuration reads it, or whole milliseconds
+/// (`250ms`); never zero.
+fn phase_length(text: &str) -> Result<std::time::Duration, String> {
+    let length = match text.trim().strip_suffix("ms") {
+        Some(millis) => millis
+            .parse::<u64>()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| format!("{text:?} must be a whole number of milliseconds (e.g. 250ms)"))?,
+        None => keyward::duration::parse(text)?,
+    };
+    if length.is_zero() {
+        return Err(format!("{text:?} must be longer than zero"));
+    }
+    Ok(length)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::phase_length;
+
+    #[test]
+    fn phase_lengths_read_seconds_and_milliseconds() {
+        assert_eq!(phase_length("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(phase_length("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(phase_length(" 2m "), Ok(Duration::from_secs(120)));
+        for bad in ["0ms", "0s", "1.5ms", "ms", "-5ms", "250"] {
+            assert!(phase_length(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -757,19 +757,57 @@ fn summary(rounds: &[Vec<PhaseReport>]) -> String {
             let (ratio, lo, hi) = median_range(ratios);
             // All rounds' requests over all rounds' time, of the face and of the floor: the
             // machine's moments of noise weigh by their length instead of a round apiece.
-            let pooled = |name: &str| {
-                let reports = rounds.iter().flatten().filter(|p| p.name == name);
-                let (requests, secs) = reports.fold((0.0, 0.0), |(n, t), p| {
-                    (n + p.requests as f64, t + p.elapsed.as_secs_f64())
-                });
-                requests / secs
-            };
-            let pooled = pooled(&report.name) / pooled("health");
+            let pooled = pooled_ratio(rounds.iter(), &report.name);
             out += &format!("  {ratio:.2} × health ({lo:.2}–{hi:.2}), pooled {pooled:.3}");
+            if let Some((lo, hi)) = pooled_interval(rounds, &report.name) {
+                out += &format!(" (95 % {lo:.3}–{hi:.3})");
+            }
         }
         out += "\n";
     }
     out
+}
+
+/// The phase's rate over the health floor's, pooled: all the rounds' requests over all their
+/// time, of the phase and of the floor, so the machine's moments of noise weigh by their
+/// length instead of a round apiece.
+fn pooled_ratio<'r>(rounds: impl Iterator<Item = &'r Vec<PhaseReport>> + Clone, name: &str) -> f64 {
+    let rate = |name: &str| {
+        let reports = rounds.clone().flatten().filter(|p| p.name == name);
+        let (requests, secs) = reports.fold((0.0, 0.0), |(n, t), p| {
+            (n + p.requests as f64, t + p.elapsed.as_secs_f64())
+        });
+        requests / secs
+    };
+    rate(name) / rate("health")
+}
+
+/// How many times the rounds are resampled for [`pooled_interval`].
+const RESAMPLES: usize = 2000;
+
+/// The 95 % interval of [`pooled_ratio`]: a percentile bootstrap, the rounds drawn with
+/// replacement [`RESAMPLES`] times (seeded, so the same rounds give the same interval). On a
+/// noisy machine it says how far the pooled ratio could move from one run to the next;
+/// `None` for fewer than 5 rounds, too few to resample.
+fn pooled_interval(rounds: &[Vec<PhaseReport>], name: &str) -> Option<(f64, f64)> {
+    use rand::{Rng as _, SeedableRng as _};
+    if rounds.len() < 5 {
+        return None;
+    }
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(0x6b65_7977_6172_6400);
+    let mut ratios: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            let drawn: Vec<&Vec<PhaseReport>> = (0..rounds.len())
+                .map(|_| &rounds[rng.random_range(0..rounds.len())])
+                .collect();
+            pooled_ratio(drawn.into_iter(), name)
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    Some((
+        ratios[RESAMPLES / 40],
+        ratios[RESAMPLES - 1 - RESAMPLES / 40],
+    ))
 }
 
 /// Sends an encoded `CheckRequest`; true when the answer's status is OK. Only the status is
@@ -1067,4 +1105,60 @@ pub async fn propagation(
         ms(0.99),
         histogram.max() as f64 / 1000.0
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A round of a face and the floor: `face` and `health` requests, each in one second.
+    fn round(face: u64, health: u64) -> Vec<PhaseReport> {
+        let report = |name: &str, requests| PhaseReport {
+            name: name.to_owned(),
+            requests,
+            errors: 0,
+            elapsed: Duration::from_secs(1),
+            histogram: Histogram::new(3).unwrap(),
+            valid: Histogram::new(3).unwrap(),
+        };
+        vec![report("check", face), report("health", health)]
+    }
+
+    #[test]
+    fn the_pooled_ratio_weighs_rounds_by_their_requests() {
+        let rounds = [round(90, 100), round(180, 100)];
+        assert!((pooled_ratio(rounds.iter(), "check") - 1.35).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_interval_holds_the_pooled_ratio_and_narrows_with_agreeing_rounds() {
+        let noisy: Vec<_> = (0..20)
+            .map(|i| round(if i % 2 == 0 { 80 } else { 100 }, 100))
+            .collect();
+        let (lo, hi) = pooled_interval(&noisy, "check").unwrap();
+        let pooled = pooled_ratio(noisy.iter(), "check");
+        assert!(lo < pooled && pooled < hi, "{lo} {pooled} {hi}");
+        assert!(
+            lo >= 0.8 && hi <= 1.0,
+            "within the rounds' own range: {lo}–{hi}"
+        );
+        // Rounds that all agree leave nothing to vary.
+        let steady: Vec<_> = (0..20).map(|_| round(90, 100)).collect();
+        let (lo, hi) = pooled_interval(&steady, "check").unwrap();
+        assert!(
+            (lo - 0.9).abs() < 1e-9 && (hi - 0.9).abs() < 1e-9,
+            "{lo}–{hi}"
+        );
+        // The same rounds give the same interval.
+        assert_eq!(
+            pooled_interval(&noisy, "check"),
+            pooled_interval(&noisy, "check")
+        );
+    }
+
+    #[test]
+    fn too_few_rounds_give_no_interval() {
+        let rounds: Vec<_> = (0..4).map(|_| round(90, 100)).collect();
+        assert_eq!(pooled_interval(&rounds, "check"), None);
+    }
 }
