@@ -6,10 +6,12 @@
 #   http1   keyward's forward-auth endpoint, GET /auth?scopes=videos:read
 #   http2   nginx with auth_request (deploy/nginx.conf) in front of an upstream
 #   http3   the same nginx proxying the same upstream without auth_request
-# Each round runs every phase in turn; the summary gives the median and min–max over rounds.
-# Run it on a quiet machine: the client, keyward and nginx share its cores.
+# Each round runs every phase in turn, starting one phase later than the round before; the
+# summary gives the median and min–max over rounds and each gRPC face's pooled ratio to the
+# floor with its 95 % interval. Run it on a quiet machine: the client, keyward and nginx share
+# its cores. On a busy one, many short rounds say more than a few long ones.
 #
-#   benches/gateways.sh [ROUNDS] [DURATION]        e.g. benches/gateways.sh 5 5s
+#   benches/gateways.sh [ROUNDS] [DURATION]        e.g. benches/gateways.sh 40 500ms
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
