@@ -123,7 +123,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// Length of each phase, e.g. 10s, or in milliseconds (500ms): on a noisy machine many
-    /// short rotating rounds pair each phase with a floor measured moments apart.
+    /// short rounds narrow the summary's interval more than a few long ones.
     #[arg(long, default_value = "10s")]
     duration: String,
     /// Requests per phase instead of a duration (the phase still stops after 1 hour).

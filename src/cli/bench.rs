@@ -755,8 +755,6 @@ fn summary(rounds: &[Vec<PhaseReport>]) -> String {
                 })
                 .collect();
             let (ratio, lo, hi) = median_range(ratios);
-            // All rounds' requests over all rounds' time, of the face and of the floor: the
-            // machine's moments of noise weigh by their length instead of a round apiece.
             let pooled = pooled_ratio(rounds.iter(), &report.name);
             out += &format!("  {ratio:.2} × health ({lo:.2}–{hi:.2}), pooled {pooled:.3}");
             if let Some((lo, hi)) = pooled_interval(rounds, &report.name) {
