@@ -47,8 +47,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ])
         .compile_fds(only("envoy."))?;
     // Envoy's messages with a client (tests, `keyward bench`). The server reads Envoy's
-    // CheckRequest straight from the wire instead (src/grpc/ext_authz/wire.rs), so its service
-    // is generated below over those types.
+    // CheckRequest straight from the wire instead (src/grpc/ext_authz/wire.rs) and serves it
+    // with src/grpc/unary.rs.
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(false)
@@ -61,41 +61,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".envoy.config.core.v3.HeaderValue",
         ])
         .compile_fds(only("keyward."))?;
-    let wire = "crate::grpc::ext_authz::wire";
-    let authorization = tonic_prost_build::manual::Service::builder()
-        .name("Authorization")
-        .package("envoy.service.auth.v3")
-        .comment("Envoy's external authorization service (ext_authz), served by keyward.")
-        .method(
-            tonic_prost_build::manual::Method::builder()
-                .name("check")
-                .route_name("Check")
-                .comment("Whether the request Envoy describes may go upstream.")
-                .input_type(format!("{wire}::CheckInput"))
-                .output_type(format!("{wire}::CheckOutput"))
-                .codec_path(format!("{wire}::CheckCodec"))
-                .build(),
-        )
-        .build();
-    // Verify reads its request in place and writes its answer straight from the cached key
-    // (src/grpc/verify/wire.rs).
-    let verify = tonic_prost_build::manual::Service::builder()
-        .name("VerifyService")
-        .package("keyward.v1")
-        .comment("keyward's VerifyService, served with the answer written by hand.")
-        .method(
-            tonic_prost_build::manual::Method::builder()
-                .name("verify")
-                .route_name("Verify")
-                .comment("Whether a key may make a request.")
-                .input_type("crate::grpc::verify::wire::VerifyInput")
-                .output_type("crate::grpc::verify::wire::VerifyOutput")
-                .codec_path("crate::grpc::verify::wire::VerifyCodec")
-                .build(),
-        )
-        .build();
-    tonic_prost_build::manual::Builder::new()
-        .build_client(false)
-        .compile(&[authorization, verify]);
     Ok(())
 }

@@ -18,9 +18,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
-use crate::grpc::{
-    AuthorizationServer, ExtAuthzApi, ManageApi, TraceLayer, VerifyApi, VerifyServiceServer,
-};
+use crate::grpc::{ExtAuthzApi, ManageApi, TraceLayer, UnaryRoute, VerifyApi};
 use crate::http::HttpState;
 use crate::key::SecretKey;
 use crate::model::RateLimit;
@@ -239,18 +237,14 @@ impl App {
             .add_service(health.clone())
             .add_service(v1)
             .add_service(v1alpha)
-            .add_service(
-                VerifyServiceServer::new(VerifyApi::new(self.service.clone(), self.verify_auth))
-                    .max_decoding_message_size(MAX_VERIFY_REQUEST),
-            )
-            .add_service(
-                AuthorizationServer::new(ExtAuthzApi::new(
-                    self.service.clone(),
-                    self.gateway.clone(),
-                    self.verify_auth,
-                ))
-                .max_decoding_message_size(MAX_CHECK_REQUEST),
-            )
+            .add_service(UnaryRoute::new(
+                VerifyApi::new(self.service.clone(), self.verify_auth),
+                MAX_VERIFY_REQUEST,
+            ))
+            .add_service(UnaryRoute::new(
+                ExtAuthzApi::new(self.service.clone(), self.gateway.clone(), self.verify_auth),
+                MAX_CHECK_REQUEST,
+            ))
             .add_optional_service(separate_manage.is_none().then(|| self.manage_service()))
             .serve_with_incoming_shutdown(incoming, signal);
         if let Some(addr) = local {
@@ -529,7 +523,7 @@ async fn set_status(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
     reporter
         .set_service_status(
-            <VerifyServiceServer<VerifyApi> as tonic::server::NamedService>::NAME,
+            <UnaryRoute<VerifyApi> as tonic::server::NamedService>::NAME,
             status,
         )
         .await;

@@ -9,12 +9,14 @@ pub(crate) mod protobuf;
 pub(crate) mod requests;
 mod status;
 pub(crate) mod trace;
+mod unary;
 mod verify;
 
-pub use ext_authz::{AuthorizationServer, ExtAuthzApi};
+pub use ext_authz::ExtAuthzApi;
 pub use manage::ManageApi;
 pub use trace::TraceLayer;
-pub use verify::{VerifyApi, VerifyServiceServer};
+pub use unary::UnaryRoute;
+pub use verify::VerifyApi;
 
 /// Who is at the other end of the call's connection.
 fn peer<T>(request: &tonic::Request<T>) -> Option<crate::net::PeerInfo> {
@@ -27,34 +29,8 @@ fn has_client_certificate<T>(request: &tonic::Request<T>) -> bool {
     peer(request).is_some_and(|p| p.verified_client_certificate)
 }
 
-/// The future of a call, as the generated (`async_trait`) service traits return it.
+/// The future of a call, as the services answer it.
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-/// A call from a gateway (Verify, Envoy's `Check`): `answer` the request's message, once the
-/// gateway is authenticated where `require_caller` asks for it. The services' trait methods
-/// use this instead of `async_trait`, whose future holds the request twice; authentication is
-/// boxed apart, so an unauthenticated call's future is only `answer`'s (the future is moved
-/// whole as each call starts, so its size is paid on every call).
-fn gateway_call<'a, T, R, F>(
-    service: &'a crate::service::Keyward,
-    require_caller: bool,
-    rpc: &'static str,
-    request: tonic::Request<T>,
-    answer: impl FnOnce(T) -> F + Send + 'a,
-) -> BoxFuture<'a, Result<R, tonic::Status>>
-where
-    T: Send + Sync + 'a,
-    F: std::future::Future<Output = Result<R, tonic::Status>> + Send + 'a,
-{
-    if require_caller {
-        Box::pin(async move {
-            Box::pin(authenticate_gateway(service, &request, rpc)).await?;
-            answer(request.into_inner()).await
-        })
-    } else {
-        Box::pin(answer(request.into_inner()))
-    }
-}
 
 /// A gateway (a caller of Verify or Envoy's `Check`) authenticates with a client certificate the
 /// client CA signed, or a key holding `keys:verify`.

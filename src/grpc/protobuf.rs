@@ -5,12 +5,9 @@
 //! tests.
 
 use std::fmt;
-use std::marker::PhantomData;
 
 use bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{WireType, decode_key, decode_varint, encode_key};
-use tonic::Status;
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 // proto3 leaves out scalar fields holding their default (0, ""), as prost does; a message field
 // that is set is written even when empty.
@@ -326,74 +323,14 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// A request read in place from its body (the `Decode` side of a [`WireCodec`]).
+/// A request read in place from its body (served by [`super::unary::UnaryRoute`]).
 pub trait ReadInPlace: Sized + Send + 'static {
     /// Locates the message's fields in `body`.
     fn read(body: Bytes) -> Result<Self, Malformed>;
 }
 
-/// An answer written straight to the wire (the `Encode` side of a [`WireCodec`]).
+/// An answer written straight to the wire (served by [`super::unary::UnaryRoute`]).
 pub trait WriteInPlace: Send + 'static {
     /// Writes the encoded message.
     fn write(&self, buf: &mut impl BufMut);
-}
-
-/// The codec of a service whose request is read in place and whose answer is written by hand
-/// (`Check`, Verify): the body is handed over as one buffer, without a copy.
-pub struct WireCodec<In, Out>(PhantomData<fn(In) -> Out>);
-
-impl<In, Out> Default for WireCodec<In, Out> {
-    fn default() -> Self {
-        WireCodec(PhantomData)
-    }
-}
-
-impl<In, Out> fmt::Debug for WireCodec<In, Out> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WireCodec")
-    }
-}
-
-impl<In: ReadInPlace, Out: WriteInPlace> Codec for WireCodec<In, Out> {
-    type Encode = Out;
-    type Decode = In;
-    type Encoder = Self;
-    type Decoder = Self;
-
-    fn encoder(&mut self) -> Self {
-        Self::default()
-    }
-
-    fn decoder(&mut self) -> Self {
-        Self::default()
-    }
-}
-
-impl<In: ReadInPlace, Out: WriteInPlace> Encoder for WireCodec<In, Out> {
-    type Item = Out;
-    type Error = Status;
-
-    fn encode(&mut self, item: Out, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        // No reserve first: the buffer grows as written, and starts larger than most answers.
-        item.write(buf);
-        Ok(())
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
-    }
-}
-
-impl<In: ReadInPlace, Out: WriteInPlace> Decoder for WireCodec<In, Out> {
-    type Item = In;
-    type Error = Status;
-
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<In>, Status> {
-        let body = buf.copy_to_bytes(buf.remaining());
-        Ok(Some(In::read(body)?))
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
-    }
 }

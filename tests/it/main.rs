@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod consistency;
 mod deploy;
+mod framing;
 mod fuzz;
 mod gateway;
 mod helpers;

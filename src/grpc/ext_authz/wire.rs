@@ -25,8 +25,8 @@ use smallvec::SmallVec;
 use crate::gateway::{Answer, Gateway, Header, JSON, RateLimitHeaders};
 pub use crate::grpc::protobuf::Malformed;
 use crate::grpc::protobuf::{
-    Fields, ReadInPlace, Span, WireCodec, WriteInPlace, bytes_field, bytes_field_len,
-    message_field_len, message_header, varint_field, varint_field_len,
+    Fields, ReadInPlace, Span, WriteInPlace, bytes_field, bytes_field_len, message_field_len,
+    message_header, varint_field, varint_field_len,
 };
 use crate::proto::envoy::config::core::v3::header_value_option::HeaderAppendAction;
 
@@ -504,9 +504,6 @@ fn header_option(number: u32, name: &str, value: &[u8], buf: &mut impl BufMut) {
     bytes_field(HEADER_VALUE, value, buf);
     varint_field(OPTION_APPEND_ACTION, OVERWRITE, buf);
 }
-
-/// The codec of the `Check` service: [`CheckInput`] in, [`CheckOutput`] out.
-pub type CheckCodec = WireCodec<CheckInput, CheckOutput>;
 
 impl ReadInPlace for CheckInput {
     /// Locates the fields keyward reads in an encoded `CheckRequest`.

@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 
 use crate::grpc::convert::{MAX_SCOPES, environment};
 use crate::grpc::protobuf::{
-    Fields, Malformed, ReadInPlace, Span, WireCodec, WriteInPlace, bytes_field, bytes_field_len,
+    Fields, Malformed, ReadInPlace, Span, WriteInPlace, bytes_field, bytes_field_len,
     message_field_len, message_header, varint_field, varint_field_len,
 };
 use crate::model::CachedKey;
@@ -250,9 +250,6 @@ fn code(code: Code) -> proto::VerifyCode {
         Code::RateLimited => P::RateLimited,
     }
 }
-
-/// The codec of the `Verify` service: [`VerifyInput`] in, [`VerifyOutput`] out.
-pub type VerifyCodec = WireCodec<VerifyInput, VerifyOutput>;
 
 impl ReadInPlace for VerifyInput {
     /// Locates the fields of an encoded `VerifyRequest`.
