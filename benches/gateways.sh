@@ -18,8 +18,13 @@ ROUNDS=${1:-3}
 DURATION=${2:-5s}
 NGINX=${KEYWARD_TEST_NGINX:-/usr/sbin/nginx}
 
-cargo build --release --quiet
-BIN=$PWD/target/release/keyward
+# KEYWARD_BIN=path runs that build instead (to compare two builds, alternate runs of each).
+if [ -n "${KEYWARD_BIN:-}" ]; then
+  BIN=$KEYWARD_BIN
+else
+  cargo build --release --quiet
+  BIN=$PWD/target/release/keyward
+fi
 WORK=$(mktemp -d)
 cleanup() {
   [ -n "${KEYWARD_PID:-}" ] && kill "$KEYWARD_PID" 2>/dev/null || true

@@ -18,8 +18,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
 SECONDS_PER_PHASE=${2:-10}
-cargo build --release --quiet
-BIN=$PWD/target/release/keyward
+# KEYWARD_BIN=path runs that build instead (to compare two builds, alternate runs of each).
+if [ -n "${KEYWARD_BIN:-}" ]; then
+  BIN=$KEYWARD_BIN
+else
+  cargo build --release --quiet
+  BIN=$PWD/target/release/keyward
+fi
 WORK=$(mktemp -d)
 cleanup() {
   [ -n "${KEYWARD_PID:-}" ] && kill "$KEYWARD_PID" 2>/dev/null || true

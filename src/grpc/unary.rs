@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::http;
@@ -107,10 +107,10 @@ impl<M: UnaryMethod> UnaryRoute<M> {
     /// The encoded answer to `request` (its gRPC message, prefix included).
     async fn respond(&self, request: http::Request<Body>) -> Result<Bytes, Status> {
         if request.uri().path() != M::PATH {
+            // The path is not echoed back: it is the caller's text.
             return Err(Status::unimplemented(format!(
-                "{} has no method {}",
-                M::SERVICE,
-                request.uri().path()
+                "{} has no such method",
+                M::SERVICE
             )));
         }
         let (parts, body) = request.into_parts();
@@ -179,17 +179,50 @@ fn not_one_message() -> Status {
 
 /// A successful call's response: the answer's message, then `grpc-status: 0` in the trailers.
 fn answered(message: Bytes) -> http::Response<Body> {
-    let mut trailers = http::HeaderMap::with_capacity(1);
-    trailers.insert(
-        http::HeaderName::from_static("grpc-status"),
-        http::HeaderValue::from_static("0"),
-    );
-    let body =
-        Full::new(message).with_trailers(std::future::ready(Some(Ok::<_, Infallible>(trailers))));
-    let mut response = http::Response::new(Body::new(body));
+    let mut response = http::Response::new(Body::new(Answered {
+        message: Some(message),
+        done: false,
+    }));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/grpc"),
     );
     response
+}
+
+/// The body of a successful call: one data frame, then the trailers. Its size is not
+/// announced: a gRPC response carries no `content-length` (as tonic's own answers), which a
+/// body of known length (`http_body_util::Full`) would make hyper add — a header that differs
+/// from answer to answer, so HTTP/2's header compression cannot index it.
+struct Answered {
+    message: Option<Bytes>,
+    done: bool,
+}
+
+impl hyper::body::Body for Answered {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        if let Some(message) = self.message.take() {
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(message))));
+        }
+        if self.done {
+            return Poll::Ready(None);
+        }
+        self.done = true;
+        let mut trailers = http::HeaderMap::with_capacity(1);
+        trailers.insert(
+            http::HeaderName::from_static("grpc-status"),
+            http::HeaderValue::from_static("0"),
+        );
+        Poll::Ready(Some(Ok(hyper::body::Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
 }
