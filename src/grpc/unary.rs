@@ -5,7 +5,8 @@
 //! For a method whose request is read in place ([`ReadInPlace`]) and whose answer is written
 //! by hand ([`WriteInPlace`]), that machinery was a third of the call's work above the health
 //! service's. [`UnaryRoute`] does only what such a call needs, with the same rules: the body is
-//! bounded before it is collected (`OUT_OF_RANGE` past the bound, as tonic answers); it must
+//! bounded before it is collected (`OUT_OF_RANGE` past the bound, as tonic answers), and not
+//! read at all before the caller is authenticated where `verify_auth` asks for it; it must
 //! be exactly one uncompressed gRPC message; the answer is one message and a `grpc-status: 0`
 //! trailer, and an error is answered trailers-only by [`Status::into_http`]. It is a route
 //! like the generated ones (a [`NamedService`]), so the server's layers (deadlines, the RPC
