@@ -232,18 +232,23 @@ impl App {
         ));
         let separate_manage = self.manage.take();
         let (v1, v1alpha) = reflection()?;
+        // Verify and Check answer only gateways the service authenticates, when verify_auth
+        // asks for it.
+        let gateways = self.verify_auth.then(|| self.service.clone());
         let main = self
             .server_builder()
             .add_service(health.clone())
             .add_service(v1)
             .add_service(v1alpha)
             .add_service(UnaryRoute::new(
-                VerifyApi::new(self.service.clone(), self.verify_auth),
+                VerifyApi::new(self.service.clone()),
                 MAX_VERIFY_REQUEST,
+                gateways.clone(),
             ))
             .add_service(UnaryRoute::new(
-                ExtAuthzApi::new(self.service.clone(), self.gateway.clone(), self.verify_auth),
+                ExtAuthzApi::new(self.service.clone(), self.gateway.clone()),
                 MAX_CHECK_REQUEST,
+                gateways,
             ))
             .add_optional_service(separate_manage.is_none().then(|| self.manage_service()))
             .serve_with_incoming_shutdown(incoming, signal);

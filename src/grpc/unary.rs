@@ -42,10 +42,6 @@ pub(crate) trait UnaryMethod: Send + Sync + 'static {
     /// The answer.
     type Output: WriteInPlace;
 
-    /// The domain service, when callers must authenticate as gateways (a client certificate
-    /// or a key holding `keys:verify`, [`super::authenticate_gateway`]).
-    fn authenticates(&self) -> Option<&Keyward>;
-
     /// Answers the request.
     fn answer(
         &self,
@@ -53,30 +49,36 @@ pub(crate) trait UnaryMethod: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Output, Status>> + Send;
 }
 
-/// The route of one [`UnaryMethod`] on the gRPC server.
+/// The route of one [`UnaryMethod`] on the gRPC server (cloned for every call: one reference
+/// count).
 #[derive(Debug)]
-pub struct UnaryRoute<M> {
-    method: Arc<M>,
+pub struct UnaryRoute<M>(Arc<Route<M>>);
+
+#[derive(Debug)]
+struct Route<M> {
+    method: M,
     /// The largest request message accepted, in bytes (the prefix not counted).
     max_request: usize,
+    /// When callers must authenticate as gateways (a client certificate or a key holding
+    /// `keys:verify`, [`super::authenticate_gateway`]): the service that checks their key.
+    callers: Option<Arc<Keyward>>,
 }
 
 impl<M> Clone for UnaryRoute<M> {
     fn clone(&self) -> Self {
-        UnaryRoute {
-            method: self.method.clone(),
-            max_request: self.max_request,
-        }
+        UnaryRoute(self.0.clone())
     }
 }
 
 impl<M: UnaryMethod> UnaryRoute<M> {
-    /// Serves `method`, refusing requests larger than `max_request` bytes.
-    pub fn new(method: M, max_request: usize) -> Self {
-        UnaryRoute {
-            method: Arc::new(method),
+    /// Serves `method`, refusing requests larger than `max_request` bytes; with `callers`,
+    /// only to gateways that service authenticates.
+    pub fn new(method: M, max_request: usize, callers: Option<Arc<Keyward>>) -> Self {
+        UnaryRoute(Arc::new(Route {
+            method,
             max_request,
-        }
+            callers,
+        }))
     }
 }
 
@@ -115,12 +117,13 @@ impl<M: UnaryMethod> UnaryRoute<M> {
             )));
         }
         let (parts, body) = request.into_parts();
-        if let Some(service) = self.method.authenticates() {
+        let route = &*self.0;
+        if let Some(service) = &route.callers {
             let caller = tonic::Request::from_http(http::Request::from_parts(parts, ()));
             Box::pin(super::authenticate_gateway(service, &caller, M::PATH)).await?;
         }
         let message = self.message(body).await?;
-        let answer = self.method.answer(M::Input::read(message)?).await?;
+        let answer = route.method.answer(M::Input::read(message)?).await?;
         let mut buf = BytesMut::with_capacity(512);
         buf.put_bytes(0, PREFIX);
         answer.write(&mut buf);
@@ -132,7 +135,7 @@ impl<M: UnaryMethod> UnaryRoute<M> {
 
     /// The request's one message, read from a body bounded before it is collected.
     async fn message(&self, body: Body) -> Result<Bytes, Status> {
-        let body = match Limited::new(body, self.max_request + PREFIX)
+        let body = match Limited::new(body, self.0.max_request + PREFIX)
             .collect()
             .await
         {
@@ -156,7 +159,7 @@ impl<M: UnaryMethod> UnaryRoute<M> {
             _ => return Err(Status::invalid_argument("invalid gRPC compression flag")),
         }
         let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
-        if len > self.max_request {
+        if len > self.0.max_request {
             return Err(self.too_large());
         }
         if len != body.len() - PREFIX {
@@ -169,7 +172,7 @@ impl<M: UnaryMethod> UnaryRoute<M> {
     fn too_large(&self) -> Status {
         Status::out_of_range(format!(
             "the request is larger than {} bytes",
-            self.max_request
+            self.0.max_request
         ))
     }
 }
@@ -180,10 +183,7 @@ fn not_one_message() -> Status {
 
 /// A successful call's response: the answer's message, then `grpc-status: 0` in the trailers.
 fn answered(message: Bytes) -> http::Response<Body> {
-    let mut response = http::Response::new(Body::new(Answered {
-        message: Some(message),
-        done: false,
-    }));
+    let mut response = http::Response::new(Body::new(Answered::Message(message)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/grpc"),
@@ -195,9 +195,13 @@ fn answered(message: Bytes) -> http::Response<Body> {
 /// announced: a gRPC response carries no `content-length` (as tonic's own answers), which a
 /// body of known length (`http_body_util::Full`) would make hyper add — a header that differs
 /// from answer to answer, so HTTP/2's header compression cannot index it.
-struct Answered {
-    message: Option<Bytes>,
-    done: bool,
+enum Answered {
+    /// The answer's message is next.
+    Message(Bytes),
+    /// The trailers are next.
+    Trailers,
+    /// Both were sent.
+    Done,
 }
 
 impl hyper::body::Body for Answered {
@@ -208,22 +212,25 @@ impl hyper::body::Body for Answered {
         mut self: std::pin::Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        if let Some(message) = self.message.take() {
-            return Poll::Ready(Some(Ok(hyper::body::Frame::data(message))));
-        }
-        if self.done {
-            return Poll::Ready(None);
-        }
-        self.done = true;
-        let mut trailers = http::HeaderMap::with_capacity(1);
-        trailers.insert(
-            http::HeaderName::from_static("grpc-status"),
-            http::HeaderValue::from_static("0"),
-        );
-        Poll::Ready(Some(Ok(hyper::body::Frame::trailers(trailers))))
+        let frame = match std::mem::replace(&mut *self, Answered::Done) {
+            Answered::Message(message) => {
+                *self = Answered::Trailers;
+                hyper::body::Frame::data(message)
+            }
+            Answered::Trailers => {
+                let mut trailers = http::HeaderMap::with_capacity(1);
+                trailers.insert(
+                    http::HeaderName::from_static("grpc-status"),
+                    http::HeaderValue::from_static("0"),
+                );
+                hyper::body::Frame::trailers(trailers)
+            }
+            Answered::Done => return Poll::Ready(None),
+        };
+        Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        matches!(self, Answered::Done)
     }
 }

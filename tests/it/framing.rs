@@ -207,3 +207,25 @@ async fn the_gateway_methods_keep_grpcs_framing_rules() {
     );
     server.stop().await;
 }
+
+/// With `verify_auth`, a caller is authenticated before its body is read: an oversized body
+/// from an unauthenticated caller is refused as UNAUTHENTICATED, not measured first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_are_authenticated_before_their_body_is_read() {
+    let server = TestServer::start_with(Backend::Sqlite, |c| c.verify_auth = true).await;
+    let huge = framed(0, &vec![0u8; MAX_CHECK_REQUEST + 1]);
+    for path in [VERIFY, CHECK] {
+        let reply = send(&server, path, huge.clone(), &[]).await;
+        assert_eq!(reply.grpc_status, Code::Unauthenticated, "{path}");
+    }
+    // An authenticated gateway gets as far as the bound.
+    let (verifier, _) = server
+        .create(key_request("gateway", &["keys:verify"]))
+        .await;
+    let bearer = format!("Bearer {verifier}");
+    for path in [VERIFY, CHECK] {
+        let reply = send(&server, path, huge.clone(), &[("authorization", &bearer)]).await;
+        assert_eq!(reply.grpc_status, Code::OutOfRange, "{path}");
+    }
+    server.stop().await;
+}

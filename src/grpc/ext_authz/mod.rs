@@ -24,18 +24,12 @@ use wire::{CheckInput, CheckOutput};
 pub struct ExtAuthzApi {
     service: Arc<Keyward>,
     gateway: Arc<Gateway>,
-    /// Whether callers (Envoy) must present a key holding `keys:verify`.
-    require_caller: bool,
 }
 
 impl ExtAuthzApi {
     /// An adapter over the domain service with the gateway settings.
-    pub fn new(service: Arc<Keyward>, gateway: Arc<Gateway>, require_caller: bool) -> Self {
-        ExtAuthzApi {
-            service,
-            gateway,
-            require_caller,
-        }
+    pub fn new(service: Arc<Keyward>, gateway: Arc<Gateway>) -> Self {
+        ExtAuthzApi { service, gateway }
     }
 }
 
@@ -45,10 +39,6 @@ impl UnaryMethod for ExtAuthzApi {
     const PATH: &'static str = "/envoy.service.auth.v3.Authorization/Check";
     type Input = CheckInput;
     type Output = CheckOutput;
-
-    fn authenticates(&self) -> Option<&Keyward> {
-        self.require_caller.then_some(&*self.service)
-    }
 
     /// Decides the request Envoy describes and writes the answer.
     async fn answer(&self, input: CheckInput) -> Result<CheckOutput, Status> {

@@ -20,17 +20,12 @@ use wire::{VerifyInput, VerifyOutput};
 #[derive(Debug, Clone)]
 pub struct VerifyApi {
     service: Arc<Keyward>,
-    /// Whether callers must present a key holding `keys:verify`.
-    require_caller: bool,
 }
 
 impl VerifyApi {
     /// An adapter over the domain service.
-    pub fn new(service: Arc<Keyward>, require_caller: bool) -> Self {
-        VerifyApi {
-            service,
-            require_caller,
-        }
+    pub fn new(service: Arc<Keyward>) -> Self {
+        VerifyApi { service }
     }
 }
 
@@ -40,10 +35,6 @@ impl UnaryMethod for VerifyApi {
     const PATH: &'static str = "/keyward.v1.VerifyService/Verify";
     type Input = VerifyInput;
     type Output = VerifyOutput;
-
-    fn authenticates(&self) -> Option<&Keyward> {
-        self.require_caller.then_some(&*self.service)
-    }
 
     /// Decides the request and writes the answer.
     async fn answer(&self, input: VerifyInput) -> Result<VerifyOutput, Status> {
