@@ -111,6 +111,33 @@ pub fn looks_like_key(text: &str) -> bool {
     text.contains("_live_") || text.contains("_test_")
 }
 
+/// `text` with every word shaped like a key replaced (a word: a run of letters, digits, `_`
+/// and `%`, so `kw%5Flive%5F…` is caught as well as `kw_live_…`), for messages and log lines
+/// that quote client input in full: a rejected query string, a request path.
+pub fn redact_keys(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '%';
+    let keyish = |word: &str| {
+        let decoded = word.replace("%5F", "_").replace("%5f", "_");
+        looks_like_key(&decoded)
+    };
+    if !text.split(|c| !is_word(c)).any(keyish) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if is_word(c) {
+            word.push(c);
+            continue;
+        }
+        out.push_str(if keyish(&word) { "<redacted>" } else { &word });
+        word.clear();
+        out.push(c);
+    }
+    out.pop();
+    std::borrow::Cow::Owned(out)
+}
+
 /// Client input made safe to quote in an error: anything shaped like a key (`…_live_…` or
 /// `…_test_…`) is replaced, and long input is cut to its first characters, so an error can
 /// neither leak a pasted key nor be inflated by the request it answers.
@@ -128,6 +155,19 @@ pub fn echo(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redact_keys_replaces_every_key_shaped_word() {
+        let key = "kw_live_abcdefghijklmnopqrstuvwxyz0123456789AB";
+        let text = format!("unknown field `{key}`, expected `x` (/v1/api-keys/{key})");
+        let redacted = redact_keys(&text);
+        assert!(!redacted.contains("abcdef"), "{redacted}");
+        assert_eq!(redacted.matches("<redacted>").count(), 2, "{redacted}");
+        assert!(redacted.starts_with("unknown field `<redacted>`, expected `x`"));
+        let encoded = redact_keys("kw%5Flive%5Fabcdefghij=1");
+        assert!(!encoded.contains("abcdef"), "{encoded}");
+        assert_eq!(redact_keys("/v1/api-keys/key_abc"), "/v1/api-keys/key_abc");
+    }
 
     #[test]
     fn echo_redacts_keys_and_truncates() {

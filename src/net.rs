@@ -42,6 +42,45 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// Most listeners one server binds (gRPC, gRPC management, HTTP, HTTP management, metrics,
+/// with room for one more): each gets an equal share of the descriptors.
+const MAX_LISTENERS: u64 = 6;
+
+impl ConnectionLimits {
+    /// These limits within the process's descriptor limit: the soft `RLIMIT_NOFILE` is raised
+    /// to the hard one, a quarter of it (at least 32) is kept for the database pool, files and
+    /// the runtime, and each listener may hold at most an equal share of the rest, so idle
+    /// connections to one listener can never starve the others, the pool or the files of
+    /// descriptors.
+    pub fn within_descriptors(self) -> Self {
+        let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(limit) => limit,
+            Err(error) => {
+                tracing::warn!(%error, "the descriptor limit could not be read; connections are not capped by it");
+                return self;
+            }
+        };
+        let share = usize::try_from(descriptor_share(limit)).unwrap_or(usize::MAX);
+        if share < self.max_connections {
+            tracing::info!(
+                descriptors = limit,
+                per_listener = share,
+                "max_connections lowered to fit the descriptor limit (RLIMIT_NOFILE)"
+            );
+        }
+        ConnectionLimits {
+            max_connections: self.max_connections.min(share).max(1),
+            ..self
+        }
+    }
+}
+
+/// Connections one listener may hold out of `limit` descriptors.
+fn descriptor_share(limit: u64) -> u64 {
+    let reserve = (limit / 4).max(32);
+    limit.saturating_sub(reserve) / MAX_LISTENERS
+}
+
 /// Connections open right now, per listener, for metrics and tests.
 #[derive(Debug, Default)]
 pub struct ConnectionGauge(AtomicU64);
@@ -342,5 +381,22 @@ impl Connected for Stream {
 
     fn connect_info(&self) -> PeerInfo {
         self.peer_info()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_together_leave_a_reserve_of_descriptors() {
+        for limit in [64, 256, 1024, 65_536, 1 << 20] {
+            let share = descriptor_share(limit);
+            let reserve = limit - share * MAX_LISTENERS;
+            assert!(share >= 1, "{limit}");
+            assert!(reserve >= (limit / 4).max(32), "{limit}: {reserve}");
+        }
+        assert_eq!(descriptor_share(1024), 128);
+        assert_eq!(descriptor_share(16), 0);
     }
 }

@@ -99,7 +99,7 @@ impl App {
             service: Arc::new(service),
             shutdown_timeout: config.shutdown_timeout,
             last_used_interval: config.last_used_interval,
-            limits: config.connection_limits(),
+            limits: config.connection_limits().within_descriptors(),
             connections: Arc::default(),
             metrics_connections: Arc::default(),
             http_connections: Arc::default(),

@@ -631,7 +631,8 @@ async fn create(args: CreateArgs) -> Result<(), Failure> {
     let mut c = Client::connect(&args.client).await?;
     let expiry = match args.expires_in.as_deref() {
         None => None,
-        Some("never") => None,
+        // Asked for as such: a server with a max_ttl refuses it rather than pick a lifetime.
+        Some("never") => Some(proto::create_key_request::Expiry::NeverExpires(true)),
         Some(text) => Some(proto::create_key_request::Expiry::Ttl(duration(text)?)),
     };
     let restrictions = proto::Restrictions {

@@ -112,21 +112,41 @@ impl Gateway {
         })
     }
 
-    /// The key the request presents: the first configured header that holds one, or `""`.
-    /// `header` looks a header up by its lower-case name.
-    pub fn key<'h>(&self, header: impl Fn(&str) -> Option<&'h str>) -> &'h str {
+    /// The key the request presents, from every value of every configured key header: `""`
+    /// when none holds one. `values` gives a header's values by its lower-case name, each
+    /// `None` when it is not readable text. Two different keys, or a key header that cannot be
+    /// read, are [`AmbiguousKey`]: the request does not say which key it acts with, and the
+    /// first one read must not win (SPEC section 12).
+    pub fn key<'h, I>(&self, values: impl Fn(&str) -> I) -> Result<&'h str, AmbiguousKey>
+    where
+        I: IntoIterator<Item = Option<&'h str>>,
+    {
+        let mut found = "";
         for name in &self.key_headers {
-            let Some(value) = header(name) else { continue };
-            let key = if name == "authorization" {
-                bearer_token(value)
-            } else {
-                Some(value.trim_ascii())
-            };
-            if let Some(key) = key.filter(|k| !k.is_empty()) {
-                return key;
+            for value in values(name) {
+                let value = value.ok_or(AmbiguousKey)?;
+                let key = if name == "authorization" {
+                    // Another scheme (Basic, say) is not a keyward key.
+                    bearer_token(value).unwrap_or_default()
+                } else {
+                    value.trim_ascii()
+                };
+                if key.is_empty() || key == found {
+                    continue;
+                }
+                if !found.is_empty() {
+                    return Err(AmbiguousKey);
+                }
+                found = key;
             }
         }
-        ""
+        Ok(found)
+    }
+
+    /// Whether forwarded client-address headers from `peer` are believed.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
     }
 
     /// Headers removed before the request goes upstream: every key header, so the secret never
@@ -222,6 +242,36 @@ pub fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim_ascii().split_at_checked("bearer".len())?;
     let separated = token.starts_with([' ', '\t']);
     (separated && scheme.eq_ignore_ascii_case("bearer")).then(|| token.trim_ascii())
+}
+
+/// A request that presents two different keys, or a key header that is not readable text:
+/// refused (401 `MALFORMED`), never decided with one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AmbiguousKey;
+
+impl std::fmt::Display for AmbiguousKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(AMBIGUOUS_KEY)
+    }
+}
+
+/// What an [`AmbiguousKey`] is answered with.
+const AMBIGUOUS_KEY: &str =
+    "the request presents more than one API key, or a key header that cannot be read";
+
+/// The one bearer token of a request's `Authorization` values (gRPC metadata, the JSON API):
+/// `None` when there is none, [`AmbiguousKey`] when the header is given twice or cannot be
+/// read.
+pub fn single_bearer<'a>(
+    mut values: impl Iterator<Item = Option<&'a str>>,
+) -> Result<Option<&'a str>, AmbiguousKey> {
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AmbiguousKey);
+    }
+    Ok(bearer_token(first.ok_or(AmbiguousKey)?))
 }
 
 /// Parses a comma- (or space-) separated scope list (each name trimmed of ASCII whitespace;
@@ -425,6 +475,19 @@ impl Answer {
     /// The JSON body of a denial, taken out of the answer.
     pub fn take_body(&mut self) -> Option<String> {
         self.denial.as_mut().map(|d| std::mem::take(&mut d.body))
+    }
+
+    /// A request that presents more than one key, or one that cannot be read: 401 with the
+    /// RFC 6750 challenge, as any other refused key.
+    pub fn ambiguous_key() -> Self {
+        let mut answer = Answer::error(401, Code::Malformed.as_str(), AMBIGUOUS_KEY);
+        if let Some(denial) = answer.denial.as_mut() {
+            denial.challenge.push((
+                "www-authenticate",
+                format!("Bearer error=\"invalid_request\", error_description=\"{AMBIGUOUS_KEY}\""),
+            ));
+        }
+        answer
     }
 
     /// A request that cannot be evaluated.

@@ -19,7 +19,8 @@ fn the_key_comes_from_the_first_configured_header_that_holds_one() {
     let key = |pairs: &[(&str, &str)]| {
         let h = headers(pairs);
         gateway
-            .key(|name| h.get(name).map(String::as_str))
+            .key(|name| h.get(name).map(|v| Some(v.as_str())))
+            .expect("one key")
             .to_owned()
     };
     assert_eq!(key(&[("authorization", "Bearer kw_a")]), "kw_a");
@@ -49,6 +50,33 @@ fn the_key_comes_from_the_first_configured_header_that_holds_one() {
     })
     .unwrap();
     assert!(keep.headers_to_remove().is_empty());
+}
+
+#[test]
+fn two_different_keys_or_an_unreadable_key_header_are_ambiguous() {
+    let gateway = Gateway::default();
+    let key = |pairs: &[(&'static str, Option<&'static str>)]| {
+        gateway.key(|name| {
+            pairs
+                .iter()
+                .filter(move |(n, _)| *n == name)
+                .map(|(_, v)| *v)
+                .collect::<Vec<_>>()
+        })
+    };
+    let a = Some("Bearer kw_a");
+    assert_eq!(key(&[("authorization", a), ("authorization", Some("Bearer kw_b"))]), Err(AmbiguousKey));
+    assert_eq!(key(&[("authorization", a), ("x-api-key", Some("kw_b"))]), Err(AmbiguousKey));
+    assert_eq!(key(&[("x-api-key", Some("kw_a")), ("x-api-key", Some("kw_b"))]), Err(AmbiguousKey));
+    assert_eq!(key(&[("authorization", None), ("x-api-key", Some("kw_b"))]), Err(AmbiguousKey));
+    assert_eq!(key(&[("authorization", a), ("x-api-key", None)]), Err(AmbiguousKey));
+    // The same key twice says one thing.
+    assert_eq!(key(&[("authorization", a), ("x-api-key", Some("kw_a"))]), Ok("kw_a"));
+    // The bearer token of management calls: given twice or unreadable is ambiguous.
+    assert_eq!(single_bearer([a].into_iter()), Ok(Some("kw_a")));
+    assert_eq!(single_bearer([a, a].into_iter()), Err(AmbiguousKey));
+    assert_eq!(single_bearer([None].into_iter()), Err(AmbiguousKey));
+    assert_eq!(single_bearer(std::iter::empty()), Ok(None));
 }
 
 #[test]

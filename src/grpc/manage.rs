@@ -32,7 +32,7 @@ impl ManageApi {
     }
 
     async fn caller<T>(&self, request: &Request<T>, rpc: &str, access: Access) -> Result<Caller> {
-        let bearer = super::bearer(request);
+        let bearer = super::bearer(request)?;
         let path = format!("/keyward.v1.ManageService/{rpc}");
         let call = CallContext {
             peer: super::peer(request).map(|p| p.remote_addr.ip().to_canonical()),

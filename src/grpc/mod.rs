@@ -48,16 +48,15 @@ async fn authenticate_gateway<T>(
         access: crate::service::Access::Read,
     };
     service
-        .authenticate_verifier(bearer(request), &call)
+        .authenticate_verifier(bearer(request)?, &call)
         .await?;
     Ok(())
 }
 
-/// The key a caller presents as `authorization: Bearer <key>`, if any.
-fn bearer<T>(request: &tonic::Request<T>) -> Option<&str> {
-    request
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(crate::gateway::bearer_token)
+/// The key a caller presents as `authorization: Bearer <key>`, if any; the header given twice
+/// or unreadable is refused (UNAUTHENTICATED), never read one way.
+fn bearer<T>(request: &tonic::Request<T>) -> crate::error::Result<Option<&str>> {
+    let values = request.metadata().get_all("authorization").iter();
+    crate::gateway::single_bearer(values.map(|v| v.to_str().ok()))
+        .map_err(|e| crate::error::Error::Unauthenticated(e.to_string()))
 }

@@ -9,6 +9,9 @@ use std::fmt;
 use bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{WireType, decode_key, decode_varint, encode_key};
 
+#[cfg(test)]
+pub(crate) mod arbitrary;
+
 // proto3 leaves out scalar fields holding their default (0, ""), as prost does; a message field
 // that is set is written even when empty.
 
@@ -196,10 +199,13 @@ pub(crate) enum Value {
     Varint(u64),
     Fixed,
     Bytes(Span),
+    /// A group (a deprecated proto2 encoding), already skipped: only an unknown field may be
+    /// one.
+    Group,
 }
 
 impl Value {
-    /// A length-delimited field: a string, bytes or a message.
+    /// A length-delimited field: bytes or a message.
     pub(crate) fn bytes(self) -> Result<Span, Malformed> {
         match self {
             Value::Bytes(span) => Ok(span),
@@ -209,9 +215,15 @@ impl Value {
         }
     }
 
-    /// A message field.
-    pub(crate) fn message(self) -> Result<Span, Malformed> {
-        self.bytes()
+    /// A string field: length-delimited and UTF-8, checked on every occurrence (a later one
+    /// does not excuse an earlier one, as protobuf decodes them).
+    pub(crate) fn string(self, body: &[u8], field: &'static str) -> Result<Span, Malformed> {
+        let span = self.bytes()?;
+        if std::str::from_utf8(span.of(body)).is_ok() {
+            Ok(span)
+        } else {
+            Err(Malformed(format!("{field} is not valid UTF-8")))
+        }
     }
 
     /// A varint field (an integer, a bool or an enum).
@@ -223,21 +235,55 @@ impl Value {
     }
 }
 
-/// The fields of one message, in wire order.
+/// The fields of one message, in wire order, read by prost's rules: unknown fields of every
+/// wire type (groups too) skipped, non-minimal varints and lengths accepted, nesting bounded as
+/// prost bounds it.
 pub(crate) struct Fields<'a> {
     body: &'a [u8],
     pos: usize,
     end: usize,
+    /// How deep this message is nested: prost refuses past its recursion limit.
+    depth: u32,
 }
 
+/// prost's recursion limit (`prost::RECURSION_LIMIT`, not exported): how deep messages and
+/// groups may nest.
+const RECURSION_LIMIT: u32 = 100;
+
 impl<'a> Fields<'a> {
-    /// The fields of the message at `span` of `body`.
-    pub(crate) fn new(body: &'a [u8], span: Span) -> Self {
-        Fields {
+    /// The fields of the message that is the whole of `body`.
+    pub(crate) fn top(body: &'a [u8]) -> Result<Self, Malformed> {
+        let span = Span::whole(body)?;
+        Ok(Fields {
             body,
             pos: span.start(),
             end: span.end(),
+            depth: 0,
+        })
+    }
+
+    /// The fields of the message `value` holds, one level down.
+    pub(crate) fn message(&self, value: Value) -> Result<Fields<'a>, Malformed> {
+        let span = value.bytes()?;
+        if self.depth >= RECURSION_LIMIT {
+            return Err(Malformed("messages are nested too deeply".into()));
         }
+        Ok(Fields {
+            body: self.body,
+            pos: span.start(),
+            end: span.end(),
+            depth: self.depth + 1,
+        })
+    }
+
+    /// The message's bytes.
+    pub(crate) fn span(&self) -> Span {
+        Span::new(self.pos, self.end)
+    }
+
+    /// The body the message is part of.
+    pub(crate) fn body(&self) -> &'a [u8] {
+        self.body
     }
 
     /// The next field's number and value; `None` at the end of the message. The usual field is
@@ -269,8 +315,8 @@ impl<'a> Fields<'a> {
         self.next_general()
     }
 
-    /// Any other field: a longer length, a larger number, a fixed-width value, or a malformed
-    /// one.
+    /// Any other field: a longer length, a larger number, a fixed-width value, a group, or a
+    /// malformed one.
     #[inline(never)]
     fn next_general(&mut self) -> Result<Option<(u32, Value)>, Malformed> {
         // A message of 128 bytes to 16 KiB (a two-byte length), as Envoy's attributes are.
@@ -290,14 +336,6 @@ impl<'a> Fields<'a> {
         }
         let mut rest = &self.body[self.pos..self.end];
         let (number, wire) = decode_key(&mut rest)?;
-        let take = |rest: &mut &[u8], len: u64| {
-            let len = usize::try_from(len)
-                .ok()
-                .filter(|len| *len <= rest.len())
-                .ok_or_else(|| Malformed("a field runs past the end of its message".into()))?;
-            rest.advance(len);
-            Ok::<usize, Malformed>(len)
-        };
         let value = match wire {
             WireType::Varint => Value::Varint(decode_varint(&mut rest)?),
             WireType::ThirtyTwoBit => {
@@ -314,12 +352,56 @@ impl<'a> Fields<'a> {
                 let len = take(&mut rest, len)?;
                 Value::Bytes(Span::new(start, start + len))
             }
-            WireType::StartGroup | WireType::EndGroup => {
-                return Err(Malformed("groups are not part of this API".into()));
+            WireType::StartGroup => {
+                skip_group(number, &mut rest, self.depth)?;
+                Value::Group
             }
+            WireType::EndGroup => return Err(Malformed("a group ends that never started".into())),
         };
         self.pos = self.end - rest.len();
         Ok(Some((number, value)))
+    }
+}
+
+/// Takes `len` bytes off `rest`, or fails when it holds fewer.
+fn take(rest: &mut &[u8], len: u64) -> Result<usize, Malformed> {
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|len| *len <= rest.len())
+        .ok_or_else(|| Malformed("a field runs past the end of its message".into()))?;
+    rest.advance(len);
+    Ok(len)
+}
+
+/// Skips the rest of group `number` (its start already read) in a message at `depth`, as
+/// prost's `skip_field` does: every field up to the group's own end, nested groups counted
+/// against the recursion limit.
+fn skip_group(number: u32, rest: &mut &[u8], depth: u32) -> Result<(), Malformed> {
+    loop {
+        let (inner, wire) = decode_key(rest)?;
+        match wire {
+            WireType::EndGroup if inner == number => return Ok(()),
+            WireType::EndGroup => {
+                return Err(Malformed("a group ends with another group's number".into()));
+            }
+            _ if depth + 1 >= RECURSION_LIMIT => {
+                return Err(Malformed("groups are nested too deeply".into()));
+            }
+            WireType::Varint => {
+                decode_varint(rest)?;
+            }
+            WireType::ThirtyTwoBit => {
+                take(rest, 4)?;
+            }
+            WireType::SixtyFourBit => {
+                take(rest, 8)?;
+            }
+            WireType::LengthDelimited => {
+                let len = decode_varint(rest)?;
+                take(rest, len)?;
+            }
+            WireType::StartGroup => skip_group(inner, rest, depth + 1)?,
+        }
     }
 }
 

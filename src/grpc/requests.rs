@@ -75,6 +75,11 @@ pub(crate) fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
                 Expiry::Default
             }
         },
+        Some(create_key_request::Expiry::NeverExpires(true)) => Expiry::Never,
+        Some(create_key_request::Expiry::NeverExpires(false)) => {
+            v.add("never_expires", "must be true when set");
+            Expiry::Default
+        }
     };
     let rate_limit = r
         .rate_limit

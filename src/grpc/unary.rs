@@ -25,7 +25,7 @@ use tonic::codegen::http;
 use tonic::server::NamedService;
 
 use super::BoxFuture;
-use super::protobuf::{ReadInPlace, WriteInPlace};
+use super::protobuf::{Malformed, ReadInPlace, WriteInPlace};
 use crate::service::Keyward;
 
 /// The gRPC message prefix: a compression flag and the message's length (4 bytes, big-endian).
@@ -47,6 +47,12 @@ pub(crate) trait UnaryMethod: Send + Sync + 'static {
         &self,
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, Status>> + Send;
+
+    /// The answer to a body that is not the method's request message: `INVALID_ARGUMENT`,
+    /// unless the method answers it otherwise.
+    fn malformed(&self, error: Malformed) -> Result<Self::Output, Status> {
+        Err(error.into())
+    }
 }
 
 /// The route of one [`UnaryMethod`] on the gRPC server (cloned for every call: one reference
@@ -123,7 +129,10 @@ impl<M: UnaryMethod> UnaryRoute<M> {
             Box::pin(super::authenticate_gateway(service, &caller, M::PATH)).await?;
         }
         let message = self.message(body).await?;
-        let answer = route.method.answer(M::Input::read(message)?).await?;
+        let answer = match M::Input::read(message) {
+            Ok(input) => route.method.answer(input).await?,
+            Err(error) => route.method.malformed(error)?,
+        };
         let mut buf = BytesMut::with_capacity(512);
         buf.put_bytes(0, PREFIX);
         answer.write(&mut buf);

@@ -35,7 +35,7 @@ use crate::grpc::requests::{parse_create, parse_grace, parse_list, parse_patch, 
 use crate::model::ApiKey;
 use crate::net::PeerInfo;
 use crate::proto;
-use crate::service::{Access, CallContext, Caller, Expiry};
+use crate::service::{Access, CallContext, Caller};
 use crate::time::Timestamp;
 use crate::verify::Code;
 
@@ -504,7 +504,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut extra: Vec<(header::HeaderName, &'static str)> = Vec::new();
         let (status, code, message, violations) = match self {
-            ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, "BAD_REQUEST", why, vec![]),
+            // Client input quoted in full (a query string's names): never a key.
+            ApiError::BadRequest(why) => (
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                crate::error::redact_keys(&why).into_owned(),
+                vec![],
+            ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "UNSUPPORTED_MEDIA_TYPE",
@@ -694,10 +700,29 @@ pub fn not_found() -> Response {
 // ---------------------------------------------------------------------------------------------
 // Who is calling.
 
+/// The key id in a request path (`/v1/api-keys/{id}`): a path that does not decode is the
+/// JSON API's 400, like every other error, not axum's plain-text one.
+struct KeyPath(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for KeyPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(KeyPath(id)),
+            Err(_) => Err(ApiError::BadRequest(
+                "the key id in the path is not valid percent-encoded UTF-8".to_owned(),
+            )),
+        }
+    }
+}
+
 /// What a handler knows of its caller: the bearer key, the TCP peer and the path called.
 /// The key is never logged; this type has no `Debug` on purpose.
 pub struct Call {
-    bearer: Option<String>,
+    /// The bearer key, or the mark of a request that presents more than one (or one that
+    /// cannot be read).
+    bearer: Result<Option<String>, crate::gateway::AmbiguousKey>,
     peer: Option<IpAddr>,
     path: String,
 }
@@ -707,12 +732,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Call {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Call {
-            bearer: parts
-                .headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(crate::gateway::bearer_token)
-                .map(str::to_owned),
+            bearer: crate::gateway::single_bearer(
+                parts
+                    .headers
+                    .get_all(header::AUTHORIZATION)
+                    .iter()
+                    .map(|v| v.to_str().ok()),
+            )
+            .map(|key| key.map(str::to_owned)),
             peer: parts
                 .extensions
                 .get::<PeerInfo>()
@@ -731,9 +758,13 @@ impl Call {
             rpc: &self.path,
             access,
         };
+        let bearer = self
+            .bearer
+            .as_ref()
+            .map_err(|e| Error::Unauthenticated(e.to_string()))?;
         Ok(state
             .service
-            .authenticate(self.bearer.as_deref(), &call)
+            .authenticate(bearer.as_deref(), &call)
             .await?)
     }
 }
@@ -786,7 +817,6 @@ async fn create_key(
             caller.environment()
         }),
     };
-    let mut never = false;
     let expiry = match (body.expires_in.as_deref(), body.expires_at.as_deref()) {
         (Some(_), Some(_)) => {
             extra.push(violation(
@@ -796,21 +826,22 @@ async fn create_key(
             None
         }
         (Some(text), None) => {
-            let days = match text {
-                "30d" => Some(30),
-                "60d" => Some(60),
-                "90d" => Some(90),
-                "1y" => Some(365),
-                "never" => None,
+            let ttl = |days: u64| {
+                Some(proto::create_key_request::Expiry::Ttl(duration(
+                    Duration::from_secs(days * 86_400),
+                )))
+            };
+            match text {
+                "30d" => ttl(30),
+                "60d" => ttl(60),
+                "90d" => ttl(90),
+                "1y" => ttl(365),
+                "never" => Some(proto::create_key_request::Expiry::NeverExpires(true)),
                 _ => {
                     extra.push(violation("expiresIn", "must be 30d, 60d, 90d, 1y or never"));
                     None
                 }
-            };
-            never = text == "never";
-            days.map(|d| {
-                proto::create_key_request::Expiry::Ttl(duration(Duration::from_secs(d * 86_400)))
-            })
+            }
         }
         (None, Some(at)) => parse_time(&mut extra, "expiresAt", at)
             .map(proto::create_key_request::Expiry::ExpiresAt),
@@ -837,10 +868,7 @@ async fn create_key(
         rate_limit,
         meta: body.meta,
     };
-    let mut create = with_violations(extra, parse_create(message))?;
-    if never {
-        create.expiry = Expiry::Never;
-    }
+    let create = with_violations(extra, parse_create(message))?;
     let (secret, key) = state.service.create_key(&caller, create).await?;
     let location = HeaderValue::from_str(&format!("/v1/api-keys/{}", key.id)).ok();
     let mut response = json(&NewKeyAnswer {
@@ -961,7 +989,7 @@ async fn list_keys(
 async fn get_key(
     State(state): State<Arc<HttpState>>,
     call: Call,
-    Path(id): Path<String>,
+    KeyPath(id): KeyPath,
 ) -> Answered<Response> {
     let caller = call.caller(&state, Access::Read).await?;
     let id = required_id(&id)?;
@@ -992,7 +1020,7 @@ async fn get_key(
 async fn update_key(
     State(state): State<Arc<HttpState>>,
     call: Call,
-    Path(id): Path<String>,
+    KeyPath(id): KeyPath,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answered<Response> {
@@ -1062,7 +1090,7 @@ async fn update_key(
 async fn revoke_key(
     State(state): State<Arc<HttpState>>,
     call: Call,
-    Path(id): Path<String>,
+    KeyPath(id): KeyPath,
 ) -> Answered<Response> {
     let caller = call.caller(&state, Access::Write).await?;
     let id = required_id(&id)?;
@@ -1094,7 +1122,7 @@ async fn revoke_key(
 async fn rotate_key(
     State(state): State<Arc<HttpState>>,
     call: Call,
-    Path(id): Path<String>,
+    KeyPath(id): KeyPath,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answered<Response> {
@@ -1184,18 +1212,25 @@ async fn list_scopes(State(state): State<Arc<HttpState>>, call: Call) -> Answere
     )
 )]
 async fn usage(State(state): State<Arc<HttpState>>, call: Call, headers: HeaderMap) -> Response {
+    let described = super::forward_auth::client_address(&state, &headers, call.peer).and_then(
+        |ip| Ok((ip, super::forward_auth::single(&headers, "referer")?)),
+    );
+    let (client_ip, referrer) = match described {
+        Ok((ip, referrer)) => (ip, referrer.unwrap_or_default()),
+        Err(rejection) => return super::respond(Answer::rejected(&rejection)),
+    };
     let client = ClientRequest {
         method: "GET",
         target: "/v1/usage",
-        client_ip: super::client_address(&state, &headers, call.peer),
-        referrer: headers
-            .get(header::REFERER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default(),
+        client_ip,
+        referrer,
         scopes: None,
         environment: None,
     };
-    let key = call.bearer.as_deref().unwrap_or_default();
+    let Ok(key) = &call.bearer else {
+        return super::respond(Answer::ambiguous_key());
+    };
+    let key = key.as_deref().unwrap_or_default();
     let decision = match super::decide(&state, key, &client).await {
         Ok(decision) => decision,
         Err(answer) => return super::respond(answer),

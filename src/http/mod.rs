@@ -9,29 +9,28 @@
 //! gets, as a status code, headers and a JSON body.
 
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tower::ServiceExt;
 
 pub mod admin;
 pub mod api;
+mod forward_auth;
 
 use crate::error::Error;
-use crate::gateway::{Answer, ClientRequest, Gateway, JSON, client_ip};
-use crate::net::{ConnectionGauge, ConnectionLimits, PeerInfo};
-use crate::service::{Access, CallContext, Keyward};
+use crate::gateway::{Answer, ClientRequest, Gateway, JSON};
+use crate::net::{ConnectionGauge, ConnectionLimits};
+use crate::service::Keyward;
 
 /// The header a gateway presents its own key in when `verify_auth` is on: the client's key is
 /// in `Authorization`, so the caller's cannot be.
@@ -88,7 +87,7 @@ impl HttpState {
 /// JSON API, its OpenAPI document and the admin page.
 pub fn router(state: Arc<HttpState>, with_api: bool) -> Router {
     let router = Router::new()
-        .route("/auth", any(forward_auth))
+        .route("/auth", any(forward_auth::forward_auth))
         .merge(ops_router());
     let router = if with_api {
         router.merge(api_routes())
@@ -133,7 +132,8 @@ fn api_routes() -> Router<Arc<HttpState>> {
 async fn log_api_call(request: Request, next: axum::middleware::Next) -> Response {
     let start = std::time::Instant::now();
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // A key pasted into a URL by mistake never reaches the log.
+    let path = crate::error::redact_keys(request.uri().path()).into_owned();
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let latency_us = start.elapsed().as_micros() as u64;
@@ -167,70 +167,6 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     }
 }
 
-/// Parameters of the auth URL, e.g. `/auth?scopes=videos:read,videos:write`.
-#[derive(Debug, Default, Deserialize)]
-struct AuthParams {
-    /// Required scopes, comma-separated; overrides the route table.
-    scopes: Option<String>,
-    /// The environment the route serves: `live` or `test`.
-    environment: Option<String>,
-}
-
-async fn forward_auth(State(state): State<Arc<HttpState>>, request: Request) -> Response {
-    let headers = request.headers();
-    let peer_info = request.extensions().get::<PeerInfo>().copied();
-    let peer = peer_info.map(|p| p.remote_addr.ip());
-    let certified = peer_info.is_some_and(|p| p.verified_client_certificate);
-    if state.require_caller
-        && !certified
-        && let Err(e) = authenticate_caller(&state, headers, peer).await
-    {
-        // Never 401/403: the gateway would take the end client's key for the bad one.
-        tracing::warn!(error = %e, "forward auth: the gateway's own key was refused");
-        let answer = Answer::caller_refused();
-        return respond(answer);
-    }
-    let params = match Query::<AuthParams>::try_from_uri(request.uri()) {
-        Ok(Query(params)) => params,
-        Err(e) => {
-            return respond(Answer::rejected(&crate::gateway::Rejection {
-                field: "query",
-                reason: e.body_text(),
-            }));
-        }
-    };
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let first = |a: &str, b: &str| text(a).or_else(|| text(b));
-    let client = ClientRequest {
-        method: first("x-forwarded-method", "x-original-method").unwrap_or_default(),
-        target: first("x-forwarded-uri", "x-original-uri").unwrap_or_default(),
-        client_ip: client_address(&state, headers, peer),
-        referrer: text("referer").unwrap_or_default(),
-        scopes: params.scopes.as_deref(),
-        environment: params.environment.as_deref(),
-    };
-    let key = state.gateway.key(text);
-    let answer = match decide(&state, key, &client).await {
-        Ok(decision) => Answer::from_decision(decision),
-        Err(answer) => answer,
-    };
-    respond(answer)
-}
-
-/// The client's address: the TCP peer, or what `X-Forwarded-For` / `X-Real-IP` say when the
-/// peer is a trusted proxy.
-fn client_address(state: &HttpState, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    peer.and_then(|peer| {
-        client_ip(
-            peer,
-            text("x-forwarded-for"),
-            text("x-real-ip"),
-            state.gateway.trusted_proxies(),
-        )
-    })
-}
-
 /// The one verify decision for the request a gateway described, or the answer to give when it
 /// cannot be made (a request that cannot be evaluated, the store unavailable).
 pub(crate) async fn decide(
@@ -253,23 +189,6 @@ pub(crate) async fn decide(
             Err(Answer::internal())
         }
     }
-}
-
-async fn authenticate_caller(
-    state: &HttpState,
-    headers: &HeaderMap,
-    peer: Option<IpAddr>,
-) -> crate::error::Result<()> {
-    let call = CallContext {
-        peer: peer.map(|ip| ip.to_canonical()),
-        rpc: "HTTP /auth",
-        access: Access::Read,
-    };
-    let key = headers
-        .get(CALLER_KEY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim);
-    state.service.authenticate_verifier(key, &call).await
 }
 
 /// The answer as an HTTP response: the status, `x-keyward-code`, the identity and rate-limit

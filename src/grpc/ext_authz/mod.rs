@@ -17,7 +17,7 @@ use crate::gateway::{Answer, ClientRequest, Gateway, Rejection};
 use crate::restriction::parse_client_ip;
 use crate::service::Keyward;
 
-use wire::{CheckInput, CheckOutput};
+use wire::{CheckInput, CheckOutput, Malformed};
 
 /// The Envoy ext_authz adapter.
 #[derive(Debug, Clone)]
@@ -48,18 +48,29 @@ impl UnaryMethod for ExtAuthzApi {
             Ok(query) => query,
             Err(rejection) => return respond(Answer::rejected(&rejection)),
         };
-        let key = self.gateway.key(|name| input.header(name));
+        let Ok(key) = self.gateway.key(|name| input.header_values(name)) else {
+            return respond(Answer::ambiguous_key());
+        };
         let decision = self.service.verify(key, &query).await?;
         if let Some(state) = &decision.key {
             super::trace::record_verified(state.key.id(), state.key.account_id());
         }
         respond(Answer::from_decision(decision))
     }
+
+    /// A body that is not a `CheckRequest` is a denial (400), never a gRPC error.
+    fn malformed(&self, error: Malformed) -> Result<CheckOutput, Status> {
+        tracing::debug!(%error, "Check: the request is not a CheckRequest");
+        let rejection = Rejection::new("request", error.to_string());
+        Ok(CheckOutput::new(
+            Answer::rejected(&rejection),
+            self.gateway.clone(),
+        ))
+    }
 }
 
-/// The end client's request as Envoy describes it; a string the client sent that is not
-/// UTF-8 is a rejection (400). A header that is not UTF-8 reads as absent, so a key that is
-/// not UTF-8 is a missing key.
+/// The end client's request as Envoy describes it (its strings were checked as UTF-8 when
+/// read). A header given twice or not UTF-8 (the raw header list) is ambiguous: refused.
 fn client_request(input: &CheckInput) -> Result<ClientRequest<'_>, Rejection> {
     if input.too_many_headers() {
         return Err(Rejection::new(
@@ -67,14 +78,23 @@ fn client_request(input: &CheckInput) -> Result<ClientRequest<'_>, Rejection> {
             format!("at most {}", wire::MAX_HEADERS),
         ));
     }
-    let not_utf8 = |field| move |_| Rejection::new(field, "not valid UTF-8");
+    let referrer = match input.header_values("referer").as_slice() {
+        [] => "",
+        [Some(referrer)] => referrer,
+        _ => {
+            return Err(Rejection::new(
+                "referer",
+                "is given more than once or is not UTF-8",
+            ));
+        }
+    };
     Ok(ClientRequest {
-        method: input.method().map_err(not_utf8("method"))?,
-        target: input.path().map_err(not_utf8("path"))?,
+        method: input.method(),
+        target: input.path(),
         // Unreadable or absent: None, and IP restrictions fail closed.
         client_ip: input.source_address().and_then(parse_client_ip),
-        referrer: input.header("referer").unwrap_or_default(),
-        scopes: input.scopes().map_err(not_utf8("scopes"))?,
-        environment: input.environment().map_err(not_utf8("environment"))?,
+        referrer,
+        scopes: input.scopes(),
+        environment: input.environment(),
     })
 }

@@ -25,7 +25,7 @@ use smallvec::SmallVec;
 use crate::gateway::{Answer, Gateway, Header, JSON, RateLimitHeaders};
 pub use crate::grpc::protobuf::Malformed;
 use crate::grpc::protobuf::{
-    Fields, ReadInPlace, Span, WriteInPlace, bytes_field, bytes_field_len, message_field_len,
+    Fields, ReadInPlace, Span, Value, WriteInPlace, bytes_field, bytes_field_len, message_field_len,
     message_header, varint_field, varint_field_len,
 };
 use crate::proto::envoy::config::core::v3::header_value_option::HeaderAppendAction;
@@ -83,21 +83,21 @@ pub struct CheckInput {
 }
 
 impl CheckInput {
-    fn attributes(&mut self, body: &[u8], span: Span) -> Result<(), Malformed> {
-        let mut fields = Fields::new(body, span);
+    fn attributes(&mut self, mut fields: Fields<'_>) -> Result<(), Malformed> {
+        let body = fields.body();
         while let Some((number, field)) = fields.next()? {
             match number {
-                ATTRIBUTES_SOURCE => self.source(body, field.message()?)?,
+                ATTRIBUTES_SOURCE => self.source(fields.message(field)?)?,
                 ATTRIBUTES_REQUEST => {
-                    let mut request = Fields::new(body, field.message()?);
+                    let mut request = fields.message(field)?;
                     while let Some((number, field)) = request.next()? {
                         if number == REQUEST_HTTP {
-                            self.http(body, field.message()?)?;
+                            self.http(request.message(field)?)?;
                         }
                     }
                 }
                 ATTRIBUTES_CONTEXT_EXTENSIONS => {
-                    let (name, value) = entry(body, field.message()?)?;
+                    let (name, value) = entry(fields.message(field)?)?;
                     match name.of(body) {
                         b"scopes" => self.scopes = Some(value),
                         b"environment" => self.environment = Some(value),
@@ -110,25 +110,30 @@ impl CheckInput {
         Ok(())
     }
 
-    fn source(&mut self, body: &[u8], peer: Span) -> Result<(), Malformed> {
-        let mut peer = Fields::new(body, peer);
+    fn source(&mut self, mut peer: Fields<'_>) -> Result<(), Malformed> {
+        let body = peer.body();
         while let Some((number, field)) = peer.next()? {
             if number != PEER_ADDRESS {
                 continue;
             }
-            let mut address = Fields::new(body, field.message()?);
+            let mut address = peer.message(field)?;
             while let Some((number, field)) = address.next()? {
                 match number {
                     ADDRESS_SOCKET_ADDRESS => {
-                        let mut socket = Fields::new(body, field.message()?);
+                        let mut socket = address.message(field)?;
                         while let Some((number, field)) = socket.next()? {
                             if number == SOCKET_ADDRESS_ADDRESS {
-                                self.source_address = Some(field.bytes()?);
+                                self.source_address = Some(field.string(body, "source.address")?);
                             }
                         }
                     }
                     // The oneof now holds an address that is not an IP address.
-                    ADDRESS_PIPE | ADDRESS_ENVOY_INTERNAL => self.source_address = None,
+                    ADDRESS_PIPE | ADDRESS_ENVOY_INTERNAL => {
+                        // Read through (its fields must be well formed), though none is used.
+                        let mut other = address.message(field)?;
+                        while other.next()?.is_some() {}
+                        self.source_address = None;
+                    }
                     _ => {}
                 }
             }
@@ -136,14 +141,14 @@ impl CheckInput {
         Ok(())
     }
 
-    fn http(&mut self, body: &[u8], span: Span) -> Result<(), Malformed> {
-        let mut fields = Fields::new(body, span);
+    fn http(&mut self, mut fields: Fields<'_>) -> Result<(), Malformed> {
+        let body = fields.body();
         while let Some((number, field)) = fields.next()? {
             match number {
-                HTTP_METHOD => self.method = field.bytes()?,
-                HTTP_PATH => self.path = field.bytes()?,
+                HTTP_METHOD => self.method = field.string(body, "http.method")?,
+                HTTP_PATH => self.path = field.string(body, "http.path")?,
                 HTTP_HEADERS => {
-                    let header = entry(body, field.message()?)?;
+                    let header = entry(fields.message(field)?)?;
                     if self.headers.len() == MAX_HEADERS {
                         self.too_many_headers = true;
                     } else {
@@ -154,10 +159,10 @@ impl CheckInput {
                     }
                 }
                 HTTP_HEADER_MAP => {
-                    let mut map = Fields::new(body, field.message()?);
+                    let mut map = fields.message(field)?;
                     while let Some((number, field)) = map.next()? {
                         if number == HEADER_MAP_HEADERS {
-                            let header = header_value(body, field.message()?)?;
+                            let header = header_value(map.message(field)?)?;
                             if self.raw_headers.len() == MAX_HEADERS {
                                 self.too_many_headers = true;
                             } else {
@@ -172,40 +177,53 @@ impl CheckInput {
         Ok(())
     }
 
-    fn text(&self, span: Span) -> Result<&str, NotUtf8> {
-        std::str::from_utf8(span.of(&self.body)).map_err(|_| NotUtf8)
+    /// A string field, checked as UTF-8 when it was read.
+    fn text(&self, span: Span) -> &str {
+        // Checked when read (`Value::string`): never empty by failure.
+        std::str::from_utf8(span.of(&self.body)).unwrap_or_default()
     }
 
     /// The request's HTTP method.
-    pub fn method(&self) -> Result<&str, NotUtf8> {
+    pub fn method(&self) -> &str {
         self.text(self.method)
     }
 
     /// The request target: path and query string, as on the request line.
-    pub fn path(&self) -> Result<&str, NotUtf8> {
+    pub fn path(&self) -> &str {
         self.text(self.path)
     }
 
     /// The end client's address as Envoy saw it, if it is a socket address.
     pub fn source_address(&self) -> Option<&str> {
-        self.text(self.source_address?).ok()
+        Some(self.text(self.source_address?))
     }
 
-    /// A request header by its lower-case name, from the header map (the last entry of that
-    /// name, as a map decodes) or, with Envoy's `encode_raw_headers`, the raw header list (the
-    /// first, any case). A value that is not UTF-8 is absent.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    /// Every value of a request header by its lower-case name, each `None` when it is not
+    /// UTF-8: from the header map (one value, the last entry of that name, as a map decodes)
+    /// or, with Envoy's `encode_raw_headers`, every entry of the raw header list (any case).
+    pub fn header_values(&self, name: &str) -> SmallVec<[Option<&str>; 1]> {
         let name = name.as_bytes();
         // Lengths first: most names differ in length, and a span's length needs no slicing.
         let bytes = |span: Span| span.of(&self.body);
         let named = |key: &Span| key.len() == name.len() && bytes(*key) == name;
         if let Some((_, value)) = self.headers.iter().rev().find(|(k, _)| named(k)) {
-            return self.text(*value).ok();
+            return SmallVec::from_buf([Some(self.text(*value))]);
         }
         self.raw_headers
             .iter()
-            .find(|(k, _)| k.len() == name.len() && bytes(*k).eq_ignore_ascii_case(name))
-            .and_then(|(_, value)| self.text(*value).ok())
+            .filter(|(k, _)| k.len() == name.len() && bytes(*k).eq_ignore_ascii_case(name))
+            .map(|(_, value)| std::str::from_utf8(bytes(*value)).ok())
+            .collect()
+    }
+
+    /// A request header by its lower-case name when it has exactly one value of UTF-8 text
+    /// (see [`CheckInput::header_values`]).
+    #[cfg(test)]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        match self.header_values(name).as_slice() {
+            [Some(value)] => Some(value),
+            _ => None,
+        }
     }
 
     /// Whether more than [`MAX_HEADERS`] headers came (in either list): such a request is
@@ -215,13 +233,13 @@ impl CheckInput {
     }
 
     /// The route's `context_extensions["scopes"]`.
-    pub fn scopes(&self) -> Result<Option<&str>, NotUtf8> {
-        self.scopes.map(|s| self.text(s)).transpose()
+    pub fn scopes(&self) -> Option<&str> {
+        self.scopes.map(|s| self.text(s))
     }
 
     /// The route's `context_extensions["environment"]`.
-    pub fn environment(&self) -> Result<Option<&str>, NotUtf8> {
-        self.environment.map(|s| self.text(s)).transpose()
+    pub fn environment(&self) -> Option<&str> {
+        self.environment.map(|s| self.text(s))
     }
 }
 
@@ -236,49 +254,52 @@ impl fmt::Debug for CheckInput {
     }
 }
 
-/// A string field keyward reads is not UTF-8.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotUtf8;
-
-/// A `map<string, string>` entry: its key and value (empty when absent). Read inline as every
-/// encoder writes one (a request has one per header); any other layout by [`entry_general`].
+/// A `map<string, string>` entry: its key and value (empty when absent), both UTF-8. Read
+/// inline as every encoder writes one (a request has one per header); any other layout by
+/// [`entry_general`].
 #[inline]
-fn entry(body: &[u8], span: Span) -> Result<(Span, Span), Malformed> {
+fn entry(fields: Fields<'_>) -> Result<(Span, Span), Malformed> {
+    let (body, span) = (fields.body(), fields.span());
     // Key (field 1), then value (field 2), both shorter than 128.
     if let [0x0a, key_len @ 0..0x80, rest @ ..] = span.of(body)
         && let Some([0x12, value_len @ 0..0x80, value @ ..]) = rest.get(usize::from(*key_len)..)
         && value.len() == usize::from(*value_len)
     {
         let key = Span::new(span.start() + 2, span.start() + 2 + usize::from(*key_len));
-        return Ok((key, Span::new(key.end() + 2, span.end())));
+        let value = Span::new(key.end() + 2, span.end());
+        return Ok((
+            Value::Bytes(key).string(body, "a map key")?,
+            Value::Bytes(value).string(body, "a map value")?,
+        ));
     }
-    entry_general(body, span)
+    entry_general(fields)
 }
 
 /// A map entry in any order or length, with unknown fields skipped and the last of a repeated
 /// field kept, as protobuf reads one.
 #[inline(never)]
-fn entry_general(body: &[u8], span: Span) -> Result<(Span, Span), Malformed> {
+fn entry_general(mut fields: Fields<'_>) -> Result<(Span, Span), Malformed> {
+    let (body, span) = (fields.body(), fields.span());
     let (mut key, mut value) = (span.empty_at(), span.empty_at());
-    let mut fields = Fields::new(body, span);
     while let Some((number, field)) = fields.next()? {
         match number {
-            HEADER_KEY => key = field.bytes()?,
-            HEADER_VALUE => value = field.bytes()?,
+            HEADER_KEY => key = field.string(body, "a map key")?,
+            HEADER_VALUE => value = field.string(body, "a map value")?,
             _ => {}
         }
     }
     Ok((key, value))
 }
 
-/// A `HeaderValue`: its key, and its value or, when that is empty, its raw value.
-fn header_value(body: &[u8], span: Span) -> Result<(Span, Span), Malformed> {
+/// A `HeaderValue`: its key, and its value or, when that is empty, its raw value (bytes, not
+/// necessarily UTF-8).
+fn header_value(mut fields: Fields<'_>) -> Result<(Span, Span), Malformed> {
+    let (body, span) = (fields.body(), fields.span());
     let (mut key, mut value, mut raw) = (span.empty_at(), span.empty_at(), span.empty_at());
-    let mut fields = Fields::new(body, span);
     while let Some((number, field)) = fields.next()? {
         match number {
-            HEADER_KEY => key = field.bytes()?,
-            HEADER_VALUE => value = field.bytes()?,
+            HEADER_KEY => key = field.string(body, "header_map.key")?,
+            HEADER_VALUE => value = field.string(body, "header_map.value")?,
             HEADER_RAW_VALUE => raw = field.bytes()?,
             _ => {}
         }
@@ -520,10 +541,10 @@ impl ReadInPlace for CheckInput {
             // Moved in once located (no second reference to count up and down).
             body: Bytes::new(),
         };
-        let mut fields = Fields::new(&body, Span::whole(&body)?);
+        let mut fields = Fields::top(&body)?;
         while let Some((number, field)) = fields.next()? {
             if number == CHECK_REQUEST_ATTRIBUTES {
-                input.attributes(&body, field.message()?)?;
+                input.attributes(fields.message(field)?)?;
             }
         }
         input.body = body;

@@ -264,12 +264,12 @@ impl ReadInPlace for VerifyInput {
             body,
         };
         let body = &input.body[..];
-        let mut fields = Fields::new(body, Span::whole(body)?);
+        let mut fields = Fields::top(body)?;
         while let Some((number, field)) = fields.next()? {
             match number {
-                REQUEST_KEY => input.key = field.bytes()?,
+                REQUEST_KEY => input.key = field.string(body, "VerifyRequest.key")?,
                 REQUEST_REQUIRED_SCOPES => {
-                    let scope = field.bytes()?;
+                    let scope = field.string(body, "VerifyRequest.required_scopes")?;
                     if input.required_scopes.len() <= MAX_SCOPES {
                         input.required_scopes.push(scope);
                     }
@@ -277,13 +277,13 @@ impl ReadInPlace for VerifyInput {
                 REQUEST_CONTEXT => {
                     // A message given twice merges, field by field.
                     let context = input.context.get_or_insert_default();
-                    let mut fields = Fields::new(body, field.message()?);
+                    let mut fields = fields.message(field)?;
                     while let Some((number, field)) = fields.next()? {
                         match number {
-                            CONTEXT_METHOD => context.method = field.bytes()?,
-                            CONTEXT_PATH => context.path = field.bytes()?,
-                            CONTEXT_CLIENT_IP => context.client_ip = field.bytes()?,
-                            CONTEXT_REFERRER => context.referrer = field.bytes()?,
+                            CONTEXT_METHOD => context.method = field.string(body, "VerifyRequest.context.method")?,
+                            CONTEXT_PATH => context.path = field.string(body, "VerifyRequest.context.path")?,
+                            CONTEXT_CLIENT_IP => context.client_ip = field.string(body, "VerifyRequest.context.client_ip")?,
+                            CONTEXT_REFERRER => context.referrer = field.string(body, "VerifyRequest.context.referrer")?,
                             _ => {}
                         }
                     }

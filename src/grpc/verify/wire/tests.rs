@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use prost::Message;
 
 use super::*;
+use crate::grpc::protobuf::arbitrary::{self, Kind};
 use crate::grpc::convert::{duration, timestamp};
 use crate::model::{KeyState, test_key};
 use crate::ratelimit::LimitStatus;
@@ -42,6 +43,40 @@ fn assert_reads_as_prost(body: &[u8]) {
     assert_eq!(input.view(), expected.view);
 }
 
+/// `VerifyRequest` (proto/keyward/v1/verify.proto), every field of which the reader reads.
+const REQUEST_SHAPE: &[(u32, Kind)] = &[
+    (REQUEST_KEY, Kind::Str),
+    (REQUEST_REQUIRED_SCOPES, Kind::Str),
+    (REQUEST_CONTEXT, Kind::Message(CONTEXT_SHAPE)),
+    (REQUEST_ENVIRONMENT, Kind::Varint),
+    (REQUEST_COST, Kind::Varint),
+    (REQUEST_VIEW, Kind::Varint),
+];
+const CONTEXT_SHAPE: &[(u32, Kind)] = &[
+    (CONTEXT_METHOD, Kind::Str),
+    (CONTEXT_PATH, Kind::Str),
+    (CONTEXT_CLIENT_IP, Kind::Str),
+    (CONTEXT_REFERRER, Kind::Str),
+];
+
+/// The reader accepts exactly what prost accepts, and reads what prost decodes.
+fn assert_agrees_with_prost(body: &[u8]) -> Result<(), TestCaseError> {
+    let prost = proto::VerifyRequest::decode(body);
+    let read = VerifyInput::read(Bytes::copy_from_slice(body));
+    prop_assert_eq!(
+        prost.is_ok(),
+        read.is_ok(),
+        "prost {:?}, reader {:?}, body {:02x?}",
+        prost.as_ref().err(),
+        read.as_ref().err(),
+        body
+    );
+    if prost.is_ok() {
+        assert_reads_as_prost(body);
+    }
+    Ok(())
+}
+
 fn arb_request() -> impl Strategy<Value = proto::VerifyRequest> {
     let context = (".{0,40}", ".{0,150}", "[0-9a-f.:]{0,45}", ".{0,150}").prop_map(
         |(method, path, client_ip, referrer)| proto::RequestContext {
@@ -70,6 +105,24 @@ fn arb_request() -> impl Strategy<Value = proto::VerifyRequest> {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    /// Messages with repeated, shadowed and invalid-UTF-8 fields, unknown fields of every wire
+    /// type, non-minimal varints, wrong wire types and cut bodies: both directions at once.
+    #[test]
+    fn accepts_exactly_what_prost_accepts(seed in any::<u64>()) {
+        assert_agrees_with_prost(&arbitrary::message(REQUEST_SHAPE, seed))?;
+    }
+
+    /// Valid requests with a few bytes changed.
+    #[test]
+    fn mutated_requests_are_read_as_prost_reads_them(
+        request in arb_request(),
+        seed in any::<u64>(),
+    ) {
+        assert_agrees_with_prost(&arbitrary::mutated(request.encode_to_vec(), seed))?;
+    }
+
     #[test]
     fn reads_what_prost_decodes(first in arb_request(), second in arb_request()) {
         assert_reads_as_prost(&first.encode_to_vec());
@@ -105,10 +158,19 @@ fn scope_lists_past_the_bound_are_cut_one_past_it() {
 fn strings_that_are_not_utf8_are_refused_naming_the_field() {
     // key = 0xff, then a context whose path is 0xfe.
     const BODY: [u8; 8] = [0x0a, 1, 0xff, 0x1a, 3, 0x12, 1, 0xfe];
-    let input = VerifyInput::read(Bytes::from_static(&BODY)).unwrap();
-    assert!(input.key().unwrap_err().0.contains("VerifyRequest.key"));
-    assert!(input.context().unwrap_err().0.contains("context.path"));
-    let status = tonic::Status::from(input.key().unwrap_err());
+    let error = VerifyInput::read(Bytes::from_static(&BODY)).unwrap_err();
+    assert!(error.0.contains("VerifyRequest.key"), "{error}");
+    // Every occurrence is checked: a key that is not UTF-8 shadowed by a valid one is still
+    // refused, as prost refuses it.
+    const SHADOWED: [u8; 6] = [0x0a, 1, 0xff, 0x0a, 1, b'k'];
+    assert!(proto::VerifyRequest::decode(&SHADOWED[..]).is_err());
+    let error = VerifyInput::read(Bytes::from_static(&SHADOWED)).unwrap_err();
+    assert!(error.0.contains("VerifyRequest.key"), "{error}");
+    // context.path = 0xfe, then a valid one.
+    const PATH: [u8; 10] = [0x1a, 3, 0x12, 1, 0xfe, 0x1a, 3, 0x12, 1, b'/'];
+    let error = VerifyInput::read(Bytes::from_static(&PATH)).unwrap_err();
+    assert!(error.0.contains("context.path"), "{error}");
+    let status = tonic::Status::from(error);
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
 }
 
@@ -265,4 +327,17 @@ fn writes_what_prost_encodes() {
             }
         }
     }
+}
+
+/// The generated messages are a mix: enough that prost accepts for the readings to be
+/// compared, enough that it refuses for the refusals to be.
+#[test]
+fn the_differential_messages_are_both_valid_and_invalid() {
+    let accepted = (0..2000)
+        .filter(|seed| {
+            proto::VerifyRequest::decode(arbitrary::message(REQUEST_SHAPE, *seed).as_slice())
+                .is_ok()
+        })
+        .count();
+    assert!((500..=1800).contains(&accepted), "{accepted} of 2000 valid");
 }
