@@ -65,13 +65,31 @@ fn two_different_keys_or_an_unreadable_key_header_are_ambiguous() {
         })
     };
     let a = Some("Bearer kw_a");
-    assert_eq!(key(&[("authorization", a), ("authorization", Some("Bearer kw_b"))]), Err(AmbiguousKey));
-    assert_eq!(key(&[("authorization", a), ("x-api-key", Some("kw_b"))]), Err(AmbiguousKey));
-    assert_eq!(key(&[("x-api-key", Some("kw_a")), ("x-api-key", Some("kw_b"))]), Err(AmbiguousKey));
-    assert_eq!(key(&[("authorization", None), ("x-api-key", Some("kw_b"))]), Err(AmbiguousKey));
-    assert_eq!(key(&[("authorization", a), ("x-api-key", None)]), Err(AmbiguousKey));
+    assert_eq!(
+        key(&[("authorization", a), ("authorization", Some("Bearer kw_b"))]),
+        Err(AmbiguousKey)
+    );
+    assert_eq!(
+        key(&[("authorization", a), ("x-api-key", Some("kw_b"))]),
+        Err(AmbiguousKey)
+    );
+    assert_eq!(
+        key(&[("x-api-key", Some("kw_a")), ("x-api-key", Some("kw_b"))]),
+        Err(AmbiguousKey)
+    );
+    assert_eq!(
+        key(&[("authorization", None), ("x-api-key", Some("kw_b"))]),
+        Err(AmbiguousKey)
+    );
+    assert_eq!(
+        key(&[("authorization", a), ("x-api-key", None)]),
+        Err(AmbiguousKey)
+    );
     // The same key twice says one thing.
-    assert_eq!(key(&[("authorization", a), ("x-api-key", Some("kw_a"))]), Ok("kw_a"));
+    assert_eq!(
+        key(&[("authorization", a), ("x-api-key", Some("kw_a"))]),
+        Ok("kw_a")
+    );
     // The bearer token of management calls: given twice or unreadable is ambiguous.
     assert_eq!(single_bearer([a].into_iter()), Ok(Some("kw_a")));
     assert_eq!(single_bearer([a, a].into_iter()), Err(AmbiguousKey));

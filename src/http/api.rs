@@ -762,10 +762,7 @@ impl Call {
             .bearer
             .as_ref()
             .map_err(|e| Error::Unauthenticated(e.to_string()))?;
-        Ok(state
-            .service
-            .authenticate(bearer.as_deref(), &call)
-            .await?)
+        Ok(state.service.authenticate(bearer.as_deref(), &call).await?)
     }
 }
 
@@ -1212,9 +1209,8 @@ async fn list_scopes(State(state): State<Arc<HttpState>>, call: Call) -> Answere
     )
 )]
 async fn usage(State(state): State<Arc<HttpState>>, call: Call, headers: HeaderMap) -> Response {
-    let described = super::forward_auth::client_address(&state, &headers, call.peer).and_then(
-        |ip| Ok((ip, super::forward_auth::single(&headers, "referer")?)),
-    );
+    let described = super::forward_auth::client_address(&state, &headers, call.peer)
+        .and_then(|ip| Ok((ip, super::forward_auth::single(&headers, "referer")?)));
     let (client_ip, referrer) = match described {
         Ok((ip, referrer)) => (ip, referrer.unwrap_or_default()),
         Err(rejection) => return super::respond(Answer::rejected(&rejection)),

@@ -38,7 +38,10 @@ struct AuthParams {
     environment: Option<String>,
 }
 
-pub(super) async fn forward_auth(State(state): State<Arc<HttpState>>, request: Request) -> Response {
+pub(super) async fn forward_auth(
+    State(state): State<Arc<HttpState>>,
+    request: Request,
+) -> Response {
     let headers = request.headers();
     let peer_info = request.extensions().get::<PeerInfo>().copied();
     let peer = peer_info.map(|p| p.remote_addr.ip());
@@ -92,7 +95,10 @@ fn client_request<'r>(
 
 /// The value of a header that describes the client's request: absent, or exactly one value of
 /// readable text.
-pub(super) fn single<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<Option<&'h str>, Rejection> {
+pub(super) fn single<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'h str>, Rejection> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);
@@ -154,7 +160,12 @@ pub(super) fn client_address(
     }
     let real_ip = single(headers, "x-real-ip")?;
     let forwarded = (!forwarded.is_empty()).then_some(forwarded.as_str());
-    Ok(client_ip(peer, forwarded, real_ip, gateway.trusted_proxies()))
+    Ok(client_ip(
+        peer,
+        forwarded,
+        real_ip,
+        gateway.trusted_proxies(),
+    ))
 }
 
 async fn authenticate_caller(

@@ -361,7 +361,9 @@ async fn a_connection_flood_never_reaches_the_descriptor_limit() {
         .await
         .expect("gRPC answers during the flood");
     assert_eq!(status.into_inner().status, 1, "SERVING");
-    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
     assert!(open < 256 - 64 + 32, "{open} descriptors open of 256");
     assert!(
         !server.stderr.lock().unwrap().contains("accept failed"),

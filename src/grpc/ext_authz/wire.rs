@@ -25,8 +25,8 @@ use smallvec::SmallVec;
 use crate::gateway::{Answer, Gateway, Header, JSON, RateLimitHeaders};
 pub use crate::grpc::protobuf::Malformed;
 use crate::grpc::protobuf::{
-    Fields, ReadInPlace, Span, Value, WriteInPlace, bytes_field, bytes_field_len, message_field_len,
-    message_header, varint_field, varint_field_len,
+    Fields, ReadInPlace, Span, Value, WriteInPlace, bytes_field, bytes_field_len,
+    message_field_len, message_header, varint_field, varint_field_len,
 };
 use crate::proto::envoy::config::core::v3::header_value_option::HeaderAppendAction;
 

@@ -21,7 +21,7 @@ pub(crate) fn message(shape: &'static [(u32, Kind)], seed: u64) -> Vec<u8> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut out = Vec::new();
     fields(&mut rng, shape, 0, &mut out);
-    if rng.random_ratio(1, 10) && !out.is_empty() {
+    if rng.random_ratio(1, 20) && !out.is_empty() {
         let cut = rng.random_range(0..out.len());
         out.truncate(cut);
     }
@@ -46,20 +46,30 @@ pub(crate) fn mutated(mut bytes: Vec<u8>, seed: u64) -> Vec<u8> {
 }
 
 fn fields(rng: &mut SmallRng, shape: &'static [(u32, Kind)], depth: u32, out: &mut Vec<u8>) {
-    for _ in 0..rng.random_range(0..7) {
+    // A nested message the shape names has at least one field, so deep fields are reached.
+    let least = u32::from(depth > 0 && !shape.is_empty());
+    for _ in 0..rng.random_range(least..5) {
         match rng.random_range(0..100) {
-            0..70 if !shape.is_empty() => {
-                let (number, kind) = &shape[rng.random_range(0..shape.len())];
+            0..80 if !shape.is_empty() => {
+                // Messages twice as often as scalars, so deep fields are reached.
+                let messages: Vec<_> = (shape.iter())
+                    .filter(|(_, kind)| matches!(kind, Kind::Message(_)))
+                    .collect();
+                let (number, kind) = if !messages.is_empty() && rng.random_bool(0.5) {
+                    messages[rng.random_range(0..messages.len())]
+                } else {
+                    &shape[rng.random_range(0..shape.len())]
+                };
                 known(rng, *number, kind, depth, out);
             }
-            0..95 => unknown(rng, shape, depth, out),
+            0..98 => unknown(rng, shape, depth, out),
             _ => out.push(rng.random()),
         }
     }
 }
 
 fn known(rng: &mut SmallRng, number: u32, kind: &'static Kind, depth: u32, out: &mut Vec<u8>) {
-    if rng.random_ratio(1, 20) {
+    if rng.random_ratio(1, 40) {
         // The wrong wire type for the field.
         let wire = match kind {
             Kind::Varint => 2,
@@ -143,7 +153,7 @@ fn unknown(rng: &mut SmallRng, shape: &'static [(u32, Kind)], depth: u32, out: &
             if depth < 4 {
                 fields(rng, &[], depth + 1, out);
             }
-            let end = if rng.random_ratio(1, 20) {
+            let end = if rng.random_ratio(1, 40) {
                 number % ((1 << 29) - 1) + 1
             } else {
                 number
@@ -156,7 +166,7 @@ fn unknown(rng: &mut SmallRng, shape: &'static [(u32, Kind)], depth: u32, out: &
 /// A string's bytes: mostly text (ASCII and wider characters), sometimes not UTF-8.
 fn text(rng: &mut SmallRng) -> Vec<u8> {
     let len = rng.random_range(0..12);
-    match rng.random_range(0..10) {
+    match rng.random_range(0..30) {
         0 => (0..len).map(|_| rng.random()).collect(),
         1 => {
             let mut bytes: Vec<u8> = "Bearer é€".into();
@@ -164,9 +174,7 @@ fn text(rng: &mut SmallRng) -> Vec<u8> {
             bytes
         }
         2 => "kw_live_✓ key".into(),
-        _ => (0..len)
-            .map(|_| rng.random_range(b' '..=b'~'))
-            .collect(),
+        _ => (0..len).map(|_| rng.random_range(b' '..=b'~')).collect(),
     }
 }
 
@@ -192,7 +200,7 @@ fn varint(rng: &mut SmallRng, mut value: u64, out: &mut Vec<u8>) {
         }
         bytes.push(byte | 0x80);
     }
-    if rng.random_ratio(1, 8) {
+    if rng.random_ratio(1, 24) {
         let pad = rng.random_range(0..=10 - bytes.len().min(10));
         let last = bytes.len() - 1;
         bytes[last] |= 0x80;

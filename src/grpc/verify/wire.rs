@@ -280,10 +280,21 @@ impl ReadInPlace for VerifyInput {
                     let mut fields = fields.message(field)?;
                     while let Some((number, field)) = fields.next()? {
                         match number {
-                            CONTEXT_METHOD => context.method = field.string(body, "VerifyRequest.context.method")?,
-                            CONTEXT_PATH => context.path = field.string(body, "VerifyRequest.context.path")?,
-                            CONTEXT_CLIENT_IP => context.client_ip = field.string(body, "VerifyRequest.context.client_ip")?,
-                            CONTEXT_REFERRER => context.referrer = field.string(body, "VerifyRequest.context.referrer")?,
+                            CONTEXT_METHOD => {
+                                context.method =
+                                    field.string(body, "VerifyRequest.context.method")?
+                            }
+                            CONTEXT_PATH => {
+                                context.path = field.string(body, "VerifyRequest.context.path")?
+                            }
+                            CONTEXT_CLIENT_IP => {
+                                context.client_ip =
+                                    field.string(body, "VerifyRequest.context.client_ip")?
+                            }
+                            CONTEXT_REFERRER => {
+                                context.referrer =
+                                    field.string(body, "VerifyRequest.context.referrer")?
+                            }
                             _ => {}
                         }
                     }

@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use prost::Message;
 
 use super::*;
-use crate::grpc::protobuf::arbitrary::{self, Kind};
 use crate::grpc::convert::{duration, timestamp};
+use crate::grpc::protobuf::arbitrary::{self, Kind};
 use crate::model::{KeyState, test_key};
 use crate::ratelimit::LimitStatus;
 
