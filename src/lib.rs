@@ -22,6 +22,7 @@ pub mod known;
 pub(crate) mod metrics;
 pub mod model;
 pub mod net;
+pub(crate) mod page_token;
 pub mod proto;
 pub mod ratelimit;
 pub mod restriction;

@@ -70,7 +70,7 @@ impl App {
         .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
         let store = store::connect(&config.database_url).await?;
         store.migrate().await?;
-        let service = Keyward::new(
+        let mut service = Keyward::new(
             store,
             Arc::new(catalog),
             config.key_format(),
@@ -78,6 +78,7 @@ impl App {
             cache_settings(config),
         )
         .with_foreign_prefixes(config.foreign_key_prefixes.clone());
+        service.load_shared_secrets().await?;
         service.load_known_keys().await?;
         let gateway = Gateway::new(&config.gateway).map_err(Error::FailedPrecondition)?;
         if let Some(preset) = &config.http_api_default_preset

@@ -336,45 +336,9 @@ impl From<&ApiKey> for proto::ApiKey {
 }
 
 /// A fingerprint of the query a page token belongs to: the request's filters, so a token is
-/// refused when reused with another account or filter (AIP-158).
+/// refused when reused with another account or filter (AIP-158; see `page_token`).
 pub(crate) fn query_fingerprint(parts: &[&str]) -> u32 {
     crc32fast::hash(parts.join("\u{1f}").as_bytes())
-}
-
-/// An opaque page token for a list cursor of the query `query`.
-pub(crate) fn page_token(cursor: Option<i64>, query: u32) -> String {
-    cursor
-        .map(|c| {
-            format!(
-                "p{}.{}",
-                base62::encode(c as u64),
-                base62::encode(u64::from(query))
-            )
-        })
-        .unwrap_or_default()
-}
-
-/// The cursor of a page token of the query `query`; `Ok(None)` for the first page.
-pub(crate) fn parse_page_token(token: &str, query: u32) -> Result<Option<i64>, String> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let (cursor, issued_for) = token
-        .strip_prefix('p')
-        .and_then(|t| t.split_once('.'))
-        .and_then(|(c, q)| {
-            let cursor = i64::try_from(base62::decode(c).ok()?).ok()?;
-            let query = u32::try_from(base62::decode(q).ok()?).ok()?;
-            Some((cursor, query))
-        })
-        .ok_or_else(|| "is not a token this server issued".to_owned())?;
-    if issued_for != query {
-        return Err(
-            "was issued for another query (account or filters differ); list again without it"
-                .to_owned(),
-        );
-    }
-    Ok(Some(cursor))
 }
 
 /// The paths of a required `update_mask`: `*` alone stands for every path in `all` (AIP-134);
@@ -414,23 +378,6 @@ pub(crate) fn parse_page_size(size: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn page_tokens_round_trip() {
-        for c in [1, 42, i64::MAX] {
-            assert_eq!(parse_page_token(&page_token(Some(c), 7), 7), Ok(Some(c)));
-            assert!(
-                parse_page_token(&page_token(Some(c), 7), 8).is_err(),
-                "another query"
-            );
-        }
-        assert_eq!(page_token(None, 7), "");
-        assert_eq!(parse_page_token("", 7), Ok(None));
-        assert!(parse_page_token("zzz", 7).is_err());
-        assert!(parse_page_token("p!!", 7).is_err());
-        assert_eq!(parse_page_size(0), 50);
-        assert_eq!(parse_page_size(5000), 1000, "clamped, not refused");
-    }
 
     #[test]
     fn oversized_lists_are_refused_before_any_entry_is_read() {

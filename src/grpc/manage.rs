@@ -6,8 +6,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    Violations, mask_paths, page_token, parse_page_size, parse_page_token, query_fingerprint,
-    rate_limit, restrictions, timestamp,
+    Violations, mask_paths, parse_page_size, query_fingerprint, rate_limit, restrictions, timestamp,
 };
 use super::requests::{parse_create, parse_grace, parse_list, parse_patch, required_id};
 use super::trace::{record_caller, record_target};
@@ -78,11 +77,13 @@ impl ManageService for ManageApi {
         request: Request<proto::ListKeysRequest>,
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
         let caller = self.caller(&request, "ListKeys", Access::Read).await?;
-        let query = parse_list(request.get_ref())?;
+        let tokens = self.service.page_tokens();
+        let query = parse_list(request.get_ref(), tokens, caller.key_id())?;
         let page = self.service.list_keys(&caller, &query).await?;
+        let fingerprint = list_fingerprint(request.get_ref());
         Ok(Response::new(proto::ListKeysResponse {
             api_keys: page.items.iter().map(Into::into).collect(),
-            next_page_token: page_token(page.next, list_fingerprint(request.get_ref())),
+            next_page_token: tokens.seal(page.next, caller.key_id(), fingerprint),
         }))
     }
 
@@ -319,10 +320,12 @@ impl ManageService for ManageApi {
         let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
         let page_size = parse_page_size(r.page_size);
         let fingerprint = query_fingerprint(&["audit", &r.account_id]);
-        let before = parse_page_token(&r.page_token, fingerprint).unwrap_or_else(|e| {
-            v.add("page_token", e);
-            None
-        });
+        let tokens = self.service.page_tokens();
+        let before =
+            (tokens.open(&r.page_token, caller.key_id(), fingerprint)).unwrap_or_else(|e| {
+                v.add("page_token", e);
+                None
+            });
         let query = v.finish_parsed(account_id.map(|account_id| AuditQuery {
             account_id,
             page_size,
@@ -331,7 +334,7 @@ impl ManageService for ManageApi {
         let page = self.service.list_audit_events(&caller, &query).await?;
         Ok(Response::new(proto::ListAuditEventsResponse {
             events: page.items.iter().map(event).collect(),
-            next_page_token: page_token(page.next, fingerprint),
+            next_page_token: tokens.seal(page.next, caller.key_id(), fingerprint),
         }))
     }
 }

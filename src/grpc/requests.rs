@@ -3,14 +3,14 @@
 
 use super::convert::{
     MAX_TTL, Violations, check_name, mask_paths, parse_duration, parse_environment, parse_meta,
-    parse_page_size, parse_page_token, parse_rate_limit, parse_restrictions, parse_scopes,
-    parse_timestamp,
+    parse_page_size, parse_rate_limit, parse_restrictions, parse_scopes, parse_timestamp,
 };
 use super::trace::record_target;
 use crate::error::{Error, Result};
 use crate::ids::{AccountId, KeyId};
 use crate::key::Environment;
 use crate::model::{KeyListQuery, KeyPatch};
+use crate::page_token::PageTokens;
 use crate::proto::{self, create_key_request};
 use crate::service::{CreateKey, Expiry, ImportRecord};
 
@@ -102,12 +102,17 @@ pub(crate) fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
     }))
 }
 
-pub(crate) fn parse_list(r: &proto::ListKeysRequest) -> Result<KeyListQuery> {
+/// A ListKeys request of `caller` (its key id), whose page token must be one it was given.
+pub(crate) fn parse_list(
+    r: &proto::ListKeysRequest,
+    tokens: &PageTokens,
+    caller: &str,
+) -> Result<KeyListQuery> {
     let mut v = Violations::default();
     let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
     let page_size = parse_page_size(r.page_size);
-    let after =
-        parse_page_token(&r.page_token, super::manage::list_fingerprint(r)).unwrap_or_else(|e| {
+    let after = (tokens.open(&r.page_token, caller, super::manage::list_fingerprint(r)))
+        .unwrap_or_else(|e| {
             v.add("page_token", e);
             None
         });

@@ -30,7 +30,7 @@ use utoipa_axum::routes;
 use super::HttpState;
 use crate::error::{Error, FieldViolation};
 use crate::gateway::{Answer, ClientRequest, JSON};
-use crate::grpc::convert::{duration, page_token, parse_page_token, query_fingerprint, timestamp};
+use crate::grpc::convert::{duration, query_fingerprint, timestamp};
 use crate::grpc::requests::{parse_create, parse_grace, parse_list, parse_patch, required_id};
 use crate::model::ApiKey;
 use crate::net::PeerInfo;
@@ -947,11 +947,12 @@ async fn list_keys(
         if include_revoked { "1" } else { "0" },
         unused_text.trim(),
     ]);
-    let after = parse_page_token(params.page_token.as_deref().unwrap_or(""), fingerprint)
-        .unwrap_or_else(|e| {
-            extra.push(violation("pageToken", e));
-            None
-        });
+    let tokens = state.service.page_tokens();
+    let page_token = params.page_token.as_deref().unwrap_or("");
+    let after = (tokens.open(page_token, caller.key_id(), fingerprint)).unwrap_or_else(|e| {
+        extra.push(violation("pageToken", e));
+        None
+    });
     let message = proto::ListKeysRequest {
         account_id,
         include_revoked,
@@ -959,10 +960,10 @@ async fn list_keys(
         page_size: params.page_size.unwrap_or(0),
         page_token: String::new(),
     };
-    let mut query = with_violations(extra, parse_list(&message))?;
+    let mut query = with_violations(extra, parse_list(&message, tokens, caller.key_id()))?;
     query.after = after;
     let page = state.service.list_keys(&caller, &query).await?;
-    let next = page_token(page.next, fingerprint);
+    let next = tokens.seal(page.next, caller.key_id(), fingerprint);
     Ok(json(&KeyListAnswer {
         data: page.items.iter().map(Into::into).collect(),
         next_page_token: (!next.is_empty()).then_some(next),

@@ -72,6 +72,8 @@ pub struct Keyward {
     verify_metrics: VerifyMetrics,
     /// Prefixes of imported keys issued elsewhere, which Verify hashes and looks up.
     foreign_prefixes: Vec<String>,
+    /// Seals and opens list page tokens (see [`Keyward::load_shared_secrets`]).
+    page_tokens: crate::page_token::PageTokens,
 }
 
 impl Keyward {
@@ -93,8 +95,35 @@ impl Keyward {
             policy,
             catalog,
             last_used: LastUsed::default(),
+            // This process's own until the store's shared one is loaded.
+            page_tokens: crate::page_token::PageTokens::new(
+                crate::page_token::PageTokens::random_secret(),
+            ),
             store,
         }
+    }
+
+    /// Loads the secrets the replicas share through the store (the page-token key), storing
+    /// one if this is the first server: a page token from one replica opens on every other.
+    pub async fn load_shared_secrets(&mut self) -> Result<()> {
+        use crate::page_token::{PageTokens, SECRET_NAME};
+        let stored = self
+            .store
+            .shared_secret(SECRET_NAME, &PageTokens::random_secret())
+            .await?;
+        let secret = <[u8; 32]>::try_from(stored.as_slice()).map_err(|_| {
+            crate::error::Error::Internal(format!(
+                "the stored {SECRET_NAME} secret is {} bytes, not 32",
+                stored.len()
+            ))
+        })?;
+        self.page_tokens = PageTokens::new(secret);
+        Ok(())
+    }
+
+    /// Seals and opens list page tokens.
+    pub(crate) fn page_tokens(&self) -> &crate::page_token::PageTokens {
+        &self.page_tokens
     }
 
     /// Loads the digests of every stored key into the set that bounds the store work of

@@ -97,6 +97,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Whether the database answers at all (for health).
     async fn ping(&self) -> Result<()>;
 
+    /// The secret named `name` that every replica shares: `candidate` if this call is the
+    /// first to store one, else the one stored before.
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>>;
+
     /// Every key digest in the store, to know which keys exist (see [`crate::known`]).
     async fn key_digests(&self) -> Result<Vec<KeyDigest>>;
 

@@ -259,6 +259,23 @@ macro_rules! sql_backend {
                 Ok(())
             }
 
+            async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>> {
+                sqlx::query(
+                    "INSERT INTO server_secrets (name, secret) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(candidate)
+                .execute(self.writer())
+                .await
+                .map_err(db_error)?;
+                sqlx::query_scalar("SELECT secret FROM server_secrets WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(self.writer())
+                    .await
+                    .map_err(db_error)
+            }
+
             async fn key_digests(&self) -> Result<Vec<KeyDigest>> {
                 let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT digest FROM api_keys")
                     .fetch_all(self.reader())
