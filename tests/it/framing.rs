@@ -185,12 +185,20 @@ async fn the_gateway_methods_keep_grpcs_framing_rules() {
                 "not exactly one gRPC message",
             );
         }
-        // A body that is not the message: INVALID_ARGUMENT, as every service answers it.
-        refused(
-            send(&server, path, framed(0, &[0x0a, 0x7f, 0x01]), &[]).await,
-            Code::InvalidArgument,
-            "not a valid protobuf message",
-        );
+        // A body that is not the message: Verify answers INVALID_ARGUMENT, as every service
+        // does; Check a denial (400), never an error Envoy's failure_mode_allow lets through.
+        let reply = send(&server, path, framed(0, &[0x0a, 0x7f, 0x01]), &[]).await;
+        if path == CHECK {
+            assert_eq!(reply.grpc_status, Code::Ok, "{}", reply.grpc_message);
+            let answer = proto::envoy::service::auth::v3::CheckResponse::decode(unframed(&reply))
+                .expect("a CheckResponse");
+            assert_eq!(
+                answer.status.expect("a status").code,
+                Code::InvalidArgument as i32
+            );
+        } else {
+            refused(reply, Code::InvalidArgument, "not a valid protobuf message");
+        }
     }
     // A method the services do not have.
     for path in [

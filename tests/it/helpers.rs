@@ -356,12 +356,22 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
 pub struct HttpAnswer {
     pub status: u16,
     pub headers: std::collections::HashMap<String, String>,
+    /// Every header line, in order (`headers` keeps one value per name).
+    pub lines: Vec<(String, String)>,
     pub body: String,
 }
 
 impl HttpAnswer {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
+    }
+
+    /// Every value of header `name`.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        (self.lines.iter())
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// The body as JSON.
@@ -411,7 +421,7 @@ pub async fn http_with_body(
         .expect("request");
     let response = sender.send_request(request).await.expect("HTTP response");
     let status = response.status().as_u16();
-    let headers = response
+    let lines: Vec<(String, String)> = response
         .headers()
         .iter()
         .map(|(k, v)| {
@@ -421,6 +431,7 @@ pub async fn http_with_body(
             )
         })
         .collect();
+    let headers = lines.iter().cloned().collect();
     let body = response
         .into_body()
         .collect()
@@ -430,6 +441,7 @@ pub async fn http_with_body(
     HttpAnswer {
         status,
         headers,
+        lines,
         body: String::from_utf8_lossy(&body).into_owned(),
     }
 }

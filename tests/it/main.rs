@@ -2,7 +2,9 @@
 //! real SQLite and PostgreSQL. Features run on both backends through `both_backends!`.
 
 mod access;
+mod ambiguous;
 mod browser;
+mod caddy;
 mod cli;
 mod consistency;
 mod deploy;

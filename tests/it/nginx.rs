@@ -44,6 +44,17 @@ impl Nginx {
     /// Starts nginx with the shipped `deploy/nginx.conf`, pointed at `keyward` (its HTTP
     /// listener) and `api`, with `workers` worker processes (0: a single process).
     pub async fn start(keyward: SocketAddr, api: SocketAddr, workers: usize) -> Nginx {
+        Self::start_with_caller_key(keyward, api, workers, None).await
+    }
+
+    /// Like [`Nginx::start`]; with `caller_key`, the gateway's own key goes in the secret file
+    /// `keyward-caller-key.conf` beside the configuration, as the deployment docs say.
+    pub async fn start_with_caller_key(
+        keyward: SocketAddr,
+        api: SocketAddr,
+        workers: usize,
+        caller_key: Option<&str>,
+    ) -> Nginx {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
         let addr = free_port().await;
@@ -58,6 +69,13 @@ impl Nginx {
             dir.path().join("keyward-protect.conf"),
         )
         .unwrap();
+        if let Some(key) = caller_key {
+            std::fs::write(
+                dir.path().join("keyward-caller-key.conf"),
+                format!("set $keyward_caller_key \"{key}\";\n"),
+            )
+            .unwrap();
+        }
         let d = dir.path().display();
         let process = if workers == 0 {
             "master_process off;".to_owned()
@@ -298,4 +316,164 @@ async fn nginx_auth_request_applies_keywards_answers() {
     assert_eq!(down.status, 503, "{down:?}");
     assert_eq!(down.json()["code"], "UNAVAILABLE");
     assert_eq!(reached(), before + 2, "nothing reached the upstream");
+}
+
+/// Through the shipped configuration, nothing the end client says about its own request
+/// changes keyward's decision: forwarded and original method and URI, client address, a
+/// second credential; and a 401 carries one challenge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_passes_on_nothing_the_client_says_about_its_request() {
+    let server = TestServer::start_with(Backend::Sqlite, |c| {
+        c.gateway.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let (api, seen) = upstream().await;
+    let nginx = Nginx::start(server.http_addr, api, 0).await;
+    let reached = || seen.lock().unwrap().len();
+    let (public_get, _) = server
+        .create(proto::CreateKeyRequest {
+            restrictions: Some(proto::Restrictions {
+                allowed_paths: vec!["/v1/videos/public/*".into()],
+                allowed_methods: vec!["GET".into()],
+                allowed_cidrs: vec!["127.0.0.1/32".into()],
+                ..Default::default()
+            }),
+            ..key_request("acme", &["videos:read"])
+        })
+        .await;
+    let bearer = format!("Bearer {public_get}");
+    let send = |method: &'static str, target: &'static str, extra: Vec<(&'static str, String)>| {
+        let bearer = bearer.clone();
+        async move {
+            let mut headers: Vec<(&str, &str)> = vec![("authorization", bearer.as_str())];
+            headers.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+            http(nginx.addr, method, target, &headers).await
+        }
+    };
+    assert_eq!(send("GET", "/v1/videos/public/1", vec![]).await.status, 200);
+    let before = reached();
+
+    // The client's own X-Forwarded-Uri / X-Original-URI do not move it onto an allowed path.
+    for header in ["x-forwarded-uri", "x-original-uri"] {
+        let private = send(
+            "GET",
+            "/v1/videos/private/1",
+            vec![(header, "/v1/videos/public/1".into())],
+        )
+        .await;
+        assert_eq!(private.status, 403, "{header}: {private:?}");
+        assert_eq!(private.json()["code"], "PATH_NOT_ALLOWED", "{header}");
+    }
+    // Nor its X-Forwarded-Method / X-Original-Method onto an allowed method.
+    for header in ["x-forwarded-method", "x-original-method"] {
+        let delete = send("DELETE", "/v1/videos/public/1", vec![(header, "GET".into())]).await;
+        assert_eq!(delete.status, 403, "{header}: {delete:?}");
+        assert_eq!(delete.json()["code"], "METHOD_NOT_ALLOWED", "{header}");
+    }
+    // Nor its X-Forwarded-For / X-Real-IP onto another address: nginx's own address of the
+    // client is the one restrictions see (this key is allowed only from 127.0.0.1).
+    let (office_only, _) = server
+        .create(proto::CreateKeyRequest {
+            restrictions: Some(proto::Restrictions {
+                allowed_cidrs: vec!["198.51.100.0/24".into()],
+                ..Default::default()
+            }),
+            ..key_request("acme", &["videos:read"])
+        })
+        .await;
+    for header in ["x-forwarded-for", "x-real-ip"] {
+        let elsewhere = http(
+            nginx.addr,
+            "GET",
+            "/v1/videos/1",
+            &[("x-api-key", office_only.as_str()), (header, "198.51.100.7")],
+        )
+        .await;
+        assert_eq!(elsewhere.status, 403, "{header}: {elsewhere:?}");
+        assert_eq!(elsewhere.json()["code"], "IP_NOT_ALLOWED", "{header}");
+    }
+    // A second, different key: refused, whichever header carries it.
+    let (other, _) = server.create(key_request("acme", &["videos:read"])).await;
+    for extra in [
+        ("x-api-key", other.clone()),
+        ("authorization", format!("Bearer {other}")),
+    ] {
+        let two = send("GET", "/v1/videos/public/1", vec![extra.clone()]).await;
+        if extra.0 == "authorization" {
+            // nginx itself refuses a second Authorization header before asking keyward.
+            assert_eq!(two.status, 400, "{two:?}");
+            continue;
+        }
+        assert_eq!(two.status, 401, "{extra:?}: {two:?}");
+        assert_eq!(two.json()["code"], "MALFORMED");
+        // One challenge, not two (nginx passes keyward's own on).
+        assert_eq!(two.header_values("www-authenticate").len(), 1, "{two:?}");
+    }
+    // The client's own caller key and identity headers are not believed either.
+    let spoofed = send(
+        "GET",
+        "/v1/videos/public/2",
+        vec![
+            ("x-keyward-caller-key", other.clone()),
+            ("x-keyward-key-id", "key_spoofed".into()),
+        ],
+    )
+    .await;
+    assert_eq!(spoofed.status, 200, "{spoofed:?}");
+    assert_ne!(
+        seen.lock().unwrap().last().unwrap()["x-keyward-key-id"],
+        "key_spoofed"
+    );
+    let revoked = {
+        let (key, record) = server.create(key_request("acme", &["videos:read"])).await;
+        server
+            .manage()
+            .await
+            .revoke_key(server.root(proto::RevokeKeyRequest { id: record.id }))
+            .await
+            .unwrap();
+        key
+    };
+    let refused = http(nginx.addr, "GET", "/v1/videos/1", &[("x-api-key", &revoked)]).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.header_values("www-authenticate").len(), 1, "{refused:?}");
+    assert_eq!(reached(), before + 1, "only the one allowed request went upstream");
+}
+
+/// With `verify_auth`, the shipped configuration presents nginx's own key from the secret
+/// file beside it; without that file every request fails closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_presents_its_own_key_when_verify_auth_is_on() {
+    let server = TestServer::start_with(Backend::Sqlite, |c| {
+        c.verify_auth = true;
+        c.gateway.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let (api, seen) = upstream().await;
+    let (gateway_key, _) = server
+        .create(key_request("gateway", &["keys:verify"]))
+        .await;
+    let (client, _) = server.create(key_request("acme", &["videos:read"])).await;
+    let with_key =
+        Nginx::start_with_caller_key(server.http_addr, api, 0, Some(&gateway_key)).await;
+    let ok = http(with_key.addr, "GET", "/v1/videos/1", &[("x-api-key", &client)]).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let upstream = seen.lock().unwrap().last().cloned().expect("reached");
+    assert!(
+        upstream.values().all(|v| !v.contains(&gateway_key)),
+        "the gateway's key never goes upstream: {upstream:?}"
+    );
+    drop(with_key);
+    let without = Nginx::start(server.http_addr, api, 0).await;
+    let refused = http(without.addr, "GET", "/v1/videos/1", &[("x-api-key", &client)]).await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    // A client cannot supply the gateway's key itself.
+    let spoofed = http(
+        without.addr,
+        "GET",
+        "/v1/videos/1",
+        &[("x-api-key", &client), ("x-keyward-caller-key", &gateway_key)],
+    )
+    .await;
+    assert_eq!(spoofed.status, 503, "{spoofed:?}");
 }
