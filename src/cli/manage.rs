@@ -1152,8 +1152,9 @@ fn key_json(key: &proto::ApiKey) -> Value {
         "last_used_at": key.last_used_at.as_ref().map(rfc3339),
         "revoked": key.revoked,
         "revoked_at": key.revoked_at.as_ref().map(rfc3339),
-        "previous_key_id": key.previous_key_id,
-        "created_by": key.created_by,
+        // proto3 writes an absent id as ""; JSON says absent as null.
+        "previous_key_id": (!key.previous_key_id.is_empty()).then_some(&key.previous_key_id),
+        "created_by": (!key.created_by.is_empty()).then_some(&key.created_by),
     })
 }
 

@@ -35,8 +35,8 @@ async fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
 
 /// `GET /auth…` with these header lines (raw bytes allowed), closing the connection.
 fn auth_request(target: &str, lines: &[&[u8]]) -> Vec<u8> {
-    let mut request = format!("GET {target} HTTP/1.1\r\nhost: keyward\r\nconnection: close\r\n")
-        .into_bytes();
+    let mut request =
+        format!("GET {target} HTTP/1.1\r\nhost: keyward\r\nconnection: close\r\n").into_bytes();
     for line in lines {
         request.extend_from_slice(line);
         request.extend_from_slice(b"\r\n");
@@ -87,19 +87,37 @@ async fn forward_auth_refuses_an_ambiguous_description() {
     for (what, lines) in [
         (
             "two X-Forwarded-Uri",
-            vec![from, public, b"x-forwarded-uri: /v1/videos/private/1".as_slice()],
+            vec![
+                from,
+                public,
+                b"x-forwarded-uri: /v1/videos/private/1".as_slice(),
+            ],
         ),
         (
             "X-Forwarded-Uri and X-Original-Uri disagreeing",
-            vec![from, public, b"x-original-uri: /v1/videos/private/1".as_slice()],
+            vec![
+                from,
+                public,
+                b"x-original-uri: /v1/videos/private/1".as_slice(),
+            ],
         ),
         (
             "two X-Original-Method",
-            vec![from, public, b"x-original-method: GET", b"x-original-method: DELETE"],
+            vec![
+                from,
+                public,
+                b"x-original-method: GET",
+                b"x-original-method: DELETE",
+            ],
         ),
         (
             "X-Forwarded-Method and X-Original-Method disagreeing",
-            vec![from, public, b"x-forwarded-method: GET", b"x-original-method: DELETE"],
+            vec![
+                from,
+                public,
+                b"x-forwarded-method: GET",
+                b"x-original-method: DELETE",
+            ],
         ),
         (
             "an unreadable X-Forwarded-Uri beside a readable X-Original-Uri",
@@ -111,9 +129,16 @@ async fn forward_auth_refuses_an_ambiguous_description() {
         ),
         (
             "two X-Real-IP",
-            vec![b"x-real-ip: 198.51.100.7", b"x-real-ip: 203.0.113.1", public],
+            vec![
+                b"x-real-ip: 198.51.100.7",
+                b"x-real-ip: 203.0.113.1",
+                public,
+            ],
         ),
-        ("two Referer", vec![from, public, b"referer: https://a/", b"referer: https://b/"]),
+        (
+            "two Referer",
+            vec![from, public, b"referer: https://a/", b"referer: https://b/"],
+        ),
     ] {
         let (status, body) = ask("/auth", lines).await;
         assert_eq!(status, 400, "{what}: {body}");
@@ -129,12 +154,19 @@ async fn forward_auth_refuses_an_ambiguous_description() {
     assert_eq!(status, 403, "{body}");
     assert_eq!(code(&body), "IP_NOT_ALLOWED");
     // A mistyped parameter is refused instead of requiring no scope.
-    for target in ["/auth?scope=videos:write", "/auth?Scopes=videos:write", "/auth?x=1"] {
+    for target in [
+        "/auth?scope=videos:write",
+        "/auth?Scopes=videos:write",
+        "/auth?x=1",
+    ] {
         let (status, body) = ask(target, vec![from, public]).await;
         assert_eq!(status, 400, "{target}: {body}");
         assert_eq!(code(&body), "INVALID_REQUEST", "{target}");
     }
-    assert_eq!(ask("/auth?scopes=videos:read", vec![from, public]).await.0, 200);
+    assert_eq!(
+        ask("/auth?scopes=videos:read", vec![from, public]).await.0,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +174,10 @@ async fn forward_auth_refuses_two_keys() {
     let server = TestServer::start(Backend::Sqlite).await;
     let (a, _) = server.create(key_request("acme", &["videos:read"])).await;
     let (b, _) = server.create(key_request("acme", &["videos:read"])).await;
-    let (bearer_a, bearer_b) = (format!("authorization: Bearer {a}"), format!("authorization: Bearer {b}"));
+    let (bearer_a, bearer_b) = (
+        format!("authorization: Bearer {a}"),
+        format!("authorization: Bearer {b}"),
+    );
     let (api_a, api_b) = (format!("x-api-key: {a}"), format!("x-api-key: {b}"));
     let ask = |lines: Vec<&[u8]>| {
         let request = auth_request("/auth", &lines);
@@ -155,8 +190,14 @@ async fn forward_auth_refuses_two_keys() {
         "the same key twice says one thing"
     );
     for (what, lines) in [
-        ("two Authorization", vec![bearer_a.as_bytes(), bearer_b.as_bytes()]),
-        ("Authorization and X-Api-Key", vec![bearer_a.as_bytes(), api_b.as_bytes()]),
+        (
+            "two Authorization",
+            vec![bearer_a.as_bytes(), bearer_b.as_bytes()],
+        ),
+        (
+            "Authorization and X-Api-Key",
+            vec![bearer_a.as_bytes(), api_b.as_bytes()],
+        ),
         ("two X-Api-Key", vec![api_a.as_bytes(), api_b.as_bytes()]),
         (
             "an unreadable Authorization beside a valid X-Api-Key",
@@ -196,7 +237,10 @@ fn check_request(method: &str, raw_headers: &[(&str, &[u8])]) -> CheckRequest {
 }
 
 async fn check_status(server: &TestServer, body: Vec<u8>) -> i32 {
-    let answer = server.check_raw(body).await.expect("Check answers, never errs");
+    let answer = server
+        .check_raw(body)
+        .await
+        .expect("Check answers, never errs");
     let response = CheckResponse::decode(answer.as_slice()).expect("a CheckResponse");
     response.status.expect("a status").code
 }
@@ -208,19 +252,31 @@ async fn check_refuses_two_keys_and_shadowed_strings() {
     let (b, _) = server.create(key_request("acme", &["videos:read"])).await;
     let (bearer_a, bearer_b) = (format!("Bearer {a}"), format!("Bearer {b}"));
     let ok = check_request("GET", &[("authorization", bearer_a.as_bytes())]);
-    assert_eq!(check_status(&server, ok.encode_to_vec()).await, Code::Ok as i32);
+    assert_eq!(
+        check_status(&server, ok.encode_to_vec()).await,
+        Code::Ok as i32
+    );
     for (what, headers) in [
         (
             "two authorization",
-            vec![("authorization", bearer_a.as_bytes()), ("Authorization", bearer_b.as_bytes())],
+            vec![
+                ("authorization", bearer_a.as_bytes()),
+                ("Authorization", bearer_b.as_bytes()),
+            ],
         ),
         (
             "authorization and x-api-key",
-            vec![("authorization", bearer_a.as_bytes()), ("x-api-key", b.as_bytes())],
+            vec![
+                ("authorization", bearer_a.as_bytes()),
+                ("x-api-key", b.as_bytes()),
+            ],
         ),
         (
             "an unreadable authorization beside a valid x-api-key",
-            vec![("authorization", b"Bearer \xff".as_slice()), ("x-api-key", a.as_bytes())],
+            vec![
+                ("authorization", b"Bearer \xff".as_slice()),
+                ("x-api-key", a.as_bytes()),
+            ],
         ),
     ] {
         let request = check_request("GET", &headers);
@@ -237,7 +293,10 @@ async fn check_refuses_two_keys_and_shadowed_strings() {
     body.extend_from_slice(&http_method_not_utf8);
     body.extend_from_slice(&ok.encode_to_vec());
     assert!(CheckRequest::decode(body.as_slice()).is_err());
-    assert_eq!(check_status(&server, body).await, Code::InvalidArgument as i32);
+    assert_eq!(
+        check_status(&server, body).await,
+        Code::InvalidArgument as i32
+    );
     // An unknown group: protobuf skips it, and so does keyward (the request is decided).
     let mut body = ok.encode_to_vec();
     body.extend_from_slice(&[0xab, 0x01, 0x08, 0x01, 0xac, 0x01]); // group 21 { 1: 1 }
@@ -255,12 +314,14 @@ async fn verify_refuses_a_shadowed_key_that_is_not_utf8() {
     }
     .encode_to_vec();
     let mut grpc = tonic::client::Grpc::new(server.channel().await);
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-        "/keyward.v1.VerifyService/Verify",
-    );
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/keyward.v1.VerifyService/Verify");
     for (body, expected) in [
         (valid.clone(), Code::Ok),
-        ([&[0x0a, 1, 0xff][..], &valid].concat(), Code::InvalidArgument),
+        (
+            [&[0x0a, 1, 0xff][..], &valid].concat(),
+            Code::InvalidArgument,
+        ),
     ] {
         grpc.ready().await.unwrap();
         let answer = grpc
@@ -278,10 +339,9 @@ async fn management_calls_refuse_two_authorization_headers() {
         account_id: "acme".into(),
         ..Default::default()
     });
-    request.metadata_mut().append(
-        "authorization",
-        format!("Bearer {other}").parse().unwrap(),
-    );
+    request
+        .metadata_mut()
+        .append("authorization", format!("Bearer {other}").parse().unwrap());
     let refused = server.manage().await.list_keys(request).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     let root = format!("Bearer {}", server.root_key);
@@ -314,12 +374,24 @@ async fn the_json_api_never_echoes_a_key_and_always_answers_json() {
         format!("/v1/api-keys?{key}=1"),
         format!("/v1/api-keys?kw%5Flive%5F{pasted}=1"),
     ] {
-        let answer = http(server.http_addr, "GET", &target, &[("authorization", &bearer)]).await;
+        let answer = http(
+            server.http_addr,
+            "GET",
+            &target,
+            &[("authorization", &bearer)],
+        )
+        .await;
         assert_eq!(answer.status, 400, "{answer:?}");
         assert!(!answer.body.contains(pasted), "{}", answer.body);
         assert_eq!(answer.json()["code"], "BAD_REQUEST", "{}", answer.body);
     }
-    let undecodable = http(server.http_addr, "GET", "/v1/api-keys/%ff", &[("authorization", &bearer)]).await;
+    let undecodable = http(
+        server.http_addr,
+        "GET",
+        "/v1/api-keys/%ff",
+        &[("authorization", &bearer)],
+    )
+    .await;
     assert_eq!(undecodable.status, 400, "{undecodable:?}");
     assert_eq!(undecodable.json()["code"], "BAD_REQUEST");
 }
@@ -364,7 +436,12 @@ async fn page_tokens_are_bound_to_their_caller_and_shared_by_replicas() {
         .into_inner();
     assert_ne!(next.api_keys[0].id, page.api_keys[0].id);
     // Another caller of the same account (the root key) cannot use it.
-    let stolen = first.manage().await.list_keys(first.root(list(token))).await.unwrap_err();
+    let stolen = first
+        .manage()
+        .await
+        .list_keys(first.root(list(token)))
+        .await
+        .unwrap_err();
     assert_eq!(stolen.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&stolen), ["page_token"]);
     // A token made offline (the old form: a row number and a checksum) is refused.

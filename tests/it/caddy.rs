@@ -107,7 +107,13 @@ async fn caddy_forward_auth_applies_keywards_answers() {
         );
     }
     // A missing scope and a missing key, with keyward's codes.
-    let forbidden = http(caddy.addr, "GET", "/v1/uploads/1", &[("x-api-key", &reader)]).await;
+    let forbidden = http(
+        caddy.addr,
+        "GET",
+        "/v1/uploads/1",
+        &[("x-api-key", &reader)],
+    )
+    .await;
     assert_eq!(forbidden.status, 403, "{forbidden:?}");
     assert_eq!(forbidden.json()["code"], "INSUFFICIENT_SCOPE");
     let missing = http(caddy.addr, "GET", "/v1/videos/1", &[]).await;
@@ -127,8 +133,18 @@ async fn caddy_forward_auth_applies_keywards_answers() {
         })
         .await;
     for (method, header, value, code) in [
-        ("GET", "x-forwarded-uri", "/v1/videos/public/1", "PATH_NOT_ALLOWED"),
-        ("GET", "x-original-uri", "/v1/videos/public/1", "PATH_NOT_ALLOWED"),
+        (
+            "GET",
+            "x-forwarded-uri",
+            "/v1/videos/public/1",
+            "PATH_NOT_ALLOWED",
+        ),
+        (
+            "GET",
+            "x-original-uri",
+            "/v1/videos/public/1",
+            "PATH_NOT_ALLOWED",
+        ),
         ("DELETE", "x-forwarded-method", "GET", "METHOD_NOT_ALLOWED"),
         ("DELETE", "x-original-method", "GET", "METHOD_NOT_ALLOWED"),
     ] {
@@ -198,7 +214,13 @@ async fn caddy_presents_its_own_key_when_verify_auth_is_on() {
         .await;
     let (client, _) = server.create(key_request("acme", &["videos:read"])).await;
     let with_key = Caddy::start(server.http_addr, api, Some(&gateway_key)).await;
-    let ok = http(with_key.addr, "GET", "/v1/videos/1", &[("x-api-key", &client)]).await;
+    let ok = http(
+        with_key.addr,
+        "GET",
+        "/v1/videos/1",
+        &[("x-api-key", &client)],
+    )
+    .await;
     assert_eq!(ok.status, 200, "{ok:?}");
     let upstream = seen.lock().unwrap().last().cloned().expect("reached");
     assert!(

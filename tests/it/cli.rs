@@ -341,3 +341,43 @@ async fn exit_codes_say_refused_or_misused() {
     assert!(stderr(&absent).contains("NotFound"), "{}", stderr(&absent));
     server.stop().await;
 }
+
+/// `--expires-in never` asks for a key that never expires: a server with a `max_ttl` refuses
+/// it (as the JSON API does), instead of handing out a key of some other lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_expiring_keys_are_refused_under_a_max_ttl() {
+    const ARGS: [&str; 11] = [
+        "keys",
+        "create",
+        "--account",
+        "acme",
+        "--name",
+        "forever",
+        "--scope",
+        "videos:read",
+        "--expires-in",
+        "never",
+        "--output",
+    ];
+    let args: Vec<&str> = ARGS.iter().copied().chain(["json"]).collect();
+    let capped = TestServer::start_with(Backend::Sqlite, |c| {
+        c.max_ttl = Some(std::time::Duration::from_secs(365 * 86_400));
+    })
+    .await;
+    let refused = keyward(&capped, &capped.root_key, &args).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+    assert!(stderr(&refused).contains("max_ttl"), "{}", stderr(&refused));
+    let open = TestServer::start(Backend::Sqlite).await;
+    let created = json(&keyward(&open, &open.root_key, &args).await);
+    assert_eq!(
+        created["api_key"]["expires_at"],
+        serde_json::Value::Null,
+        "{created}"
+    );
+    // Absent ids are null, not "".
+    assert_eq!(
+        created["api_key"]["previous_key_id"],
+        serde_json::Value::Null,
+        "{created}"
+    );
+}

@@ -366,7 +366,12 @@ async fn nginx_passes_on_nothing_the_client_says_about_its_request() {
     }
     // Nor its X-Forwarded-Method / X-Original-Method onto an allowed method.
     for header in ["x-forwarded-method", "x-original-method"] {
-        let delete = send("DELETE", "/v1/videos/public/1", vec![(header, "GET".into())]).await;
+        let delete = send(
+            "DELETE",
+            "/v1/videos/public/1",
+            vec![(header, "GET".into())],
+        )
+        .await;
         assert_eq!(delete.status, 403, "{header}: {delete:?}");
         assert_eq!(delete.json()["code"], "METHOD_NOT_ALLOWED", "{header}");
     }
@@ -386,7 +391,10 @@ async fn nginx_passes_on_nothing_the_client_says_about_its_request() {
             nginx.addr,
             "GET",
             "/v1/videos/1",
-            &[("x-api-key", office_only.as_str()), (header, "198.51.100.7")],
+            &[
+                ("x-api-key", office_only.as_str()),
+                (header, "198.51.100.7"),
+            ],
         )
         .await;
         assert_eq!(elsewhere.status, 403, "{header}: {elsewhere:?}");
@@ -434,10 +442,24 @@ async fn nginx_passes_on_nothing_the_client_says_about_its_request() {
             .unwrap();
         key
     };
-    let refused = http(nginx.addr, "GET", "/v1/videos/1", &[("x-api-key", &revoked)]).await;
+    let refused = http(
+        nginx.addr,
+        "GET",
+        "/v1/videos/1",
+        &[("x-api-key", &revoked)],
+    )
+    .await;
     assert_eq!(refused.status, 401);
-    assert_eq!(refused.header_values("www-authenticate").len(), 1, "{refused:?}");
-    assert_eq!(reached(), before + 1, "only the one allowed request went upstream");
+    assert_eq!(
+        refused.header_values("www-authenticate").len(),
+        1,
+        "{refused:?}"
+    );
+    assert_eq!(
+        reached(),
+        before + 1,
+        "only the one allowed request went upstream"
+    );
 }
 
 /// With `verify_auth`, the shipped configuration presents nginx's own key from the secret
@@ -454,9 +476,14 @@ async fn nginx_presents_its_own_key_when_verify_auth_is_on() {
         .create(key_request("gateway", &["keys:verify"]))
         .await;
     let (client, _) = server.create(key_request("acme", &["videos:read"])).await;
-    let with_key =
-        Nginx::start_with_caller_key(server.http_addr, api, 0, Some(&gateway_key)).await;
-    let ok = http(with_key.addr, "GET", "/v1/videos/1", &[("x-api-key", &client)]).await;
+    let with_key = Nginx::start_with_caller_key(server.http_addr, api, 0, Some(&gateway_key)).await;
+    let ok = http(
+        with_key.addr,
+        "GET",
+        "/v1/videos/1",
+        &[("x-api-key", &client)],
+    )
+    .await;
     assert_eq!(ok.status, 200, "{ok:?}");
     let upstream = seen.lock().unwrap().last().cloned().expect("reached");
     assert!(
@@ -465,14 +492,23 @@ async fn nginx_presents_its_own_key_when_verify_auth_is_on() {
     );
     drop(with_key);
     let without = Nginx::start(server.http_addr, api, 0).await;
-    let refused = http(without.addr, "GET", "/v1/videos/1", &[("x-api-key", &client)]).await;
+    let refused = http(
+        without.addr,
+        "GET",
+        "/v1/videos/1",
+        &[("x-api-key", &client)],
+    )
+    .await;
     assert_eq!(refused.status, 503, "{refused:?}");
     // A client cannot supply the gateway's key itself.
     let spoofed = http(
         without.addr,
         "GET",
         "/v1/videos/1",
-        &[("x-api-key", &client), ("x-keyward-caller-key", &gateway_key)],
+        &[
+            ("x-api-key", &client),
+            ("x-keyward-caller-key", &gateway_key),
+        ],
     )
     .await;
     assert_eq!(spoofed.status, 503, "{spoofed:?}");

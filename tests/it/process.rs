@@ -374,6 +374,55 @@ async fn a_connection_flood_never_reaches_the_descriptor_limit() {
     assert!(exit.success());
 }
 
+/// A key pasted into a JSON API URL by mistake never reaches the log: the logged path has it
+/// redacted (also percent-encoded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_a_url_is_not_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    let server = Process::start(&url);
+    let http: std::net::SocketAddr =
+        crate::helpers::eventually(Duration::from_secs(10), "the HTTP address", || {
+            let line = server
+                .stderr
+                .lock()
+                .unwrap()
+                .lines()
+                .find(|l| l.contains("HTTP listening"))
+                .map(str::to_owned);
+            async move {
+                let event: serde_json::Value = serde_json::from_str(&line?).ok()?;
+                event["addr"].as_str()?.parse().ok()
+            }
+        })
+        .await;
+    let secret = "Z8fJqLw2XbN4vR7tYc1mKp9sDg3hQe6uAa0";
+    for path in [
+        format!("/v1/api-keys/kw_live_{secret}"),
+        format!("/v1/api-keys/kw%5Flive%5F{secret}"),
+    ] {
+        let answer = crate::helpers::http(http, "GET", &path, &[]).await;
+        assert_eq!(answer.status, 401, "{answer:?}");
+    }
+    crate::helpers::eventually(Duration::from_secs(10), "both calls logged", || {
+        let logged = server
+            .stderr
+            .lock()
+            .unwrap()
+            .matches("HTTP API call done")
+            .count();
+        async move { (logged >= 2).then_some(()) }
+    })
+    .await;
+    let (exit, stdout, stderr) = server.terminate();
+    assert!(exit.success());
+    assert!(stderr.contains("/v1/api-keys/<redacted>"), "{stderr}");
+    assert!(
+        !stderr.contains(secret) && !stdout.contains(secret),
+        "{stderr}"
+    );
+}
+
 /// `keyward health` for a container HEALTHCHECK: 0 while the server serves, 1 otherwise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_command_reports_serving() {
