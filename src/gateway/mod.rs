@@ -1,7 +1,7 @@
 //! The gateway faces' common part. Envoy ext_authz (`grpc::ext_authz`) and HTTP forward auth
 //! (`http`) describe the end client's request in their own terms; this turns that description
 //! into a [`VerifyQuery`] and turns the one [`Decision`] into the HTTP answer both faces give
-//! (SPEC section 11). It decides nothing itself: the verdict is [`crate::verify::decide`]'s.
+//! (`docs/gateways.md`). It decides nothing itself: the verdict is [`crate::verify::decide`]'s.
 
 mod client_ip;
 mod routes;
@@ -116,7 +116,7 @@ impl Gateway {
     /// when none holds one. `values` gives a header's values by its lower-case name, each
     /// `None` when it is not readable text. Two different keys, or a key header that cannot be
     /// read, are [`AmbiguousKey`]: the request does not say which key it acts with, and the
-    /// first one read must not win (SPEC section 12).
+    /// first one read must not win (`docs/gateways.md`).
     pub fn key<'h, I>(&self, values: impl Fn(&str) -> I) -> Result<&'h str, AmbiguousKey>
     where
         I: IntoIterator<Item = Option<&'h str>>,

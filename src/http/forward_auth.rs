@@ -2,8 +2,8 @@
 //! The proxy describes the end client's request in headers; that description becomes a
 //! [`ClientRequest`] and the answer is the same [`Answer`] Envoy gets.
 //!
-//! What the end client sends about its own request must never change the decision (SPEC
-//! section 12), so a description that is ambiguous is refused (400 `INVALID_REQUEST`), never
+//! What the end client sends about its own request must never change the decision
+//! (`docs/gateways.md`), so a description that is ambiguous is refused (400 `INVALID_REQUEST`), never
 //! read one way: a header given twice, one that is not readable text, or the two header
 //! families (`X-Forwarded-*` from Traefik and Caddy, `X-Original-*` from nginx) disagreeing.
 //! The shipped configurations (`deploy/`) blank the headers their proxy does not set itself;

@@ -1,6 +1,6 @@
 //! The verify decision, whole: every one of the fourteen codes is decided here, by one pure
 //! function of what was presented as a key, the request, `now` and the rate-limit budget, in
-//! the order of the SPEC (section 6); the first that applies wins. The service around it only
+//! the order `docs/keys.md` ("Verify codes") lists; the first that applies wins. The service around it only
 //! parses, looks up, calls [`decide`] and records; the transports only convert.
 
 mod code;

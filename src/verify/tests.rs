@@ -146,7 +146,7 @@ fn each_condition_alone_gives_its_code() {
 
 #[test]
 fn of_two_failed_conditions_the_earlier_code_wins() {
-    let codes = &Code::ALL[1..]; // every denial, in the order the SPEC checks them
+    let codes = &Code::ALL[1..]; // every denial, in the order they are checked (docs/keys.md)
     for by_environment in [false, true] {
         for (i, &earlier) in codes.iter().enumerate() {
             for &later in &codes[i + 1..] {

@@ -1,4 +1,4 @@
-//! Creating and verifying keys: every verify code of the foundation, in the SPEC's order.
+//! Creating and verifying keys: every verify code of the foundation, in the order docs/keys.md lists them.
 
 use std::time::Duration;
 

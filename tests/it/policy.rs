@@ -327,7 +327,7 @@ async fn restrictions_are_stored_and_enforced(backend: Backend) {
     )
     .await;
     check(&|c| c.path.clear(), VerifyCode::PathNotAllowed).await;
-    // SPEC order: IP before referrer before method before path.
+    // The order of docs/keys.md: IP before referrer before method before path.
     check(
         &|c| {
             c.client_ip = "198.51.100.1".into();

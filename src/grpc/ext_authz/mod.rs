@@ -1,6 +1,6 @@
 //! `envoy.service.auth.v3.Authorization/Check` (Envoy ext_authz): Envoy's description of the end
 //! client's request becomes a [`crate::gateway::ClientRequest`]; the verdict is the same
-//! decision as Verify's, answered the way Envoy applies it (SPEC section 11).
+//! decision as Verify's, answered the way Envoy applies it (docs/gateways.md).
 //!
 //! A request the client got wrong is a denial (400), never a gRPC error: Envoy's
 //! `failure_mode_allow` would let an erroring request through. Only a store that cannot be
