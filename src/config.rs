@@ -277,6 +277,32 @@ const ENV_KEYS: &[&str] = &[
     "idle_timeout",
 ];
 
+/// A layer's error as users write settings: the setting's name (`max_ttl`, not figment's
+/// `default.max_ttl`) and where the value came from (`KEYWARD_MAX_TTL`, the file).
+fn describe(error: figment::Error) -> ConfigError {
+    let messages: Vec<String> = error
+        .into_iter()
+        .map(|e| {
+            let setting = e.path.join(".").to_ascii_lowercase();
+            let from = match &e.metadata {
+                Some(m) if m.name.contains("environment") => {
+                    format!(" (from KEYWARD_{})", setting.to_ascii_uppercase())
+                }
+                Some(m) => match &m.source {
+                    Some(source) => format!(" (from {source})"),
+                    None => format!(" (from {})", m.name),
+                },
+                None => String::new(),
+            };
+            match setting.as_str() {
+                "" => format!("{}{from}", e.kind),
+                _ => format!("{setting}: {}{from}", e.kind),
+            }
+        })
+        .collect();
+    ConfigError(messages.join("; "))
+}
+
 impl Config {
     /// Loads the layers and validates the result.
     pub fn load(file: Option<&Path>, flags: &Flags) -> Result<Config, ConfigError> {
@@ -294,7 +320,7 @@ impl Config {
             .merge(Env::prefixed("KEYWARD_").only(ENV_KEYS))
             .merge(Serialized::defaults(flags))
             .extract()
-            .map_err(|e| ConfigError(e.to_string()))?;
+            .map_err(describe)?;
         config.validate()?;
         Ok(config)
     }

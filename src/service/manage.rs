@@ -351,7 +351,7 @@ impl Keyward {
             .key_by_id(id)
             .await?
             .map(|stored| stored.key)
-            .ok_or_else(|| Error::NotFound(format!("key {id:?}")))
+            .ok_or_else(|| Error::NotFound(format!("key {id}")))
     }
 
     async fn existing_key(&self, id: &KeyId) -> Result<ApiKey> {
@@ -359,7 +359,7 @@ impl Keyward {
             .key_by_id(id.as_str())
             .await?
             .map(|stored| stored.key)
-            .ok_or_else(|| Error::NotFound(format!("key {id:?}")))
+            .ok_or_else(|| Error::NotFound(format!("key {id}")))
     }
 }
 

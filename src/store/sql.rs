@@ -35,7 +35,7 @@ macro_rules! sql_backend {
                     .fetch_optional(&mut *self.tx)
                     .await
                     .map_err(db_error)?
-                    .ok_or_else(|| Error::NotFound(format!("key {id:?}")))?;
+                    .ok_or_else(|| Error::NotFound(format!("key {id}")))?;
                 StoredKey::try_from(row)
             }
 

@@ -476,6 +476,21 @@ fn bad_configuration_stops_the_binary_with_a_clear_message() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("key_prefix"), "{stderr}");
+    // A setting's name as users write it, and where the value came from.
+    for (variable, value, says) in [
+        ("KEYWARD_MAX_TTL", "abc", "max_ttl: "),
+        ("KEYWARD_MAX_TTL", "abc", "(from KEYWARD_MAX_TTL)"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(["serve", "--database-url", "sqlite::memory:"])
+            .env(variable, value)
+            .output()
+            .expect("run keyward");
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("default."), "{stderr}");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let catalog = dir.path().join("scopes.toml");
