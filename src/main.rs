@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use crate::cli::manage::Failure;
 
 /// mimalloc instead of the system allocator, when built with `--features mimalloc`: less CPU a
-/// call, more memory a cached key (measured in the README's "Allocator" section).
+/// call, more memory a cached key (measured in docs/benchmarks.md, "Choices").
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -38,6 +38,8 @@ pub mod envoy {
     }
 }
 
+include!(concat!(env!("OUT_DIR"), "/rpcs.rs"));
+
 /// The encoded `FileDescriptorSet` of `proto/`, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/keyward_descriptor.bin"));

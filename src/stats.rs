@@ -46,29 +46,19 @@ impl VerifyMetrics {
 
 /// The RPCs counted one by one; any other path counts as `other` (a client cannot grow the
 /// label set by calling made-up methods).
-pub(crate) const RPCS: [&str; 20] = [
-    "/keyward.v1.VerifyService/Verify",
-    "/envoy.service.auth.v3.Authorization/Check",
-    "/keyward.v1.ManageService/CreateKey",
-    "/keyward.v1.ManageService/GetKey",
-    "/keyward.v1.ManageService/ListKeys",
-    "/keyward.v1.ManageService/UpdateKey",
-    "/keyward.v1.ManageService/RevokeKey",
-    "/keyward.v1.ManageService/RotateKey",
-    "/keyward.v1.ManageService/RevokeAccountKeys",
-    "/keyward.v1.ManageService/ReportLeakedKeys",
-    "/keyward.v1.ManageService/ListScopes",
-    "/keyward.v1.ManageService/GetAccount",
-    "/keyward.v1.ManageService/UpdateAccount",
-    "/keyward.v1.ManageService/ListAuditEvents",
-    "/grpc.health.v1.Health/Check",
-    "/grpc.health.v1.Health/Watch",
-    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-    // The slot of every other path.
-    "/other/other",
-    "/unknown/unknown",
-];
+pub(crate) static RPCS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    let mut rpcs = crate::proto::SERVED_RPCS.to_vec();
+    rpcs.extend([
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        // The slot of every other path.
+        "/other/other",
+        "/unknown/unknown",
+    ]);
+    rpcs
+});
 
 /// gRPC status codes, as the common Prometheus middlewares name them (Go's spelling).
 pub(crate) const GRPC_CODES: [&str; 17] = [

@@ -1,6 +1,6 @@
 //! The cache of `sha256(key) → record` in front of the store, so the verify path normally
 //! touches no database. Keys live in a `quick_cache` (CLOCK-Pro, about 60 bytes of bookkeeping
-//! per entry where moka took about 330: measured, see the README); unknown digests in a small
+//! per entry where moka took about 330: measured, see docs/benchmarks.md); unknown digests in a small
 //! moka cache with a time to live.
 //!
 //! - Single flight: concurrent misses for one digest make one store query (a lock per digest

@@ -7,21 +7,8 @@ use tonic::codegen::http::uri::PathAndQuery;
 
 use crate::helpers::{Backend, RawCodec, TestServer, as_key, code, key_request};
 
-const RPCS: &[&str] = &[
-    "/keyward.v1.VerifyService/Verify",
-    // Read by hand from the wire (src/grpc/ext_authz/wire.rs), so fuzzed like the rest.
-    "/envoy.service.auth.v3.Authorization/Check",
-    "/keyward.v1.ManageService/CreateKey",
-    "/keyward.v1.ManageService/GetKey",
-    "/keyward.v1.ManageService/ListKeys",
-    "/keyward.v1.ManageService/UpdateKey",
-    "/keyward.v1.ManageService/RevokeKey",
-    "/keyward.v1.ManageService/RotateKey",
-    "/keyward.v1.ManageService/ListScopes",
-    "/keyward.v1.ManageService/GetAccount",
-    "/keyward.v1.ManageService/UpdateAccount",
-    "/keyward.v1.ManageService/ListAuditEvents",
-];
+/// Every RPC the server serves, from its protos (so a new one is fuzzed without a list to edit).
+const RPCS: &[&str] = keyward::proto::SERVED_RPCS;
 
 /// A small deterministic generator (xorshift64*), so a failure can be replayed.
 struct Bytes(u64);
@@ -82,6 +69,18 @@ async fn random_bytes_never_crash_or_answer_internal() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    // Every RPC was counted under its own labels, none as `other`.
+    let metrics = server.metrics().await;
+    for rpc in RPCS {
+        let (service, method) = rpc[1..].split_once('/').unwrap();
+        let labels = format!("grpc_service=\"{service}\",grpc_method=\"{method}\"");
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("grpc_server_handled_total") && l.contains(&labels)),
+            "{rpc} has no metrics of its own"
+        );
+    }
     // And the server is alive.
     assert_eq!(
         code(&server.verify(&key, &["videos:read"]).await),
