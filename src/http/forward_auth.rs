@@ -18,7 +18,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{CALLER_KEY_HEADER, HttpState, decide, respond};
-use crate::error::echo;
+use crate::error::redact_keys;
 use crate::gateway::{Answer, ClientRequest, Rejection, client_ip};
 use crate::net::PeerInfo;
 use crate::service::{Access, CallContext};
@@ -57,8 +57,10 @@ pub(super) async fn forward_auth(
     let params = match Query::<AuthParams>::try_from_uri(request.uri()) {
         Ok(Query(params)) => params,
         Err(e) => {
-            let rejection = Rejection::new("query", echo(&e.body_text()));
-            return respond(Answer::rejected(&rejection));
+            // serde's message names the parameter at fault; never a key, never long.
+            let text = e.body_text();
+            let reason: String = redact_keys(&text).chars().take(300).collect();
+            return respond(Answer::rejected(&Rejection::new("query", reason)));
         }
     };
     let client = match client_request(&state, headers, peer, &params) {
@@ -95,7 +97,7 @@ fn client_request<'r>(
 
 /// The value of a header that describes the client's request: absent, or exactly one value of
 /// readable text.
-pub(super) fn single<'h>(
+pub(crate) fn single<'h>(
     headers: &'h HeaderMap,
     name: &'static str,
 ) -> Result<Option<&'h str>, Rejection> {
@@ -132,7 +134,7 @@ fn described<'h>(
 /// peer is a trusted proxy. Every `X-Forwarded-For` line is read, as one list in order (a proxy
 /// may append its own line: HAProxy does); `X-Real-IP` is read only without it and must be
 /// given once.
-pub(super) fn client_address(
+pub(crate) fn client_address(
     state: &HttpState,
     headers: &HeaderMap,
     peer: Option<IpAddr>,

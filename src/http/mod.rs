@@ -25,7 +25,7 @@ use tower::ServiceExt;
 
 pub mod admin;
 pub mod api;
-mod forward_auth;
+pub(crate) mod forward_auth;
 
 use crate::error::Error;
 use crate::gateway::{Answer, ClientRequest, Gateway, JSON};

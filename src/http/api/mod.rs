@@ -1,0 +1,95 @@
+//! The HTTP JSON API under `/v1`, in the shape of the reference product pages: create a key
+//! with `expiresIn`, list metadata with `prefix` and `lastUsedAt`, `DELETE` to revoke.
+//!
+//! A thin adapter, like the gRPC one: a JSON body becomes the `keyward.v1` request message
+//! ManageService takes, parsed by the same functions (`grpc::requests`), and the same domain
+//! calls decide; no rule lives here. What differs is only the face: camelCase names, answers
+//! wrapped as `{"data": …}`, errors as `{"code", "message", "fieldViolations"}` with an HTTP
+//! status. Routes and the OpenAPI document are made in one place (`utoipa_axum`), so a route
+//! cannot exist without being documented.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::HttpState;
+use crate::error::{Error, FieldViolation};
+use crate::gateway::{Answer, ClientRequest, JSON};
+use crate::grpc::convert::{duration, query_fingerprint, timestamp};
+use crate::grpc::requests::{parse_create, parse_grace, parse_list, parse_patch, required_id};
+use crate::model::ApiKey;
+use crate::net::PeerInfo;
+use crate::proto;
+use crate::service::{Access, CallContext, Caller};
+use crate::time::Timestamp;
+use crate::verify::Code;
+
+/// Largest request body the API reads.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The OpenAPI document's description of the API as a whole.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "keyward HTTP API",
+        description = "Create, list, update, rotate and revoke API keys. Authenticate with \
+                       `Authorization: Bearer <key>`: a key holding `keys:read` / `keys:write` \
+                       manages its own account's keys, a root key every account's.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags((name = "api-keys", description = "Keys of an account"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The API's routes and their OpenAPI document, made together.
+pub fn routes() -> (axum::Router<Arc<HttpState>>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(get_key, update_key, revoke_key))
+        .routes(routes!(rotate_key))
+        .routes(routes!(list_scopes))
+        .routes(routes!(usage))
+        .split_for_parts()
+}
+
+mod caller;
+mod error;
+mod handlers;
+mod json;
+#[cfg(test)]
+mod tests;
+
+use caller::*;
+pub use error::not_found;
+use error::*;
+use handlers::*;
+use json::*;
