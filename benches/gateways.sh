@@ -18,23 +18,7 @@ ROUNDS=${1:-3}
 DURATION=${2:-5s}
 NGINX=${KEYWARD_TEST_NGINX:-/usr/sbin/nginx}
 
-# KEYWARD_BIN=path runs that build instead (to compare two builds, alternate runs of each).
-if [ -n "${KEYWARD_BIN:-}" ]; then
-  BIN=$KEYWARD_BIN
-else
-  cargo build --release --quiet
-  BIN=$PWD/target/release/keyward
-fi
-WORK=$(mktemp -d)
-cleanup() {
-  [ -n "${KEYWARD_PID:-}" ] && kill "$KEYWARD_PID" 2>/dev/null || true
-  [ -n "${NGINX_PID:-}" ] && kill "$NGINX_PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. benches/common.sh
 GRPC=$(free_port); HTTP=$(free_port); EDGE=$(free_port); OPEN=$(free_port); API=$(free_port)
 
 # keyward on SQLite in the work dir; nginx on this machine is a trusted proxy.

@@ -18,21 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
 SECONDS_PER_PHASE=${2:-10}
-# KEYWARD_BIN=path runs that build instead (to compare two builds, alternate runs of each).
-if [ -n "${KEYWARD_BIN:-}" ]; then
-  BIN=$KEYWARD_BIN
-else
-  cargo build --release --quiet
-  BIN=$PWD/target/release/keyward
-fi
-WORK=$(mktemp -d)
-cleanup() {
-  [ -n "${KEYWARD_PID:-}" ] && kill "$KEYWARD_PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. benches/common.sh
 GRPC=$(free_port); HTTP=$(free_port)
 cat > "$WORK/keyward.toml" <<TOML
 listen = "127.0.0.1:$GRPC"

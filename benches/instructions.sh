@@ -8,21 +8,8 @@
 #   benches/instructions.sh            KEYWARD_BIN=path benches/instructions.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -n "${KEYWARD_BIN:-}" ]; then
-  BIN=$KEYWARD_BIN
-else
-  cargo build --release --quiet
-  BIN=$PWD/target/release/keyward
-fi
 command -v valgrind >/dev/null || { echo "valgrind is needed (Debian: apt-get install valgrind)"; exit 1; }
-WORK=$(mktemp -d)
-cleanup() {
-  [ -n "${KEYWARD_PID:-}" ] && kill "$KEYWARD_PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. benches/common.sh
 GRPC=$(free_port); HTTP=$(free_port)
 cat > "$WORK/keyward.toml" <<TOML
 listen = "127.0.0.1:$GRPC"

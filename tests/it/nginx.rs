@@ -377,29 +377,7 @@ async fn nginx_passes_on_nothing_the_client_says_about_its_request() {
     }
     // Nor its X-Forwarded-For / X-Real-IP onto another address: nginx's own address of the
     // client is the one restrictions see (this key is allowed only from 127.0.0.1).
-    let (office_only, _) = server
-        .create(proto::CreateKeyRequest {
-            restrictions: Some(proto::Restrictions {
-                allowed_cidrs: vec!["198.51.100.0/24".into()],
-                ..Default::default()
-            }),
-            ..key_request("acme", &["videos:read"])
-        })
-        .await;
-    for header in ["x-forwarded-for", "x-real-ip"] {
-        let elsewhere = http(
-            nginx.addr,
-            "GET",
-            "/v1/videos/1",
-            &[
-                ("x-api-key", office_only.as_str()),
-                (header, "198.51.100.7"),
-            ],
-        )
-        .await;
-        assert_eq!(elsewhere.status, 403, "{header}: {elsewhere:?}");
-        assert_eq!(elsewhere.json()["code"], "IP_NOT_ALLOWED", "{header}");
-    }
+    forged_addresses_are_not_believed(&server, nginx.addr).await;
     // A second, different key: refused, whichever header carries it.
     let (other, _) = server.create(key_request("acme", &["videos:read"])).await;
     for extra in [
@@ -512,4 +490,32 @@ async fn nginx_presents_its_own_key_when_verify_auth_is_on() {
     )
     .await;
     assert_eq!(spoofed.status, 503, "{spoofed:?}");
+}
+
+/// Through the gateway at `gateway`, a client's own `X-Forwarded-For` / `X-Real-IP` do not
+/// move it into a key's allowed network: the gateway's view of the client is what counts.
+pub async fn forged_addresses_are_not_believed(server: &TestServer, gateway: SocketAddr) {
+    let (office_only, _) = server
+        .create(proto::CreateKeyRequest {
+            restrictions: Some(proto::Restrictions {
+                allowed_cidrs: vec!["198.51.100.0/24".into()],
+                ..Default::default()
+            }),
+            ..key_request("acme", &["videos:read"])
+        })
+        .await;
+    for header in ["x-forwarded-for", "x-real-ip"] {
+        let answer = http(
+            gateway,
+            "GET",
+            "/v1/videos/1",
+            &[
+                ("x-api-key", office_only.as_str()),
+                (header, "198.51.100.7"),
+            ],
+        )
+        .await;
+        assert_eq!(answer.status, 403, "{header}: {answer:?}");
+        assert_eq!(answer.json()["code"], "IP_NOT_ALLOWED", "{header}");
+    }
 }

@@ -92,6 +92,20 @@ impl Process {
         }
     }
 
+    /// The HTTP listener's address, as the server logged it.
+    async fn http_addr(&self) -> std::net::SocketAddr {
+        crate::helpers::eventually(Duration::from_secs(10), "the HTTP address", || {
+            let line = (self.stderr.lock().unwrap().lines())
+                .find(|l| l.contains("HTTP listening"))
+                .map(str::to_owned);
+            async move {
+                let event: serde_json::Value = serde_json::from_str(&line?).ok()?;
+                event["addr"].as_str()?.parse().ok()
+            }
+        })
+        .await
+    }
+
     async fn channel(&self) -> tonic::transport::Channel {
         tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
             .unwrap()
@@ -328,20 +342,7 @@ async fn a_connection_flood_never_reaches_the_descriptor_limit() {
     limited.args(["--nofile=256:256", "--", env!("CARGO_BIN_EXE_keyward")]);
     let server = Process::start_as(limited, &url);
     let pid = server.child.id();
-    let http = crate::helpers::eventually(Duration::from_secs(10), "the HTTP address", || {
-        let line = server
-            .stderr
-            .lock()
-            .unwrap()
-            .lines()
-            .find(|l| l.contains("HTTP listening"))
-            .map(str::to_owned);
-        async move {
-            let event: serde_json::Value = serde_json::from_str(&line?).ok()?;
-            Some(event["addr"].as_str()?.to_owned())
-        }
-    })
-    .await;
+    let http = server.http_addr().await;
     let mut flood = Vec::new();
     for _ in 0..300 {
         if let Ok(stream) = tokio::net::TcpStream::connect(&http).await {
@@ -381,21 +382,7 @@ async fn a_key_in_a_url_is_not_logged() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
     let server = Process::start(&url);
-    let http: std::net::SocketAddr =
-        crate::helpers::eventually(Duration::from_secs(10), "the HTTP address", || {
-            let line = server
-                .stderr
-                .lock()
-                .unwrap()
-                .lines()
-                .find(|l| l.contains("HTTP listening"))
-                .map(str::to_owned);
-            async move {
-                let event: serde_json::Value = serde_json::from_str(&line?).ok()?;
-                event["addr"].as_str()?.parse().ok()
-            }
-        })
-        .await;
+    let http = server.http_addr().await;
     let secret = "Z8fJqLw2XbN4vR7tYc1mKp9sDg3hQe6uAa0";
     for path in [
         format!("/v1/api-keys/kw_live_{secret}"),

@@ -1,0 +1,19 @@
+# Sourced by the benchmark scripts (from the repository root): the build to run, a work
+# directory removed on exit together with the keyward and nginx a script started, free ports.
+# KEYWARD_BIN=path runs that build instead of building one (to compare two builds, alternate
+# runs of each).
+if [ -n "${KEYWARD_BIN:-}" ]; then
+  BIN=$KEYWARD_BIN
+else
+  cargo build --release --quiet
+  BIN=$PWD/target/release/keyward
+fi
+WORK=$(mktemp -d)
+cleanup() {
+  [ -n "${KEYWARD_PID:-}" ] && kill "$KEYWARD_PID" 2>/dev/null || true
+  [ -n "${NGINX_PID:-}" ] && kill "$NGINX_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
