@@ -187,6 +187,86 @@ impl App {
             .max_decoding_message_size(MAX_MANAGE_REQUEST)
     }
 
+    /// Says so when Verify is reachable beyond this machine with neither TLS nor caller
+    /// authentication.
+    fn warn_if_open(&self, addr: std::net::SocketAddr) {
+        if !addr.ip().is_loopback() && !self.verify_auth && self.tls.is_none() {
+            tracing::warn!(
+                %addr,
+                "listening beyond this machine without TLS or caller authentication: anyone \
+                 who reaches this port can call Verify, read a key's name, scopes and \
+                 metadata and spend its rate limit, and keys cross the network in the \
+                 clear; set tls_cert/tls_key, and verify_auth = true with gateways \
+                 presenting a key holding keys:verify or a client certificate"
+            );
+        }
+    }
+
+    /// Starts the HTTP listeners this server was given (forward auth and operations, the
+    /// JSON API's own, metrics) and the TLS file watcher; answers their shared state (so
+    /// shutdown can turn `/readyz` off) and their tasks.
+    fn start_http(
+        &mut self,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> (Arc<HttpState>, Vec<tokio::task::JoinHandle<()>>) {
+        let state = Arc::new(HttpState::new(
+            self.service.clone(),
+            self.gateway.clone(),
+            self.api.clone(),
+            self.verify_auth,
+            vec![
+                ("grpc", self.connections.clone()),
+                ("http", self.http_connections.clone()),
+                ("metrics", self.metrics_connections.clone()),
+            ],
+        ));
+        let api_here = self.api.enabled && self.http_manage.is_none();
+        let api = if api_here { ", /v1, /admin" } else { "" };
+        let listeners = [
+            (
+                self.http.take(),
+                crate::http::router(state.clone(), api_here),
+                self.http_connections.clone(),
+                tls.clone(),
+                format!("HTTP listening: /auth, /metrics, /healthz, /readyz{api}"),
+            ),
+            (
+                self.http_manage.take(),
+                crate::http::manage_router(state.clone()),
+                self.http_connections.clone(),
+                tls,
+                "HTTP management listening: /v1, /admin".to_owned(),
+            ),
+            (
+                self.metrics.take(),
+                crate::http::ops_router().with_state(state.clone()),
+                self.metrics_connections.clone(),
+                // Plaintext on purpose: metrics and health carry no key, and Prometheus and
+                // the kubelet's probes then need no certificate.
+                None,
+                "serving metrics on /metrics".to_owned(),
+            ),
+        ];
+        let mut tasks = Vec::new();
+        for (listener, router, gauge, tls, what) in listeners {
+            let Some(listener) = listener else { continue };
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "{what}");
+            }
+            tasks.push(tokio::spawn(crate::http::serve(
+                listener,
+                router,
+                self.limits,
+                gauge,
+                tls,
+            )));
+        }
+        if let Some(tls) = &self.tls {
+            tasks.push(tokio::spawn(tls.clone().watch()));
+        }
+        (state, tasks)
+    }
+
     /// Serves until `shutdown` resolves, then reports NOT_SERVING, drains in-flight calls (for
     /// at most the configured shutdown timeout) and closes the store.
     pub async fn serve(
@@ -254,16 +334,7 @@ impl App {
             .add_optional_service(separate_manage.is_none().then(|| self.manage_service()))
             .serve_with_incoming_shutdown(incoming, signal);
         if let Some(addr) = local {
-            if !addr.ip().is_loopback() && !self.verify_auth && self.tls.is_none() {
-                tracing::warn!(
-                    %addr,
-                    "listening beyond this machine without TLS or caller authentication: anyone \
-                     who reaches this port can call Verify, read a key's name, scopes and \
-                     metadata and spend its rate limit, and keys cross the network in the \
-                     clear; set tls_cert/tls_key, and verify_auth = true with gateways \
-                     presenting a key holding keys:verify or a client certificate"
-                );
-            }
+            self.warn_if_open(addr);
             tracing::info!(%addr, "keyward listening");
         }
         // gRPC health alone, in plaintext, for probes that cannot speak TLS (the kubelet's).
@@ -326,62 +397,7 @@ impl App {
                 }
             })
         });
-        let http_state = Arc::new(HttpState::new(
-            self.service.clone(),
-            self.gateway.clone(),
-            self.api.clone(),
-            self.verify_auth,
-            vec![
-                ("grpc", self.connections.clone()),
-                ("http", self.http_connections.clone()),
-                ("metrics", self.metrics_connections.clone()),
-            ],
-        ));
-        let mut http_tasks = Vec::new();
-        let api_apart = self.http_manage.is_some();
-        let api_here = self.api.enabled && !api_apart;
-        if let Some(listener) = self.http.take() {
-            if let Ok(addr) = listener.local_addr() {
-                let api = if api_here { ", /v1, /admin" } else { "" };
-                tracing::info!(%addr, "HTTP listening: /auth, /metrics, /healthz, /readyz{api}");
-            }
-            http_tasks.push(tokio::spawn(crate::http::serve(
-                listener,
-                crate::http::router(http_state.clone(), api_here),
-                self.limits,
-                self.http_connections.clone(),
-                http_tls.clone(),
-            )));
-        }
-        if let Some(listener) = self.http_manage.take() {
-            if let Ok(addr) = listener.local_addr() {
-                tracing::info!(%addr, "HTTP management listening: /v1, /admin");
-            }
-            http_tasks.push(tokio::spawn(crate::http::serve(
-                listener,
-                crate::http::manage_router(http_state.clone()),
-                self.limits,
-                self.http_connections.clone(),
-                http_tls.clone(),
-            )));
-        }
-        if let Some(listener) = self.metrics.take() {
-            if let Ok(addr) = listener.local_addr() {
-                tracing::info!(%addr, "serving metrics on /metrics");
-            }
-            http_tasks.push(tokio::spawn(crate::http::serve(
-                listener,
-                crate::http::ops_router().with_state(http_state.clone()),
-                self.limits,
-                self.metrics_connections.clone(),
-                // Plaintext on purpose: metrics and health carry no key, and Prometheus and
-                // the kubelet's probes then need no certificate.
-                None,
-            )));
-        }
-        if let Some(tls) = &self.tls {
-            http_tasks.push(tokio::spawn(tls.clone().watch()));
-        }
+        let (http_state, http_tasks) = self.start_http(http_tls);
         let (stop_flusher, flusher_stop) = tokio::sync::oneshot::channel::<()>();
         let flusher = tokio::spawn(flush_last_used(
             self.service.clone(),
