@@ -63,7 +63,7 @@ impl Window {
         LimitStatus {
             limit: limit.limit,
             remaining: limit.limit.saturating_sub(self.used),
-            reset_at: Timestamp(self.start).saturating_add(limit.window()),
+            reset_at: Timestamp::from_micros(self.start).saturating_add(limit.window()),
         }
     }
 }
@@ -203,30 +203,30 @@ mod tests {
         let mut limiter = Keys::default();
         let own = limit(3, 60);
         for remaining in [2, 1, 0] {
-            match limiter.check("k", &own, &[], 1, Timestamp(SEC)) {
+            match limiter.check("k", &own, &[], 1, Timestamp::from_micros(SEC)) {
                 Outcome::Allowed(s) => assert_eq!(s.remaining, remaining),
                 other => panic!("{other:?}"),
             }
         }
-        match limiter.check("k", &own, &[], 1, Timestamp(11 * SEC)) {
+        match limiter.check("k", &own, &[], 1, Timestamp::from_micros(11 * SEC)) {
             Outcome::Limited {
                 status,
                 retry_after,
                 scope,
             } => {
                 assert_eq!(status.remaining, 0);
-                assert_eq!(status.reset_at, Timestamp(61 * SEC));
+                assert_eq!(status.reset_at, Timestamp::from_micros(61 * SEC));
                 assert_eq!(retry_after, Duration::from_secs(50));
                 assert_eq!(scope, None);
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            limiter.check("k", &own, &[], 1, Timestamp(61 * SEC)),
+            limiter.check("k", &own, &[], 1, Timestamp::from_micros(61 * SEC)),
             Outcome::Allowed(_)
         ));
         assert!(matches!(
-            limiter.check("other", &own, &[], 1, Timestamp(11 * SEC)),
+            limiter.check("other", &own, &[], 1, Timestamp::from_micros(11 * SEC)),
             Outcome::Allowed(_)
         ));
     }
@@ -236,14 +236,14 @@ mod tests {
         let mut limiter = Keys::default();
         let own = limit(10, 60);
         assert!(
-            matches!(limiter.check("k", &own, &[], 7, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 3)
+            matches!(limiter.check("k", &own, &[], 7, Timestamp::from_micros(0)), Outcome::Allowed(s) if s.remaining == 3)
         );
         assert!(matches!(
-            limiter.check("k", &own, &[], 4, Timestamp(0)),
+            limiter.check("k", &own, &[], 4, Timestamp::from_micros(0)),
             Outcome::Limited { .. }
         ));
         assert!(
-            matches!(limiter.check("k", &own, &[], 3, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 0)
+            matches!(limiter.check("k", &own, &[], 3, Timestamp::from_micros(0)), Outcome::Allowed(s) if s.remaining == 0)
         );
     }
 
@@ -253,13 +253,13 @@ mod tests {
         let own = limit(100, 60);
         let email = [("members:email", limit(2, 86_400))];
         assert!(
-            matches!(limiter.check("k", &own, &email, 1, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 99)
+            matches!(limiter.check("k", &own, &email, 1, Timestamp::from_micros(0)), Outcome::Allowed(s) if s.remaining == 99)
         );
         assert!(
-            matches!(limiter.check("k", &own, &email, 1, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 98)
+            matches!(limiter.check("k", &own, &email, 1, Timestamp::from_micros(0)), Outcome::Allowed(s) if s.remaining == 98)
         );
         // The guardrail refuses: the key's own budget is not touched.
-        match limiter.check("k", &own, &email, 1, Timestamp(0)) {
+        match limiter.check("k", &own, &email, 1, Timestamp::from_micros(0)) {
             Outcome::Limited { scope, status, .. } => {
                 assert_eq!(scope.as_deref(), Some("members:email"));
                 assert_eq!(status.limit, 2);
@@ -267,21 +267,21 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(
-            matches!(limiter.check("k", &own, &[], 1, Timestamp(0)), Outcome::Allowed(s) if s.remaining == 97)
+            matches!(limiter.check("k", &own, &[], 1, Timestamp::from_micros(0)), Outcome::Allowed(s) if s.remaining == 97)
         );
         // The own limit refuses: the guardrail is not touched either.
         let tight = limit(3, 60);
         let fresh = [("members:invite", limit(5, 86_400))];
         assert!(matches!(
-            limiter.check("j", &tight, &[], 3, Timestamp(0)),
+            limiter.check("j", &tight, &[], 3, Timestamp::from_micros(0)),
             Outcome::Allowed(_)
         ));
         assert!(matches!(
-            limiter.check("j", &tight, &fresh, 1, Timestamp(0)),
+            limiter.check("j", &tight, &fresh, 1, Timestamp::from_micros(0)),
             Outcome::Limited { scope: None, .. }
         ));
         assert!(matches!(
-            limiter.check("j", &limit(100, 60), &fresh, 5, Timestamp(0)),
+            limiter.check("j", &limit(100, 60), &fresh, 5, Timestamp::from_micros(0)),
             Outcome::Allowed(_)
         ));
     }
@@ -292,22 +292,22 @@ mod tests {
         let own = limit(2, 60);
         let email = [("members:email", limit(1, 86_400))];
         assert!(matches!(
-            old.check(&own, &email, 1, Timestamp(0)),
+            old.check(&own, &email, 1, Timestamp::from_micros(0)),
             Outcome::Allowed(_)
         ));
         let new = RateState::default();
         new.copy_from(&old);
         assert!(matches!(
-            new.check(&own, &[], 1, Timestamp(0)),
+            new.check(&own, &[], 1, Timestamp::from_micros(0)),
             Outcome::Allowed(s) if s.remaining == 0
         ));
         assert!(matches!(
-            new.check(&limit(10, 60), &email, 1, Timestamp(0)),
+            new.check(&limit(10, 60), &email, 1, Timestamp::from_micros(0)),
             Outcome::Limited { scope: Some(_), .. }
         ));
         // A plain clone (a record copied elsewhere) starts afresh.
         assert!(matches!(
-            old.clone().check(&own, &[], 1, Timestamp(0)),
+            old.clone().check(&own, &[], 1, Timestamp::from_micros(0)),
             Outcome::Allowed(s) if s.remaining == 1
         ));
     }

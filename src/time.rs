@@ -10,9 +10,14 @@ const MAX_SECS: i64 = 253_402_300_799;
 
 /// A point in time, in microseconds since the Unix epoch (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-pub struct Timestamp(pub i64);
+pub struct Timestamp(i64);
 
 impl Timestamp {
+    /// The time `micros` microseconds after the epoch (before it when negative).
+    pub const fn from_micros(micros: i64) -> Self {
+        Timestamp(micros)
+    }
+
     /// The current wall-clock time.
     pub fn now() -> Self {
         let since = SystemTime::now()

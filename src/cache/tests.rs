@@ -32,7 +32,7 @@ impl Loader for Counting {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let mut key = test_key();
         if n >= self.revoke_after {
-            key.revoked_at = Some(crate::time::Timestamp(1));
+            key.revoked_at = Some(crate::time::Timestamp::from_micros(1));
         }
         std::future::ready(Ok(Some(KeyState::new(&key, false))))
     }
@@ -151,7 +151,7 @@ async fn a_changed_key_is_reread_at_once_and_keeps_its_rate_limit_counters() {
         limit: 2,
         window_secs: 60,
     };
-    let now = crate::time::Timestamp(1);
+    let now = crate::time::Timestamp::from_micros(1);
     assert!(matches!(
         first.rate.check(&limit, &[], 1, now),
         crate::ratelimit::Outcome::Allowed(s) if s.remaining == 1

@@ -162,7 +162,7 @@ impl CachedKey {
 
     /// When the key expires; `None`: never.
     pub fn expires_at(&self) -> Option<Timestamp> {
-        (self.expires_at != NEVER).then_some(Timestamp(self.expires_at))
+        (self.expires_at != NEVER).then_some(Timestamp::from_micros(self.expires_at))
     }
 
     /// Whether the key has been revoked.
@@ -190,7 +190,7 @@ mod tests {
         let mut key = crate::model::test_key();
         key.scopes = vec!["videos:read".into(), "keys:write".into()];
         key.name = "Production Server ☃".into();
-        key.expires_at = Some(Timestamp(5_000));
+        key.expires_at = Some(Timestamp::from_micros(5_000));
         key.rate_limit = Some(RateLimit {
             limit: 7,
             window_secs: 60,
@@ -205,8 +205,11 @@ mod tests {
             ["videos:read", "keys:write"]
         );
         assert!(cached.holds("keys:write") && !cached.holds("videos:write"));
-        assert_eq!(cached.expires_at(), Some(Timestamp(5_000)));
-        assert!(cached.is_expired(Timestamp(5_000)) && !cached.is_expired(Timestamp(4_999)));
+        assert_eq!(cached.expires_at(), Some(Timestamp::from_micros(5_000)));
+        assert!(
+            cached.is_expired(Timestamp::from_micros(5_000))
+                && !cached.is_expired(Timestamp::from_micros(4_999))
+        );
         assert_eq!(cached.rate_limit(), key.rate_limit);
         assert_eq!(cached.meta(), Some(&key.meta));
         assert_eq!(cached.restrictions(), &Restrictions::default());
@@ -215,7 +218,7 @@ mod tests {
         let mut bare = crate::model::test_key();
         bare.scopes.clear();
         bare.grant_all = true;
-        bare.revoked_at = Some(Timestamp(1));
+        bare.revoked_at = Some(Timestamp::from_micros(1));
         let cached = CachedKey::from(&bare);
         assert_eq!(cached.scopes().count(), 0);
         assert!(cached.holds("videos:write") && !cached.holds("root"));

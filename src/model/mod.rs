@@ -356,7 +356,7 @@ pub(crate) fn test_key() -> ApiKey {
             "n",
             "kw_live_abcdefgh",
             Environment::Live,
-            Timestamp(1),
+            Timestamp::from_micros(1),
         )
     }
 }

@@ -13,40 +13,50 @@ fn patch_reports_only_real_changes() {
     let patch = KeyPatch {
         name: Some("n".into()),
         scopes: Some(vec![ScopeName::parse("videos:write").unwrap()]),
-        expires_at: Some(Some(Timestamp(5))),
+        expires_at: Some(Some(Timestamp::from_micros(5))),
         ..KeyPatch::default()
     };
     assert_eq!(patch.apply(&mut k), vec!["scopes", "expires_at"]);
     assert_eq!(k.scopes, vec!["videos:write".to_owned()]);
-    assert_eq!(k.expires_at, Some(Timestamp(5)));
+    assert_eq!(k.expires_at, Some(Timestamp::from_micros(5)));
 }
 
 #[test]
 fn retiring_a_key_for_rotation() {
     let mut k = key();
-    k.expires_at = Some(Timestamp(50));
-    k.retire("key_new", Some(Timestamp(100)), Timestamp(10))
-        .unwrap();
+    k.expires_at = Some(Timestamp::from_micros(50));
+    k.retire(
+        "key_new",
+        Some(Timestamp::from_micros(100)),
+        Timestamp::from_micros(10),
+    )
+    .unwrap();
     assert_eq!(
         k.expires_at,
-        Some(Timestamp(50)),
+        Some(Timestamp::from_micros(50)),
         "never extends the expiry"
     );
     assert_eq!(k.replaced_by.as_deref(), Some("key_new"));
     assert!(
-        k.retire("key_other", None, Timestamp(11)).is_err(),
+        k.retire("key_other", None, Timestamp::from_micros(11))
+            .is_err(),
         "rotated once only"
     );
     let mut now = key();
-    now.retire("key_new", None, Timestamp(10)).unwrap();
+    now.retire("key_new", None, Timestamp::from_micros(10))
+        .unwrap();
     assert_eq!(
         now.revoked_at,
-        Some(Timestamp(10)),
+        Some(Timestamp::from_micros(10)),
         "no grace: revoked at once"
     );
     let mut expired = key();
-    expired.expires_at = Some(Timestamp(5));
-    assert!(expired.retire("key_new", None, Timestamp(10)).is_err());
+    expired.expires_at = Some(Timestamp::from_micros(5));
+    assert!(
+        expired
+            .retire("key_new", None, Timestamp::from_micros(10))
+            .is_err()
+    );
 }
 
 #[test]
@@ -57,44 +67,50 @@ fn retiring_and_expired_keys_cannot_be_extended() {
     };
     let mut retiring = key();
     retiring
-        .retire("key_new", Some(Timestamp(100)), Timestamp(10))
+        .retire(
+            "key_new",
+            Some(Timestamp::from_micros(100)),
+            Timestamp::from_micros(10),
+        )
         .unwrap();
-    assert!(retiring.update(&never, Timestamp(20)).is_err());
+    assert!(retiring.update(&never, Timestamp::from_micros(20)).is_err());
     let later = KeyPatch {
-        expires_at: Some(Some(Timestamp(200))),
+        expires_at: Some(Some(Timestamp::from_micros(200))),
         ..KeyPatch::default()
     };
-    assert!(retiring.update(&later, Timestamp(20)).is_err());
+    assert!(retiring.update(&later, Timestamp::from_micros(20)).is_err());
     let sooner = KeyPatch {
-        expires_at: Some(Some(Timestamp(50))),
+        expires_at: Some(Some(Timestamp::from_micros(50))),
         ..KeyPatch::default()
     };
     assert_eq!(
-        retiring.update(&sooner, Timestamp(20)).unwrap(),
+        retiring
+            .update(&sooner, Timestamp::from_micros(20))
+            .unwrap(),
         vec!["expires_at"]
     );
     let rename = KeyPatch {
         name: Some("renamed".into()),
         ..KeyPatch::default()
     };
-    assert!(retiring.update(&rename, Timestamp(20)).is_ok());
+    assert!(retiring.update(&rename, Timestamp::from_micros(20)).is_ok());
 
     let mut expired = key();
-    expired.expires_at = Some(Timestamp(5));
-    assert!(expired.update(&never, Timestamp(10)).is_err());
+    expired.expires_at = Some(Timestamp::from_micros(5));
+    assert!(expired.update(&never, Timestamp::from_micros(10)).is_err());
     let mut revoked = key();
-    revoked.revoked_at = Some(Timestamp(1));
-    assert!(revoked.update(&rename, Timestamp(10)).is_err());
+    revoked.revoked_at = Some(Timestamp::from_micros(1));
+    assert!(revoked.update(&rename, Timestamp::from_micros(10)).is_err());
 }
 
 #[test]
 fn activity() {
     let mut k = key();
-    assert!(k.is_active(Timestamp(10)));
-    k.expires_at = Some(Timestamp(10));
-    assert!(k.is_expired(Timestamp(10)));
-    assert!(!k.is_expired(Timestamp(9)));
+    assert!(k.is_active(Timestamp::from_micros(10)));
+    k.expires_at = Some(Timestamp::from_micros(10));
+    assert!(k.is_expired(Timestamp::from_micros(10)));
+    assert!(!k.is_expired(Timestamp::from_micros(9)));
     k.expires_at = None;
-    k.revoked_at = Some(Timestamp(3));
-    assert!(!k.is_active(Timestamp(4)));
+    k.revoked_at = Some(Timestamp::from_micros(3));
+    assert!(!k.is_active(Timestamp::from_micros(4)));
 }

@@ -126,24 +126,30 @@ mod tests {
         let (a, b) = (key("a"), key("b"));
         // A re-read copy of a is another entry, with the same id.
         let a_again = key("a");
-        t.record(&a, Timestamp(5));
-        t.record(&a, Timestamp(3));
-        t.record(&a_again, Timestamp(4));
-        t.record(&b, Timestamp(1));
+        t.record(&a, Timestamp::from_micros(5));
+        t.record(&a, Timestamp::from_micros(3));
+        t.record(&a_again, Timestamp::from_micros(4));
+        t.record(&b, Timestamp::from_micros(1));
         let mut batch = t.take();
         batch.sort();
         assert_eq!(
             batch,
-            vec![("a".into(), Timestamp(5)), ("b".into(), Timestamp(1))]
+            vec![
+                ("a".into(), Timestamp::from_micros(5)),
+                ("b".into(), Timestamp::from_micros(1))
+            ]
         );
         assert!(t.take().is_empty());
-        t.record(&a, Timestamp(7));
+        t.record(&a, Timestamp::from_micros(7));
         t.restore(batch);
         let mut again = t.take();
         again.sort();
         assert_eq!(
             again,
-            vec![("a".into(), Timestamp(7)), ("b".into(), Timestamp(1))]
+            vec![
+                ("a".into(), Timestamp::from_micros(7)),
+                ("b".into(), Timestamp::from_micros(1))
+            ]
         );
     }
 }

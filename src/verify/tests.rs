@@ -57,7 +57,7 @@ struct Scenario {
     exhausted: bool,
 }
 
-const NOW: Timestamp = Timestamp(1_000);
+const NOW: Timestamp = Timestamp::from_micros(1_000);
 
 impl Scenario {
     fn passing() -> Self {
@@ -98,8 +98,8 @@ impl Scenario {
                 self.text_environment = Environment::Test;
             }
             Code::NotFound => self.kind = Kind::Unknown,
-            Code::Revoked => self.key.revoked_at = Some(Timestamp(1)),
-            Code::Expired => self.key.expires_at = Some(Timestamp(500)),
+            Code::Revoked => self.key.revoked_at = Some(Timestamp::from_micros(1)),
+            Code::Expired => self.key.expires_at = Some(Timestamp::from_micros(500)),
             Code::WrongEnvironment => self.query.environment = Some(Environment::Test),
             Code::AccountDisabled => self.account_disabled = true,
             Code::IpNotAllowed => self.query.context.client_ip = Some("192.0.2.1".parse().unwrap()),
@@ -241,7 +241,7 @@ fn grant_all_holds_any_scope_but_the_reserved_ones() {
 #[test]
 fn expiry_is_exclusive_of_the_instant() {
     let mut s = Scenario::passing();
-    s.key.expires_at = Some(Timestamp(NOW.0 + 1));
+    s.key.expires_at = Some(Timestamp::from_micros(NOW.micros() + 1));
     assert_eq!(s.decide().0.code, Code::Valid);
     s.key.expires_at = Some(NOW);
     assert_eq!(s.decide().0.code, Code::Expired);

@@ -43,7 +43,7 @@ fn new_key(account: &str, now: Timestamp) -> NewKey {
                 ..Restrictions::default()
             },
             meta: BTreeMap::from([("plan".to_owned(), "pro".to_owned())]),
-            expires_at: Some(Timestamp(now.micros() + 3_600_000_000)),
+            expires_at: Some(Timestamp::from_micros(now.micros() + 3_600_000_000)),
             previous_key_id: Some("key_previous".into()),
             created_by: Some("key_creator".into()),
             ..ApiKey::issued(
@@ -107,7 +107,7 @@ async fn active_limit_counts_only_active_keys(backend: Backend) {
         .await
         .unwrap();
     let mut expired = new_key("acme", now);
-    expired.key.expires_at = Some(Timestamp(now.micros() - 1));
+    expired.key.expires_at = Some(Timestamp::from_micros(now.micros() - 1));
     store
         .insert_key(&expired, 2, now, None)
         .await
@@ -188,7 +188,7 @@ async fn update_and_revoke(backend: Backend) {
         .insert_key(&new_key("acme", now), 10, now, None)
         .await
         .unwrap();
-    let later = Timestamp(now.micros() + 5);
+    let later = Timestamp::from_micros(now.micros() + 5);
     let patch = KeyPatch {
         name: Some("renamed".into()),
         scopes: Some(vec![
@@ -212,7 +212,11 @@ async fn update_and_revoke(backend: Backend) {
     let revoked = store.revoke_key(&stored.key.id, later, None).await.unwrap();
     assert_eq!(revoked.key.revoked_at, Some(later));
     let again = store
-        .revoke_key(&stored.key.id, Timestamp(later.micros() + 9), None)
+        .revoke_key(
+            &stored.key.id,
+            Timestamp::from_micros(later.micros() + 9),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
