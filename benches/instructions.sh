@@ -2,7 +2,7 @@
 # Server instructions per call of health, Verify and Envoy's Check, counted by valgrind's
 # callgrind (repeatable whatever else the machine does): for each phase the server runs twice
 # under callgrind, answering 2000 and then 6000 calls (h2load, 1 connection × 8 streams, the
-# bodies of benches/h2load.sh), and the difference of the two totals over 4000 is one call's
+# bodies of benches/bodies.py), and the difference of the two totals over 4000 is one call's
 # cost, start-up and shutdown cancelling out.
 #
 #   benches/instructions.sh            KEYWARD_BIN=path benches/instructions.sh
@@ -32,30 +32,7 @@ up
 export KEYWARD_KEY=$(cat "$WORK/root-key") KEYWARD_SERVER="http://127.0.0.1:$GRPC"
 KEY=$("$BIN" keys create --account bench --name callgrind --scope videos:read 2>/dev/null)
 kill "$KEYWARD_PID"; wait "$KEYWARD_PID" || true; KEYWARD_PID=
-python3 - "$WORK" "$KEY" <<'PY'
-import struct, sys
-work, key = sys.argv[1], sys.argv[2]
-def varint(n):
-    out = b""
-    while True:
-        b = n & 0x7F; n >>= 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n: return out
-def field(num, data):
-    return varint(num << 3 | 2) + varint(len(data)) + data
-def grpc(msg):
-    return b"\x00" + struct.pack(">I", len(msg)) + msg
-verify = field(1, key.encode()) + field(2, b"videos:read")
-headers = {"authorization": "Bearer " + key, ":authority": "api.example.com", ":method": "GET",
-           ":path": "/v1/videos/42?page=2", "accept": "application/json", "user-agent": "bench/1.0",
-           "x-request-id": "5f1b0c9e-bench", "x-forwarded-proto": "https"}
-http = field(2, b"GET") + b"".join(field(3, field(1, k.encode()) + field(2, v.encode())) for k, v in headers.items()) \
-     + field(4, b"/v1/videos/42?page=2") + field(5, b"api.example.com")
-socket = field(2, b"203.0.113.9") + varint(3 << 3) + varint(40000)
-attributes = field(1, field(1, field(1, socket))) + field(4, field(2, http)) + field(10, field(1, b"scopes") + field(2, b"videos:read"))
-for name, msg in [("verify", verify), ("check", field(1, attributes)), ("health", b"")]:
-    open(f"{work}/{name}.bin", "wb").write(grpc(msg))
-PY
+python3 benches/bodies.py "$WORK" "$KEY"
 declare -A PATHS=(
   [verify]=/keyward.v1.VerifyService/Verify
   [check]=/envoy.service.auth.v3.Authorization/Check
