@@ -19,6 +19,7 @@ pub mod http;
 pub mod ids;
 pub mod key;
 pub mod known;
+pub mod limits;
 pub(crate) mod metrics;
 pub mod model;
 pub mod net;

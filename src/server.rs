@@ -27,17 +27,7 @@ use crate::proto::manage_service_server::ManageServiceServer;
 use crate::service::{Keyward, Policy};
 use crate::store;
 
-/// Largest Verify request accepted: a key, up to 200 scope names, and a request context whose
-/// path and referrer are bounded at 4 KiB each.
-pub const MAX_VERIFY_REQUEST: usize = 16 * 1024;
-
-/// Largest ManageService request accepted: a key's restrictions (4 lists of at most 100
-/// entries) and metadata (32 entries of at most 512 bytes) fit several times over.
-pub const MAX_MANAGE_REQUEST: usize = 256 * 1024;
-
-/// Largest ext_authz `Check` request accepted: Envoy sends every request header (its own
-/// default bound is 60 KiB of headers) besides the path and addresses.
-pub const MAX_CHECK_REQUEST: usize = 128 * 1024;
+pub use crate::limits::{MAX_CHECK_REQUEST, MAX_MANAGE_REQUEST, MAX_VERIFY_REQUEST};
 
 /// An opened service, ready to serve.
 #[derive(Debug)]

@@ -7,11 +7,7 @@ use ipnet::IpNet;
 
 use crate::restriction::parse_client_ip;
 
-/// Longest `X-Forwarded-For` read; a longer one is not believed.
-const MAX_FORWARDED_LEN: usize = 4096;
-
-/// Most `X-Forwarded-For` hops walked.
-const MAX_HOPS: usize = 32;
+use crate::limits::{MAX_FORWARDED_HOPS as MAX_HOPS, MAX_FORWARDED_LEN};
 
 /// The end client's address. The TCP `peer` is the client unless it is a trusted proxy; then
 /// `X-Forwarded-For` is walked from the right (the hop the trusted proxy saw) past further

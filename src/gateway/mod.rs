@@ -17,16 +17,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::echo;
 use crate::key::Environment;
+use crate::limits::{MAX_METHOD_LEN, MAX_PATH_LEN, MAX_SCOPES};
 use crate::model::KeyState;
-use crate::restriction::{MAX_PATH_LEN, Method, normalize_path};
+use crate::restriction::{Method, normalize_path};
 use crate::scope::ScopeName;
 use crate::verify::{Code, Decision, RequestContext, RequiredScopes, VerifyQuery};
 
 pub use client_ip::client_ip;
 pub use routes::{Route, RouteConfig};
-
-/// Most scopes one gateway request may require (as many as a Verify request may).
-const MAX_SCOPES: usize = 200;
 
 /// Most key headers the configuration may name.
 const MAX_KEY_HEADERS: usize = 8;
@@ -181,7 +179,12 @@ impl Gateway {
         }
         let method = match request.method {
             "" => None,
-            m if m.len() > 20 => return Err(Rejection::new("method", "at most 20 bytes")),
+            m if m.len() > MAX_METHOD_LEN => {
+                return Err(Rejection::new(
+                    "method",
+                    format!("at most {MAX_METHOD_LEN} bytes"),
+                ));
+            }
             m => Some(Method::parse(m).map_err(|e| Rejection::new("method", e))?),
         };
         // The path without its query string: restrictions and routes match the path.

@@ -157,8 +157,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Most scopes a request may name.
-pub(crate) const MAX_SCOPES: usize = 200;
+pub(crate) use crate::limits::MAX_SCOPES;
 
 /// Scope names, each well-formed, duplicates dropped, at most [`MAX_SCOPES`]. A longer list is
 /// refused before any of its entries is looked at.

@@ -23,8 +23,7 @@ use crate::gateway::{Answer, ClientRequest, Rejection, client_ip};
 use crate::net::PeerInfo;
 use crate::service::{Access, CallContext};
 
-/// Longest `X-Forwarded-For`, all its lines together; a longer one is refused.
-const MAX_FORWARDED_LEN: usize = 4096;
+use crate::limits::MAX_FORWARDED_LEN;
 
 /// Parameters of the auth URL, e.g. `/auth?scopes=videos:read,videos:write`. Any other
 /// parameter is refused, so a mistyped gateway configuration (`?scope=`) is found on its first

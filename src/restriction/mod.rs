@@ -19,7 +19,7 @@ pub use path::{MAX_PATH_LEN, normalize_path};
 pub use pattern::{MAX_PATTERN_LEN, Pattern};
 
 /// Longest method token accepted.
-const MAX_METHOD_LEN: usize = 20;
+use crate::limits::MAX_METHOD_LEN;
 
 /// An HTTP method, uppercase (`get` is read as `GET`). Held inline: every gateway request
 /// names one, and reading it allocates nothing.

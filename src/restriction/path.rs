@@ -1,7 +1,6 @@
 //! Request paths made comparable once per request, before path patterns match them.
 
-/// The longest request path (or referrer) a verify request may carry.
-pub const MAX_PATH_LEN: usize = 4096;
+pub use crate::limits::MAX_PATH_LEN;
 
 /// A request path made comparable, once per request, before path patterns match it (RFC 3986
 /// section 6.2.2): the query string and fragment are dropped, percent-encoded unreserved

@@ -59,9 +59,7 @@ const HEADER_KEY: u32 = 1;
 const HEADER_VALUE: u32 = 2;
 const HEADER_RAW_VALUE: u32 = 3;
 
-/// Most request headers read (each list): Envoy's own default limit is 100; past this the request
-/// is refused (see [`CheckInput::too_many_headers`]) instead of growing the list with the body.
-pub const MAX_HEADERS: usize = 1024;
+pub use crate::limits::MAX_CHECK_HEADERS as MAX_HEADERS;
 
 /// What keyward reads of Envoy's `CheckRequest`, located in the request body.
 pub struct CheckInput {

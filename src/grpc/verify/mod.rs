@@ -8,8 +8,9 @@ use tonic::Status;
 pub(crate) mod wire;
 
 use super::convert::{Violations, parse_environment, parse_required_scopes};
+use crate::limits::{MAX_CLIENT_IP_LEN, MAX_METHOD_LEN, MAX_PATH_LEN};
 use crate::proto;
-use crate::restriction::{MAX_PATH_LEN, Method, parse_client_ip};
+use crate::restriction::{Method, parse_client_ip};
 use crate::service::Keyward;
 use crate::verify::{RequestContext, VerifyQuery};
 
@@ -77,8 +78,8 @@ fn parse_query(input: &VerifyInput) -> Result<VerifyQuery<'_>, Status> {
             }
             fits
         };
-        let method_fits = fits("method", c.method, 20);
-        let ip_fits = fits("client_ip", c.client_ip, 64);
+        let method_fits = fits("method", c.method, MAX_METHOD_LEN);
+        let ip_fits = fits("client_ip", c.client_ip, MAX_CLIENT_IP_LEN);
         fits("path", c.path, MAX_PATH_LEN);
         fits("referrer", c.referrer, MAX_PATH_LEN);
         let client_ip = match c.client_ip {

@@ -39,8 +39,7 @@ use crate::service::{Access, CallContext, Caller};
 use crate::time::Timestamp;
 use crate::verify::Code;
 
-/// Largest request body the API reads.
-pub const MAX_BODY: usize = 64 * 1024;
+pub use crate::limits::MAX_JSON_BODY as MAX_BODY;
 
 /// The OpenAPI document's description of the API as a whole.
 #[derive(OpenApi)]

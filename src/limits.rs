@@ -1,0 +1,41 @@
+//! Every bound keyward puts on what a client sends, once: the transports (gRPC, forward auth,
+//! the JSON API, Envoy's `Check`) and the domain check input against these, so a limit is the
+//! same whichever face a request comes through. `docs/keys.md` ("Input limits") lists them
+//! for users.
+
+/// Largest Verify request accepted: a key, up to [`MAX_SCOPES`] scope names, and a request
+/// context whose path and referrer are bounded by [`MAX_PATH_LEN`] each.
+pub const MAX_VERIFY_REQUEST: usize = 16 * 1024;
+
+/// Largest ManageService request accepted: a key's restrictions (4 lists of at most 100
+/// entries) and metadata (32 entries of at most 512 bytes) fit several times over.
+pub const MAX_MANAGE_REQUEST: usize = 256 * 1024;
+
+/// Largest ext_authz `Check` request accepted: Envoy sends every request header (its own
+/// default bound is 60 KiB of headers) besides the path and addresses.
+pub const MAX_CHECK_REQUEST: usize = 128 * 1024;
+
+/// Largest JSON API request body.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// Most request headers read from each of Envoy's two header lists; past this a `Check` is
+/// refused instead of the list growing with the body (Envoy's own default limit is 100).
+pub const MAX_CHECK_HEADERS: usize = 1024;
+
+/// Most scopes a request may name (required or granted).
+pub const MAX_SCOPES: usize = 200;
+
+/// Longest HTTP method (a request's, or a restriction's).
+pub const MAX_METHOD_LEN: usize = 20;
+
+/// Longest client address given as text (`address` or `address:port`).
+pub const MAX_CLIENT_IP_LEN: usize = 64;
+
+/// Longest request path or referrer.
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// Longest `X-Forwarded-For`, all its lines together; a longer one is refused.
+pub const MAX_FORWARDED_LEN: usize = 4096;
+
+/// Most `X-Forwarded-For` hops walked.
+pub const MAX_FORWARDED_HOPS: usize = 32;
