@@ -45,9 +45,16 @@ pub enum Error {
     /// A unique value is already taken.
     #[error("already exists: {0}")]
     AlreadyExists(String),
-    /// Anything else; the text is logged, never sent to a client.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Anything else: logged where it is answered ([`Error::log_internal`]), never sent to a
+    /// client.
+    #[error("internal error: {context}")]
+    Internal {
+        /// What was being done.
+        context: String,
+        /// What failed underneath, when something did.
+        #[source]
+        source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 impl Error {
@@ -64,7 +71,7 @@ impl Error {
             Error::Unimplemented(_) => "UNIMPLEMENTED",
             Error::Unavailable(_) => "UNAVAILABLE",
             Error::AlreadyExists(_) => "ALREADY_EXISTS",
-            Error::Internal(_) => "INTERNAL",
+            Error::Internal { .. } => "INTERNAL",
         }
     }
 
@@ -84,9 +91,35 @@ impl Error {
             | Error::Unimplemented(why)
             | Error::Unavailable(why) => why.clone(),
             Error::LimitReached { message, .. } => message.clone(),
-            Error::Internal(cause) => {
-                tracing::error!(%cause, "internal error");
-                "internal error; the server log has the details".to_owned()
+            Error::Internal { .. } => "internal error; the server log has the details".to_owned(),
+        }
+    }
+
+    /// An internal failure with nothing underneath it.
+    pub fn internal(context: impl Into<String>) -> Self {
+        Error::Internal {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// An internal failure caused by `source`, which is kept for the log.
+    pub fn internal_caused(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Internal {
+            context: context.into(),
+            source: Some(std::sync::Arc::new(source)),
+        }
+    }
+
+    /// Logs an internal error with its causes; called once, where the error is answered.
+    pub fn log_internal(&self) {
+        if let Error::Internal { context, source } = self {
+            match source {
+                Some(source) => tracing::error!(%context, cause = %source, "internal error"),
+                None => tracing::error!(%context, "internal error"),
             }
         }
     }

@@ -423,7 +423,7 @@ impl App {
         }
         self.service.store().close().await;
         tracing::info!("keyward stopped");
-        served.map_err(|e| Error::Internal(format!("gRPC server: {e}")))
+        served.map_err(|e| Error::internal_caused("gRPC server", e))
     }
 }
 
@@ -471,10 +471,10 @@ fn reflection() -> Result<(
     };
     let v1 = builder()
         .build_v1()
-        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+        .map_err(|e| Error::internal_caused("reflection", e))?;
     let v1alpha = builder()
         .build_v1alpha()
-        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+        .map_err(|e| Error::internal_caused("reflection", e))?;
     Ok((v1, v1alpha))
 }
 

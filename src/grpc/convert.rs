@@ -72,7 +72,7 @@ impl Violations {
     /// (a failed parse is always a violation, so `None` is never returned as success).
     pub fn finish_parsed<T>(self, value: Option<T>) -> Result<T> {
         self.finish(value)?
-            .ok_or_else(|| Error::Internal("a failed parse left no violation".into()))
+            .ok_or_else(|| Error::internal("a failed parse left no violation"))
     }
 
     /// `Ok(value)` if nothing was wrong, else every violation.

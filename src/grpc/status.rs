@@ -41,7 +41,10 @@ impl From<Error> for Status {
                 Code::Unavailable
             }
             Error::AlreadyExists(_) => Code::AlreadyExists,
-            Error::Internal(_) => Code::Internal,
+            Error::Internal { .. } => {
+                error.log_internal();
+                Code::Internal
+            }
         };
         details.set_error_info(reason, DOMAIN, std::collections::HashMap::new());
         Status::with_error_details(code, message, details)
@@ -95,7 +98,7 @@ mod tests {
 
     #[test]
     fn internal_errors_are_not_sent() {
-        let status = Status::from(Error::Internal("connection to 10.0.0.1 refused".into()));
+        let status = Status::from(Error::internal("connection to 10.0.0.1 refused"));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("10.0.0.1"));
     }

@@ -112,7 +112,7 @@ impl Keyward {
             .shared_secret(SECRET_NAME, &PageTokens::random_secret())
             .await?;
         let secret = <[u8; 32]>::try_from(stored.as_slice()).map_err(|_| {
-            crate::error::Error::Internal(format!(
+            crate::error::Error::internal(format!(
                 "the stored {SECRET_NAME} secret is {} bytes, not 32",
                 stored.len()
             ))

@@ -355,7 +355,7 @@ pub(crate) fn db_error(e: sqlx::Error) -> Error {
             tracing::warn!(error = %e, "database unavailable");
             Error::Unavailable("the database is unavailable".into())
         }
-        _ => Error::Internal(format!("database: {e}")),
+        _ => Error::internal_caused("database", e),
     }
 }
 
@@ -373,7 +373,7 @@ pub(crate) fn digests(rows: Vec<Vec<u8>>) -> Result<Vec<KeyDigest>> {
     rows.iter()
         .map(|bytes| {
             KeyDigest::from_slice(bytes)
-                .ok_or_else(|| Error::Internal("a stored digest is not 32 bytes".into()))
+                .ok_or_else(|| Error::internal("a stored digest is not 32 bytes"))
         })
         .collect()
 }

@@ -243,7 +243,7 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
 
 fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T> {
     serde_json::from_str(text)
-        .map_err(|e| Error::Internal(format!("column {column} holds bad JSON: {e}")))
+        .map_err(|e| Error::internal_caused(format!("column {column} holds bad JSON"), e))
 }
 
 impl KeyValues {
@@ -278,9 +278,9 @@ impl TryFrom<KeyRow> for StoredKey {
 
     fn try_from(row: KeyRow) -> Result<Self> {
         let digest = KeyDigest::from_slice(&row.digest)
-            .ok_or_else(|| Error::Internal(format!("key {} has a bad digest", row.id)))?;
+            .ok_or_else(|| Error::internal(format!("key {} has a bad digest", row.id)))?;
         let environment = Environment::parse(&row.environment).ok_or_else(|| {
-            Error::Internal(format!(
+            Error::internal(format!(
                 "key {} has environment {:?}",
                 row.id, row.environment
             ))
@@ -389,7 +389,7 @@ pub(crate) fn into_event_page(rows: Vec<EventRow>, page_size: u32) -> Result<Pag
         |r| {
             Ok(AuditEvent {
                 action: Action::parse(&r.action).ok_or_else(|| {
-                    Error::Internal(format!("event {} has action {:?}", r.id, r.action))
+                    Error::internal(format!("event {} has action {:?}", r.id, r.action))
                 })?,
                 changes: from_json("changes", &r.changes)?,
                 id: r.id,

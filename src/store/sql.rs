@@ -158,7 +158,7 @@ macro_rules! sql_backend {
                 MIGRATOR
                     .run(self.writer())
                     .await
-                    .map_err(|e| Error::Internal(format!("migration failed: {e}")))
+                    .map_err(|e| Error::internal_caused("migration failed", e))
             }
 
             async fn begin(&self) -> Result<Box<dyn super::Tx>> {

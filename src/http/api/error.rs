@@ -90,7 +90,10 @@ impl IntoResponse for ApiError {
                         extra.push((header::RETRY_AFTER, "1"));
                         StatusCode::SERVICE_UNAVAILABLE
                     }
-                    Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                    Error::Internal { .. } => {
+                        error.log_internal();
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    }
                 };
                 let (code, message) = (error.reason(), error.client_message());
                 let violations = match error {
@@ -137,9 +140,7 @@ pub(super) type Answered<T> = Result<T, ApiError>;
 pub(super) fn json(value: &impl Serialize) -> Response {
     match serde_json::to_vec(value) {
         Ok(bytes) => ([(header::CONTENT_TYPE, JSON)], bytes).into_response(),
-        Err(e) => {
-            ApiError::Domain(Error::Internal(format!("encoding an answer: {e}"))).into_response()
-        }
+        Err(e) => ApiError::Domain(Error::internal_caused("encoding an answer", e)).into_response(),
     }
 }
 
