@@ -14,6 +14,7 @@ use crate::duration;
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::key::{KeyFormat, KeyPrefix};
 use crate::net::ConnectionLimits;
+use crate::ratelimit::engine::EngineUrl;
 use crate::store::DatabaseUrl;
 
 /// Log output format.
@@ -38,6 +39,9 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     /// Scope catalog replacing the built-in one.
     pub scopes_file: Option<PathBuf>,
+    /// Valkey or Redis (≥ 7) shared by the replicas for rate limits (`redis://…`,
+    /// `rediss://…` with TLS); unset: each replica counts alone (the single-replica mode).
+    pub rate_limit_store: Option<EngineUrl>,
     /// Whether Verify requires an authenticated caller: a key holding `keys:verify` presented
     /// as `authorization: Bearer <key>` (`false`).
     pub verify_auth: bool,
@@ -132,6 +136,7 @@ impl Default for Config {
             manage_listen: None,
             database_url: DatabaseUrl::new("sqlite://keyward.db"),
             scopes_file: None,
+            rate_limit_store: None,
             verify_auth: false,
             root_key_sha256: None,
             bootstrap: true,
@@ -184,6 +189,10 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// Valkey/Redis shared by the replicas for rate limits: redis://… or rediss://… [env: KEYWARD_RATE_LIMIT_STORE] [default: off, per-replica counters]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_store: Option<String>,
     /// Scope catalog (TOML) replacing the built-in one [env: KEYWARD_SCOPES_FILE]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -244,6 +253,7 @@ const ENV_KEYS: &[&str] = &[
     "manage_listen",
     "database_url",
     "scopes_file",
+    "rate_limit_store",
     "verify_auth",
     "root_key_sha256",
     "bootstrap",
@@ -328,6 +338,9 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let err = |setting: &str, e: String| ConfigError(format!("{setting}: {e}"));
         KeyPrefix::parse(&self.key_prefix).map_err(|e| err("key_prefix", e))?;
+        if let Some(problem) = self.rate_limit_store.as_ref().and_then(EngineUrl::problem) {
+            return Err(err("rate_limit_store", problem));
+        }
         if self.max_active_keys == 0 {
             return Err(err("max_active_keys", "must be at least 1".into()));
         }

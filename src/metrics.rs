@@ -141,6 +141,9 @@ pub async fn render(service: &Keyward) -> String {
         "Batched last-use writes.",
         service.last_used().writes(),
     );
+    if let Some(engine) = service.rate_limit_engine() {
+        render_engine(&mut out, engine);
+    }
     render_rpcs(&mut out);
     render_process(&mut out);
     let _ = writeln!(
@@ -149,6 +152,49 @@ pub async fn render(service: &Keyward) -> String {
         env!("CARGO_PKG_VERSION")
     );
     out
+}
+
+/// The shared rate-limit engine's state and use.
+fn render_engine(out: &mut String, engine: &crate::ratelimit::engine::Engine) {
+    let stats = engine.stats();
+    metric(
+        out,
+        "keyward_rate_limit_store_up",
+        "gauge",
+        "1 while the shared rate-limit store answers; 0 while limits fall back to local counters.",
+        u64::from(engine.is_up()),
+    );
+    metric(
+        out,
+        "keyward_rate_limit_store_replicas",
+        "gauge",
+        "Replicas announced in the rate-limit store (the divisor of the fallback limits).",
+        u64::from(engine.replicas()),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP keyward_rate_limit_reservations_total Blocks asked of the rate-limit store, by result.\n# TYPE keyward_rate_limit_reservations_total counter"
+    );
+    for (result, count) in [
+        ("granted", &stats.granted),
+        ("refused", &stats.refused),
+        ("failed", &stats.failed),
+    ] {
+        let _ = writeln!(
+            out,
+            "keyward_rate_limit_reservations_total{{result=\"{result}\"}} {}",
+            count.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+    metric(
+        out,
+        "keyward_rate_limit_fallback_decisions_total",
+        "counter",
+        "Verify decisions made on local counters because the rate-limit store was unreachable.",
+        stats
+            .fallback_decisions
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
 }
 
 /// Per-RPC counters and latency histograms, named as the common gRPC Prometheus middlewares

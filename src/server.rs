@@ -24,6 +24,7 @@ use crate::key::SecretKey;
 use crate::model::RateLimit;
 use crate::net::{ConnectionGauge, ConnectionLimits};
 use crate::proto::manage_service_server::ManageServiceServer;
+use crate::ratelimit::engine::Engine;
 use crate::service::{Keyward, Policy};
 use crate::store;
 
@@ -68,6 +69,9 @@ impl App {
             cache_settings(config),
         )
         .with_foreign_prefixes(config.foreign_key_prefixes.clone());
+        if let Some(url) = &config.rate_limit_store {
+            service = service.with_rate_limit_engine(Engine::connect(url).await?);
+        }
         service.load_shared_secrets().await?;
         service.load_known_keys().await?;
         let gateway = Gateway::new(&config.gateway).map_err(Error::FailedPrecondition)?;
@@ -296,6 +300,10 @@ impl App {
                 stopping.notify_one();
             }
         };
+        let engine_watch = self
+            .service
+            .rate_limit_engine()
+            .map(|engine| tokio::spawn(engine.clone().watch()));
         let store_watch = tokio::spawn(watch_store(
             self.service.clone(),
             reporter.clone(),
@@ -412,6 +420,12 @@ impl App {
         let _ = stop_flusher.send(());
         let _ = flusher.await;
         store_watch.abort();
+        if let Some(watch) = engine_watch {
+            watch.abort();
+        }
+        if let Some(engine) = self.service.rate_limit_engine() {
+            engine.withdraw().await;
+        }
         for task in http_tasks {
             task.abort();
         }

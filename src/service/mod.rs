@@ -18,7 +18,8 @@ use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
 use crate::model::{Change, KeyState, RateLimit};
-use crate::ratelimit::Outcome;
+use crate::ratelimit::engine::{Engine, Reservation};
+use crate::ratelimit::{Mode, Outcome, Short, Slot};
 use crate::stats::VerifyMetrics;
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -74,6 +75,8 @@ pub struct Keyward {
     foreign_prefixes: Vec<String>,
     /// Seals and opens list page tokens (see [`Keyward::load_shared_secrets`]).
     page_tokens: crate::page_token::PageTokens,
+    /// The shared rate-limit engine, when one is configured.
+    engine: Option<Arc<Engine>>,
 }
 
 impl Keyward {
@@ -100,7 +103,19 @@ impl Keyward {
                 crate::page_token::PageTokens::random_secret(),
             ),
             store,
+            engine: None,
         }
+    }
+
+    /// Counts rate limits in the shared `engine` instead of this replica's memory.
+    pub fn with_rate_limit_engine(mut self, engine: Arc<Engine>) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// The shared rate-limit engine, when one is configured.
+    pub fn rate_limit_engine(&self) -> Option<&Arc<Engine>> {
+        self.engine.as_ref()
     }
 
     /// Loads the secrets the replicas share through the store (the page-token key), storing
@@ -188,7 +203,13 @@ impl Keyward {
                 environment,
             } => Box::pin(self.present_loaded(digest, environment)).await,
         };
-        let decision = presented.map(|presented| self.decide(presented, query));
+        let decision = match presented {
+            Ok(presented) => match self.decide(presented.clone(), query, self.mode()) {
+                Ok(decision) => Ok(decision),
+                Err(topping) => Ok(Box::pin(self.decide_shared(presented, query, topping)).await),
+            },
+            Err(e) => Err(e),
+        };
         let code = decision.as_ref().ok().map(|d| d.code);
         self.verify_metrics.record(code, start.elapsed());
         decision
@@ -228,21 +249,108 @@ impl Keyward {
     }
 
     /// [`verify::decide`] now, with the service's rate-limit budget; a valid key's use is
-    /// recorded.
-    fn decide(&self, presented: Presented, query: &VerifyQuery<'_>) -> Decision {
+    /// recorded. `Err` when the shared engine must top up the key's blocks first.
+    fn decide(
+        &self,
+        presented: Presented,
+        query: &VerifyQuery<'_>,
+        mode: Mode,
+    ) -> std::result::Result<Decision, Topping> {
         let now = Timestamp::now();
         let mut budget = Budgets {
             catalog: &self.catalog,
             default: self.policy.rate_limit,
+            mode,
+            shorts: Vec::new(),
         };
         let decision = verify::decide(presented, query, now, &mut budget);
+        if !budget.shorts.is_empty()
+            && let Some(state) = decision.key
+        {
+            return Err(Topping {
+                state,
+                shorts: budget.shorts,
+            });
+        }
+        if matches!(mode, Mode::Fallback { .. })
+            && let Some(engine) = &self.engine
+        {
+            engine
+                .stats()
+                .fallback_decisions
+                .fetch_add(1, Ordering::Relaxed);
+        }
         if decision.code == Code::Valid
             && let Some(state) = &decision.key
             && state.mark_use(now)
         {
             self.last_used.record(state, now);
         }
-        decision
+        Ok(decision)
+    }
+
+    /// How budgets are counted right now.
+    fn mode(&self) -> Mode {
+        match &self.engine {
+            None => Mode::Local,
+            Some(engine) if engine.is_up() => Mode::Shared {
+                replicas: engine.replicas(),
+            },
+            Some(engine) => Mode::Fallback {
+                replicas: engine.replicas(),
+            },
+        }
+    }
+
+    /// Decides, topping up the key's blocks from the shared engine as often as the decision
+    /// needs it (a few times at most: other calls may spend what was reserved meanwhile); an
+    /// unreachable engine turns the decision over to the local counters.
+    async fn decide_shared(
+        &self,
+        presented: Presented,
+        query: &VerifyQuery<'_>,
+        mut topping: Topping,
+    ) -> Decision {
+        const ATTEMPTS: usize = 8;
+        for _ in 0..ATTEMPTS {
+            let Some(engine) = &self.engine else { break };
+            let sent_at = Timestamp::now();
+            let reservations: Vec<Reservation> = topping
+                .shorts
+                .iter()
+                .map(|short| Reservation {
+                    name: match &short.slot {
+                        Slot::Own => format!("key:{}", topping.state.key.id()),
+                        Slot::Scope(scope) => {
+                            format!("key:{}:scope:{scope}", topping.state.key.id())
+                        }
+                    },
+                    limit: short.limit.limit,
+                    window_ms: u64::try_from(short.limit.window().as_millis()).unwrap_or(u64::MAX),
+                    want: short.want,
+                    need: short.need,
+                })
+                .collect();
+            if let Ok(grants) = engine.reserve(&reservations, sent_at.micros() / 1000).await {
+                for (short, grant) in topping.shorts.iter().zip(&grants) {
+                    topping.state.rate.apply_grant(short, grant, sent_at);
+                }
+            }
+            match self.decide(presented.clone(), query, self.mode()) {
+                Ok(decision) => return decision,
+                Err(again) => topping = again,
+            }
+        }
+        // Still short after every attempt: concurrent calls spent the reservations as fast
+        // as they came. This one is refused like any other over the limit.
+        Decision {
+            code: Code::RateLimited,
+            missing_scopes: Vec::new(),
+            rate_limit: None,
+            retry_after: Some(Duration::from_secs(1)),
+            key: Some(topping.state),
+            decided_at: Timestamp::now(),
+        }
     }
 
     /// The cached record of a digest (loading it on a miss); `None` if there is no such key.
@@ -288,6 +396,12 @@ impl Keyward {
     }
 }
 
+/// A key whose blocks must be topped up from the shared engine before it can be decided.
+struct Topping {
+    state: Arc<KeyState>,
+    shorts: Vec<Short>,
+}
+
 /// A presented key, or what is needed to ask the store for it.
 enum Presenting {
     /// Known without the store (or the store is known to be down).
@@ -312,10 +426,14 @@ fn found(state: Option<Arc<KeyState>>, environment: Option<crate::key::Environme
 }
 
 /// The service's rate-limit budget: the key's counters in its cache entry, with the key's own
-/// limit (or the service default) and the catalog's guardrails of the required scopes.
+/// limit (or the service default) and the catalog's guardrails of the required scopes,
+/// counted as `mode` says. In the shared mode, blocks that must be topped up from the engine
+/// first are left in `shorts` (the decision made meanwhile is not an answer).
 struct Budgets<'a> {
     catalog: &'a Catalog,
     default: RateLimit,
+    mode: Mode,
+    shorts: Vec<Short>,
 }
 
 impl RateBudget for Budgets<'_> {
@@ -331,7 +449,35 @@ impl RateBudget for Budgets<'_> {
             .iter()
             .filter_map(|s| Some((*s, self.catalog.get(s)?.guardrail?)))
             .collect();
-        state.rate.check(&own, &guardrails, cost, now)
+        match self.mode {
+            Mode::Local => state.rate.check(&own, &guardrails, cost, now),
+            Mode::Fallback { replicas } => {
+                state
+                    .rate
+                    .check_fallback(&own, &guardrails, cost, now, replicas)
+            }
+            Mode::Shared { replicas } => {
+                match state
+                    .rate
+                    .check_shared(&own, &guardrails, cost, now, replicas)
+                {
+                    Ok(outcome) => outcome,
+                    Err(shorts) => {
+                        self.shorts = shorts;
+                        // Not an answer: the service tops the blocks up and decides again.
+                        Outcome::Limited {
+                            status: crate::ratelimit::LimitStatus {
+                                limit: own.limit,
+                                remaining: 0,
+                                reset_at: now,
+                            },
+                            retry_after: std::time::Duration::ZERO,
+                            scope: None,
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 mod access;
 mod ambiguous;
 mod browser;
+mod budgets;
 mod caddy;
 mod cli;
 mod consistency;
@@ -29,3 +30,4 @@ mod process;
 mod reference;
 mod store;
 mod tls;
+mod valkey;

@@ -1,10 +1,19 @@
-//! Rate limits, in this replica's memory: each key has a budget of units per window (its own or
-//! the service default) and one per guardrailed scope it uses. A key's counters live in its
-//! cache entry ([`RateState`], in [`crate::model::KeyState`]), behind one lock, so a request is
-//! checked against every applicable limit at once and consumes from all or none, with no
-//! second lookup. Windows are fixed: one starts at the first request after the previous one
-//! ended. Counters go with the cached key, so their memory is bounded by the cache's capacity;
-//! a re-read of the key carries them over (see `KeyState::carry_over`).
+//! Rate limits: each key has a budget of units per window (its own or the service default) and
+//! one per guardrailed scope it uses. A key's counters live in its cache entry ([`RateState`],
+//! in [`crate::model::KeyState`]), behind one lock, so a request is checked against every
+//! applicable limit at once and consumes from all or none, with no second lookup. Windows are
+//! fixed: one starts at the first request after the previous one ended. Counters go with the
+//! cached key, so their memory is bounded by the cache's capacity; a re-read of the key
+//! carries them over (see `KeyState::carry_over`).
+//!
+//! Two modes ([`Mode`]): without a shared engine, the counters are this replica's own
+//! ([`RateState::check`]). With one ([`engine`]), every limit's window is counted in the
+//! engine and each replica spends blocks it reserved there ([`RateState::check_shared`]);
+//! while the engine is unreachable the replica's own counters stand in, at the limit divided
+//! by the replicas last seen.
+
+mod block;
+pub mod engine;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,6 +21,7 @@ use std::time::Duration;
 
 use crate::model::RateLimit;
 use crate::time::Timestamp;
+use block::{Block, Check};
 
 /// The state of one limit after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +85,64 @@ struct Counters {
     /// them, not a map's 48 bytes.
     #[allow(clippy::box_collection)]
     scopes: Option<Box<HashMap<Box<str>, Window>>>,
+    /// The blocks of the shared mode; one pointer when there are none.
+    shared: Option<Box<SharedBlocks>>,
+}
+
+/// A key's blocks reserved from the shared engine: its own limit's and its guardrails'.
+#[derive(Debug, Default, Clone)]
+struct SharedBlocks {
+    own: Block,
+    scopes: HashMap<Box<str>, Block>,
+}
+
+impl SharedBlocks {
+    fn block(&mut self, slot: &Slot) -> &mut Block {
+        match slot {
+            Slot::Own => &mut self.own,
+            Slot::Scope(scope) => self.scopes.entry(scope.clone()).or_default(),
+        }
+    }
+}
+
+/// How the budgets are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// In this replica alone: no shared engine is configured.
+    Local,
+    /// In the shared engine, spent from blocks this replica reserved there.
+    Shared {
+        /// Replicas last seen, which bound a block's size.
+        replicas: u32,
+    },
+    /// The shared engine is unreachable: this replica's own counters, at the limit divided by
+    /// the replicas last seen.
+    Fallback {
+        /// Replicas last seen.
+        replicas: u32,
+    },
+}
+
+/// Which of a key's limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slot {
+    /// The key's own.
+    Own,
+    /// A guardrailed scope's.
+    Scope(Box<str>),
+}
+
+/// A limit whose block lacks the units a request needs: what to reserve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Short {
+    /// Which limit.
+    pub slot: Slot,
+    /// The limit.
+    pub limit: RateLimit,
+    /// Units without which the request cannot pass.
+    pub need: u32,
+    /// Units to ask for.
+    pub want: u32,
 }
 
 /// One key's rate-limit counters in this replica.
@@ -146,6 +214,90 @@ impl RateState {
         }
         counters.own.used += cost;
         Outcome::Allowed(counters.own.status(own))
+    }
+
+    /// The local counters standing in for the shared engine: every limit divided by the
+    /// replicas last seen (at least 1 unit).
+    pub fn check_fallback(
+        &self,
+        own: &RateLimit,
+        guardrails: &[(&str, RateLimit)],
+        cost: u32,
+        now: Timestamp,
+        replicas: u32,
+    ) -> Outcome {
+        let share = |limit: &RateLimit| RateLimit {
+            limit: (limit.limit / replicas.max(1)).max(1),
+            window_secs: limit.window_secs,
+        };
+        let guardrails: Vec<(&str, RateLimit)> =
+            guardrails.iter().map(|(s, l)| (*s, share(l))).collect();
+        self.check(&share(own), &guardrails, cost, now)
+    }
+
+    /// Takes `cost` units from the blocks of the key's own limit and of every guardrail given,
+    /// or from none of them: `Err` lists the blocks that must be topped up from the engine
+    /// first (then ask again), unless a limit refuses outright.
+    pub fn check_shared(
+        &self,
+        own: &RateLimit,
+        guardrails: &[(&str, RateLimit)],
+        cost: u32,
+        now: Timestamp,
+        replicas: u32,
+    ) -> Result<Outcome, Vec<Short>> {
+        let mut counters = self.lock();
+        let blocks = counters.shared.get_or_insert_with(Box::default);
+        let now_us = now.micros();
+        let mut shorts = Vec::new();
+        let limits = std::iter::once((Slot::Own, own)).chain(
+            guardrails
+                .iter()
+                .map(|(s, l)| (Slot::Scope((*s).into()), l)),
+        );
+        for (slot, limit) in limits {
+            match blocks.block(&slot).check(limit, cost, replicas, now_us) {
+                Check::Room => {}
+                Check::Short { need, want } => shorts.push(Short {
+                    slot,
+                    limit: *limit,
+                    need,
+                    want,
+                }),
+                Check::Refused {
+                    status,
+                    retry_after,
+                } => {
+                    return Ok(Outcome::Limited {
+                        status,
+                        retry_after,
+                        scope: match slot {
+                            Slot::Own => None,
+                            Slot::Scope(scope) => Some(scope.into()),
+                        },
+                    });
+                }
+            }
+        }
+        if !shorts.is_empty() {
+            return Err(shorts);
+        }
+        blocks.own.spend(cost, now_us);
+        for (scope, _) in guardrails {
+            blocks
+                .block(&Slot::Scope((*scope).into()))
+                .spend(cost, now_us);
+        }
+        Ok(Outcome::Allowed(blocks.own.status(own, now_us)))
+    }
+
+    /// Adds what the engine answered to a reservation for `short`, sent at `sent_at`.
+    pub fn apply_grant(&self, short: &Short, grant: &engine::Grant, sent_at: Timestamp) {
+        let mut counters = self.lock();
+        let blocks = counters.shared.get_or_insert_with(Box::default);
+        blocks
+            .block(&short.slot)
+            .apply(grant, short.need, sent_at.micros());
     }
 }
 

@@ -1,0 +1,294 @@
+//! One limit's block in one replica, in the shared mode: the units this replica reserved from
+//! the engine's current window, and how many it spent. Pure bookkeeping: the service asks the
+//! engine when [`Block::check`] says the block is short, and hands the answer to
+//! [`Block::apply`].
+
+use std::time::Duration;
+
+use super::LimitStatus;
+use super::engine::Grant;
+use crate::model::RateLimit;
+use crate::time::Timestamp;
+
+/// The first block of a key's window, before anything is known of its rate.
+const FIRST_BLOCK: u32 = 4;
+
+/// How much of a window's past a rate must cover before it bounds the next block.
+const RATE_SAMPLE_US: i64 = 1_000_000;
+
+/// What a block says about a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// The block holds the units.
+    Room,
+    /// The block lacks `need` units: ask the engine for `want`.
+    Short {
+        /// Units without which the request cannot pass.
+        need: u32,
+        /// Units to ask for.
+        want: u32,
+    },
+    /// The engine said the window has no room for this much: refused until it ends.
+    Refused {
+        /// The limit's state.
+        status: LimitStatus,
+        /// Until the window ends.
+        retry_after: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Block {
+    /// Until when (µs, this replica's clock) the block's window surely lasts; 0: no block.
+    valid_until: i64,
+    /// When the window ends (µs), as the engine has it: the same on every replica.
+    reset_at: i64,
+    /// Units reserved in this window.
+    granted: u32,
+    /// Units spent of them.
+    spent: u32,
+    /// Units the engine had handed out in the window, at its last answer.
+    handed_out: u32,
+    /// The smallest need the engine refused in this window (0: none).
+    refused_need: u32,
+    /// The last block's size, which the next one doubles.
+    last_grant: u32,
+    /// When this window's first unit was spent here (µs; 0: none yet).
+    first_spend: i64,
+}
+
+impl Block {
+    /// The block for `now`: one whose window has ended is emptied (its size is remembered).
+    fn current(&mut self, now: i64) -> &mut Self {
+        if now >= self.valid_until {
+            *self = Block {
+                last_grant: self.last_grant,
+                ..Block::default()
+            };
+        }
+        self
+    }
+
+    /// Whether `cost` units can be spent now, with `replicas` sharing the limit.
+    pub(crate) fn check(&mut self, limit: &RateLimit, cost: u32, replicas: u32, now: i64) -> Check {
+        let block = self.current(now);
+        let available = block.granted - block.spent;
+        if available >= cost && cost <= limit.limit {
+            return Check::Room;
+        }
+        if cost > limit.limit || (block.refused_need > 0 && cost - available >= block.refused_need)
+        {
+            return Check::Refused {
+                status: block.status(limit, now),
+                retry_after: Duration::from_micros(
+                    u64::try_from(block.valid_until.max(block.reset_at) - now).unwrap_or(0),
+                ),
+            };
+        }
+        let need = cost - available;
+        Check::Short {
+            need,
+            want: block.want(limit, replicas, need, now),
+        }
+    }
+
+    /// The next block's size: double the last (the first is [`FIRST_BLOCK`]), at most half of
+    /// this replica's share of the limit, and no more than the rate observed in this window
+    /// would spend in what is left of it (so blocks shrink as the window runs out); never less
+    /// than `need`.
+    fn want(&self, limit: &RateLimit, replicas: u32, need: u32, now: i64) -> u32 {
+        let cap = (limit.limit / replicas.max(1).saturating_mul(2)).max(1);
+        let mut want = self
+            .last_grant
+            .saturating_mul(2)
+            .clamp(FIRST_BLOCK.min(cap), cap);
+        let elapsed = now - self.first_spend;
+        if self.first_spend > 0 && elapsed >= RATE_SAMPLE_US && self.valid_until > now {
+            let left = i128::from(self.valid_until - now);
+            // A quarter more than the rate so far predicts.
+            let expected = i128::from(self.spent) * left * 5 / (i128::from(elapsed) * 4) + 1;
+            want = want.min(u32::try_from(expected).unwrap_or(u32::MAX));
+        }
+        want.max(need)
+    }
+
+    /// Takes the engine's answer to a reservation sent at `sent_at` (µs) for `need` units.
+    pub(crate) fn apply(&mut self, grant: &Grant, need: u32, sent_at: i64) {
+        let reset_at = grant.window_end_ms.saturating_mul(1000);
+        // Counted from when the request left: the window surely lasts at least this long.
+        let valid_until = sent_at.saturating_add(grant.left_ms.saturating_mul(1000));
+        if reset_at < self.reset_at {
+            // An answer for a window the block has left (it overtook a newer one): those
+            // units are the ended window's, and lost with it.
+            return;
+        }
+        if reset_at != self.reset_at || sent_at >= self.valid_until {
+            // Another window than the block's: start over in it.
+            *self = Block {
+                last_grant: self.last_grant,
+                ..Block::default()
+            };
+        }
+        self.reset_at = reset_at;
+        self.valid_until = valid_until;
+        self.handed_out = grant.handed_out;
+        if grant.granted == 0 {
+            self.refused_need = match self.refused_need {
+                0 => need,
+                refused => refused.min(need),
+            };
+        } else {
+            self.granted = self.granted.saturating_add(grant.granted);
+            self.last_grant = grant.granted;
+        }
+    }
+
+    /// Spends `cost` units, which [`Block::check`] said the block holds.
+    pub(crate) fn spend(&mut self, cost: u32, now: i64) {
+        self.spent = (self.spent + cost).min(self.granted);
+        if self.first_spend == 0 {
+            self.first_spend = now;
+        }
+    }
+
+    /// The limit's state as this replica knows it: what the engine had not handed out at its
+    /// last answer, plus what this replica holds unspent.
+    pub(crate) fn status(&self, limit: &RateLimit, now: i64) -> LimitStatus {
+        let reset_at = if self.reset_at > 0 {
+            self.reset_at
+        } else {
+            now.saturating_add(i64::try_from(limit.window().as_micros()).unwrap_or(i64::MAX))
+        };
+        LimitStatus {
+            limit: limit.limit,
+            remaining: limit
+                .limit
+                .saturating_sub(self.handed_out)
+                .saturating_add(self.granted - self.spent)
+                .min(limit.limit),
+            reset_at: Timestamp::from_micros(reset_at),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: i64 = 1_000_000;
+
+    fn limit(limit: u32, window_secs: u64) -> RateLimit {
+        RateLimit { limit, window_secs }
+    }
+
+    fn grant(granted: u32, handed_out: u32, window_end_s: i64, left_s: i64) -> Grant {
+        Grant {
+            granted,
+            window_end_ms: window_end_s * 1000,
+            left_ms: left_s * 1000,
+            handed_out,
+        }
+    }
+
+    #[test]
+    fn a_block_is_spent_locally_then_topped_up() {
+        let l = limit(1000, 60);
+        let mut block = Block::default();
+        let Check::Short { need, want } = block.check(&l, 1, 1, SEC) else {
+            panic!("an empty block is short")
+        };
+        assert_eq!((need, want), (1, FIRST_BLOCK));
+        block.apply(&grant(want, want, 61, 60), need, SEC);
+        for _ in 0..FIRST_BLOCK {
+            assert_eq!(block.check(&l, 1, 1, SEC), Check::Room);
+            block.spend(1, SEC);
+        }
+        // Spent: the next block doubles the last.
+        assert_eq!(
+            block.check(&l, 1, 1, SEC),
+            Check::Short {
+                need: 1,
+                want: 2 * FIRST_BLOCK
+            }
+        );
+        assert_eq!(block.status(&l, SEC).remaining, 1000 - FIRST_BLOCK);
+    }
+
+    #[test]
+    fn blocks_stay_within_a_share_of_the_limit_and_shrink_as_the_window_ends() {
+        let l = limit(600, 60);
+        let mut block = Block {
+            last_grant: 1000,
+            ..Block::default()
+        };
+        // Three replicas: at most half of a third.
+        assert!(matches!(
+            block.check(&l, 1, 3, SEC),
+            Check::Short { want: 100, .. }
+        ));
+        block.apply(&grant(100, 100, 61, 60), 1, SEC);
+        for _ in 0..100 {
+            block.spend(1, SEC + 10 * SEC);
+        }
+        // 100 units in the first 10 s is 10/s; 10 s are left: about 125, not the cap of 100…
+        let mut late = block;
+        late.first_spend = SEC;
+        late.valid_until = 21 * SEC;
+        assert!(matches!(
+            late.check(&l, 1, 1, 11 * SEC),
+            Check::Short { want: 126, .. }
+        ));
+        // …and with 1 s left, about 7.
+        assert!(matches!(
+            late.check(&l, 1, 1, 20 * SEC),
+            Check::Short { want: 7, .. }
+        ));
+        // Never less than the request needs.
+        assert!(matches!(
+            late.check(&l, 50, 1, 20 * SEC),
+            Check::Short { need: 50, want: 50 }
+        ));
+    }
+
+    #[test]
+    fn a_refusal_holds_until_the_window_ends() {
+        let l = limit(10, 60);
+        let mut block = Block::default();
+        block.apply(&grant(0, 10, 61, 60), 1, SEC);
+        match block.check(&l, 1, 1, 2 * SEC) {
+            Check::Refused {
+                status,
+                retry_after,
+            } => {
+                assert_eq!(status.remaining, 0);
+                assert_eq!(status.reset_at, Timestamp::from_micros(61 * SEC));
+                assert_eq!(retry_after, Duration::from_secs(59));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The window over, the block asks again.
+        assert!(matches!(
+            block.check(&l, 1, 1, 61 * SEC),
+            Check::Short { need: 1, .. }
+        ));
+        // A cost over the limit never passes.
+        assert!(matches!(
+            Block::default().check(&l, 11, 1, SEC),
+            Check::Refused { .. }
+        ));
+    }
+
+    #[test]
+    fn a_grant_of_a_new_window_replaces_the_old_block() {
+        let l = limit(10, 60);
+        let mut block = Block::default();
+        block.apply(&grant(5, 5, 61, 60), 1, SEC);
+        block.spend(5, SEC);
+        // The engine's window ended and another replica started the next one.
+        block.apply(&grant(3, 8, 130, 59), 1, 71 * SEC);
+        assert_eq!(block.granted, 3);
+        assert_eq!(block.spent, 0);
+        assert_eq!(block.status(&l, 71 * SEC).remaining, 5);
+        assert_eq!(block.check(&l, 3, 1, 71 * SEC), Check::Room);
+    }
+}
