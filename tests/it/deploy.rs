@@ -56,16 +56,21 @@ fn the_deployment_meets_pod_security_restricted() {
         // Native gRPC probes on the plaintext health port (the kubelet cannot speak TLS).
         "grpc: {port: 50053, service: keyward.v1.VerifyService}",
         "name: KEYWARD_HEALTH_LISTEN",
+        // Rate limits shared through Valkey, reachable from keyward's pods only.
+        "name: KEYWARD_RATE_LIMIT_STORE",
+        "secretKeyRef: {name: keyward-valkey, key: url}",
+        "image: valkey/valkey:8",
+        "name: keyward-valkey",
     ] {
         assert!(MANIFEST.contains(field), "missing {field}");
     }
     // Every container, the migration one included, runs restricted.
     assert_eq!(
         MANIFEST.matches("capabilities: {drop: [ALL]}").count(),
-        2,
-        "both containers drop every capability"
+        3,
+        "every container (keyward, its migration, Valkey) drops every capability"
     );
-    assert_eq!(MANIFEST.matches("readOnlyRootFilesystem: true").count(), 2);
+    assert_eq!(MANIFEST.matches("readOnlyRootFilesystem: true").count(), 3);
 }
 
 const ENVOY: &str = include_str!("../../deploy/envoy.yaml");
