@@ -119,6 +119,12 @@ impl AuditEvent {
             Some(&before.disabled),
             &after.disabled,
         );
+        push(
+            &mut changes,
+            "rate_limit",
+            Some(&before.rate_limit),
+            &after.rate_limit,
+        );
         AuditEvent {
             id: new_id("evt"),
             time,

@@ -211,7 +211,7 @@ pub enum AccountsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Change an account's key limit or disable it.
+    /// Change an account's key limit or shared rate limit, or disable it.
     Update {
         /// The account.
         account: String,
@@ -221,9 +221,37 @@ pub enum AccountsCommand {
         /// Disable (true) or re-enable (false) every key of the account.
         #[arg(long)]
         disabled: Option<bool>,
+        /// A rate limit all the account's keys share, `UNITS/WINDOW` (e.g. `1000/1m`), or
+        /// `none` to remove it.
+        #[arg(long, value_parser = parse_shared_limit)]
+        rate_limit: Option<SharedLimit>,
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+/// `--rate-limit`: a limit, or `none`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedLimit(Option<proto::RateLimit>);
+
+fn parse_shared_limit(text: &str) -> Result<SharedLimit, String> {
+    if text == "none" {
+        return Ok(SharedLimit(None));
+    }
+    let (units, window) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?} is not UNITS/WINDOW (e.g. 1000/1m) or none"))?;
+    let limit: u32 = units
+        .parse()
+        .map_err(|_| format!("{units:?} is not a number of units"))?;
+    let window = keyward::duration::parse(window)?;
+    Ok(SharedLimit(Some(proto::RateLimit {
+        limit,
+        window: Some(prost_types::Duration {
+            seconds: i64::try_from(window.as_secs()).unwrap_or(i64::MAX),
+            nanos: 0,
+        }),
+    })))
 }
 
 fn parse_meta(text: &str) -> Result<(String, String), String> {
@@ -854,6 +882,7 @@ pub async fn accounts(command: AccountsCommand) -> Result<(), Failure> {
         AccountsCommand::Update {
             max_active_keys,
             disabled,
+            rate_limit,
             ..
         } => {
             let mut paths = Vec::new();
@@ -863,9 +892,12 @@ pub async fn accounts(command: AccountsCommand) -> Result<(), Failure> {
             if disabled.is_some() {
                 paths.push("disabled".to_owned());
             }
+            if rate_limit.is_some() {
+                paths.push("rate_limit".to_owned());
+            }
             if paths.is_empty() {
                 return Err(Failure::Usage(
-                    "nothing to change: give --max-active-keys or --disabled".into(),
+                    "nothing to change: give --max-active-keys, --disabled or --rate-limit".into(),
                 ));
             }
             c.manage
@@ -874,6 +906,7 @@ pub async fn accounts(command: AccountsCommand) -> Result<(), Failure> {
                     max_active_keys: max_active_keys.unwrap_or(0),
                     disabled: disabled.unwrap_or(false),
                     update_mask: Some(FieldMask { paths }),
+                    rate_limit: rate_limit.and_then(|limit| limit.0),
                 }))
                 .await?
                 .into_inner()
@@ -886,6 +919,10 @@ pub async fn accounts(command: AccountsCommand) -> Result<(), Failure> {
         "max_active_keys": account.max_active_keys,
         "disabled": account.disabled,
         "active_keys": account.active_keys,
+        "rate_limit": account.rate_limit.as_ref().map(|r| json!({
+            "limit": r.limit,
+            "window_secs": r.window.as_ref().map_or(0, |w| w.seconds),
+        })),
     });
     match c.output {
         Output::Json => println!("{doc}"),

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    Violations, mask_paths, parse_page_size, query_fingerprint, rate_limit, restrictions, timestamp,
+    Violations, mask_paths, parse_page_size, parse_rate_limit, query_fingerprint, rate_limit,
+    restrictions, timestamp,
 };
 use super::requests::{parse_create, parse_grace, parse_list, parse_patch, required_id};
 use super::trace::{record_caller, record_target};
@@ -282,7 +283,7 @@ impl ManageService for ManageApi {
         let paths = mask_paths(
             &mut v,
             request.update_mask.as_ref(),
-            &["max_active_keys", "disabled"],
+            &["max_active_keys", "disabled", "rate_limit"],
         );
         for path in paths {
             match path.as_str() {
@@ -291,9 +292,19 @@ impl ManageService for ManageApi {
                         Some((request.max_active_keys != 0).then_some(request.max_active_keys))
                 }
                 "disabled" => patch.disabled = Some(request.disabled),
+                "rate_limit" => {
+                    patch.rate_limit = Some(
+                        request
+                            .rate_limit
+                            .as_ref()
+                            .and_then(|rl| parse_rate_limit(&mut v, "rate_limit", rl)),
+                    )
+                }
                 other => v.add(
                     "update_mask",
-                    format!("unknown field {other:?}; expected max_active_keys or disabled"),
+                    format!(
+                        "unknown field {other:?}; expected max_active_keys, disabled or rate_limit"
+                    ),
                 ),
             }
         }
@@ -413,5 +424,6 @@ fn account_message(a: &Account) -> proto::Account {
         max_active_keys: a.max_active_keys.unwrap_or_default(),
         disabled: a.disabled,
         active_keys: a.active_keys,
+        rate_limit: a.rate_limit.as_ref().map(rate_limit),
     }
 }

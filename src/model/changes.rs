@@ -112,6 +112,8 @@ pub struct Account {
     pub max_active_keys: Option<u32>,
     /// Whether every key of the account is refused.
     pub disabled: bool,
+    /// A rate limit all the account's keys share; `None`: none.
+    pub rate_limit: Option<RateLimit>,
     /// Active keys right now.
     pub active_keys: u32,
 }
@@ -123,6 +125,8 @@ pub struct AccountPatch {
     pub max_active_keys: Option<Option<u32>>,
     /// Disable or re-enable the account.
     pub disabled: Option<bool>,
+    /// New shared rate limit (`Some(None)` = none).
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 /// A change another replica made, as the store's change feed reports it.

@@ -224,6 +224,8 @@ pub struct KeyState {
     pub key: CachedKey,
     /// Whether the key's account is disabled.
     pub account_disabled: bool,
+    /// The rate limit the key's account shares among its keys, if it has one.
+    pub account_limit: Option<AccountLimit>,
     /// The last use handed to the last-use tracker; not part of the key's identity.
     pub use_mark: UseMark,
     /// The key's rate-limit counters in this replica; not part of the key's identity.
@@ -231,6 +233,31 @@ pub struct KeyState {
     /// How fresh this copy is, stamped by the cache when it stores it (one allocation per
     /// cached key, not two).
     pub freshness: Freshness,
+}
+
+/// An account's shared rate limit as a cached key carries it: 8 bytes, not a [`RateLimit`]'s 16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountLimit {
+    limit: std::num::NonZeroU32,
+    window_secs: u32,
+}
+
+impl AccountLimit {
+    /// The compact form; `None` for a limit of 0 units.
+    pub fn new(limit: RateLimit) -> Option<Self> {
+        Some(AccountLimit {
+            limit: std::num::NonZeroU32::new(limit.limit)?,
+            window_secs: u32::try_from(limit.window_secs).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// The limit.
+    pub fn rate_limit(self) -> RateLimit {
+        RateLimit {
+            limit: self.limit.get(),
+            window_secs: u64::from(self.window_secs),
+        }
+    }
 }
 
 /// How fresh a cached copy of a key is. Bookkeeping of one copy, like [`UseMark`]: copies
@@ -281,10 +308,17 @@ impl KeyState {
         KeyState {
             key: CachedKey::from(key),
             account_disabled,
+            account_limit: None,
             use_mark: UseMark::default(),
             rate: crate::ratelimit::RateState::default(),
             freshness: Freshness::default(),
         }
+    }
+
+    /// With the rate limit its account shares among its keys.
+    pub fn with_account_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.account_limit = limit.and_then(AccountLimit::new);
+        self
     }
 
     /// Whether a use at `now` should be reported: at most once a second per key, so the

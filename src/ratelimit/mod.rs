@@ -101,6 +101,38 @@ impl SharedBlocks {
         match slot {
             Slot::Own => &mut self.own,
             Slot::Scope(scope) => self.scopes.entry(scope.clone()).or_default(),
+            // Kept in the account's own counters; never asked of a key's.
+            Slot::Account => &mut self.own,
+        }
+    }
+}
+
+/// The counters of accounts' shared limits in this replica, by account id. Bounded: an
+/// account evicted under pressure starts a fresh local window (shared windows live in the
+/// engine and are not affected).
+pub struct AccountCounters(quick_cache::sync::Cache<String, std::sync::Arc<RateState>>);
+
+impl std::fmt::Debug for AccountCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountCounters")
+            .field("accounts", &self.0.len())
+            .finish()
+    }
+}
+
+impl AccountCounters {
+    /// Room for the counters of `capacity` accounts.
+    pub fn new(capacity: usize) -> Self {
+        AccountCounters(quick_cache::sync::Cache::new(capacity.max(1)))
+    }
+
+    /// The counters of `account_id`'s shared limit.
+    pub fn get(&self, account_id: &str) -> std::sync::Arc<RateState> {
+        match self.0.get_or_insert_with(account_id, || {
+            Ok::<_, std::convert::Infallible>(Default::default())
+        }) {
+            Ok(counters) => counters,
+            Err(never) => match never {},
         }
     }
 }
@@ -130,6 +162,8 @@ pub enum Slot {
     Own,
     /// A guardrailed scope's.
     Scope(Box<str>),
+    /// The key's account's, shared by all its keys.
+    Account,
 }
 
 /// A limit whose block lacks the units a request needs: what to reserve.
@@ -185,6 +219,19 @@ impl RateState {
         cost: u32,
         now: Timestamp,
     ) -> Outcome {
+        self.check_with_account(own, guardrails, None, cost, now)
+    }
+
+    /// [`RateState::check`], and the limit the key's account shares among its keys (its
+    /// counters, in this replica, and the limit), all or nothing.
+    pub fn check_with_account(
+        &self,
+        own: &RateLimit,
+        guardrails: &[(&str, RateLimit)],
+        account: Option<(&RateState, RateLimit)>,
+        cost: u32,
+        now: Timestamp,
+    ) -> Outcome {
         let mut counters = self.lock();
         let counters = &mut *counters;
         let now_us = now.micros();
@@ -206,6 +253,17 @@ impl RateState {
                     return refused;
                 }
             }
+        }
+        // The account's counters are locked after the key's, never the other way round.
+        let mut account = account.map(|(state, limit)| (state.lock(), limit));
+        if let Some((account_counters, limit)) = &mut account {
+            let window = *account_counters.own.current(limit, now_us);
+            if let Some(refused) = refuse(&window, limit, cost, now, None) {
+                return refused;
+            }
+            account_counters.own.used += cost;
+        }
+        if let Some(scopes) = counters.scopes.as_mut() {
             for (scope, _) in guardrails {
                 if let Some(window) = scopes.get_mut(*scope) {
                     window.used += cost;
@@ -222,6 +280,7 @@ impl RateState {
         &self,
         own: &RateLimit,
         guardrails: &[(&str, RateLimit)],
+        account: Option<(&RateState, RateLimit)>,
         cost: u32,
         now: Timestamp,
         replicas: u32,
@@ -232,35 +291,48 @@ impl RateState {
         };
         let guardrails: Vec<(&str, RateLimit)> =
             guardrails.iter().map(|(s, l)| (*s, share(l))).collect();
-        self.check(&share(own), &guardrails, cost, now)
+        let account = account.map(|(state, limit)| (state, share(&limit)));
+        self.check_with_account(&share(own), &guardrails, account, cost, now)
     }
 
-    /// Takes `cost` units from the blocks of the key's own limit and of every guardrail given,
-    /// or from none of them: `Err` lists the blocks that must be topped up from the engine
-    /// first (then ask again), unless a limit refuses outright.
+    /// Takes `cost` units from the blocks of the key's own limit, of every guardrail given and
+    /// of its account's shared limit (`account`: the account's counters and limit), or from
+    /// none of them: `Err` lists the blocks that must be topped up from the engine first (then
+    /// ask again), unless a limit refuses outright.
     pub fn check_shared(
         &self,
         own: &RateLimit,
         guardrails: &[(&str, RateLimit)],
+        account: Option<(&RateState, RateLimit)>,
         cost: u32,
         now: Timestamp,
         replicas: u32,
     ) -> Result<Outcome, Vec<Short>> {
         let mut counters = self.lock();
         let blocks = counters.shared.get_or_insert_with(Box::default);
+        // The account's counters are locked after the key's, never the other way round.
+        let mut account = account.map(|(state, limit)| (state.lock(), limit));
         let now_us = now.micros();
         let mut shorts = Vec::new();
-        let limits = std::iter::once((Slot::Own, own)).chain(
-            guardrails
-                .iter()
-                .map(|(s, l)| (Slot::Scope((*s).into()), l)),
-        );
+        let limits = std::iter::once((Slot::Own, *own))
+            .chain(
+                guardrails
+                    .iter()
+                    .map(|(s, l)| (Slot::Scope((*s).into()), *l)),
+            )
+            .chain(account.as_ref().map(|(_, limit)| (Slot::Account, *limit)));
         for (slot, limit) in limits {
-            match blocks.block(&slot).check(limit, cost, replicas, now_us) {
+            let block = match (&slot, &mut account) {
+                (Slot::Account, Some((account_counters, _))) => {
+                    &mut account_counters.shared.get_or_insert_with(Box::default).own
+                }
+                _ => blocks.block(&slot),
+            };
+            match block.check(&limit, cost, replicas, now_us) {
                 Check::Room => {}
                 Check::Short { need, want } => shorts.push(Short {
                     slot,
-                    limit: *limit,
+                    limit,
                     need,
                     want,
                 }),
@@ -272,7 +344,7 @@ impl RateState {
                         status,
                         retry_after,
                         scope: match slot {
-                            Slot::Own => None,
+                            Slot::Own | Slot::Account => None,
                             Slot::Scope(scope) => Some(scope.into()),
                         },
                     });
@@ -288,16 +360,34 @@ impl RateState {
                 .block(&Slot::Scope((*scope).into()))
                 .spend(cost, now_us);
         }
+        if let Some((account_counters, _)) = &mut account
+            && let Some(account_blocks) = account_counters.shared.as_mut()
+        {
+            account_blocks.own.spend(cost, now_us);
+        }
         Ok(Outcome::Allowed(blocks.own.status(own, now_us)))
     }
 
-    /// Adds what the engine answered to a reservation for `short`, sent at `sent_at`.
-    pub fn apply_grant(&self, short: &Short, grant: &engine::Grant, sent_at: Timestamp) {
-        let mut counters = self.lock();
+    /// Adds what the engine answered to a reservation for `short`, sent at `sent_at`. An
+    /// account's block goes to the account's counters (`account`).
+    pub fn apply_grant(
+        &self,
+        short: &Short,
+        account: Option<&RateState>,
+        grant: &engine::Grant,
+        sent_at: Timestamp,
+    ) {
+        let target = match (&short.slot, account) {
+            (Slot::Account, Some(account)) => account,
+            _ => self,
+        };
+        let mut counters = target.lock();
         let blocks = counters.shared.get_or_insert_with(Box::default);
-        blocks
-            .block(&short.slot)
-            .apply(grant, short.need, sent_at.micros());
+        let block = match short.slot {
+            Slot::Account => &mut blocks.own,
+            _ => blocks.block(&short.slot),
+        };
+        block.apply(grant, short.need, sent_at.micros());
     }
 }
 

@@ -17,9 +17,9 @@ use crate::cache::{CacheSettings, Cached, KeyCache, Loader};
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
-use crate::model::{Change, KeyState, RateLimit};
+use crate::model::{AccountLimit, Change, KeyState, RateLimit};
 use crate::ratelimit::engine::{Engine, Reservation};
-use crate::ratelimit::{Mode, Outcome, Short, Slot};
+use crate::ratelimit::{AccountCounters, Mode, Outcome, RateState, Short, Slot};
 use crate::stats::VerifyMetrics;
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -31,6 +31,10 @@ pub use manage::{CreateKey, Expiry, ImportRecord, Imported, Leak};
 
 /// The longest foreign key Verify hashes.
 const MAX_FOREIGN_KEY_LEN: usize = 256;
+
+/// Accounts whose shared-limit counters a replica keeps at once (only accounts with a limit
+/// that are verified take room).
+const ACCOUNT_COUNTERS: usize = 100_000;
 
 /// Service-wide policy.
 #[derive(Debug, Clone)]
@@ -77,6 +81,8 @@ pub struct Keyward {
     page_tokens: crate::page_token::PageTokens,
     /// The shared rate-limit engine, when one is configured.
     engine: Option<Arc<Engine>>,
+    /// This replica's counters of accounts' shared limits.
+    account_counters: AccountCounters,
 }
 
 impl Keyward {
@@ -104,6 +110,7 @@ impl Keyward {
             ),
             store,
             engine: None,
+            account_counters: AccountCounters::new(ACCOUNT_COUNTERS),
         }
     }
 
@@ -260,8 +267,10 @@ impl Keyward {
         let mut budget = Budgets {
             catalog: &self.catalog,
             default: self.policy.rate_limit,
+            accounts: &self.account_counters,
             mode,
             shorts: Vec::new(),
+            account: None,
         };
         let decision = verify::decide(presented, query, now, &mut budget);
         if !budget.shorts.is_empty()
@@ -270,6 +279,7 @@ impl Keyward {
             return Err(Topping {
                 state,
                 shorts: budget.shorts,
+                account: budget.account,
             });
         }
         if matches!(mode, Mode::Fallback { .. })
@@ -324,6 +334,7 @@ impl Keyward {
                         Slot::Scope(scope) => {
                             format!("key:{}:scope:{scope}", topping.state.key.id())
                         }
+                        Slot::Account => format!("account:{}", topping.state.key.account_id()),
                     },
                     limit: short.limit.limit,
                     window_ms: u64::try_from(short.limit.window().as_millis()).unwrap_or(u64::MAX),
@@ -333,7 +344,12 @@ impl Keyward {
                 .collect();
             if let Ok(grants) = engine.reserve(&reservations, sent_at.micros() / 1000).await {
                 for (short, grant) in topping.shorts.iter().zip(&grants) {
-                    topping.state.rate.apply_grant(short, grant, sent_at);
+                    topping.state.rate.apply_grant(
+                        short,
+                        topping.account.as_deref(),
+                        grant,
+                        sent_at,
+                    );
                 }
             }
             match self.decide(presented.clone(), query, self.mode()) {
@@ -400,6 +416,8 @@ impl Keyward {
 struct Topping {
     state: Arc<KeyState>,
     shorts: Vec<Short>,
+    /// The counters of the key's account's shared limit, when it has one.
+    account: Option<Arc<RateState>>,
 }
 
 /// A presented key, or what is needed to ask the store for it.
@@ -432,8 +450,11 @@ fn found(state: Option<Arc<KeyState>>, environment: Option<crate::key::Environme
 struct Budgets<'a> {
     catalog: &'a Catalog,
     default: RateLimit,
+    accounts: &'a AccountCounters,
     mode: Mode,
     shorts: Vec<Short>,
+    /// The counters of the key's account's shared limit, when it has one.
+    account: Option<Arc<RateState>>,
 }
 
 impl RateBudget for Budgets<'_> {
@@ -449,17 +470,26 @@ impl RateBudget for Budgets<'_> {
             .iter()
             .filter_map(|s| Some((*s, self.catalog.get(s)?.guardrail?)))
             .collect();
+        self.account = state
+            .account_limit
+            .map(|_| self.accounts.get(state.key.account_id()));
+        let account = self
+            .account
+            .as_deref()
+            .zip(state.account_limit.map(AccountLimit::rate_limit));
         match self.mode {
-            Mode::Local => state.rate.check(&own, &guardrails, cost, now),
+            Mode::Local => state
+                .rate
+                .check_with_account(&own, &guardrails, account, cost, now),
             Mode::Fallback { replicas } => {
                 state
                     .rate
-                    .check_fallback(&own, &guardrails, cost, now, replicas)
+                    .check_fallback(&own, &guardrails, account, cost, now, replicas)
             }
             Mode::Shared { replicas } => {
                 match state
                     .rate
-                    .check_shared(&own, &guardrails, cost, now, replicas)
+                    .check_shared(&own, &guardrails, account, cost, now, replicas)
                 {
                     Ok(outcome) => outcome,
                     Err(shorts) => {

@@ -315,6 +315,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         if let Some(disabled) = patch.disabled {
             after.disabled = disabled;
         }
+        if let Some(rate_limit) = patch.rate_limit {
+            after.rate_limit = rate_limit;
+        }
         if after != before {
             tx.write_account(&after, now).await?;
             tx.audit(&AuditEvent::for_account(actor, &before, &after, now))

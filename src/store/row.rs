@@ -59,7 +59,8 @@ pub(crate) static SELECT_BY_ID: LazyLock<String> =
 /// A key and its account's state, by digest: the verify path's one query.
 pub(crate) static SELECT_STATE_BY_DIGEST: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT k.seq, {}, a.disabled AS account_disabled FROM api_keys k \
+        "SELECT k.seq, {}, a.disabled AS account_disabled, a.rate_limit AS account_rate_limit \
+         FROM api_keys k \
          JOIN accounts a ON a.account_id = k.account_id WHERE k.digest = $1",
         columns("k.")
     )
@@ -97,9 +98,10 @@ pub(crate) const UPDATE_KEY: &str = "UPDATE api_keys SET name = $2, scopes = $3,
      revoked_at = $10, replaced_by = $11 WHERE id = $1";
 
 pub(crate) const SELECT_ACCOUNT: &str =
-    "SELECT account_id, max_active_keys, disabled FROM accounts WHERE account_id = $1";
+    "SELECT account_id, max_active_keys, disabled, rate_limit FROM accounts WHERE account_id = $1";
 
-pub(crate) const UPDATE_ACCOUNT: &str = "UPDATE accounts SET max_active_keys = $2, disabled = $3, updated_at = $4 WHERE account_id = $1";
+pub(crate) const UPDATE_ACCOUNT: &str = "UPDATE accounts SET max_active_keys = $2, disabled = $3, \
+     updated_at = $4, rate_limit = $5 WHERE account_id = $1";
 
 /// Binds a [`KeyValues`] to a query as `$1…$19` in [`INSERT_KEY`]'s order.
 macro_rules! bind_key {
@@ -180,6 +182,7 @@ pub(crate) struct KeyStateRow {
     #[sqlx(flatten)]
     key: KeyRow,
     account_disabled: bool,
+    account_rate_limit: Option<String>,
 }
 
 impl TryFrom<KeyStateRow> for KeyState {
@@ -187,7 +190,11 @@ impl TryFrom<KeyStateRow> for KeyState {
 
     fn try_from(row: KeyStateRow) -> Result<Self> {
         let stored = StoredKey::try_from(row.key)?;
-        Ok(KeyState::new(&stored.key, row.account_disabled))
+        let account_limit: Option<RateLimit> = match &row.account_rate_limit {
+            Some(text) => Some(from_json("accounts.rate_limit", text)?),
+            None => None,
+        };
+        Ok(KeyState::new(&stored.key, row.account_disabled).with_account_limit(account_limit))
     }
 }
 
@@ -197,19 +204,25 @@ pub(crate) struct AccountRow {
     pub account_id: String,
     pub max_active_keys: Option<i64>,
     pub disabled: bool,
+    pub rate_limit: Option<String>,
 }
 
 impl AccountRow {
     /// The domain account, with its count of active keys.
-    pub fn into_account(self, active_keys: i64) -> Account {
-        Account {
+    pub fn into_account(self, active_keys: i64) -> Result<Account> {
+        let rate_limit = match &self.rate_limit {
+            Some(text) => Some(from_json("accounts.rate_limit", text)?),
+            None => None,
+        };
+        Ok(Account {
+            rate_limit,
             account_id: self.account_id,
             max_active_keys: self
                 .max_active_keys
                 .map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
             disabled: self.disabled,
             active_keys: u32::try_from(active_keys).unwrap_or(u32::MAX),
-        }
+        })
     }
 }
 

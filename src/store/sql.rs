@@ -86,7 +86,7 @@ macro_rules! sql_backend {
                     .await
                     .map_err(db_error)?;
                 let active = self.count_active(account_id, now).await?;
-                Ok(row.into_account(i64::from(active)))
+                row.into_account(i64::from(active))
             }
 
             async fn count_active(&mut self, account_id: &str, now: Timestamp) -> Result<u32> {
@@ -122,6 +122,7 @@ macro_rules! sql_backend {
                     .bind(account.max_active_keys.map(i64::from))
                     .bind(account.disabled)
                     .bind(now.micros())
+                    .bind(account.rate_limit.as_ref().map(super::row::to_json))
                     .execute(&mut *self.tx)
                     .await
                     .map_err(db_error)?;
@@ -228,7 +229,7 @@ macro_rules! sql_backend {
                     .fetch_one(self.reader())
                     .await
                     .map_err(db_error)?;
-                Ok(Some(row.into_account(active)))
+                Ok(Some(row.into_account(active)?))
             }
 
             async fn list_audit_events(&self, q: &AuditQuery) -> Result<Page<AuditEvent>> {

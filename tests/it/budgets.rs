@@ -11,10 +11,84 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+use crate::both_backends;
 use crate::helpers::{
     Backend, TestServer, code, eventually, fresh_database, key_request, test_config, verify_request,
 };
 use crate::valkey::{self, Engine};
+
+both_backends!(an_account_limit_is_shared_by_its_keys_all_or_nothing);
+
+/// Sets `account`'s shared rate limit through UpdateAccount.
+async fn limit_account(server: &TestServer, account: &str, limit: u32, seconds: i64) {
+    let account = server
+        .manage()
+        .await
+        .update_account(server.root(proto::UpdateAccountRequest {
+            account_id: account.into(),
+            rate_limit: limited(limit, seconds),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["rate_limit".into()],
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect("update account")
+        .into_inner()
+        .account
+        .expect("account");
+    assert_eq!(account.rate_limit.expect("rate_limit").limit, limit);
+}
+
+/// One replica, its own counters: the account's limit caps its keys together; a request one
+/// limit refuses takes nothing from the others.
+async fn an_account_limit_is_shared_by_its_keys_all_or_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut one = key_request("acme", &["videos:read"]);
+    one.rate_limit = limited(2, 120);
+    let (one, _) = server.create(one).await;
+    let mut two = key_request("acme", &["videos:read"]);
+    two.rate_limit = limited(100, 120);
+    let (two, _) = server.create(two).await;
+    // Verified before the account had a limit: cached, then re-read when the account changes.
+    assert_eq!(code(&server.verify(&two, &[]).await), VerifyCode::Valid);
+    limit_account(&server, "acme", 5, 120).await;
+
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        codes.push(code(&server.verify(&one, &[]).await));
+    }
+    // The key's own limit refused the third: the account's units were not taken.
+    assert_eq!(
+        codes,
+        [
+            VerifyCode::Valid,
+            VerifyCode::Valid,
+            VerifyCode::RateLimited
+        ]
+    );
+    let mut valid = 0;
+    let mut refusal = None;
+    for _ in 0..4 {
+        let answer = server.verify(&two, &[]).await;
+        match code(&answer) {
+            VerifyCode::Valid => valid += 1,
+            VerifyCode::RateLimited => refusal = Some(answer),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        valid, 3,
+        "5 for the account, 2 of them spent by the other key"
+    );
+    // The refusal names the account's limit.
+    let status = refusal.expect("a refusal").rate_limit.expect("status");
+    assert_eq!((status.limit, status.remaining), (5, 0));
+    // Another account is not affected.
+    let (other, _) = server.create(key_request("globex", &["videos:read"])).await;
+    assert_eq!(code(&server.verify(&other, &[]).await), VerifyCode::Valid);
+    server.stop().await;
+}
 
 fn limited(limit: u32, seconds: i64) -> Option<proto::RateLimit> {
     Some(proto::RateLimit {
@@ -127,6 +201,30 @@ async fn three_replicas_admit_the_limit_and_no_more() {
         valid.len() <= 50 && valid.len() >= 48,
         "{} VALID of a guardrail of 50",
         valid.len()
+    );
+    for replica in replicas {
+        replica.stop().await;
+    }
+}
+
+/// An account's limit, shared by its keys, holds across three replicas too.
+#[tokio::test]
+async fn an_account_limit_holds_across_replicas() {
+    let replicas = three_replicas(&valkey::fresh_url()).await;
+    let mut secrets = Vec::new();
+    for _ in 0..3 {
+        let mut request = key_request("acme", &["videos:read"]);
+        request.rate_limit = limited(1000, 120);
+        secrets.push(replicas[0].create(request).await.0);
+    }
+    limit_account(&replicas[0], "acme", 90, 120).await;
+    let mut admitted = 0;
+    for secret in &secrets {
+        admitted += round_robin(&replicas, secret, &[], 90).await.0.len();
+    }
+    assert!(
+        (86..=90).contains(&admitted),
+        "{admitted} VALID for an account limit of 90 (270 asked over three keys)"
     );
     for replica in replicas {
         replica.stop().await;

@@ -665,6 +665,7 @@ async fn accounts_limit_and_disable(backend: Backend) {
             update_mask: Some(FieldMask {
                 paths: mask.iter().map(|p| p.to_string()).collect(),
             }),
+            rate_limit: None,
         })
     };
     let account = manage
