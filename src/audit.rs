@@ -191,6 +191,12 @@ pub fn key_changes(before: Option<&ApiKey>, after: &ApiKey) -> Vec<FieldChange> 
     push(&mut changes, "meta", b.map(|k| &k.meta), &after.meta);
     push(
         &mut changes,
+        "credits",
+        b.map(|k| &k.credits),
+        &after.credits,
+    );
+    push(
+        &mut changes,
         "expires_at",
         b.map(|k| &k.expires_at),
         &after.expires_at,

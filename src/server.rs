@@ -426,6 +426,8 @@ impl App {
         if let Some(engine) = self.service.rate_limit_engine() {
             engine.withdraw().await;
         }
+        // Unspent credit blocks go back to the database: a graceful stop loses none.
+        self.service.return_credits().await;
         for task in http_tasks {
             task.abort();
         }

@@ -16,7 +16,7 @@ use tonic::Request;
 use tonic::transport::Channel;
 
 use keyward::proto::manage_service_client::ManageServiceClient;
-use keyward::proto::{self, Environment};
+use keyward::proto::{self, Environment, Refill};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -144,6 +144,13 @@ pub struct CreateArgs {
     /// Metadata, key=value (repeatable).
     #[arg(long = "meta", value_parser = parse_meta)]
     meta: Vec<(String, String)>,
+    /// Usage credits: units the key may spend in total (unlimited when absent).
+    #[arg(long)]
+    credits: Option<u64>,
+    /// Refill the credits to AMOUNT daily or monthly: `AMOUNT/daily`, `AMOUNT/monthly` or
+    /// `AMOUNT/monthly:DAY` (with --credits).
+    #[arg(long, value_parser = parse_refill, requires = "credits")]
+    refill: Option<Refill>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -190,8 +197,38 @@ pub struct UpdateArgs {
     /// Allowed client networks, replacing the current ones (repeatable).
     #[arg(long = "allowed-cidr")]
     allowed_cidrs: Vec<String>,
+    /// Set the credits to this balance (a new period), or `unlimited`.
+    #[arg(long)]
+    credits: Option<String>,
+    /// With --credits: refill to AMOUNT daily or monthly (`AMOUNT/daily`, `AMOUNT/monthly:DAY`).
+    #[arg(long, value_parser = parse_refill, requires = "credits")]
+    refill: Option<Refill>,
+    /// Add units to the credits (negative: take), race-free with spending.
+    #[arg(long, allow_hyphen_values = true)]
+    add_credits: Option<i64>,
     #[command(flatten)]
     client: ClientArgs,
+}
+
+/// `--refill`: `AMOUNT/daily`, `AMOUNT/monthly` or `AMOUNT/monthly:DAY`.
+fn parse_refill(text: &str) -> Result<Refill, String> {
+    let usage = || format!("{text:?} is not AMOUNT/daily, AMOUNT/monthly or AMOUNT/monthly:DAY");
+    let (amount, rest) = text.split_once('/').ok_or_else(usage)?;
+    let amount: u64 = amount.parse().map_err(|_| usage())?;
+    let (interval, day) = match rest.split_once(':') {
+        None if rest == "daily" => (proto::RefillInterval::Daily, 0),
+        None if rest == "monthly" => (proto::RefillInterval::Monthly, 0),
+        Some(("monthly", day)) => (
+            proto::RefillInterval::Monthly,
+            day.parse::<u32>().map_err(|_| usage())?,
+        ),
+        _ => return Err(usage()),
+    };
+    Ok(Refill {
+        amount,
+        interval: interval.into(),
+        day_of_month: day,
+    })
 }
 
 /// `keyward accounts …`.
@@ -684,6 +721,11 @@ async fn create(args: CreateArgs) -> Result<(), Failure> {
         restrictions: Some(restrictions),
         rate_limit: None,
         meta: args.meta.into_iter().collect(),
+        credits: args.credits.map(|remaining| proto::Credits {
+            remaining,
+            refill: args.refill,
+            refilled_at: None,
+        }),
     };
     let answer = c.manage.create_key(c.request(request)).await?.into_inner();
     let key = answer.api_key.unwrap_or_default();
@@ -817,9 +859,29 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
         });
         paths.push("restrictions");
     }
+    if let Some(text) = args.credits {
+        request.credits = match text.as_str() {
+            "unlimited" => None,
+            number => Some(proto::Credits {
+                remaining: number.parse().map_err(|_| {
+                    Failure::Usage(format!(
+                        "--credits {number:?}: give a number of units or unlimited"
+                    ))
+                })?,
+                refill: args.refill,
+                refilled_at: None,
+            }),
+        };
+        paths.push("credits");
+    }
+    if let Some(delta) = args.add_credits {
+        request.add_credits = delta;
+        paths.push("add_credits");
+    }
     if paths.is_empty() {
         return Err(Failure::Usage(
-            "nothing to change: give --name, --scope, --expires-in or --allowed-cidr".into(),
+            "nothing to change: give --name, --scope, --expires-in, --allowed-cidr, --credits or --add-credits"
+                .into(),
         ));
     }
     request.update_mask = Some(FieldMask {
@@ -1181,6 +1243,18 @@ fn key_json(key: &proto::ApiKey) -> Value {
         "rate_limit": key.rate_limit.as_ref().map(|r| json!({
             "limit": r.limit,
             "window_seconds": r.window.as_ref().map(|w| w.seconds),
+        })),
+        "credits": key.credits.as_ref().map(|c| json!({
+            "remaining": c.remaining,
+            "refill": c.refill.as_ref().map(|r| json!({
+                "amount": r.amount,
+                "interval": match proto::RefillInterval::try_from(r.interval) {
+                    Ok(proto::RefillInterval::Daily) => "daily",
+                    Ok(proto::RefillInterval::Monthly) => "monthly",
+                    _ => "unspecified",
+                },
+                "day_of_month": (r.day_of_month != 0).then_some(r.day_of_month),
+            })),
         })),
         "meta": key.meta.iter().collect::<BTreeMap<_, _>>(),
         "created_at": key.created_at.as_ref().map(rfc3339),

@@ -369,6 +369,8 @@ pub struct Answer {
     /// The limit, the units remaining and the seconds to the reset, when a limit was looked at
     /// (see [`Answer::rate_limit`]).
     rate_limit: Option<[u64; 3]>,
+    /// The key's credits left, when it has credits.
+    credits: Option<u64>,
     /// What a denial carries besides its status.
     denial: Option<Box<Denial>>,
 }
@@ -435,6 +437,7 @@ impl Answer {
             code: code.as_str(),
             key: decision.key,
             rate_limit,
+            credits: decision.credits.map(|c| c.remaining),
             denial,
         }
     }
@@ -454,10 +457,16 @@ impl Answer {
     }
 
     /// `ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset` (when a limit was looked
-    /// at), written in decimal: [`RateLimitHeaders::headers`].
+    /// at) and `x-keyward-credits-remaining` (when the key has credits), written in decimal:
+    /// [`RateLimitHeaders::headers`].
     pub fn rate_limit(&self) -> Option<RateLimitHeaders> {
-        self.rate_limit
-            .map(|numbers| RateLimitHeaders(numbers.map(Decimal::new)))
+        if self.rate_limit.is_none() && self.credits.is_none() {
+            return None;
+        }
+        Some(RateLimitHeaders {
+            limit: self.rate_limit.map(|numbers| numbers.map(Decimal::new)),
+            credits: self.credits.map(Decimal::new),
+        })
     }
 
     /// On a denial: `www-authenticate` (401), `retry-after` (429).
@@ -532,6 +541,7 @@ impl Answer {
             code,
             key: None,
             rate_limit: None,
+            credits: None,
             denial: Some(Box::new(Denial {
                 body: body(code, message),
                 ..Denial::default()
@@ -545,19 +555,29 @@ impl Answer {
     }
 }
 
-/// The rate-limit headers' values, in decimal.
+/// The budget headers' values, in decimal: the rate limit's and the credits'.
 #[derive(Debug, Clone, Copy)]
-pub struct RateLimitHeaders([Decimal; 3]);
+pub struct RateLimitHeaders {
+    limit: Option<[Decimal; 3]>,
+    credits: Option<Decimal>,
+}
 
 impl RateLimitHeaders {
-    /// `ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset`.
-    pub fn headers(&self) -> [Header<'_>; 3] {
-        let [limit, remaining, reset] = &self.0;
-        [
-            ("ratelimit-limit", limit.as_bytes()),
-            ("ratelimit-remaining", remaining.as_bytes()),
-            ("ratelimit-reset", reset.as_bytes()),
-        ]
+    /// `ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset` (when a limit was looked
+    /// at), `x-keyward-credits-remaining` (when the key has credits).
+    pub fn headers(&self) -> smallvec::SmallVec<[Header<'_>; 4]> {
+        let mut headers = smallvec::SmallVec::new();
+        if let Some([limit, remaining, reset]) = &self.limit {
+            headers.extend([
+                ("ratelimit-limit", limit.as_bytes()),
+                ("ratelimit-remaining", remaining.as_bytes()),
+                ("ratelimit-reset", reset.as_bytes()),
+            ]);
+        }
+        if let Some(credits) = &self.credits {
+            headers.push(("x-keyward-credits-remaining", credits.as_bytes()));
+        }
+        headers
     }
 }
 

@@ -307,6 +307,7 @@ fn denials_carry_the_json_body_challenge_and_retry_after() {
         missing_scopes: vec![],
         rate_limit,
         retry_after: Some(Duration::from_millis(2_500)),
+        credits: None,
         key: None,
         decided_at: now,
     };
@@ -315,7 +316,7 @@ fn denials_carry_the_json_body_challenge_and_retry_after() {
     assert_eq!(answer.challenge(), [("retry-after", "3".to_owned())]);
     assert_eq!(answer.retry_after(), Some(3));
     assert_eq!(
-        answer.rate_limit().unwrap().headers(),
+        answer.rate_limit().unwrap().headers()[..],
         [
             ("ratelimit-limit", &b"100"[..]),
             ("ratelimit-remaining", b"0"),
@@ -327,11 +328,32 @@ fn denials_carry_the_json_body_challenge_and_retry_after() {
     assert_eq!(body["code"], "RATE_LIMITED");
     assert_eq!(body["message"], Code::RateLimited.message());
 
+    // Spent credits: 429, the credits header, no retry-after without a refill.
+    let spent = Answer::from_decision(Decision {
+        code: Code::UsageExceeded,
+        missing_scopes: vec![],
+        rate_limit: None,
+        retry_after: None,
+        credits: Some(crate::ratelimit::CreditStatus {
+            remaining: 0,
+            refill_at: None,
+        }),
+        key: None,
+        decided_at: now,
+    });
+    assert_eq!(spent.status, 429);
+    assert_eq!(spent.retry_after(), None);
+    assert_eq!(
+        spent.rate_limit().unwrap().headers()[..],
+        [("x-keyward-credits-remaining", &b"0"[..])]
+    );
+
     let revoked = Decision {
         code: Code::Revoked,
         missing_scopes: vec![],
         rate_limit: None,
         retry_after: None,
+        credits: None,
         key: None,
         decided_at: now,
     };

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::{Error, FieldViolation, Result, echo};
 use crate::key::Environment;
-use crate::model::{ApiKey, RateLimit, Restrictions};
+use crate::model::{ApiKey, CreditTerms, Credits, RateLimit, Refill, RefillInterval, Restrictions};
 use crate::proto;
 use crate::restriction::{self, Method, Pattern};
 use crate::scope::ScopeName;
@@ -302,6 +302,69 @@ pub(crate) fn restrictions(r: &Restrictions) -> proto::Restrictions {
     }
 }
 
+/// Credits as a caller gives them (`remaining` and an optional `refill`).
+pub(crate) fn parse_credits(
+    v: &mut Violations,
+    field: &str,
+    c: &proto::Credits,
+) -> Option<CreditTerms> {
+    let refill = match &c.refill {
+        None => None,
+        Some(r) => {
+            let interval = match proto::RefillInterval::try_from(r.interval) {
+                Ok(proto::RefillInterval::Daily) => RefillInterval::Daily,
+                Ok(proto::RefillInterval::Monthly) => RefillInterval::Monthly,
+                _ => {
+                    v.add(
+                        format!("{field}.refill.interval"),
+                        "must be REFILL_INTERVAL_DAILY or REFILL_INTERVAL_MONTHLY",
+                    );
+                    return None;
+                }
+            };
+            if r.amount == 0 {
+                v.add(format!("{field}.refill.amount"), "must be at least 1");
+                return None;
+            }
+            let refill = Refill {
+                amount: r.amount,
+                interval,
+                day_of_month: match u8::try_from(r.day_of_month) {
+                    Ok(0) => None,
+                    Ok(day) => Some(day),
+                    Err(_) => Some(u8::MAX),
+                },
+            };
+            if let Some(problem) = refill.problem() {
+                v.add(format!("{field}.refill.day_of_month"), problem);
+                return None;
+            }
+            Some(refill)
+        }
+    };
+    Some(CreditTerms {
+        remaining: c.remaining,
+        refill,
+    })
+}
+
+/// A key's credits as the API shows them.
+pub(crate) fn credits(c: &Credits) -> proto::Credits {
+    proto::Credits {
+        remaining: c.remaining,
+        refill: c.refill.map(|r| proto::Refill {
+            amount: r.amount,
+            interval: match r.interval {
+                RefillInterval::Daily => proto::RefillInterval::Daily,
+                RefillInterval::Monthly => proto::RefillInterval::Monthly,
+            }
+            .into(),
+            day_of_month: r.day_of_month.map_or(0, u32::from),
+        }),
+        refilled_at: Some(timestamp(c.refilled_at)),
+    }
+}
+
 pub(crate) fn rate_limit(r: &RateLimit) -> proto::RateLimit {
     proto::RateLimit {
         limit: r.limit,
@@ -330,6 +393,7 @@ impl From<&ApiKey> for proto::ApiKey {
             revoked_at: k.revoked_at.map(timestamp),
             previous_key_id: k.previous_key_id.clone().unwrap_or_default(),
             created_by: k.created_by.clone().unwrap_or_default(),
+            credits: k.credits.as_ref().map(credits),
         }
     }
 }

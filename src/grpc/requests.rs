@@ -2,8 +2,9 @@
 //! decides policy.
 
 use super::convert::{
-    MAX_TTL, Violations, check_name, mask_paths, parse_duration, parse_environment, parse_meta,
-    parse_page_size, parse_rate_limit, parse_restrictions, parse_scopes, parse_timestamp,
+    MAX_TTL, Violations, check_name, mask_paths, parse_credits, parse_duration, parse_environment,
+    parse_meta, parse_page_size, parse_rate_limit, parse_restrictions, parse_scopes,
+    parse_timestamp,
 };
 use super::trace::record_target;
 use crate::error::{Error, Result};
@@ -87,7 +88,12 @@ pub(crate) fn parse_create(r: proto::CreateKeyRequest) -> Result<CreateKey> {
         .and_then(|rl| parse_rate_limit(&mut v, "rate_limit", rl));
     let meta = parse_meta(&mut v, &r.meta);
     let restrictions = parse_restrictions(&mut v, r.restrictions.as_ref());
+    let credits = r
+        .credits
+        .as_ref()
+        .and_then(|c| parse_credits(&mut v, "credits", c));
     v.finish_parsed(account_id.map(|account_id| CreateKey {
+        credits,
         account_id,
         name: r.name,
         // A missing environment is already a violation, so this placeholder is never used.
@@ -144,6 +150,8 @@ pub(crate) fn parse_patch(r: &proto::UpdateKeyRequest) -> Result<KeyPatch> {
             "rate_limit",
             "meta",
             "expires_at",
+            // `add_credits` is an increment, not a field: never part of "*".
+            "credits",
         ],
     );
     for path in paths {
@@ -171,10 +179,18 @@ pub(crate) fn parse_patch(r: &proto::UpdateKeyRequest) -> Result<KeyPatch> {
                 });
                 patch.expires_at = Some(at);
             }
+            "credits" => {
+                patch.credits = Some(
+                    r.credits
+                        .as_ref()
+                        .and_then(|c| parse_credits(&mut v, "credits", c)),
+                )
+            }
+            "add_credits" => patch.add_credits = Some(r.add_credits),
             other => v.add(
                 "update_mask",
                 format!(
-                    "unknown field {other:?}; expected name, scopes, grant_all, restrictions, rate_limit, meta or expires_at"
+                    "unknown field {other:?}; expected name, scopes, grant_all, restrictions, rate_limit, meta, expires_at, credits or add_credits"
                 ),
             ),
         }
@@ -221,6 +237,7 @@ pub(crate) fn parse_imported(r: &proto::ImportedKey) -> std::result::Result<Impo
             digest,
             prefix: r.prefix.clone(),
             grant: CreateKey {
+                credits: None,
                 account_id,
                 name: r.name.clone(),
                 environment,

@@ -24,6 +24,8 @@ pub struct CachedKey {
     environment: Environment,
     grant_all: bool,
     revoked: bool,
+    /// Whether the key has usage credits (their balance is in the database).
+    credits: bool,
     /// The key's own rate limit: units per window (0: the service default) and the window's
     /// seconds (at most 366 days).
     limit: u32,
@@ -66,6 +68,7 @@ impl From<&ApiKey> for CachedKey {
             environment: key.environment,
             grant_all: key.grant_all,
             revoked: key.is_revoked(),
+            credits: key.credits.is_some(),
             limit,
             window_secs,
             expires_at: key.expires_at.map_or(NEVER, Timestamp::micros),
@@ -81,6 +84,11 @@ impl CachedKey {
         self.text
             .get(start..start + usize::from(len))
             .unwrap_or_default()
+    }
+
+    /// Whether the key has usage credits (their balance is in the database).
+    pub fn has_credits(&self) -> bool {
+        self.credits
     }
 
     /// Public id, `key_…`.

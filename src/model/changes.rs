@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ApiKey, RateLimit, Restrictions};
+use super::{ApiKey, Credits, RateLimit, Refill, Restrictions};
 use crate::key::KeyDigest;
 use crate::scope::ScopeName;
 use crate::time::Timestamp;
@@ -25,6 +25,30 @@ pub struct KeyPatch {
     pub meta: Option<BTreeMap<String, String>>,
     /// New expiry (`Some(None)` = never).
     pub expires_at: Option<Option<Timestamp>>,
+    /// New credits: balance and refill (`Some(None)` = unlimited); a new period starts.
+    pub credits: Option<Option<CreditTerms>>,
+    /// Units added to (negative: taken from) the credits, with the row locked.
+    pub add_credits: Option<i64>,
+}
+
+/// Credits as a caller sets them: a balance and an optional refill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreditTerms {
+    /// The balance.
+    pub remaining: u64,
+    /// The refill, if any.
+    pub refill: Option<Refill>,
+}
+
+impl CreditTerms {
+    /// The credits these terms give a key at `now` (a new period).
+    pub fn at(self, now: Timestamp) -> Credits {
+        Credits {
+            remaining: self.remaining,
+            refill: self.refill,
+            refilled_at: now,
+        }
+    }
 }
 
 impl KeyPatch {

@@ -15,11 +15,13 @@ pub use crate::restriction::Restrictions;
 
 mod cached;
 mod changes;
+mod credits;
 
 use crate::time::Timestamp;
 pub use cached::CachedKey;
+pub use credits::{Credits, Refill, RefillInterval};
 
-pub use changes::{Account, AccountPatch, Change, KeyListQuery, KeyPatch, Page};
+pub use changes::{Account, AccountPatch, Change, CreditTerms, KeyListQuery, KeyPatch, Page};
 
 /// A budget of units per window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +60,8 @@ pub struct ApiKey {
     pub restrictions: Restrictions,
     /// The key's own rate limit; `None` means the service default.
     pub rate_limit: Option<RateLimit>,
+    /// The key's usage credits; `None`: unlimited.
+    pub credits: Option<Credits>,
     /// Free-form metadata.
     pub meta: BTreeMap<String, String>,
     /// Creation time.
@@ -100,6 +104,7 @@ impl ApiKey {
             grant_all: false,
             restrictions: Restrictions::default(),
             rate_limit: None,
+            credits: None,
             meta: BTreeMap::new(),
             created_at: now,
             updated_at: now,
@@ -190,7 +195,21 @@ impl ApiKey {
                 );
             }
         }
-        let changed = patch.apply(self);
+        // Checked before anything changes, so a refused patch changes nothing.
+        let credits_after = match (patch.credits, patch.add_credits) {
+            (Some(terms), delta) => add_credits(terms.map(|t| t.at(now)), delta),
+            (None, Some(delta)) => add_credits(self.credits, Some(delta)),
+            (None, None) => Ok(self.credits),
+        };
+        let credits_after = match credits_after {
+            Ok(credits) => credits,
+            Err(why) => return refuse(&why),
+        };
+        let mut changed = patch.apply(self);
+        if patch.credits.is_some() || patch.add_credits.is_some() {
+            self.credits = credits_after;
+            changed.push("credits");
+        }
         if !changed.is_empty() {
             self.updated_at = now;
         }
@@ -203,6 +222,30 @@ impl ApiKey {
         self.scopes.iter().any(|s| s == scope)
             || (self.grant_all && !crate::scope::is_reserved(scope))
     }
+}
+
+/// `credits` with `delta` units added (or taken); why not, when the key has no credits or the
+/// balance would go below zero.
+fn add_credits(
+    credits: Option<Credits>,
+    delta: Option<i64>,
+) -> std::result::Result<Option<Credits>, String> {
+    let Some(delta) = delta else {
+        return Ok(credits);
+    };
+    let Some(mut credits) = credits else {
+        return Err("has no credits to add to; set credits first".into());
+    };
+    let balance = i128::from(credits.remaining) + i128::from(delta);
+    if balance < 0 {
+        return Err(format!(
+            "has {} credits left; taking {} would go below zero",
+            credits.remaining,
+            delta.unsigned_abs()
+        ));
+    }
+    credits.remaining = u64::try_from(balance).unwrap_or(u64::MAX);
+    Ok(Some(credits))
 }
 
 /// A key as the store keeps it: the record plus the digest it is looked up by. The digest

@@ -13,7 +13,10 @@
 //! by the replicas last seen.
 
 mod block;
+pub mod credits;
 pub mod engine;
+
+pub use credits::CreditStatus;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -39,6 +42,13 @@ pub struct LimitStatus {
 pub enum Outcome {
     /// Every limit had room; the units were taken. The status is the key's own limit.
     Allowed(LimitStatus),
+    /// The key's usage credits are spent; nothing was taken.
+    UsageExceeded {
+        /// The credits' state.
+        credits: CreditStatus,
+        /// Until the next refill, when there is one.
+        retry_after: Option<Duration>,
+    },
     /// A limit is exhausted; nothing was taken.
     Limited {
         /// The exhausted limit.
@@ -153,6 +163,16 @@ pub enum Mode {
         /// Replicas last seen.
         replicas: u32,
     },
+}
+
+impl Mode {
+    /// Replicas last seen (1 without a shared engine).
+    pub fn replicas(self) -> u32 {
+        match self {
+            Mode::Local => 1,
+            Mode::Shared { replicas } | Mode::Fallback { replicas } => replicas.max(1),
+        }
+    }
 }
 
 /// Which of a key's limits.

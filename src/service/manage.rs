@@ -50,6 +50,8 @@ pub struct CreateKey {
     pub rate_limit: Option<RateLimit>,
     /// Free-form metadata.
     pub meta: BTreeMap<String, String>,
+    /// Usage credits; `None`: unlimited.
+    pub credits: Option<crate::model::CreditTerms>,
 }
 
 pub use super::auth::ROOT_ACCOUNT;
@@ -84,6 +86,7 @@ impl Keyward {
                 grant_all,
                 restrictions,
                 rate_limit: request.rate_limit,
+                credits: request.credits.map(|terms| terms.at(now)),
                 meta: request.meta,
                 expires_at,
                 created_by: Some(caller.key_id().to_owned()),

@@ -18,8 +18,9 @@ use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
 use crate::model::{AccountLimit, Change, KeyState, RateLimit};
+use crate::ratelimit::credits::{self, CreditBlock, CreditBlocks, CreditCheck};
 use crate::ratelimit::engine::{Engine, Reservation};
-use crate::ratelimit::{AccountCounters, Mode, Outcome, RateState, Short, Slot};
+use crate::ratelimit::{AccountCounters, CreditStatus, Mode, Outcome, RateState, Short, Slot};
 use crate::stats::VerifyMetrics;
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -35,6 +36,10 @@ const MAX_FOREIGN_KEY_LEN: usize = 256;
 /// Accounts whose shared-limit counters a replica keeps at once (only accounts with a limit
 /// that are verified take room).
 const ACCOUNT_COUNTERS: usize = 100_000;
+
+/// Keys whose credit blocks a replica keeps at once (only keys with credits that are verified
+/// take room; an evicted block's unspent units are lost, an undercount).
+const CREDIT_BLOCKS: usize = 100_000;
 
 /// Service-wide policy.
 #[derive(Debug, Clone)]
@@ -83,6 +88,8 @@ pub struct Keyward {
     engine: Option<Arc<Engine>>,
     /// This replica's counters of accounts' shared limits.
     account_counters: AccountCounters,
+    /// This replica's blocks of keys' credits.
+    credit_blocks: CreditBlocks,
 }
 
 impl Keyward {
@@ -111,6 +118,7 @@ impl Keyward {
             store,
             engine: None,
             account_counters: AccountCounters::new(ACCOUNT_COUNTERS),
+            credit_blocks: CreditBlocks::new(CREDIT_BLOCKS),
         }
     }
 
@@ -213,7 +221,7 @@ impl Keyward {
         let decision = match presented {
             Ok(presented) => match self.decide(presented.clone(), query, self.mode()) {
                 Ok(decision) => Ok(decision),
-                Err(topping) => Ok(Box::pin(self.decide_shared(presented, query, topping)).await),
+                Err(topping) => Box::pin(self.decide_topped_up(presented, query, topping)).await,
             },
             Err(e) => Err(e),
         };
@@ -268,17 +276,21 @@ impl Keyward {
             catalog: &self.catalog,
             default: self.policy.rate_limit,
             accounts: &self.account_counters,
+            credit_blocks: &self.credit_blocks,
             mode,
             shorts: Vec::new(),
             account: None,
+            credit_short: None,
+            credit_status: None,
         };
         let decision = verify::decide(presented, query, now, &mut budget);
-        if !budget.shorts.is_empty()
+        if (!budget.shorts.is_empty() || budget.credit_short.is_some())
             && let Some(state) = decision.key
         {
             return Err(Topping {
                 state,
                 shorts: budget.shorts,
+                credits: budget.credit_short,
                 account: budget.account,
             });
         }
@@ -312,60 +324,102 @@ impl Keyward {
         }
     }
 
-    /// Decides, topping up the key's blocks from the shared engine as often as the decision
-    /// needs it (a few times at most: other calls may spend what was reserved meanwhile); an
-    /// unreachable engine turns the decision over to the local counters.
-    async fn decide_shared(
+    /// Decides, topping up the key's blocks first (rate limits from the shared engine, credits
+    /// from the database) as often as the decision needs it (a few times at most: other calls
+    /// may spend what was reserved meanwhile). An unreachable engine turns the decision over
+    /// to the local counters; an unreachable database fails a credit-limited key's call.
+    async fn decide_topped_up(
         &self,
         presented: Presented,
         query: &VerifyQuery<'_>,
         mut topping: Topping,
-    ) -> Decision {
+    ) -> Result<Decision> {
         const ATTEMPTS: usize = 8;
         for _ in 0..ATTEMPTS {
-            let Some(engine) = &self.engine else { break };
-            let sent_at = Timestamp::now();
-            let reservations: Vec<Reservation> = topping
-                .shorts
-                .iter()
-                .map(|short| Reservation {
-                    name: match &short.slot {
-                        Slot::Own => format!("key:{}", topping.state.key.id()),
-                        Slot::Scope(scope) => {
-                            format!("key:{}:scope:{scope}", topping.state.key.id())
-                        }
-                        Slot::Account => format!("account:{}", topping.state.key.account_id()),
-                    },
-                    limit: short.limit.limit,
-                    window_ms: u64::try_from(short.limit.window().as_millis()).unwrap_or(u64::MAX),
-                    want: short.want,
-                    need: short.need,
-                })
-                .collect();
-            if let Ok(grants) = engine.reserve(&reservations, sent_at.micros() / 1000).await {
-                for (short, grant) in topping.shorts.iter().zip(&grants) {
-                    topping.state.rate.apply_grant(
-                        short,
-                        topping.account.as_deref(),
-                        grant,
-                        sent_at,
-                    );
-                }
+            if let Some(engine) = &self.engine
+                && !topping.shorts.is_empty()
+            {
+                self.reserve_blocks(engine, &topping).await;
+            }
+            if let Some(short) = &topping.credits {
+                self.reserve_credits(&topping.state, short).await?;
             }
             match self.decide(presented.clone(), query, self.mode()) {
-                Ok(decision) => return decision,
+                Ok(decision) => return Ok(decision),
                 Err(again) => topping = again,
             }
         }
         // Still short after every attempt: concurrent calls spent the reservations as fast
         // as they came. This one is refused like any other over the limit.
-        Decision {
+        Ok(Decision {
             code: Code::RateLimited,
             missing_scopes: Vec::new(),
             rate_limit: None,
             retry_after: Some(Duration::from_secs(1)),
+            credits: None,
             key: Some(topping.state),
             decided_at: Timestamp::now(),
+        })
+    }
+
+    /// Tops the key's rate-limit blocks up from the shared engine; an unreachable engine is
+    /// marked down (the next decision uses the local counters).
+    async fn reserve_blocks(&self, engine: &Engine, topping: &Topping) {
+        let sent_at = Timestamp::now();
+        let key = &topping.state.key;
+        let reservations: Vec<Reservation> = topping
+            .shorts
+            .iter()
+            .map(|short| Reservation {
+                name: match &short.slot {
+                    Slot::Own => format!("key:{}", key.id()),
+                    Slot::Scope(scope) => format!("key:{}:scope:{scope}", key.id()),
+                    Slot::Account => format!("account:{}", key.account_id()),
+                },
+                limit: short.limit.limit,
+                window_ms: u64::try_from(short.limit.window().as_millis()).unwrap_or(u64::MAX),
+                want: short.want,
+                need: short.need,
+            })
+            .collect();
+        if let Ok(grants) = engine.reserve(&reservations, sent_at.micros() / 1000).await {
+            for (short, grant) in topping.shorts.iter().zip(&grants) {
+                topping
+                    .state
+                    .rate
+                    .apply_grant(short, topping.account.as_deref(), grant, sent_at);
+            }
+        }
+    }
+
+    /// Tops the key's credit block up from the database.
+    async fn reserve_credits(&self, state: &KeyState, short: &CreditShort) -> Result<()> {
+        let reserved = self
+            .store
+            .reserve_credits(state.key.id(), short.need, short.want, Timestamp::now())
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, key_id = state.key.id(), "could not reserve credits");
+                crate::error::Error::Unavailable(
+                    "the key's credit balance cannot be read right now".into(),
+                )
+            })?;
+        let mut block = credits::lock(&short.block);
+        match reserved {
+            Some((balance, granted)) => block.apply(&balance, granted, short.need),
+            // The key has no credits any more (its cached copy is about to be dropped): the
+            // request is not held to a balance that no longer exists.
+            None => block.allow_unlimited(short.need),
+        }
+        Ok(())
+    }
+
+    /// Gives every credit block's unspent units back to the database (at shutdown).
+    pub async fn return_credits(&self) {
+        for (key_id, units, period) in self.credit_blocks.drain_unspent() {
+            if let Err(e) = self.store.return_credits(&key_id, units, period).await {
+                tracing::warn!(error = %e, %key_id, units, "could not give unspent credits back");
+            }
         }
     }
 
@@ -416,8 +470,17 @@ impl Keyward {
 struct Topping {
     state: Arc<KeyState>,
     shorts: Vec<Short>,
+    /// The key's credit block, when it lacks units.
+    credits: Option<CreditShort>,
     /// The counters of the key's account's shared limit, when it has one.
     account: Option<Arc<RateState>>,
+}
+
+/// A credit block that lacks units: what to reserve.
+struct CreditShort {
+    block: Arc<std::sync::Mutex<CreditBlock>>,
+    need: u64,
+    want: u64,
 }
 
 /// A presented key, or what is needed to ask the store for it.
@@ -451,10 +514,15 @@ struct Budgets<'a> {
     catalog: &'a Catalog,
     default: RateLimit,
     accounts: &'a AccountCounters,
+    credit_blocks: &'a CreditBlocks,
     mode: Mode,
     shorts: Vec<Short>,
     /// The counters of the key's account's shared limit, when it has one.
     account: Option<Arc<RateState>>,
+    /// The key's credit block, when it must be topped up from the database first.
+    credit_short: Option<CreditShort>,
+    /// The key's credits after an allowed request.
+    credit_status: Option<CreditStatus>,
 }
 
 impl RateBudget for Budgets<'_> {
@@ -466,6 +534,37 @@ impl RateBudget for Budgets<'_> {
         now: Timestamp,
     ) -> Outcome {
         let own = state.key.rate_limit().unwrap_or(self.default);
+        // Credits first (USAGE_EXCEEDED comes before RATE_LIMITED), held locked until the rate
+        // limits have answered, so they are spent only if every limit has room.
+        let credit_block = state
+            .key
+            .has_credits()
+            .then(|| self.credit_blocks.get(state.key.id()));
+        let mut credit = credit_block.as_deref().map(credits::lock);
+        if let Some(block) = credit.as_mut() {
+            match block.check(
+                u64::from(cost),
+                self.mode.replicas(),
+                now,
+                state.freshness.loaded_at,
+            ) {
+                CreditCheck::Room => {}
+                CreditCheck::Short { need, want } => {
+                    drop(credit);
+                    self.credit_short = credit_block.map(|block| CreditShort { block, need, want });
+                    return not_an_answer(&own, now);
+                }
+                CreditCheck::Exhausted {
+                    status,
+                    retry_after,
+                } => {
+                    return Outcome::UsageExceeded {
+                        credits: status,
+                        retry_after,
+                    };
+                }
+            }
+        }
         let guardrails: Vec<(&str, RateLimit)> = required_scopes
             .iter()
             .filter_map(|s| Some((*s, self.catalog.get(s)?.guardrail?)))
@@ -477,7 +576,7 @@ impl RateBudget for Budgets<'_> {
             .account
             .as_deref()
             .zip(state.account_limit.map(AccountLimit::rate_limit));
-        match self.mode {
+        let outcome = match self.mode {
             Mode::Local => state
                 .rate
                 .check_with_account(&own, &guardrails, account, cost, now),
@@ -494,20 +593,34 @@ impl RateBudget for Budgets<'_> {
                     Ok(outcome) => outcome,
                     Err(shorts) => {
                         self.shorts = shorts;
-                        // Not an answer: the service tops the blocks up and decides again.
-                        Outcome::Limited {
-                            status: crate::ratelimit::LimitStatus {
-                                limit: own.limit,
-                                remaining: 0,
-                                reset_at: now,
-                            },
-                            retry_after: std::time::Duration::ZERO,
-                            scope: None,
-                        }
+                        return not_an_answer(&own, now);
                     }
                 }
             }
+        };
+        if let (Outcome::Allowed(_), Some(block)) = (&outcome, credit.as_mut()) {
+            block.spend(u64::from(cost));
+            self.credit_status = Some(block.status());
         }
+        outcome
+    }
+
+    fn credits(&self) -> Option<CreditStatus> {
+        self.credit_status
+    }
+}
+
+/// What a budget answers while blocks must be topped up first: the service decides again
+/// once they are, so this is never an answer.
+fn not_an_answer(own: &RateLimit, now: Timestamp) -> Outcome {
+    Outcome::Limited {
+        status: crate::ratelimit::LimitStatus {
+            limit: own.limit,
+            remaining: 0,
+            reset_at: now,
+        },
+        retry_after: Duration::ZERO,
+        scope: None,
     }
 }
 

@@ -21,7 +21,7 @@ use crate::audit::{Action, AuditEvent, AuditQuery};
 use crate::error::{Error, Result};
 use crate::key::KeyDigest;
 use crate::model::{
-    Account, AccountPatch, ApiKey, Change, KeyListQuery, KeyPatch, KeyState, NewKey, Page,
+    Account, AccountPatch, ApiKey, Change, Credits, KeyListQuery, KeyPatch, KeyState, NewKey, Page,
     StoredKey,
 };
 use crate::time::Timestamp;
@@ -39,6 +39,8 @@ pub trait Tx: Send {
     async fn key_for_update(&mut self, id: &str) -> Result<StoredKey>;
     /// Writes a key's record back.
     async fn write_key(&mut self, stored: &StoredKey) -> Result<()>;
+    /// Writes a key's credit balance back (a reservation: no change notification, no audit).
+    async fn write_credits(&mut self, id: &str, credits: &Credits) -> Result<()>;
     /// Inserts a key.
     async fn insert_key(&mut self, new: &NewKey) -> Result<StoredKey>;
     /// Ensures the account row exists and reads it for change, with its active-key count.
@@ -93,6 +95,38 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Writes coalesced last-use times in one statement; a time never moves backwards.
     async fn record_last_used(&self, uses: &[(String, Timestamp)]) -> Result<()>;
+
+    /// Gives back `units` of a block reserved in the period that began at `period`; nothing
+    /// if the balance was set or refilled since.
+    async fn return_credits(&self, id: &str, units: u64, period: Timestamp) -> Result<()>;
+
+    /// Reserves up to `want` (at least `need`) units of a key's credits at `now`, refilling
+    /// first if a refill is due: the balance after, and how many were granted (0: fewer than
+    /// `need` left). `None`: the key has no credits (unlimited) or does not exist.
+    async fn reserve_credits(
+        &self,
+        id: &str,
+        need: u64,
+        want: u64,
+        now: Timestamp,
+    ) -> Result<Option<(Credits, u64)>> {
+        let mut tx = self.begin().await?;
+        let stored = match tx.key_for_update(id).await {
+            Ok(stored) => stored,
+            Err(Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(credits) = stored.key.credits else {
+            return Ok(None);
+        };
+        let mut credits = credits.at(now);
+        let granted = credits.reserve(need, want);
+        if granted > 0 || Some(credits) != stored.key.credits {
+            tx.write_credits(id, &credits).await?;
+        }
+        tx.commit().await?;
+        Ok(Some((credits, granted)))
+    }
 
     /// Whether the database answers at all (for health).
     async fn ping(&self) -> Result<()>;
@@ -288,8 +322,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         let mut old = tx.key_for_update(old_id).await?;
         let before = old.key.clone();
         old.key.retire(&new.key.id, old_expires_at, now)?;
+        // The credit balance moves to the new key, read under the lock: two keys never spend
+        // one balance twice (the old one, in its grace period, has none left).
+        let mut new = new.clone();
+        new.key.credits = old.key.credits;
+        if let Some(credits) = &mut old.key.credits {
+            credits.remaining = 0;
+        }
         tx.write_key(&old).await?;
-        let new = tx.insert_key(new).await?;
+        let new = tx.insert_key(&new).await?;
         let rotated = AuditEvent::for_key(Action::KeyRotated, actor, Some(&before), &old.key, now);
         tx.audit(&rotated).await?;
         let created = AuditEvent::for_key(Action::KeyCreated, actor, None, &new.key, now);

@@ -8,11 +8,11 @@ use std::sync::LazyLock;
 use crate::audit::{Action, AuditEvent};
 use crate::error::{Error, Result};
 use crate::key::{Environment, KeyDigest};
-use crate::model::{Account, ApiKey, KeyState, Page, RateLimit, Restrictions, StoredKey};
+use crate::model::{Account, ApiKey, Credits, KeyState, Page, RateLimit, Restrictions, StoredKey};
 use crate::time::Timestamp;
 
-/// The key columns, in the order [`bind_key!`] binds them to `$1…$19`.
-const COLUMNS: [&str; 19] = [
+/// The key columns, in the order [`bind_key!`] binds them to `$1…$22`.
+const COLUMNS: [&str; 22] = [
     "id",
     "digest",
     "account_id",
@@ -32,6 +32,9 @@ const COLUMNS: [&str; 19] = [
     "previous_key_id",
     "created_by",
     "replaced_by",
+    "credits",
+    "refill",
+    "refilled_at",
 ];
 
 fn columns(qualifier: &str) -> String {
@@ -93,9 +96,21 @@ pub(crate) static SELECT_LIVE_BY_ACCOUNT: LazyLock<String> = LazyLock::new(|| {
 pub(crate) const COUNT_ACTIVE: &str = "SELECT COUNT(*) FROM api_keys WHERE account_id = $1 \
      AND revoked_at IS NULL AND replaced_by IS NULL AND (expires_at IS NULL OR expires_at > $2)";
 
+/// Every mutable column; the row is locked (`FOR UPDATE`, or SQLite's single writer) since it
+/// was read, so the credits written back are the ones read plus the patch.
 pub(crate) const UPDATE_KEY: &str = "UPDATE api_keys SET name = $2, scopes = $3, grant_all = $4, \
      restrictions = $5, rate_limit = $6, meta = $7, expires_at = $8, updated_at = $9, \
-     revoked_at = $10, replaced_by = $11 WHERE id = $1";
+     revoked_at = $10, replaced_by = $11, credits = $12, refill = $13, refilled_at = $14 \
+     WHERE id = $1";
+
+/// A key's credit balance, written back after a reservation in the transaction that locked it.
+pub(crate) const WRITE_CREDITS: &str =
+    "UPDATE api_keys SET credits = $2, refilled_at = $3 WHERE id = $1";
+
+/// Unspent units of a block given back, unless the balance was set or refilled since (the
+/// block belonged to an ended period).
+pub(crate) const RETURN_CREDITS: &str = "UPDATE api_keys SET credits = credits + $2 \
+     WHERE id = $1 AND credits IS NOT NULL AND refilled_at = $3";
 
 pub(crate) const SELECT_ACCOUNT: &str =
     "SELECT account_id, max_active_keys, disabled, rate_limit FROM accounts WHERE account_id = $1";
@@ -127,6 +142,9 @@ macro_rules! bind_key {
             .bind(v.previous_key_id)
             .bind(v.created_by)
             .bind(v.replaced_by)
+            .bind(v.credits)
+            .bind(v.refill)
+            .bind(v.refilled_at)
     }};
 }
 pub(crate) use bind_key;
@@ -147,6 +165,9 @@ macro_rules! bind_key_update {
             .bind(v.updated_at)
             .bind(v.revoked_at)
             .bind(v.replaced_by)
+            .bind(v.credits)
+            .bind(v.refill)
+            .bind(v.refilled_at)
     }};
 }
 pub(crate) use bind_key_update;
@@ -174,6 +195,9 @@ pub(crate) struct KeyRow {
     previous_key_id: Option<String>,
     created_by: Option<String>,
     replaced_by: Option<String>,
+    credits: Option<i64>,
+    refill: Option<String>,
+    refilled_at: Option<i64>,
 }
 
 /// A key row joined with its account's state.
@@ -247,6 +271,9 @@ pub(crate) struct KeyValues {
     pub previous_key_id: Option<String>,
     pub created_by: Option<String>,
     pub replaced_by: Option<String>,
+    pub credits: Option<i64>,
+    pub refill: Option<String>,
+    pub refilled_at: Option<i64>,
 }
 
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
@@ -282,6 +309,11 @@ impl KeyValues {
             previous_key_id: key.previous_key_id.clone(),
             created_by: key.created_by.clone(),
             replaced_by: key.replaced_by.clone(),
+            credits: key
+                .credits
+                .map(|c| i64::try_from(c.remaining).unwrap_or(i64::MAX)),
+            refill: key.credits.and_then(|c| c.refill).as_ref().map(to_json),
+            refilled_at: key.credits.map(|c| c.refilled_at.micros()),
         }
     }
 }
@@ -305,6 +337,17 @@ impl TryFrom<KeyRow> for StoredKey {
         let restrictions: Restrictions = from_json("restrictions", &row.restrictions)?;
         let scopes: Vec<String> = from_json("scopes", &row.scopes)?;
         let meta: BTreeMap<String, String> = from_json("meta", &row.meta)?;
+        let credits = match row.credits {
+            Some(remaining) => Some(Credits {
+                remaining: u64::try_from(remaining).unwrap_or(0),
+                refill: match &row.refill {
+                    Some(text) => Some(from_json("refill", text)?),
+                    None => None,
+                },
+                refilled_at: Timestamp::from_micros(row.refilled_at.unwrap_or(0)),
+            }),
+            None => None,
+        };
         Ok(StoredKey {
             digest,
             key: ApiKey {
@@ -317,6 +360,7 @@ impl TryFrom<KeyRow> for StoredKey {
                 grant_all: row.grant_all,
                 restrictions,
                 rate_limit,
+                credits,
                 meta,
                 created_at: Timestamp::from_micros(row.created_at),
                 updated_at: Timestamp::from_micros(row.updated_at),

@@ -39,6 +39,17 @@ macro_rules! sql_backend {
                 StoredKey::try_from(row)
             }
 
+            async fn write_credits(&mut self, id: &str, credits: &Credits) -> Result<()> {
+                sqlx::query(WRITE_CREDITS)
+                    .bind(id)
+                    .bind(i64::try_from(credits.remaining).unwrap_or(i64::MAX))
+                    .bind(credits.refilled_at.micros())
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
+            }
+
             async fn write_key(&mut self, stored: &StoredKey) -> Result<()> {
                 bind_key_update!(
                     sqlx::query(UPDATE_KEY),
@@ -246,6 +257,17 @@ macro_rules! sql_backend {
             async fn record_last_used(&self, uses: &[(String, Timestamp)]) -> Result<()> {
                 sqlx::query($record_last_used)
                     .bind(super::last_used_json(uses))
+                    .execute(self.writer())
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
+            }
+
+            async fn return_credits(&self, id: &str, units: u64, period: Timestamp) -> Result<()> {
+                sqlx::query(RETURN_CREDITS)
+                    .bind(id)
+                    .bind(i64::try_from(units).unwrap_or(i64::MAX))
+                    .bind(period.micros())
                     .execute(self.writer())
                     .await
                     .map_err(db_error)?;

@@ -12,15 +12,17 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use super::db_error;
 use super::row::{
     AccountRow, COUNT_ACTIVE, ENSURE_ACCOUNT, EventRow, INSERT_EVENT, INSERT_KEY, KeyRow,
-    KeyStateRow, KeyValues, LIST_EVENTS, LIST_KEYS, SELECT_ACCOUNT, SELECT_BY_ID,
-    SELECT_LIVE_BY_ACCOUNT, SELECT_STATE_BY_DIGEST, UPDATE_ACCOUNT, UPDATE_KEY, bind_event,
-    bind_key, bind_key_update, into_event_page, into_page,
+    KeyStateRow, KeyValues, LIST_EVENTS, LIST_KEYS, RETURN_CREDITS, SELECT_ACCOUNT, SELECT_BY_ID,
+    SELECT_LIVE_BY_ACCOUNT, SELECT_STATE_BY_DIGEST, UPDATE_ACCOUNT, UPDATE_KEY, WRITE_CREDITS,
+    bind_event, bind_key, bind_key_update, into_event_page, into_page,
 };
 use super::sql::sql_backend;
 use crate::audit::{AuditEvent, AuditQuery};
 use crate::error::{Error, Result};
 use crate::key::KeyDigest;
-use crate::model::{Account, ApiKey, Change, KeyListQuery, KeyState, NewKey, Page, StoredKey};
+use crate::model::{
+    Account, ApiKey, Change, Credits, KeyListQuery, KeyState, NewKey, Page, StoredKey,
+};
 use crate::time::Timestamp;
 
 /// A SQLite database file (or in-memory database).

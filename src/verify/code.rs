@@ -30,13 +30,15 @@ pub enum Code {
     PathNotAllowed,
     /// A required scope is not held.
     InsufficientScope,
+    /// The key's usage credits are spent.
+    UsageExceeded,
     /// A rate limit is exhausted.
     RateLimited,
 }
 
 impl Code {
     /// Every code, in discriminant order (`code as usize` indexes this).
-    pub const ALL: [Code; 14] = [
+    pub const ALL: [Code; 15] = [
         Code::Valid,
         Code::Missing,
         Code::Malformed,
@@ -50,6 +52,7 @@ impl Code {
         Code::MethodNotAllowed,
         Code::PathNotAllowed,
         Code::InsufficientScope,
+        Code::UsageExceeded,
         Code::RateLimited,
     ];
 
@@ -69,7 +72,7 @@ impl Code {
             | Code::MethodNotAllowed
             | Code::PathNotAllowed
             | Code::InsufficientScope => 403,
-            Code::RateLimited => 429,
+            Code::UsageExceeded | Code::RateLimited => 429,
         }
     }
 
@@ -89,6 +92,7 @@ impl Code {
             Code::MethodNotAllowed => "the HTTP method is not allowed for this API key",
             Code::PathNotAllowed => "the path is not allowed for this API key",
             Code::InsufficientScope => "the API key lacks a required scope",
+            Code::UsageExceeded => "the API key's usage credits are spent",
             Code::RateLimited => "the API key's rate limit is exhausted",
         }
     }
@@ -109,6 +113,7 @@ impl Code {
             Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Code::PathNotAllowed => "PATH_NOT_ALLOWED",
             Code::InsufficientScope => "INSUFFICIENT_SCOPE",
+            Code::UsageExceeded => "USAGE_EXCEEDED",
             Code::RateLimited => "RATE_LIMITED",
         }
     }

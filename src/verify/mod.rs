@@ -14,7 +14,7 @@ pub use code::Code;
 
 use crate::key::Environment;
 use crate::model::KeyState;
-use crate::ratelimit::{LimitStatus, Outcome};
+use crate::ratelimit::{CreditStatus, LimitStatus, Outcome};
 use crate::restriction::Method;
 use crate::time::Timestamp;
 
@@ -68,8 +68,8 @@ pub enum Presented {
 /// The rate-limit budget of keys, behind a trait so [`decide`] stays pure: the service's
 /// budget is the in-memory limiter with the catalog's guardrails, a test's is a stand-in.
 pub trait RateBudget {
-    /// Takes `cost` units from the key's own limit and from the guardrail of each required
-    /// scope that has one, all or nothing.
+    /// Takes `cost` units from the key's credits, its own limit, its account's and the
+    /// guardrail of each required scope that has one, all or nothing.
     fn take(
         &mut self,
         state: &KeyState,
@@ -77,6 +77,12 @@ pub trait RateBudget {
         cost: u32,
         now: Timestamp,
     ) -> Outcome;
+
+    /// The key's credits after the last [`RateBudget::take`] allowed a request, when it has
+    /// credits.
+    fn credits(&self) -> Option<CreditStatus> {
+        None
+    }
 }
 
 /// The answer to a verify request.
@@ -88,8 +94,10 @@ pub struct Decision {
     pub missing_scopes: Vec<String>,
     /// The key's own limit after this request (`VALID`), or the limit that refused it.
     pub rate_limit: Option<LimitStatus>,
-    /// How long to wait before retrying (`RATE_LIMITED`).
+    /// How long to wait before retrying (`RATE_LIMITED`; `USAGE_EXCEEDED` with a refill due).
     pub retry_after: Option<Duration>,
+    /// The key's usage credits, when it has them (`VALID`, `USAGE_EXCEEDED`).
+    pub credits: Option<CreditStatus>,
     /// The key, whenever it was found (also on a denial).
     pub key: Option<Arc<KeyState>>,
     /// When the decision was made: the `now` of [`decide`], which the rate-limit state's reset
@@ -104,6 +112,7 @@ impl Decision {
             missing_scopes: Vec::new(),
             rate_limit: None,
             retry_after: None,
+            credits: None,
             key: None,
             decided_at: now,
         }
@@ -185,7 +194,16 @@ pub fn decide(
     match budget.take(&state, &query.required_scopes, query.cost.max(1), now) {
         Outcome::Allowed(status) => Decision {
             rate_limit: Some(status),
+            credits: budget.credits(),
             ..Decision::deny_key(Code::Valid, state, now)
+        },
+        Outcome::UsageExceeded {
+            credits,
+            retry_after,
+        } => Decision {
+            credits: Some(credits),
+            retry_after,
+            ..Decision::deny_key(Code::UsageExceeded, state, now)
         },
         Outcome::Limited {
             status,

@@ -12,15 +12,26 @@ fn scopes(names: &[&'static str]) -> RequiredScopes<'static> {
     names.iter().copied().collect()
 }
 
-/// A budget with room, or exhausted; counts what was taken.
+/// A budget with room, or with its credits spent, or its rate limit exhausted; counts what
+/// was taken.
 #[derive(Debug, Default)]
 struct Budget {
+    spent: bool,
     exhausted: bool,
     taken: u32,
 }
 
 impl RateBudget for Budget {
     fn take(&mut self, _: &KeyState, _: &[&str], cost: u32, now: Timestamp) -> Outcome {
+        if self.spent {
+            return Outcome::UsageExceeded {
+                credits: crate::ratelimit::CreditStatus {
+                    remaining: 0,
+                    refill_at: None,
+                },
+                retry_after: None,
+            };
+        }
         let status = LimitStatus {
             limit: 10,
             remaining: if self.exhausted { 0 } else { 10 - cost },
@@ -54,6 +65,7 @@ struct Scenario {
     key: crate::model::ApiKey,
     account_disabled: bool,
     query: VerifyQuery<'static>,
+    spent: bool,
     exhausted: bool,
 }
 
@@ -84,6 +96,7 @@ impl Scenario {
                 environment: Some(Environment::Live),
                 cost: 1,
             },
+            spent: false,
             exhausted: false,
         }
     }
@@ -110,12 +123,14 @@ impl Scenario {
                 .query
                 .required_scopes
                 .extend(scopes(&["billing:write"])),
+            Code::UsageExceeded => self.spent = true,
             Code::RateLimited => self.exhausted = true,
         }
     }
 
     fn decide(&self) -> (Decision, Budget) {
         let mut budget = Budget {
+            spent: self.spent,
             exhausted: self.exhausted,
             taken: 0,
         };
@@ -178,6 +193,7 @@ fn http_status_of_every_code() {
         (Code::MethodNotAllowed, 403),
         (Code::PathNotAllowed, 403),
         (Code::InsufficientScope, 403),
+        (Code::UsageExceeded, 429),
         (Code::RateLimited, 429),
     ];
     assert_eq!(expected.len(), Code::ALL.len());
@@ -213,6 +229,19 @@ fn rate_limited_says_when_to_retry() {
     let (decision, _) = s.decide();
     assert_eq!(decision.retry_after, Some(Duration::from_secs(30)));
     assert_eq!(decision.rate_limit.map(|r| r.remaining), Some(0));
+}
+
+#[test]
+fn spent_credits_say_so_without_a_retry_unless_a_refill_is_due() {
+    let mut s = Scenario::passing();
+    s.fail(Code::UsageExceeded, false);
+    let (decision, budget) = s.decide();
+    assert_eq!(decision.code, Code::UsageExceeded);
+    assert_eq!(decision.code.http_status(), 429);
+    assert_eq!(decision.retry_after, None);
+    assert_eq!(decision.credits.map(|c| c.remaining), Some(0));
+    assert_eq!(budget.taken, 0, "nothing taken from the rate limits");
+    assert!(decision.found_key());
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod budgets;
 mod caddy;
 mod cli;
 mod consistency;
+mod credits;
 mod deploy;
 mod framing;
 mod fuzz;

@@ -141,6 +141,7 @@ const KEY: u32 = 5;
 const MISSING_SCOPES: u32 = 6;
 const RATE_LIMIT: u32 = 7;
 const RETRY_AFTER: u32 = 8;
+const CREDITS: u32 = 9;
 /// `KeyInfo`.
 const KEY_ID: u32 = 1;
 const ACCOUNT_ID: u32 = 2;
@@ -157,6 +158,9 @@ const ENTRY_VALUE: u32 = 2;
 const LIMIT: u32 = 1;
 const REMAINING: u32 = 2;
 const RESET_AT: u32 = 3;
+/// `CreditsStatus`.
+const CREDITS_REMAINING: u32 = 1;
+const REFILL_AT: u32 = 2;
 /// `google.protobuf.Timestamp` / `Duration`: seconds, nanos.
 const SECONDS: u32 = 1;
 const NANOS: u32 = 2;
@@ -247,6 +251,7 @@ fn code(code: Code) -> proto::VerifyCode {
         Code::MethodNotAllowed => P::MethodNotAllowed,
         Code::PathNotAllowed => P::PathNotAllowed,
         Code::InsufficientScope => P::InsufficientScope,
+        Code::UsageExceeded => P::UsageExceeded,
         Code::RateLimited => P::RateLimited,
     }
 }
@@ -362,6 +367,17 @@ impl WriteInPlace for VerifyOutput {
             message_header(RETRY_AFTER, len, buf);
             varint_field(SECONDS, seconds, buf);
             varint_field(NANOS, nanos, buf);
+        }
+        if let Some(credits) = &d.credits {
+            let len = varint_field_len(CREDITS_REMAINING, credits.remaining)
+                + credits
+                    .refill_at
+                    .map_or(0, |at| message_field_len(REFILL_AT, timestamp_len(at)));
+            message_header(CREDITS, len, buf);
+            varint_field(CREDITS_REMAINING, credits.remaining, buf);
+            if let Some(at) = credits.refill_at {
+                timestamp(REFILL_AT, at, buf);
+            }
         }
     }
 }

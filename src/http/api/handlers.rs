@@ -74,6 +74,7 @@ pub(super) async fn create_key(
     let rate_limit = body
         .rate_limit
         .and_then(|rl| rate_limit_message(&mut extra, rl));
+    let credits = body.credits.map(|c| c.into_message(&mut extra, "credits"));
     let message = proto::CreateKeyRequest {
         account_id,
         name: body.name,
@@ -85,6 +86,7 @@ pub(super) async fn create_key(
         restrictions: body.restrictions.map(Into::into),
         rate_limit,
         meta: body.meta,
+        credits,
     };
     let create = with_violations(extra, parse_create(message))?;
     let (secret, key) = state.service.create_key(&caller, create).await?;
@@ -256,13 +258,14 @@ pub(super) async fn update_key(
             "grantAll" => "grant_all".to_owned(),
             "rateLimit" => "rate_limit".to_owned(),
             "expiresAt" => "expires_at".to_owned(),
+            "addCredits" => "add_credits".to_owned(),
             other => other.to_owned(),
         });
     }
     if paths.is_empty() {
         extra.push(violation(
             "body",
-            "give at least one of name, scopes, grantAll, restrictions, rateLimit, meta, expiresAt",
+            "give at least one of name, scopes, grantAll, restrictions, rateLimit, meta, expiresAt, credits, addCredits",
         ));
     }
     let expires_at = body
@@ -272,7 +275,10 @@ pub(super) async fn update_key(
     let rate_limit = body
         .rate_limit
         .and_then(|rl| rate_limit_message(&mut extra, rl));
+    let credits = body.credits.map(|c| c.into_message(&mut extra, "credits"));
     let message = proto::UpdateKeyRequest {
+        credits,
+        add_credits: body.add_credits.unwrap_or(0),
         id: id.as_str().to_owned(),
         name: body.name.unwrap_or_default(),
         scopes: body.scopes.unwrap_or_default(),

@@ -25,6 +25,8 @@ pub struct ApiKeyJson {
     pub(super) restrictions: RestrictionsJson,
     /// The key's own rate limit; `null`: the service default.
     pub(super) rate_limit: Option<RateLimitJson>,
+    /// The key's usage credits; `null`: unlimited.
+    pub(super) credits: Option<CreditsJson>,
     /// Free-form metadata.
     pub(super) meta: BTreeMap<String, String>,
     /// When the key was made (RFC 3339).
@@ -82,6 +84,18 @@ impl From<&ApiKey> for ApiKeyJson {
             grant_all: k.grant_all,
             restrictions: (&k.restrictions).into(),
             rate_limit: k.rate_limit.map(Into::into),
+            credits: k.credits.map(|c| CreditsJson {
+                remaining: c.remaining,
+                refill: c.refill.map(|r| RefillJson {
+                    amount: r.amount,
+                    interval: match r.interval {
+                        crate::model::RefillInterval::Daily => "daily".into(),
+                        crate::model::RefillInterval::Monthly => "monthly".into(),
+                    },
+                    day_of_month: r.day_of_month.map(u32::from),
+                }),
+                refilled_at: Some(rfc3339(c.refilled_at)),
+            }),
             meta: k.meta.clone(),
             created_at: rfc3339(k.created_at),
             updated_at: rfc3339(k.updated_at),
@@ -137,6 +151,64 @@ pub struct RateLimitJson {
     pub(super) window: String,
 }
 
+/// A key's usage credits: units in total, not per window.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreditsJson {
+    /// Units left (in the database; each replica may hold a reserved block besides).
+    pub(super) remaining: u64,
+    /// How the credits are refilled; `null`: never.
+    #[serde(default)]
+    pub(super) refill: Option<RefillJson>,
+    /// When the balance was last set or refilled (output only; ignored on input).
+    #[serde(default, skip_deserializing)]
+    pub(super) refilled_at: Option<String>,
+}
+
+/// A refill: the balance is set to `amount` at midnight UTC, daily or monthly.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefillJson {
+    /// The balance after a refill, at least 1.
+    pub(super) amount: u64,
+    /// `daily` or `monthly`.
+    #[schema(example = "monthly")]
+    pub(super) interval: String,
+    /// For monthly refills, the day of the month (1–31; the last day of shorter months).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) day_of_month: Option<u32>,
+}
+
+impl CreditsJson {
+    /// The proto message; a bad interval is a violation.
+    pub(super) fn into_message(
+        self,
+        extra: &mut Vec<FieldViolation>,
+        field: &str,
+    ) -> proto::Credits {
+        proto::Credits {
+            remaining: self.remaining,
+            refill: self.refill.map(|r| proto::Refill {
+                amount: r.amount,
+                interval: match r.interval.as_str() {
+                    "daily" => proto::RefillInterval::Daily,
+                    "monthly" => proto::RefillInterval::Monthly,
+                    _ => {
+                        extra.push(violation(
+                            &format!("{field}.refill.interval"),
+                            "must be daily or monthly",
+                        ));
+                        proto::RefillInterval::Unspecified
+                    }
+                }
+                .into(),
+                day_of_month: r.day_of_month.unwrap_or(0),
+            }),
+            refilled_at: None,
+        }
+    }
+}
+
 /// When a new key expires, counted from now.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub enum ExpiresIn {
@@ -186,6 +258,8 @@ pub struct CreateKeyBody {
     pub(super) restrictions: Option<RestrictionsJson>,
     /// The key's own rate limit.
     pub(super) rate_limit: Option<RateLimitJson>,
+    /// Usage credits (`remaining`, optional `refill`); unlimited when absent.
+    pub(super) credits: Option<CreditsJson>,
     /// Free-form metadata (at most 32 entries).
     #[serde(default)]
     pub(super) meta: HashMap<String, String>,
@@ -205,6 +279,10 @@ pub struct UpdateKeyBody {
     pub(super) restrictions: Option<RestrictionsJson>,
     /// New rate limit; `null`: the service default.
     pub(super) rate_limit: Option<RateLimitJson>,
+    /// New credits (a new balance and refill); `null`: unlimited.
+    pub(super) credits: Option<CreditsJson>,
+    /// Units added to the credits (negative: taken), race-free with spending.
+    pub(super) add_credits: Option<i64>,
     /// New metadata (replacing the old).
     pub(super) meta: Option<HashMap<String, String>>,
     /// New expiry (RFC 3339); `null`: never. Only earlier for a key being replaced.

@@ -432,6 +432,7 @@ fn answers() -> Vec<Answer> {
         missing_scopes: Vec::new(),
         rate_limit,
         retry_after,
+        credits: None,
         key: key.clone(),
         decided_at: now,
     };
@@ -439,6 +440,20 @@ fn answers() -> Vec<Answer> {
     vec![
         answer(decision(Code::Valid, Some(limit(99)), None)),
         answer(decision(Code::Valid, None, None)),
+        answer(Decision {
+            credits: Some(crate::ratelimit::CreditStatus {
+                remaining: 41,
+                refill_at: None,
+            }),
+            ..decision(Code::Valid, Some(limit(99)), None)
+        }),
+        answer(Decision {
+            credits: Some(crate::ratelimit::CreditStatus {
+                remaining: 0,
+                refill_at: None,
+            }),
+            ..decision(Code::UsageExceeded, None, Some(Duration::from_secs(3600)))
+        }),
         answer(Decision {
             key: None,
             ..decision(Code::NotFound, None, None)

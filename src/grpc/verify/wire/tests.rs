@@ -13,7 +13,7 @@ use super::*;
 use crate::grpc::convert::{duration, timestamp};
 use crate::grpc::protobuf::arbitrary::{self, Kind};
 use crate::model::{KeyState, test_key};
-use crate::ratelimit::LimitStatus;
+use crate::ratelimit::{CreditStatus, LimitStatus};
 
 /// Reads `body` and checks every field against what prost decodes from it.
 fn assert_reads_as_prost(body: &[u8]) {
@@ -241,6 +241,10 @@ fn prost_response(decision: Decision, basic: bool) -> proto::VerifyResponse {
             reset_at: Some(timestamp(s.reset_at)),
         }),
         retry_after: decision.retry_after.map(duration),
+        credits: decision.credits.map(|c| proto::CreditsStatus {
+            remaining: c.remaining,
+            refill_at: c.refill_at.map(timestamp),
+        }),
     }
 }
 
@@ -282,8 +286,16 @@ fn writes_what_prost_encodes() {
     let now = Timestamp::from_parts(1_800_000_000, 123_456_000).unwrap();
     for key in keys() {
         for code in Code::ALL {
-            for (rate_limit, retry_after) in [
-                (None, None),
+            for (rate_limit, retry_after, credits) in [
+                (None, None, None),
+                (
+                    None,
+                    None,
+                    Some(CreditStatus {
+                        remaining: 0,
+                        refill_at: None,
+                    }),
+                ),
                 (
                     Some(LimitStatus {
                         limit: 100,
@@ -291,6 +303,10 @@ fn writes_what_prost_encodes() {
                         reset_at: now,
                     }),
                     Some(Duration::from_millis(2_500)),
+                    Some(CreditStatus {
+                        remaining: u64::MAX,
+                        refill_at: Some(now),
+                    }),
                 ),
                 (
                     Some(LimitStatus {
@@ -299,6 +315,7 @@ fn writes_what_prost_encodes() {
                         reset_at: Timestamp::from_parts(0, 0).unwrap(),
                     }),
                     Some(Duration::ZERO),
+                    None,
                 ),
             ] {
                 let decision = Decision {
@@ -310,6 +327,7 @@ fn writes_what_prost_encodes() {
                     },
                     rate_limit,
                     retry_after,
+                    credits,
                     key: key.clone(),
                     decided_at: Timestamp::from_parts(0, 0).unwrap(),
                 };
