@@ -1,5 +1,6 @@
 # Sourced by the benchmark scripts (from the repository root): the build to run, a work
-# directory removed on exit together with the keyward and nginx a script started, free ports.
+# directory removed on exit together with the keyward, nginx (and EXTRA_PIDS) a script started,
+# free ports.
 # KEYWARD_BIN=path runs that build instead of building one (to compare two builds, alternate
 # runs of each).
 if [ -n "${KEYWARD_BIN:-}" ]; then
@@ -12,6 +13,7 @@ WORK=$(mktemp -d)
 cleanup() {
   [ -n "${KEYWARD_PID:-}" ] && kill "$KEYWARD_PID" 2>/dev/null || true
   [ -n "${NGINX_PID:-}" ] && kill "$NGINX_PID" 2>/dev/null || true
+  for pid in ${EXTRA_PIDS:-}; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$WORK"
 }

@@ -171,6 +171,10 @@ struct BenchArgs {
     /// keys, with them stored, and with all of them cached.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// The run's keys' rate limit, `UNITS/WINDOW` (e.g. `100000/1m`); default: no practical
+    /// limit (4294967295 per second).
+    #[arg(long)]
+    key_limit: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -314,6 +318,10 @@ async fn run(command: Command) -> Result<(), Failure> {
                         http_urls: args.http_urls,
                         repeat: args.repeat.max(1),
                         server_pid: args.server_pid,
+                        key_limit: match &args.key_limit {
+                            None => None,
+                            Some(text) => Some(key_limit(text)?),
+                        },
                         basic_view: args.view == "basic",
                     })
                     .await?
@@ -502,4 +510,15 @@ mod tests {
             assert!(phase_length(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// `--key-limit UNITS/WINDOW`.
+fn key_limit(text: &str) -> Result<(u32, std::time::Duration), String> {
+    let (units, window) = text
+        .split_once('/')
+        .ok_or_else(|| format!("--key-limit {text:?}: give UNITS/WINDOW, e.g. 100000/1m"))?;
+    let units: u32 = units
+        .parse()
+        .map_err(|_| format!("--key-limit {text:?}: {units:?} is not a number of units"))?;
+    Ok((units, keyward::duration::parse(window)?))
 }

@@ -60,6 +60,9 @@ pub struct LoadSpec {
     pub repeat: usize,
     /// The server's process id, to report its resident memory before and after caching.
     pub server_pid: Option<u32>,
+    /// The rate limit of the run's keys (units, window); `None`: no practical limit (every
+    /// unit of a u32 per second).
+    pub key_limit: Option<(u32, Duration)>,
     /// Ask Verify for the basic view (AIP-157): the key's identity only.
     pub basic_view: bool,
 }
@@ -204,7 +207,9 @@ async fn create_keys(
     prefix: &str,
     format: &KeyFormat,
     n: usize,
+    limit: Option<(u32, Duration)>,
 ) -> Result<RunKeys, String> {
+    let (limit, window) = limit.unwrap_or((u32::MAX, Duration::from_secs(1)));
     let progress = indicatif::ProgressBar::new(n as u64).with_style(
         indicatif::ProgressStyle::with_template(
             "creating keys {bar:40} {pos}/{len} ({per_sec}, {eta} left)",
@@ -225,9 +230,9 @@ async fn create_keys(
                 environment: proto::Environment::Live.into(),
                 scopes: vec!["videos:read".into()],
                 rate_limit: Some(proto::RateLimit {
-                    limit: u32::MAX,
+                    limit,
                     window: Some(prost_types::Duration {
-                        seconds: 1,
+                        seconds: i64::try_from(window.as_secs()).unwrap_or(i64::MAX),
                         nanos: 0,
                     }),
                 }),
@@ -488,6 +493,7 @@ pub async fn load(spec: LoadSpec) -> Result<String, String> {
         &account,
         &spec.key_format,
         spec.keys.max(1),
+        spec.key_limit,
     )
     .await?;
     let secrets = Arc::new(keys.secrets.clone());
@@ -1054,6 +1060,7 @@ pub async fn propagation(
         &account,
         format,
         rounds.max(1),
+        None,
     )
     .await?;
     let (secrets, ids) = (keys.secrets, keys.ids);
