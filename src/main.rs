@@ -495,6 +495,17 @@ fn phase_length(text: &str) -> Result<std::time::Duration, String> {
     Ok(length)
 }
 
+/// `--key-limit UNITS/WINDOW`.
+fn key_limit(text: &str) -> Result<(u32, std::time::Duration), String> {
+    let (units, window) = text
+        .split_once('/')
+        .ok_or_else(|| format!("--key-limit {text:?}: give UNITS/WINDOW, e.g. 100000/1m"))?;
+    let units: u32 = units
+        .parse()
+        .map_err(|_| format!("--key-limit {text:?}: {units:?} is not a number of units"))?;
+    Ok((units, keyward::duration::parse(window)?))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -510,15 +521,4 @@ mod tests {
             assert!(phase_length(bad).is_err(), "{bad}");
         }
     }
-}
-
-/// `--key-limit UNITS/WINDOW`.
-fn key_limit(text: &str) -> Result<(u32, std::time::Duration), String> {
-    let (units, window) = text
-        .split_once('/')
-        .ok_or_else(|| format!("--key-limit {text:?}: give UNITS/WINDOW, e.g. 100000/1m"))?;
-    let units: u32 = units
-        .parse()
-        .map_err(|_| format!("--key-limit {text:?}: {units:?} is not a number of units"))?;
-    Ok((units, keyward::duration::parse(window)?))
 }
