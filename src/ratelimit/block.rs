@@ -13,8 +13,12 @@ use crate::time::Timestamp;
 /// The first block of a key's window, before anything is known of its rate.
 const FIRST_BLOCK: u32 = 4;
 
-/// How much of a window's past a rate must cover before it bounds the next block.
-const RATE_SAMPLE_US: i64 = 1_000_000;
+/// The shortest stretch of time a rate is measured over.
+const RATE_SAMPLE_US: i64 = 100_000;
+
+/// How many seconds of the observed rate a block holds: a key comes back to the engine about
+/// this often, whatever its rate.
+const HORIZON_S: u64 = 10;
 
 /// What a block says about a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,22 +55,57 @@ pub(crate) struct Block {
     handed_out: u32,
     /// The smallest need the engine refused in this window (0: none).
     refused_need: u32,
-    /// The last block's size, which the next one doubles.
+    /// The last block's size, which the next one doubles while no rate is known.
     last_grant: u32,
-    /// When this window's first unit was spent here (µs; 0: none yet).
-    first_spend: i64,
+    /// Units this replica ever spent of the limit, across windows.
+    total_spent: u64,
+    /// The observed rate, in units per 1000 s (0: not known yet), kept across windows.
+    rate_per_ks: u64,
+    /// When the rate was last sampled (µs; 0: never), and `total_spent` then.
+    sampled_at: i64,
+    sampled_spent: u64,
 }
 
 impl Block {
     /// The block for `now`: one whose window has ended is emptied (its size is remembered).
     fn current(&mut self, now: i64) -> &mut Self {
         if now >= self.valid_until {
-            *self = Block {
-                last_grant: self.last_grant,
-                ..Block::default()
-            };
+            *self = self.emptied();
         }
         self
+    }
+
+    /// No units and no window, the rate kept.
+    fn emptied(&self) -> Block {
+        Block {
+            last_grant: self.last_grant,
+            total_spent: self.total_spent,
+            rate_per_ks: self.rate_per_ks,
+            sampled_at: self.sampled_at,
+            sampled_spent: self.sampled_spent,
+            ..Block::default()
+        }
+    }
+
+    /// Updates the rate from what was spent since the last sample (a moving average of the
+    /// samples, each over at least [`RATE_SAMPLE_US`]).
+    fn sample(&mut self, now: i64) {
+        if self.sampled_at == 0 {
+            (self.sampled_at, self.sampled_spent) = (now, self.total_spent);
+            return;
+        }
+        let elapsed = now - self.sampled_at;
+        if elapsed < RATE_SAMPLE_US {
+            return;
+        }
+        let spent = u128::from(self.total_spent - self.sampled_spent);
+        let sample = u64::try_from(spent * 1_000_000_000 / elapsed.unsigned_abs() as u128)
+            .unwrap_or(u64::MAX);
+        self.rate_per_ks = match self.rate_per_ks {
+            0 => sample,
+            rate => rate / 2 + sample / 2,
+        };
+        (self.sampled_at, self.sampled_spent) = (now, self.total_spent);
     }
 
     /// Whether `cost` units can be spent now, with `replicas` sharing the limit.
@@ -86,27 +125,30 @@ impl Block {
             };
         }
         let need = cost - available;
+        block.sample(now);
         Check::Short {
             need,
             want: block.want(limit, replicas, need, now),
         }
     }
 
-    /// The next block's size: double the last (the first is [`FIRST_BLOCK`]), at most half of
-    /// this replica's share of the limit, and no more than the rate observed in this window
-    /// would spend in what is left of it (so blocks shrink as the window runs out); never less
-    /// than `need`.
+    /// The next block's size: [`HORIZON_S`] of the observed rate (while none is known, double
+    /// the last block, the first being [`FIRST_BLOCK`]); at most half of this replica's share
+    /// of the limit, and no more than the rate would spend in what is left of the window (so
+    /// blocks shrink as the window runs out); never less than `need`.
     fn want(&self, limit: &RateLimit, replicas: u32, need: u32, now: i64) -> u32 {
         let cap = (limit.limit / replicas.max(1).saturating_mul(2)).max(1);
-        let mut want = self
-            .last_grant
-            .saturating_mul(2)
-            .clamp(FIRST_BLOCK.min(cap), cap);
-        let elapsed = now - self.first_spend;
-        if self.first_spend > 0 && elapsed >= RATE_SAMPLE_US && self.valid_until > now {
-            let left = i128::from(self.valid_until - now);
-            // A quarter more than the rate so far predicts.
-            let expected = i128::from(self.spent) * left * 5 / (i128::from(elapsed) * 4) + 1;
+        let floor = FIRST_BLOCK.min(cap);
+        let mut want = match self.rate_per_ks {
+            0 => self.last_grant.saturating_mul(2).clamp(floor, cap),
+            rate => u32::try_from(rate.saturating_mul(HORIZON_S) / 1000)
+                .unwrap_or(u32::MAX)
+                .clamp(floor, cap),
+        };
+        if self.rate_per_ks > 0 && self.valid_until > now {
+            let left = u128::from((self.valid_until - now).unsigned_abs());
+            // A quarter more than the rate predicts for what is left.
+            let expected = u128::from(self.rate_per_ks) * left * 5 / 4 / 1_000_000_000 + 1;
             want = want.min(u32::try_from(expected).unwrap_or(u32::MAX));
         }
         want.max(need)
@@ -124,10 +166,7 @@ impl Block {
         }
         if reset_at != self.reset_at || sent_at >= self.valid_until {
             // Another window than the block's: start over in it.
-            *self = Block {
-                last_grant: self.last_grant,
-                ..Block::default()
-            };
+            *self = self.emptied();
         }
         self.reset_at = reset_at;
         self.valid_until = valid_until;
@@ -144,11 +183,9 @@ impl Block {
     }
 
     /// Spends `cost` units, which [`Block::check`] said the block holds.
-    pub(crate) fn spend(&mut self, cost: u32, now: i64) {
+    pub(crate) fn spend(&mut self, cost: u32) {
         self.spent = (self.spent + cost).min(self.granted);
-        if self.first_spend == 0 {
-            self.first_spend = now;
-        }
+        self.total_spent += u64::from(cost);
     }
 
     /// The limit's state as this replica knows it: what the engine had not handed out at its
@@ -201,7 +238,7 @@ mod tests {
         block.apply(&grant(want, want, 61, 60), need, SEC);
         for _ in 0..FIRST_BLOCK {
             assert_eq!(block.check(&l, 1, 1, SEC), Check::Room);
-            block.spend(1, SEC);
+            block.spend(1);
         }
         // Spent: the next block doubles the last.
         assert_eq!(
@@ -215,39 +252,46 @@ mod tests {
     }
 
     #[test]
-    fn blocks_stay_within_a_share_of_the_limit_and_shrink_as_the_window_ends() {
-        let l = limit(600, 60);
+    fn blocks_follow_the_rate_within_a_share_of_the_limit_and_shrink_as_the_window_ends() {
+        let l = limit(6000, 600);
         let mut block = Block {
-            last_grant: 1000,
+            last_grant: 10_000,
             ..Block::default()
         };
-        // Three replicas: at most half of a third.
+        // Three replicas: at most half of a third, 1000.
         assert!(matches!(
             block.check(&l, 1, 3, SEC),
-            Check::Short { want: 100, .. }
+            Check::Short { want: 1000, .. }
         ));
-        block.apply(&grant(100, 100, 61, 60), 1, SEC);
-        for _ in 0..100 {
-            block.spend(1, SEC + 10 * SEC);
+        block.apply(&grant(40, 40, 601, 600), 1, SEC);
+        // 40 units in 2 s: 20/s, so ten seconds' worth, 200 (the window has 598 s left).
+        for _ in 0..40 {
+            block.spend(1);
         }
-        // 100 units in the first 10 s is 10/s; 10 s are left: about 125, not the cap of 100…
-        let mut late = block;
-        late.first_spend = SEC;
-        late.valid_until = 21 * SEC;
         assert!(matches!(
-            late.check(&l, 1, 1, 11 * SEC),
-            Check::Short { want: 126, .. }
+            block.check(&l, 1, 3, 3 * SEC),
+            Check::Short { want: 200, .. }
         ));
-        // …and with 1 s left, about 7.
+        // With 2 s of the window left: a quarter more than 2 s at 20/s, about 51.
+        let mut late = block;
+        late.valid_until = 5 * SEC;
         assert!(matches!(
-            late.check(&l, 1, 1, 20 * SEC),
-            Check::Short { want: 7, .. }
+            late.check(&l, 1, 3, 3 * SEC),
+            Check::Short { want: 51, .. }
         ));
         // Never less than the request needs.
         assert!(matches!(
-            late.check(&l, 50, 1, 20 * SEC),
-            Check::Short { need: 50, want: 50 }
+            late.check(&l, 80, 3, 3 * SEC),
+            Check::Short { need: 80, want: 80 }
         ));
+        // The rate is kept into the next window.
+        let mut next = block;
+        next.valid_until = 0;
+        assert!(matches!(
+            next.check(&l, 1, 3, 601 * SEC),
+            Check::Short { .. }
+        ));
+        assert!(next.rate_per_ks > 0);
     }
 
     #[test]
@@ -283,7 +327,7 @@ mod tests {
         let l = limit(10, 60);
         let mut block = Block::default();
         block.apply(&grant(5, 5, 61, 60), 1, SEC);
-        block.spend(5, SEC);
+        block.spend(5);
         // The engine's window ended and another replica started the next one.
         block.apply(&grant(3, 8, 130, 59), 1, 71 * SEC);
         assert_eq!(block.granted, 3);

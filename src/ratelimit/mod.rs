@@ -374,16 +374,16 @@ impl RateState {
         if !shorts.is_empty() {
             return Err(shorts);
         }
-        blocks.own.spend(cost, now_us);
+        blocks.own.spend(cost);
         for (scope, _) in guardrails {
             blocks
                 .block(&Slot::Scope((*scope).into()))
-                .spend(cost, now_us);
+                .spend(cost);
         }
         if let Some((account_counters, _)) = &mut account
             && let Some(account_blocks) = account_counters.shared.as_mut()
         {
-            account_blocks.own.spend(cost, now_us);
+            account_blocks.own.spend(cost);
         }
         Ok(Outcome::Allowed(blocks.own.status(own, now_us)))
     }
