@@ -376,9 +376,7 @@ impl RateState {
         }
         blocks.own.spend(cost);
         for (scope, _) in guardrails {
-            blocks
-                .block(&Slot::Scope((*scope).into()))
-                .spend(cost);
+            blocks.block(&Slot::Scope((*scope).into())).spend(cost);
         }
         if let Some((account_counters, _)) = &mut account
             && let Some(account_blocks) = account_counters.shared.as_mut()
