@@ -478,4 +478,16 @@ mod tests {
             .to_string();
         assert!(error.contains("default_ttl"), "{error}");
     }
+
+    #[test]
+    fn a_rate_limit_store_must_be_a_redis_url_and_is_never_printed_with_its_password() {
+        let config = load_toml("rate_limit_store = \"redis://:pw@127.0.0.1:6379/0\"\n")
+            .expect("a redis URL");
+        assert!(!format!("{config:?}").contains(":pw@"));
+        let error = load_toml("rate_limit_store = \"postgres://u:pw@db/x\"\n")
+            .expect_err("not a redis URL")
+            .to_string();
+        assert!(error.contains("rate_limit_store: "), "{error}");
+        assert!(!error.contains(":pw@"), "{error}");
+    }
 }

@@ -382,3 +382,20 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_print_without_password_and_only_redis_schemes_pass() {
+        let url = EngineUrl::new("rediss://:s3cret@valkey:6380/0");
+        assert_eq!(url.to_string(), "rediss://:***@valkey:6380/0");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert_eq!(url.problem(), None);
+        let wrong = EngineUrl::new("http://user:s3cret@valkey:6379");
+        let problem = wrong.problem().expect("not a redis URL");
+        assert!(problem.contains("redis://"), "{problem}");
+        assert!(!problem.contains("s3cret"), "{problem}");
+    }
+}
