@@ -19,7 +19,7 @@ pub mod engine;
 pub use credits::CreditStatus;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::model::RateLimit;
@@ -95,8 +95,10 @@ struct Counters {
     /// them, not a map's 48 bytes.
     #[allow(clippy::box_collection)]
     scopes: Option<Box<HashMap<Box<str>, Window>>>,
-    /// The blocks of the shared mode; one pointer when there are none.
-    shared: Option<Box<SharedBlocks>>,
+    /// The blocks of the shared mode; one pointer when there are none. Shared, not copied,
+    /// with a newer copy of the key ([`RateState::copy_from`]): units held or granted while
+    /// a request still works on the older copy are the same units, spent once.
+    shared: Option<Arc<Mutex<SharedBlocks>>>,
 }
 
 /// A key's blocks reserved from the shared engine: its own limit's and its guardrails'.
@@ -199,6 +201,23 @@ pub struct Short {
     pub want: u32,
 }
 
+/// What one request asks of a key's limits: `cost` units at `now` from its own limit, the
+/// guardrail of each required scope that has one, and its account's shared limit (the
+/// account's counters in this replica, and the limit), all or nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    /// The key's own limit (or the service default).
+    pub own: RateLimit,
+    /// The guardrails of the required scopes, by scope.
+    pub guardrails: &'a [(&'a str, RateLimit)],
+    /// The account's counters and limit, when the account has one.
+    pub account: Option<(&'a RateState, RateLimit)>,
+    /// Units.
+    pub cost: u32,
+    /// When.
+    pub now: Timestamp,
+}
+
 /// One key's rate-limit counters in this replica.
 #[derive(Debug, Default)]
 pub struct RateState(Mutex<Counters>);
@@ -239,19 +258,25 @@ impl RateState {
         cost: u32,
         now: Timestamp,
     ) -> Outcome {
-        self.check_with_account(own, guardrails, None, cost, now)
+        self.check_local(&Ask {
+            own: *own,
+            guardrails,
+            account: None,
+            cost,
+            now,
+        })
     }
 
-    /// [`RateState::check`], and the limit the key's account shares among its keys (its
-    /// counters, in this replica, and the limit), all or nothing.
-    pub fn check_with_account(
-        &self,
-        own: &RateLimit,
-        guardrails: &[(&str, RateLimit)],
-        account: Option<(&RateState, RateLimit)>,
-        cost: u32,
-        now: Timestamp,
-    ) -> Outcome {
+    /// Takes what `ask` asks from this replica's own counters, all or nothing.
+    pub fn check_local(&self, ask: &Ask<'_>) -> Outcome {
+        let Ask {
+            own,
+            guardrails,
+            account,
+            cost,
+            now,
+        } = *ask;
+        let own = &own;
         let mut counters = self.lock();
         let counters = &mut *counters;
         let now_us = now.micros();
@@ -296,42 +321,41 @@ impl RateState {
 
     /// The local counters standing in for the shared engine: every limit divided by the
     /// replicas last seen (at least 1 unit).
-    pub fn check_fallback(
-        &self,
-        own: &RateLimit,
-        guardrails: &[(&str, RateLimit)],
-        account: Option<(&RateState, RateLimit)>,
-        cost: u32,
-        now: Timestamp,
-        replicas: u32,
-    ) -> Outcome {
+    pub fn check_fallback(&self, ask: &Ask<'_>, replicas: u32) -> Outcome {
         let share = |limit: &RateLimit| RateLimit {
             limit: (limit.limit / replicas.max(1)).max(1),
             window_secs: limit.window_secs,
         };
         let guardrails: Vec<(&str, RateLimit)> =
-            guardrails.iter().map(|(s, l)| (*s, share(l))).collect();
-        let account = account.map(|(state, limit)| (state, share(&limit)));
-        self.check_with_account(&share(own), &guardrails, account, cost, now)
+            ask.guardrails.iter().map(|(s, l)| (*s, share(l))).collect();
+        self.check_local(&Ask {
+            own: share(&ask.own),
+            guardrails: &guardrails,
+            account: ask.account.map(|(state, limit)| (state, share(&limit))),
+            ..*ask
+        })
     }
 
     /// Takes `cost` units from the blocks of the key's own limit, of every guardrail given and
     /// of its account's shared limit (`account`: the account's counters and limit), or from
     /// none of them: `Err` lists the blocks that must be topped up from the engine first (then
     /// ask again), unless a limit refuses outright.
-    pub fn check_shared(
-        &self,
-        own: &RateLimit,
-        guardrails: &[(&str, RateLimit)],
-        account: Option<(&RateState, RateLimit)>,
-        cost: u32,
-        now: Timestamp,
-        replicas: u32,
-    ) -> Result<Outcome, Vec<Short>> {
-        let mut counters = self.lock();
-        let blocks = counters.shared.get_or_insert_with(Box::default);
-        // The account's counters are locked after the key's, never the other way round.
-        let mut account = account.map(|(state, limit)| (state.lock(), limit));
+    pub fn check_shared(&self, ask: &Ask<'_>, replicas: u32) -> Result<Outcome, Vec<Short>> {
+        let Ask {
+            own,
+            guardrails,
+            account,
+            cost,
+            now,
+        } = *ask;
+        let own = &own;
+        let key_blocks = self.shared_blocks();
+        let account_blocks = account.map(|(state, limit)| (state.shared_blocks(), limit));
+        // The account's blocks are locked after the key's, never the other way round.
+        let mut blocks = lock(&key_blocks);
+        let mut account = account_blocks
+            .as_ref()
+            .map(|(shared, limit)| (lock(shared), *limit));
         let now_us = now.micros();
         let mut shorts = Vec::new();
         let limits = std::iter::once((Slot::Own, *own))
@@ -343,9 +367,7 @@ impl RateState {
             .chain(account.as_ref().map(|(_, limit)| (Slot::Account, *limit)));
         for (slot, limit) in limits {
             let block = match (&slot, &mut account) {
-                (Slot::Account, Some((account_counters, _))) => {
-                    &mut account_counters.shared.get_or_insert_with(Box::default).own
-                }
+                (Slot::Account, Some((account_blocks, _))) => &mut account_blocks.own,
                 _ => blocks.block(&slot),
             };
             match block.check(&limit, cost, replicas, now_us) {
@@ -378,12 +400,15 @@ impl RateState {
         for (scope, _) in guardrails {
             blocks.block(&Slot::Scope((*scope).into())).spend(cost);
         }
-        if let Some((account_counters, _)) = &mut account
-            && let Some(account_blocks) = account_counters.shared.as_mut()
-        {
+        if let Some((account_blocks, _)) = &mut account {
             account_blocks.own.spend(cost);
         }
         Ok(Outcome::Allowed(blocks.own.status(own, now_us)))
+    }
+
+    /// The blocks of the shared mode (made on first use).
+    fn shared_blocks(&self) -> Arc<Mutex<SharedBlocks>> {
+        self.lock().shared.get_or_insert_with(Arc::default).clone()
     }
 
     /// Adds what the engine answered to a reservation for `short`, sent at `sent_at`. An
@@ -399,14 +424,19 @@ impl RateState {
             (Slot::Account, Some(account)) => account,
             _ => self,
         };
-        let mut counters = target.lock();
-        let blocks = counters.shared.get_or_insert_with(Box::default);
+        let shared = target.shared_blocks();
+        let mut blocks = lock(&shared);
         let block = match short.slot {
             Slot::Account => &mut blocks.own,
             _ => blocks.block(&short.slot),
         };
         block.apply(grant, short.need, sent_at.micros());
     }
+}
+
+/// A lock of shared blocks; a panic elsewhere does not lose their counts.
+fn lock(blocks: &Mutex<SharedBlocks>) -> std::sync::MutexGuard<'_, SharedBlocks> {
+    blocks.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn refuse(
@@ -570,5 +600,43 @@ mod tests {
             old.clone().check(&own, &[], 1, Timestamp::from_micros(0)),
             Outcome::Allowed(s) if s.remaining == 1
         ));
+    }
+
+    #[test]
+    fn a_newer_copy_shares_the_blocks_instead_of_copying_them() {
+        let own = limit(100, 60);
+        let ask = |now| Ask {
+            own,
+            guardrails: &[],
+            account: None,
+            cost: 1,
+            now: Timestamp::from_micros(now),
+        };
+        let old = RateState::default();
+        let Err(shorts) = old.check_shared(&ask(SEC), 1) else {
+            panic!("an empty block is short")
+        };
+        let grant = engine::Grant {
+            granted: 2,
+            window_end_ms: 61_000,
+            left_ms: 60_000,
+            handed_out: 2,
+        };
+        old.apply_grant(&shorts[0], None, &grant, Timestamp::from_micros(SEC));
+        let new = RateState::default();
+        new.copy_from(&old);
+        // A request still on the old copy spends one of the two units; the new copy has one.
+        assert!(matches!(
+            old.check_shared(&ask(SEC), 1),
+            Ok(Outcome::Allowed(_))
+        ));
+        assert!(matches!(
+            new.check_shared(&ask(SEC), 1),
+            Ok(Outcome::Allowed(_))
+        ));
+        assert!(
+            new.check_shared(&ask(SEC), 1).is_err(),
+            "both units spent, once each"
+        );
     }
 }

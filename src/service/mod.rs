@@ -20,7 +20,7 @@ use crate::key::{KeyDigest, KeyFormat, ParsedKey};
 use crate::model::{AccountLimit, Change, KeyState, RateLimit};
 use crate::ratelimit::credits::{self, CreditBlock, CreditBlocks, CreditCheck};
 use crate::ratelimit::engine::{Engine, Reservation};
-use crate::ratelimit::{AccountCounters, CreditStatus, Mode, Outcome, RateState, Short, Slot};
+use crate::ratelimit::{AccountCounters, Ask, CreditStatus, Mode, Outcome, RateState, Short, Slot};
 use crate::stats::VerifyMetrics;
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -576,27 +576,23 @@ impl RateBudget for Budgets<'_> {
             .account
             .as_deref()
             .zip(state.account_limit.map(AccountLimit::rate_limit));
+        let ask = Ask {
+            own,
+            guardrails: &guardrails,
+            account,
+            cost,
+            now,
+        };
         let outcome = match self.mode {
-            Mode::Local => state
-                .rate
-                .check_with_account(&own, &guardrails, account, cost, now),
-            Mode::Fallback { replicas } => {
-                state
-                    .rate
-                    .check_fallback(&own, &guardrails, account, cost, now, replicas)
-            }
-            Mode::Shared { replicas } => {
-                match state
-                    .rate
-                    .check_shared(&own, &guardrails, account, cost, now, replicas)
-                {
-                    Ok(outcome) => outcome,
-                    Err(shorts) => {
-                        self.shorts = shorts;
-                        return not_an_answer(&own, now);
-                    }
+            Mode::Local => state.rate.check_local(&ask),
+            Mode::Fallback { replicas } => state.rate.check_fallback(&ask, replicas),
+            Mode::Shared { replicas } => match state.rate.check_shared(&ask, replicas) {
+                Ok(outcome) => outcome,
+                Err(shorts) => {
+                    self.shorts = shorts;
+                    return not_an_answer(&own, now);
                 }
-            }
+            },
         };
         if let (Outcome::Allowed(_), Some(block)) = (&outcome, credit.as_mut()) {
             block.spend(u64::from(cost));

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::pg::free_port;
+
 /// Logical databases of the engines the tests start: one per test that asks.
 const DATABASES: u32 = 4096;
 
@@ -60,13 +62,6 @@ fn find_program() -> Result<PathBuf, String> {
             "neither valkey-server nor redis-server is installed (Debian package redis-server)"
                 .into()
         })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 impl Engine {
