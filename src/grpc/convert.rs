@@ -302,6 +302,9 @@ pub(crate) fn restrictions(r: &Restrictions) -> proto::Restrictions {
     }
 }
 
+/// The largest credit balance (the database's 64-bit signed integer).
+pub(crate) const MAX_CREDITS: u64 = i64::MAX as u64;
+
 /// Credits as a caller gives them (`remaining` and an optional `refill`).
 pub(crate) fn parse_credits(
     v: &mut Violations,
@@ -342,6 +345,21 @@ pub(crate) fn parse_credits(
             Some(refill)
         }
     };
+    // Balances are stored as 64-bit signed integers: a larger one is refused, not clamped.
+    if c.remaining > MAX_CREDITS {
+        v.add(
+            format!("{field}.remaining"),
+            format!("must be at most {MAX_CREDITS}"),
+        );
+        return None;
+    }
+    if refill.is_some_and(|r| r.amount > MAX_CREDITS) {
+        v.add(
+            format!("{field}.refill.amount"),
+            format!("must be at most {MAX_CREDITS}"),
+        );
+        return None;
+    }
     Some(CreditTerms {
         remaining: c.remaining,
         refill,

@@ -237,6 +237,13 @@ fn add_credits(
         return Err("has no credits to add to; set credits first".into());
     };
     let balance = i128::from(credits.remaining) + i128::from(delta);
+    if balance > i128::from(i64::MAX) {
+        return Err(format!(
+            "has {} credits left; adding {delta} would pass the largest balance, {}",
+            credits.remaining,
+            i64::MAX
+        ));
+    }
     if balance < 0 {
         return Err(format!(
             "has {} credits left; taking {} would go below zero",

@@ -219,9 +219,9 @@ impl Keyward {
             } => Box::pin(self.present_loaded(digest, environment)).await,
         };
         let decision = match presented {
-            Ok(presented) => match self.decide(presented.clone(), query, self.mode()) {
+            Ok(presented) => match self.decide(presented, query, self.mode()) {
                 Ok(decision) => Ok(decision),
-                Err(topping) => Box::pin(self.decide_topped_up(presented, query, topping)).await,
+                Err(topping) => Box::pin(self.decide_topped_up(query, topping)).await,
             },
             Err(e) => Err(e),
         };
@@ -330,7 +330,6 @@ impl Keyward {
     /// to the local counters; an unreachable database fails a credit-limited key's call.
     async fn decide_topped_up(
         &self,
-        presented: Presented,
         query: &VerifyQuery<'_>,
         mut topping: Topping,
     ) -> Result<Decision> {
@@ -344,7 +343,13 @@ impl Keyward {
             if let Some(short) = &topping.credits {
                 self.reserve_credits(&topping.state, short).await?;
             }
-            match self.decide(presented.clone(), query, self.mode()) {
+            // Only a key whose environment matched reaches the budget, so this is what was
+            // presented.
+            let presented = Presented::Found {
+                environment: topping.state.key.environment(),
+                state: topping.state.clone(),
+            };
+            match self.decide(presented, query, self.mode()) {
                 Ok(decision) => return Ok(decision),
                 Err(again) => topping = again,
             }

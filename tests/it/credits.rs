@@ -257,6 +257,17 @@ async fn a_due_refill_restores_the_balance(backend: Backend) {
         .expect_err("bad refill");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("credits.refill"), "{status:?}");
+    // A balance the database cannot hold is refused, not clamped.
+    let mut huge = key_request("acme", &["videos:read"]);
+    huge.credits = credits(u64::MAX);
+    let status = server
+        .manage()
+        .await
+        .create_key(server.root(huge))
+        .await
+        .expect_err("too large a balance");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("credits.remaining"), "{status:?}");
     server.stop().await;
 }
 
