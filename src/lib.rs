@@ -26,6 +26,7 @@ pub mod net;
 pub(crate) mod page_token;
 pub mod proto;
 pub mod ratelimit;
+pub(crate) mod redact;
 pub mod restriction;
 pub mod scope;
 pub mod server;

@@ -30,7 +30,9 @@ use moka::future::Cache;
 use crate::error::{Error, Result};
 use crate::key::{DigestHashBuilder, KeyDigest};
 use crate::known::KnownKeys;
-use crate::model::KeyState;
+mod state;
+
+pub use state::{AccountLimit, Freshness, KeyState, UseMark};
 
 /// How long, after the store answered "unavailable", misses fail fast without asking it.
 const STORE_DOWN_BACKOFF: Duration = Duration::from_secs(1);
@@ -334,7 +336,7 @@ impl KeyCache {
                 if let Some(previous) = &current {
                     state.carry_over(previous);
                 }
-                state.freshness = crate::model::Freshness {
+                state.freshness = state::Freshness {
                     loaded_at,
                     generation,
                     clean,

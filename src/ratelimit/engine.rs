@@ -100,7 +100,7 @@ impl EngineUrl {
     }
 
     fn redacted(&self) -> String {
-        crate::store::DatabaseUrl::new(self.0.clone()).redacted()
+        crate::redact::url_password(&self.0)
     }
 }
 

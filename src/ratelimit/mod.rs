@@ -1,6 +1,6 @@
 //! Rate limits: each key has a budget of units per window (its own or the service default) and
 //! one per guardrailed scope it uses. A key's counters live in its cache entry ([`RateState`],
-//! in [`crate::model::KeyState`]), behind one lock, so a request is checked against every
+//! in [`crate::cache::KeyState`]), behind one lock, so a request is checked against every
 //! applicable limit at once and consumes from all or none, with no second lookup. Windows are
 //! fixed: one starts at the first request after the previous one ended. Counters go with the
 //! cached key, so their memory is bounded by the cache's capacity; a re-read of the key

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::Keyward;
 use crate::error::Result;
-use crate::model::KeyState;
+use crate::cache::KeyState;
 use crate::time::Timestamp;
 
 /// A cached key, hashed and compared by address: the tracker holds the cached copy itself

@@ -8,7 +8,8 @@ use std::sync::LazyLock;
 use crate::audit::{Action, AuditEvent};
 use crate::error::{Error, Result};
 use crate::key::{Environment, KeyDigest};
-use crate::model::{Account, ApiKey, Credits, KeyState, Page, RateLimit, Restrictions, StoredKey};
+use crate::cache::KeyState;
+use crate::model::{Account, ApiKey, Credits, Page, RateLimit, Restrictions, StoredKey};
 use crate::time::Timestamp;
 
 /// The key columns, in the order [`bind_key!`] binds them to `$1…$22`.

@@ -13,7 +13,7 @@ use std::time::Duration;
 pub use code::Code;
 
 use crate::key::Environment;
-use crate::model::KeyState;
+use crate::cache::KeyState;
 use crate::ratelimit::{CreditStatus, LimitStatus, Outcome};
 use crate::restriction::Method;
 use crate::time::Timestamp;

@@ -12,7 +12,7 @@ use prost::Message;
 
 use super::*;
 use crate::gateway::{Answer, Gateway, GatewayConfig, Rejection};
-use crate::model::KeyState;
+use crate::cache::KeyState;
 use crate::proto::envoy::config::core::v3::{
     Address, HeaderMap, HeaderValue, HeaderValueOption, SocketAddress, address,
 };

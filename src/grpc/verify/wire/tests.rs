@@ -12,7 +12,8 @@ use prost::Message;
 use super::*;
 use crate::grpc::convert::{duration, timestamp};
 use crate::grpc::protobuf::arbitrary::{self, Kind};
-use crate::model::{KeyState, test_key};
+use crate::cache::KeyState;
+use crate::model::test_key;
 use crate::ratelimit::{CreditStatus, LimitStatus};
 
 /// Reads `body` and checks every field against what prost decodes from it.
