@@ -15,6 +15,7 @@ pub mod duration;
 pub mod error;
 pub mod gateway;
 mod grpc;
+pub(crate) mod request;
 pub mod http;
 pub mod ids;
 pub mod key;

@@ -39,3 +39,39 @@ pub const MAX_FORWARDED_LEN: usize = 4096;
 
 /// Most `X-Forwarded-For` hops walked.
 pub const MAX_FORWARDED_HOPS: usize = 32;
+
+/// Longest key name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// Most metadata entries on a key.
+pub const MAX_META_ENTRIES: usize = 32;
+
+/// Longest metadata key, in bytes.
+pub const MAX_META_KEY_LEN: usize = 64;
+
+/// Longest metadata value, in bytes.
+pub const MAX_META_VALUE_LEN: usize = 512;
+
+/// Most entries in each of a key's restriction lists.
+pub const MAX_RESTRICTION_ENTRIES: usize = 100;
+
+/// Most paths in an update mask.
+pub const MAX_MASK_PATHS: usize = 16;
+
+/// Most items on one page of a list (a larger page size is clamped to it).
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Items on a page when the caller names no page size.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// Most records one ImportKeys call takes.
+pub const MAX_IMPORT: usize = 1000;
+
+/// Longest prefix of an imported key, in characters.
+pub const MAX_IMPORT_PREFIX_CHARS: usize = 32;
+
+/// Most strings one ReportLeakedKeys call takes.
+pub const MAX_LEAK_REPORTS: usize = 100;
+
+/// Longest string reported as leaked, and longest description of where it was found.
+pub const MAX_LEAK_LEN: usize = 512;

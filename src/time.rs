@@ -57,6 +57,18 @@ impl Timestamp {
             .checked_add(i64::from(nanos) / 1_000)?;
         Some(Timestamp(micros))
     }
+
+    /// The time as RFC 3339 text (`2030-01-31T12:00:00Z`, fractions only when present).
+    pub fn to_rfc3339(self) -> String {
+        let (seconds, nanos) = self.to_parts();
+        prost_types::Timestamp { seconds, nanos }.to_string()
+    }
+
+    /// Parses RFC 3339 text; `None` for anything else or a time outside the years 1 to 9999.
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        let t: prost_types::Timestamp = text.trim().parse().ok()?;
+        Timestamp::from_parts(t.seconds, t.nanos)
+    }
 }
 
 #[cfg(test)]

@@ -5,17 +5,16 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{
-    Violations, mask_paths, parse_page_size, parse_rate_limit, query_fingerprint, rate_limit,
-    restrictions, timestamp,
-};
-use super::requests::{parse_create, parse_grace, parse_list, parse_patch, required_id};
+use super::convert::{rate_limit, rate_limit_input, raw_duration, restrictions, timestamp};
+use super::requests::list_fingerprint;
 use super::trace::{record_caller, record_target};
+use crate::request::{self, Violations, page_size, query_fingerprint};
 use crate::audit::{Action, AuditEvent, AuditQuery};
 use crate::catalog::{self, Preset, ScopeDef};
 use crate::error::{Error, Result};
 use crate::ids::AccountId;
-use crate::model::{Account, AccountPatch};
+use crate::limits::{MAX_LEAK_LEN, MAX_LEAK_REPORTS};
+use crate::model::Account;
 use crate::proto::{self, manage_service_server::ManageService};
 use crate::service::{Access, CallContext, Caller, Imported, Keyward, Leak};
 
@@ -52,7 +51,10 @@ impl ManageService for ManageApi {
         request: Request<proto::CreateKeyRequest>,
     ) -> Result<Response<proto::CreateKeyResponse>, Status> {
         let caller = self.caller(&request, "CreateKey", Access::Write).await?;
-        let create = parse_create(request.into_inner())?;
+        let create = request::create_key(
+            Violations::default(),
+            super::requests::create_key(request.into_inner()),
+        )?;
         let (secret, key) = self.service.create_key(&caller, create).await?;
         record_target(&key.id);
         Ok(Response::new(proto::CreateKeyResponse {
@@ -66,7 +68,7 @@ impl ManageService for ManageApi {
         request: Request<proto::GetKeyRequest>,
     ) -> Result<Response<proto::GetKeyResponse>, Status> {
         let caller = self.caller(&request, "GetKey", Access::Read).await?;
-        let id = required_id(&request.get_ref().id)?;
+        let id = key_id(&request.get_ref().id)?;
         let key = self.service.get_key(&caller, &id).await?;
         Ok(Response::new(proto::GetKeyResponse {
             api_key: Some((&key).into()),
@@ -79,7 +81,13 @@ impl ManageService for ManageApi {
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
         let caller = self.caller(&request, "ListKeys", Access::Read).await?;
         let tokens = self.service.page_tokens();
-        let query = parse_list(request.get_ref(), tokens, caller.key_id())?;
+        let query = request::list_keys(
+            Violations::default(),
+            &super::requests::list_keys(request.get_ref()),
+            tokens,
+            caller.key_id(),
+            list_fingerprint(request.get_ref()),
+        )?;
         let page = self.service.list_keys(&caller, &query).await?;
         let fingerprint = list_fingerprint(request.get_ref());
         Ok(Response::new(proto::ListKeysResponse {
@@ -94,8 +102,8 @@ impl ManageService for ManageApi {
     ) -> Result<Response<proto::UpdateKeyResponse>, Status> {
         let caller = self.caller(&request, "UpdateKey", Access::Write).await?;
         let request = request.into_inner();
-        let id = required_id(&request.id)?;
-        let patch = parse_patch(&request)?;
+        let id = key_id(&request.id)?;
+        let patch = request::update_key(Violations::default(), &super::requests::update_key(request))?;
         let key = self.service.update_key(&caller, &id, &patch).await?;
         Ok(Response::new(proto::UpdateKeyResponse {
             api_key: Some((&key).into()),
@@ -107,7 +115,7 @@ impl ManageService for ManageApi {
         request: Request<proto::RevokeKeyRequest>,
     ) -> Result<Response<proto::RevokeKeyResponse>, Status> {
         let caller = self.caller(&request, "RevokeKey", Access::Write).await?;
-        let id = required_id(&request.get_ref().id)?;
+        let id = key_id(&request.get_ref().id)?;
         let key = self.service.revoke_key(&caller, &id).await?;
         Ok(Response::new(proto::RevokeKeyResponse {
             api_key: Some((&key).into()),
@@ -121,18 +129,15 @@ impl ManageService for ManageApi {
         let caller = self.caller(&request, "ImportKeys", Access::Write).await?;
         let request = request.into_inner();
         // Bounded before any record is looked at.
-        if request.keys.is_empty() || request.keys.len() > super::requests::MAX_IMPORT {
-            return Err(Error::invalid(
-                "keys",
-                format!("give 1-{} records a call", super::requests::MAX_IMPORT),
-            )
-            .into());
-        }
+        request::import_size(request.keys.len())?;
         let records = request
             .keys
             .iter()
             .enumerate()
-            .map(|(i, r)| super::requests::parse_imported(r).map_err(|e| format!("keys[{i}].{e}")))
+            .map(|(i, r)| {
+                request::imported_key(&super::requests::imported_key(r))
+                    .map_err(|e| format!("keys[{i}].{e}"))
+            })
             .collect();
         let outcomes = self.service.import_keys(&caller, records).await?;
         let results = outcomes
@@ -163,17 +168,17 @@ impl ManageService for ManageApi {
             .await?;
         let request = request.into_inner();
         // Bounded before any string is looked at.
-        let mut v = super::convert::Violations::default();
-        if request.keys.is_empty() || request.keys.len() > 100 {
-            v.add("keys", "give 1-100 strings");
-        } else if let Some(i) = request.keys.iter().position(|k| k.len() > 512) {
-            v.add(format!("keys[{i}]"), "at most 512 bytes");
+        let mut v = Violations::default();
+        if request.keys.is_empty() || request.keys.len() > MAX_LEAK_REPORTS {
+            v.add("keys", format!("give 1-{MAX_LEAK_REPORTS} strings"));
+        } else if let Some(i) = request.keys.iter().position(|k| k.len() > MAX_LEAK_LEN) {
+            v.add(format!("keys[{i}]"), format!("at most {MAX_LEAK_LEN} bytes"));
         }
         let source = request.source.trim();
-        if source.is_empty() || source.chars().count() > 512 {
+        if source.is_empty() || source.chars().count() > MAX_LEAK_LEN {
             v.add(
                 "source",
-                "say where the strings were found, 1-512 characters",
+                format!("say where the strings were found, 1-{MAX_LEAK_LEN} characters"),
             );
         } else if crate::error::echo(source).starts_with("<redacted") {
             // The source is logged and stored in the audit log: never a key.
@@ -233,8 +238,8 @@ impl ManageService for ManageApi {
     ) -> Result<Response<proto::RotateKeyResponse>, Status> {
         let caller = self.caller(&request, "RotateKey", Access::Write).await?;
         let request = request.into_inner();
-        let id = required_id(&request.id)?;
-        let grace = parse_grace(request.grace_period.as_ref())?;
+        let id = key_id(&request.id)?;
+        let grace = request::grace(request.grace_period.as_ref().map(raw_duration))?;
         let (secret, new, old) = self.service.rotate_key(&caller, &id, grace).await?;
         Ok(Response::new(proto::RotateKeyResponse {
             key: secret.expose().to_owned(),
@@ -277,38 +282,14 @@ impl ManageService for ManageApi {
             .caller(&request, "UpdateAccount", Access::Write)
             .await?;
         let request = request.into_inner();
-        let mut v = Violations::default();
-        let account_id = v.parse("account_id", &request.account_id, AccountId::parse);
-        let mut patch = AccountPatch::default();
-        let paths = mask_paths(
-            &mut v,
-            request.update_mask.as_ref(),
-            &["max_active_keys", "disabled", "rate_limit"],
-        );
-        for path in paths {
-            match path.as_str() {
-                "max_active_keys" => {
-                    patch.max_active_keys =
-                        Some((request.max_active_keys != 0).then_some(request.max_active_keys))
-                }
-                "disabled" => patch.disabled = Some(request.disabled),
-                "rate_limit" => {
-                    patch.rate_limit = Some(
-                        request
-                            .rate_limit
-                            .as_ref()
-                            .and_then(|rl| parse_rate_limit(&mut v, "rate_limit", rl)),
-                    )
-                }
-                other => v.add(
-                    "update_mask",
-                    format!(
-                        "unknown field {other:?}; expected max_active_keys, disabled or rate_limit"
-                    ),
-                ),
-            }
-        }
-        let (account_id, patch) = v.finish_parsed(account_id.map(|id| (id, patch)))?;
+        let input = request::UpdateAccountInput {
+            paths: request.update_mask.map(|m| m.paths).unwrap_or_default(),
+            max_active_keys: request.max_active_keys,
+            disabled: request.disabled,
+            rate_limit: request.rate_limit.as_ref().map(rate_limit_input),
+        };
+        let (account_id, patch) =
+            request::update_account(Violations::default(), &request.account_id, &input)?;
         record_target(account_id.as_str());
         let account = self
             .service
@@ -329,7 +310,7 @@ impl ManageService for ManageApi {
         let r = request.get_ref();
         let mut v = Violations::default();
         let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
-        let page_size = parse_page_size(r.page_size);
+        let page_size = page_size(r.page_size);
         let fingerprint = query_fingerprint(&["audit", &r.account_id]);
         let tokens = self.service.page_tokens();
         let before =
@@ -348,17 +329,6 @@ impl ManageService for ManageApi {
             next_page_token: tokens.seal(page.next, caller.key_id(), fingerprint),
         }))
     }
-}
-
-/// The query a ListKeys page token belongs to: its account and filters.
-pub(super) fn list_fingerprint(r: &proto::ListKeysRequest) -> u32 {
-    let unused = r
-        .unused_since
-        .as_ref()
-        .map(|t| format!("{}.{}", t.seconds, t.nanos))
-        .unwrap_or_default();
-    let revoked = if r.include_revoked { "1" } else { "0" };
-    query_fingerprint(&["keys", &r.account_id, revoked, &unused])
 }
 
 fn scope(s: &ScopeDef) -> proto::Scope {
@@ -426,4 +396,11 @@ fn account_message(a: &Account) -> proto::Account {
         active_keys: a.active_keys,
         rate_limit: a.rate_limit.as_ref().map(rate_limit),
     }
+}
+
+/// The key a request names, recorded as the call's target.
+fn key_id(id: &str) -> Result<crate::ids::KeyId> {
+    let id = request::key_id(id)?;
+    record_target(id.as_str());
+    Ok(id)
 }

@@ -7,7 +7,8 @@ use tonic::Status;
 
 pub(crate) mod wire;
 
-use super::convert::{Violations, parse_environment, parse_required_scopes};
+use super::convert::parse_environment;
+use crate::request::{Violations, required_scopes};
 use crate::limits::{MAX_CLIENT_IP_LEN, MAX_METHOD_LEN, MAX_PATH_LEN};
 use crate::proto;
 use crate::restriction::{Method, parse_client_ip};
@@ -64,7 +65,7 @@ impl UnaryMethod for VerifyApi {
 fn parse_query(input: &VerifyInput) -> Result<VerifyQuery<'_>, Status> {
     let mut v = Violations::default();
     let required_scopes =
-        parse_required_scopes(&mut v, "required_scopes", input.required_scopes()?);
+        required_scopes(&mut v, "required_scopes", input.required_scopes()?);
     let environment = parse_environment(input.environment()).unwrap_or_else(|e| {
         v.add("environment", e);
         None

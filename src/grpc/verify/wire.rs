@@ -14,7 +14,8 @@ use std::fmt;
 use bytes::{BufMut, Bytes};
 use smallvec::SmallVec;
 
-use crate::grpc::convert::{MAX_SCOPES, environment};
+use crate::grpc::convert::environment;
+use crate::limits::MAX_SCOPES;
 use crate::grpc::protobuf::{
     Fields, Malformed, ReadInPlace, Span, WriteInPlace, bytes_field, bytes_field_len,
     message_field_len, message_header, varint_field, varint_field_len,

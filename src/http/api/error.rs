@@ -207,31 +207,32 @@ pub(super) fn violation(field: &str, description: impl Into<String>) -> FieldVio
     }
 }
 
-/// An RFC 3339 time as the proto message carries it.
+/// An RFC 3339 time as the request layer takes it.
 pub(super) fn parse_time(
     extra: &mut Vec<FieldViolation>,
     field: &str,
     text: &str,
-) -> Option<prost_types::Timestamp> {
-    prost_types::Timestamp::from_str(text.trim())
-        .map_err(|_| {
+) -> Option<RawTime> {
+    Timestamp::parse_rfc3339(text)
+        .map(RawTime::from)
+        .or_else(|| {
             extra.push(violation(
                 field,
                 "must be an RFC 3339 time, e.g. 2030-01-31T12:00:00Z",
-            ))
+            ));
+            None
         })
-        .ok()
 }
 
-/// A rate limit as the proto message carries it; the window is `<n><unit>`.
-pub(super) fn rate_limit_message(
+/// A rate limit as the request layer takes it; the window is `<n><unit>`.
+pub(super) fn rate_limit_input(
     extra: &mut Vec<FieldViolation>,
     r: RateLimitJson,
-) -> Option<proto::RateLimit> {
+) -> Option<RateLimitInput> {
     match crate::duration::parse(&r.window) {
-        Ok(window) => Some(proto::RateLimit {
+        Ok(window) => Some(RateLimitInput {
             limit: r.limit,
-            window: Some(duration(window)),
+            window: Some(RawDuration::from_secs(window.as_secs())),
         }),
         Err(e) => {
             extra.push(violation("rate_limit.window", e));

@@ -41,44 +41,40 @@ pub(super) async fn create_key(
                 "expiresIn",
                 "give expiresIn or expiresAt, not both",
             ));
-            None
+            ExpiryInput::Default
         }
         (Some(text), None) => {
-            let ttl = |days: u64| {
-                Some(proto::create_key_request::Expiry::Ttl(duration(
-                    Duration::from_secs(days * 86_400),
-                )))
-            };
+            let ttl = |days: u64| ExpiryInput::Ttl(RawDuration::from_secs(days * 86_400));
             match text {
                 "30d" => ttl(30),
                 "60d" => ttl(60),
                 "90d" => ttl(90),
                 "1y" => ttl(365),
-                "never" => Some(proto::create_key_request::Expiry::NeverExpires(true)),
+                "never" => ExpiryInput::Never(true),
                 _ => {
                     extra.push(violation("expiresIn", "must be 30d, 60d, 90d, 1y or never"));
-                    None
+                    ExpiryInput::Default
                 }
             }
         }
         (None, Some(at)) => parse_time(&mut extra, "expiresAt", at)
-            .map(proto::create_key_request::Expiry::ExpiresAt),
-        (None, None) => None,
+            .map_or(ExpiryInput::Default, ExpiryInput::At),
+        (None, None) => ExpiryInput::Default,
     };
     let granted = !body.scopes.is_empty() || body.preset.is_some() || body.grant_all;
     let preset = match (&body.preset, &state.api.default_preset) {
-        (Some(preset), _) => preset.clone(),
-        (None, Some(default)) if !granted => default.clone(),
-        _ => String::new(),
+        (Some(preset), _) => Some(preset.clone()),
+        (None, Some(default)) if !granted => Some(default.clone()),
+        _ => None,
     };
     let rate_limit = body
         .rate_limit
-        .and_then(|rl| rate_limit_message(&mut extra, rl));
-    let credits = body.credits.map(|c| c.into_message(&mut extra, "credits"));
-    let message = proto::CreateKeyRequest {
+        .and_then(|rl| rate_limit_input(&mut extra, rl));
+    let input = CreateKeyInput {
+        credits: body.credits.as_ref().map(CreditsJson::input),
         account_id,
         name: body.name,
-        environment: crate::grpc::convert::environment(environment).into(),
+        environment: Ok(Some(environment)),
         scopes: body.scopes,
         preset,
         grant_all: body.grant_all,
@@ -86,9 +82,9 @@ pub(super) async fn create_key(
         restrictions: body.restrictions.map(Into::into),
         rate_limit,
         meta: body.meta,
-        credits,
+        bad_interval: BAD_INTERVAL,
     };
-    let create = with_violations(extra, parse_create(message))?;
+    let create = with_violations(extra, request::create_key(Violations::default(), input))?;
     let (secret, key) = state.service.create_key(&caller, create).await?;
     let location = HeaderValue::from_str(&format!("/v1/api-keys/{}", key.id)).ok();
     let mut response = json(&NewKeyAnswer {
@@ -155,10 +151,7 @@ pub(super) async fn list_keys(
                 let now = Timestamp::now().micros();
                 let ago = i64::try_from(ago.as_micros()).unwrap_or(i64::MAX);
                 let at = now.saturating_sub(ago).max(0);
-                Some(prost_types::Timestamp {
-                    seconds: at / 1_000_000,
-                    nanos: ((at % 1_000_000) * 1000) as i32,
-                })
+                Some(RawTime::from(Timestamp::from_micros(at)))
             }
             Err(_) => parse_time(&mut extra, "unusedSince", text),
         },
@@ -176,14 +169,17 @@ pub(super) async fn list_keys(
         extra.push(violation("pageToken", e));
         None
     });
-    let message = proto::ListKeysRequest {
+    let input = ListKeysInput {
         account_id,
         include_revoked,
         unused_since,
         page_size: params.page_size.unwrap_or(0),
         page_token: String::new(),
     };
-    let mut query = with_violations(extra, parse_list(&message, tokens, caller.key_id()))?;
+    let mut query = with_violations(
+        extra,
+        request::list_keys(Violations::default(), &input, tokens, caller.key_id(), fingerprint),
+    )?;
     query.after = after;
     let page = state.service.list_keys(&caller, &query).await?;
     let next = tokens.seal(page.next, caller.key_id(), fingerprint);
@@ -213,7 +209,7 @@ pub(super) async fn get_key(
     KeyPath(id): KeyPath,
 ) -> Answered<Response> {
     let caller = call.caller(&state, Access::Read).await?;
-    let id = required_id(&id)?;
+    let id = request::key_id(&id)?;
     let key = state.service.get_key(&caller, &id).await?;
     Ok(json(&KeyAnswer {
         data: (&key).into(),
@@ -246,7 +242,7 @@ pub(super) async fn update_key(
     body: Result<Bytes, BytesRejection>,
 ) -> Answered<Response> {
     let caller = call.caller(&state, Access::Write).await?;
-    let id = required_id(&id)?;
+    let id = request::key_id(&id)?;
     // Which fields are given (`null` included) is the update mask.
     let fields: serde_json::Map<String, serde_json::Value> = read_json(&headers, body)?;
     let body: UpdateKeyBody =
@@ -274,12 +270,10 @@ pub(super) async fn update_key(
         .and_then(|at| parse_time(&mut extra, "expiresAt", at));
     let rate_limit = body
         .rate_limit
-        .and_then(|rl| rate_limit_message(&mut extra, rl));
-    let credits = body.credits.map(|c| c.into_message(&mut extra, "credits"));
-    let message = proto::UpdateKeyRequest {
-        credits,
+        .and_then(|rl| rate_limit_input(&mut extra, rl));
+    let input = UpdateKeyInput {
+        credits: body.credits.as_ref().map(CreditsJson::input),
         add_credits: body.add_credits.unwrap_or(0),
-        id: id.as_str().to_owned(),
         name: body.name.unwrap_or_default(),
         scopes: body.scopes.unwrap_or_default(),
         grant_all: body.grant_all.unwrap_or(false),
@@ -287,12 +281,13 @@ pub(super) async fn update_key(
         rate_limit,
         meta: body.meta.unwrap_or_default(),
         expires_at,
-        update_mask: Some(prost_types::FieldMask { paths }),
+        paths,
+        bad_interval: BAD_INTERVAL,
     };
     if !extra.is_empty() {
         return Err(Error::InvalidArgument(extra).into());
     }
-    let patch = parse_patch(&message)?;
+    let patch = request::update_key(Violations::default(), &input)?;
     let key = state.service.update_key(&caller, &id, &patch).await?;
     Ok(json(&KeyAnswer {
         data: (&key).into(),
@@ -318,7 +313,7 @@ pub(super) async fn revoke_key(
     KeyPath(id): KeyPath,
 ) -> Answered<Response> {
     let caller = call.caller(&state, Access::Write).await?;
-    let id = required_id(&id)?;
+    let id = request::key_id(&id)?;
     let key = state.service.revoke_key(&caller, &id).await?;
     Ok(json(&RevokedAnswer {
         success: true,
@@ -352,14 +347,14 @@ pub(super) async fn rotate_key(
     body: Result<Bytes, BytesRejection>,
 ) -> Answered<Response> {
     let caller = call.caller(&state, Access::Write).await?;
-    let id = required_id(&id)?;
+    let id = request::key_id(&id)?;
     let body: RotateKeyBody = read_json(&headers, body)?;
     let grace = match body.grace_period.as_deref().map(crate::duration::parse) {
         None => None,
-        Some(Ok(grace)) => Some(duration(grace)),
+        Some(Ok(grace)) => Some(RawDuration::from_secs(grace.as_secs())),
         Some(Err(e)) => return Err(Error::invalid("gracePeriod", e).into()),
     };
-    let grace = parse_grace(grace.as_ref()).map_err(|e| match e {
+    let grace = request::grace(grace).map_err(|e| match e {
         Error::InvalidArgument(v) => Error::InvalidArgument(
             v.into_iter()
                 .map(|v| violation(&camel(&v.field), v.description))

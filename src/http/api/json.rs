@@ -48,17 +48,16 @@ pub struct ApiKeyJson {
 }
 
 pub(super) fn rfc3339(t: Timestamp) -> String {
-    timestamp(t).to_string()
+    t.to_rfc3339()
 }
 
 impl From<&crate::model::Restrictions> for RestrictionsJson {
     fn from(r: &crate::model::Restrictions) -> Self {
-        let r = crate::grpc::convert::restrictions(r);
         RestrictionsJson {
-            allowed_cidrs: r.allowed_cidrs,
-            allowed_referrers: r.allowed_referrers,
-            allowed_paths: r.allowed_paths,
-            allowed_methods: r.allowed_methods,
+            allowed_cidrs: r.allowed_cidrs.iter().map(ToString::to_string).collect(),
+            allowed_referrers: r.allowed_referrers.iter().map(ToString::to_string).collect(),
+            allowed_paths: r.allowed_paths.iter().map(ToString::to_string).collect(),
+            allowed_methods: r.allowed_methods.iter().map(|m| m.as_str().to_owned()).collect(),
         }
     }
 }
@@ -129,9 +128,9 @@ pub struct RestrictionsJson {
     pub(super) allowed_methods: Vec<String>,
 }
 
-impl From<RestrictionsJson> for proto::Restrictions {
+impl From<RestrictionsJson> for RestrictionsInput {
     fn from(r: RestrictionsJson) -> Self {
-        proto::Restrictions {
+        RestrictionsInput {
             allowed_cidrs: r.allowed_cidrs,
             allowed_referrers: r.allowed_referrers,
             allowed_paths: r.allowed_paths,
@@ -180,34 +179,26 @@ pub struct RefillJson {
 }
 
 impl CreditsJson {
-    /// The proto message; a bad interval is a violation.
-    pub(super) fn into_message(
-        self,
-        extra: &mut Vec<FieldViolation>,
-        field: &str,
-    ) -> proto::Credits {
-        proto::Credits {
+    /// The credits as the request layer takes them (an interval other than `daily` or
+    /// `monthly`: none, which it refuses as [`BAD_INTERVAL`]).
+    pub(super) fn input(&self) -> CreditsInput {
+        CreditsInput {
             remaining: self.remaining,
-            refill: self.refill.map(|r| proto::Refill {
+            refill: self.refill.as_ref().map(|r| RefillInput {
                 amount: r.amount,
                 interval: match r.interval.as_str() {
-                    "daily" => proto::RefillInterval::Daily,
-                    "monthly" => proto::RefillInterval::Monthly,
-                    _ => {
-                        extra.push(violation(
-                            &format!("{field}.refill.interval"),
-                            "must be daily or monthly",
-                        ));
-                        proto::RefillInterval::Unspecified
-                    }
-                }
-                .into(),
+                    "daily" => Some(RefillInterval::Daily),
+                    "monthly" => Some(RefillInterval::Monthly),
+                    _ => None,
+                },
                 day_of_month: r.day_of_month.unwrap_or(0),
             }),
-            refilled_at: None,
         }
     }
 }
+
+/// The refill interval's violation, in the JSON API's spelling.
+pub(super) const BAD_INTERVAL: &str = "must be daily or monthly";
 
 /// When a new key expires, counted from now.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -1,8 +1,8 @@
 //! The HTTP JSON API under `/v1`, in the shape of the reference product pages: create a key
 //! with `expiresIn`, list metadata with `prefix` and `lastUsedAt`, `DELETE` to revoke.
 //!
-//! A thin adapter, like the gRPC one: a JSON body becomes the `keyward.v1` request message
-//! ManageService takes, parsed by the same functions (`grpc::requests`), and the same domain
+//! A thin adapter, like the gRPC one: a JSON body is read into the request layer's inputs
+//! (`request`), checked by the same functions ManageService's messages are, and the same domain
 //! calls decide; no rule lives here. What differs is only the face: camelCase names, answers
 //! wrapped as `{"data": …}`, errors as `{"code", "message", "fieldViolations"}` with an HTTP
 //! status. Routes and the OpenAPI document are made in one place (`utoipa_axum`), so a route
@@ -10,9 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -30,11 +28,13 @@ use utoipa_axum::routes;
 use super::HttpState;
 use crate::error::{Error, FieldViolation};
 use crate::gateway::{Answer, ClientRequest, JSON};
-use crate::grpc::convert::{duration, query_fingerprint, timestamp};
-use crate::grpc::requests::{parse_create, parse_grace, parse_list, parse_patch, required_id};
 use crate::model::ApiKey;
 use crate::net::PeerInfo;
-use crate::proto;
+use crate::model::RefillInterval;
+use crate::request::{
+    self, CreateKeyInput, CreditsInput, ExpiryInput, ListKeysInput, RateLimitInput, RawDuration,
+    RawTime, RefillInput, RestrictionsInput, UpdateKeyInput, Violations, query_fingerprint,
+};
 use crate::service::{Access, CallContext, Caller};
 use crate::time::Timestamp;
 use crate::verify::Code;
