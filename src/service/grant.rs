@@ -1,12 +1,56 @@
 //! What a key may be granted and how long it may live: presets resolved, scopes checked
 //! against the catalog, the `root` scope kept to root keys, expiry bounded by `max_ttl`.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use super::Keyward;
-use super::manage::{CreateKey, Expiry};
 use crate::error::{Error, Result};
-use crate::model::Restrictions;
+use crate::ids::AccountId;
+use crate::key::Environment;
+use crate::model::{RateLimit, Restrictions};
 use crate::scope::{ROOT, ScopeName};
 use crate::time::Timestamp;
+
+/// When a new key expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// The service default.
+    Default,
+    /// Never.
+    Never,
+    /// This long after creation.
+    Ttl(Duration),
+    /// At this time.
+    At(Timestamp),
+}
+
+/// A well-formed request for a new key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateKey {
+    /// The owning account.
+    pub account_id: AccountId,
+    /// Human-readable name.
+    pub name: String,
+    /// The key's environment.
+    pub environment: Environment,
+    /// Scopes to grant.
+    pub scopes: Vec<ScopeName>,
+    /// A catalog preset to take scopes and restrictions from.
+    pub preset: Option<String>,
+    /// Grant every scope.
+    pub grant_all: bool,
+    /// When it expires.
+    pub expiry: Expiry,
+    /// Where it may be used.
+    pub restrictions: Restrictions,
+    /// Its own rate limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Free-form metadata.
+    pub meta: BTreeMap<String, String>,
+    /// Usage credits; `None`: unlimited.
+    pub credits: Option<crate::model::CreditTerms>,
+}
 
 /// Scope names as a record stores them.
 pub(super) fn names(scopes: &[ScopeName]) -> Vec<String> {

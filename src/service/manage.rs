@@ -2,61 +2,19 @@
 //! management. Authorization and policy (limits, expiry bounds, no escalation) are decided
 //! here; input shape was checked at the edge.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::Keyward;
 use super::auth::{Access, Caller};
 use crate::error::{Error, Result};
-use crate::ids::{AccountId, KeyId};
-use crate::key::{Environment, SecretKey};
-use crate::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Page, RateLimit, Restrictions};
-use crate::scope::ScopeName;
+use crate::ids::KeyId;
+use crate::key::SecretKey;
+use crate::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Page};
 use crate::time::Timestamp;
-
-/// When a new key expires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expiry {
-    /// The service default.
-    Default,
-    /// Never.
-    Never,
-    /// This long after creation.
-    Ttl(Duration),
-    /// At this time.
-    At(Timestamp),
-}
-
-/// A well-formed request for a new key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreateKey {
-    /// The owning account.
-    pub account_id: AccountId,
-    /// Human-readable name.
-    pub name: String,
-    /// The key's environment.
-    pub environment: Environment,
-    /// Scopes to grant.
-    pub scopes: Vec<ScopeName>,
-    /// A catalog preset to take scopes and restrictions from.
-    pub preset: Option<String>,
-    /// Grant every scope.
-    pub grant_all: bool,
-    /// When it expires.
-    pub expiry: Expiry,
-    /// Where it may be used.
-    pub restrictions: Restrictions,
-    /// Its own rate limit.
-    pub rate_limit: Option<RateLimit>,
-    /// Free-form metadata.
-    pub meta: BTreeMap<String, String>,
-    /// Usage credits; `None`: unlimited.
-    pub credits: Option<crate::model::CreditTerms>,
-}
 
 pub use super::auth::ROOT_ACCOUNT;
 
-use super::grant::refuse_root_scope;
+use super::grant::{CreateKey, refuse_root_scope};
 
 impl Keyward {
     /// Creates a key for `caller` and returns its secret, the one time it is ever shown.

@@ -29,7 +29,8 @@ use crate::verify::{self, Code, Decision, Presented, RateBudget, VerifyQuery};
 
 pub use auth::{Access, CallContext, Caller};
 pub use last_used::LastUsed;
-pub use manage::{CreateKey, Expiry, ImportRecord, Imported, Leak};
+pub use grant::{CreateKey, Expiry};
+pub use manage::{ImportRecord, Imported, Leak};
 
 /// The longest foreign key Verify hashes.
 const MAX_FOREIGN_KEY_LEN: usize = 256;
