@@ -154,4 +154,3 @@ impl PartialEq for UseMark {
 }
 
 impl Eq for UseMark {}
-

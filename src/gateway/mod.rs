@@ -15,10 +15,10 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::cache::KeyState;
 use crate::error::echo;
 use crate::key::Environment;
 use crate::limits::{MAX_METHOD_LEN, MAX_PATH_LEN, MAX_SCOPES};
-use crate::cache::KeyState;
 use crate::restriction::{Method, normalize_path};
 use crate::scope::ScopeName;
 use crate::verify::{Code, Decision, RequestContext, RequiredScopes, VerifyQuery};

@@ -7,7 +7,9 @@ use std::time::Duration;
 use crate::key::Environment;
 use crate::model::{ApiKey, Credits, RateLimit, RefillInterval, Restrictions};
 use crate::proto;
-use crate::request::{CreditsInput, RateLimitInput, RawDuration, RawTime, RefillInput, RestrictionsInput};
+use crate::request::{
+    CreditsInput, RateLimitInput, RawDuration, RawTime, RefillInput, RestrictionsInput,
+};
 use crate::time::Timestamp;
 
 pub(crate) fn timestamp(t: Timestamp) -> prost_types::Timestamp {

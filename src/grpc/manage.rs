@@ -8,7 +8,6 @@ use tonic::{Request, Response, Status};
 use super::convert::{rate_limit, rate_limit_input, raw_duration, restrictions, timestamp};
 use super::requests::list_fingerprint;
 use super::trace::{record_caller, record_target};
-use crate::request::{self, Violations, page_size, query_fingerprint};
 use crate::audit::{Action, AuditEvent, AuditQuery};
 use crate::catalog::{self, Preset, ScopeDef};
 use crate::error::{Error, Result};
@@ -16,6 +15,7 @@ use crate::ids::AccountId;
 use crate::limits::{MAX_LEAK_LEN, MAX_LEAK_REPORTS};
 use crate::model::Account;
 use crate::proto::{self, manage_service_server::ManageService};
+use crate::request::{self, Violations, page_size, query_fingerprint};
 use crate::service::{Access, CallContext, Caller, Imported, Keyward, Leak};
 
 /// The ManageService adapter.
@@ -103,7 +103,8 @@ impl ManageService for ManageApi {
         let caller = self.caller(&request, "UpdateKey", Access::Write).await?;
         let request = request.into_inner();
         let id = key_id(&request.id)?;
-        let patch = request::update_key(Violations::default(), &super::requests::update_key(request))?;
+        let patch =
+            request::update_key(Violations::default(), &super::requests::update_key(request))?;
         let key = self.service.update_key(&caller, &id, &patch).await?;
         Ok(Response::new(proto::UpdateKeyResponse {
             api_key: Some((&key).into()),
@@ -172,7 +173,10 @@ impl ManageService for ManageApi {
         if request.keys.is_empty() || request.keys.len() > MAX_LEAK_REPORTS {
             v.add("keys", format!("give 1-{MAX_LEAK_REPORTS} strings"));
         } else if let Some(i) = request.keys.iter().position(|k| k.len() > MAX_LEAK_LEN) {
-            v.add(format!("keys[{i}]"), format!("at most {MAX_LEAK_LEN} bytes"));
+            v.add(
+                format!("keys[{i}]"),
+                format!("at most {MAX_LEAK_LEN} bytes"),
+            );
         }
         let source = request.source.trim();
         if source.is_empty() || source.chars().count() > MAX_LEAK_LEN {

@@ -8,8 +8,7 @@ use super::convert::{
 };
 use crate::proto::{self, create_key_request};
 use crate::request::{
-    CreateKeyInput, ExpiryInput, ImportedKeyInput, ListKeysInput, UpdateKeyInput,
-    query_fingerprint,
+    CreateKeyInput, ExpiryInput, ImportedKeyInput, ListKeysInput, UpdateKeyInput, query_fingerprint,
 };
 
 /// A CreateKey message as the request layer takes it.

@@ -388,7 +388,10 @@ mod tests {
         assert_eq!(d(3, 500), Ok(Duration::new(3, 500)));
         assert_eq!(d(-1, 0), Err("must not be negative".to_owned()));
         assert_eq!(d(1, 1_000_000_000), Ok(Duration::from_secs(2)));
-        assert_eq!(d(i64::MAX, 999_999_999), Err("must be at most 10 s".to_owned()));
+        assert_eq!(
+            d(i64::MAX, 999_999_999),
+            Err("must be at most 10 s".to_owned())
+        );
         assert_eq!(d(11, 0), Err("must be at most 10 s".to_owned()));
     }
 }

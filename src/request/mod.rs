@@ -19,9 +19,9 @@ mod fields;
 mod violations;
 
 pub(crate) use fields::{
-    CreditsInput, MAX_GRACE, RateLimitInput, RawDuration, RawTime, RefillInput,
-    RestrictionsInput, check_name, credits, duration, mask_paths, meta, page_size,
-    query_fingerprint, rate_limit, required_scopes, restrictions, scopes, timestamp,
+    CreditsInput, MAX_GRACE, RateLimitInput, RawDuration, RawTime, RefillInput, RestrictionsInput,
+    check_name, credits, duration, mask_paths, meta, page_size, query_fingerprint, rate_limit,
+    required_scopes, restrictions, scopes, timestamp,
 };
 pub(crate) use violations::Violations;
 
@@ -327,7 +327,9 @@ pub(crate) fn update_account(
             }
             other => v.add(
                 "update_mask",
-                format!("unknown field {other:?}; expected max_active_keys, disabled or rate_limit"),
+                format!(
+                    "unknown field {other:?}; expected max_active_keys, disabled or rate_limit"
+                ),
             ),
         }
     }

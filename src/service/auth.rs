@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use super::Keyward;
+use crate::cache::KeyState;
 use crate::error::{Error, Result};
 use crate::key::Environment;
-use crate::cache::KeyState;
 use crate::restriction::Method;
 use crate::scope::{KEYS_READ, KEYS_VERIFY, KEYS_WRITE, ROOT};
 use crate::time::Timestamp;

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::Keyward;
-use crate::error::Result;
 use crate::cache::KeyState;
+use crate::error::Result;
 use crate::time::Timestamp;
 
 /// A cached key, hashed and compared by address: the tracker holds the cached copy itself

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::cache::{AccountLimit, KeyState};
 use crate::cache::{CacheSettings, Cached, KeyCache, Loader};
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::key::{KeyDigest, KeyFormat, ParsedKey};
-use crate::cache::{AccountLimit, KeyState};
 use crate::model::{Change, RateLimit};
 use crate::ratelimit::credits::{self, CreditBlock, CreditBlocks, CreditCheck};
 use crate::ratelimit::engine::{Engine, Reservation};
@@ -28,8 +28,8 @@ use crate::time::Timestamp;
 use crate::verify::{self, Code, Decision, Presented, RateBudget, VerifyQuery};
 
 pub use auth::{Access, CallContext, Caller};
-pub use last_used::LastUsed;
 pub use grant::{CreateKey, Expiry};
+pub use last_used::LastUsed;
 pub use manage::{ImportRecord, Imported, Leak};
 
 /// The longest foreign key Verify hashes.

@@ -17,13 +17,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::cache::KeyState;
 use crate::audit::{Action, AuditEvent, AuditQuery};
+use crate::cache::KeyState;
 use crate::error::{Error, Result};
 use crate::key::KeyDigest;
 use crate::model::{
-    Account, AccountPatch, ApiKey, Change, Credits, KeyListQuery, KeyPatch, NewKey, Page,
-    StoredKey,
+    Account, AccountPatch, ApiKey, Change, Credits, KeyListQuery, KeyPatch, NewKey, Page, StoredKey,
 };
 use crate::time::Timestamp;
 

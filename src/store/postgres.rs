@@ -18,13 +18,11 @@ use super::row::{
     bind_event, bind_key, bind_key_update, into_event_page, into_page,
 };
 use super::sql::sql_backend;
-use crate::cache::KeyState;
 use crate::audit::{AuditEvent, AuditQuery};
+use crate::cache::KeyState;
 use crate::error::{Error, Result};
 use crate::key::KeyDigest;
-use crate::model::{
-    Account, ApiKey, Change, Credits, KeyListQuery, NewKey, Page, StoredKey,
-};
+use crate::model::{Account, ApiKey, Change, Credits, KeyListQuery, NewKey, Page, StoredKey};
 use crate::time::Timestamp;
 
 /// Advisory-lock id held while bootstrapping the first key, so replicas starting together on an

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use crate::audit::{Action, AuditEvent};
+use crate::cache::KeyState;
 use crate::error::{Error, Result};
 use crate::key::{Environment, KeyDigest};
-use crate::cache::KeyState;
 use crate::model::{Account, ApiKey, Credits, Page, RateLimit, Restrictions, StoredKey};
 use crate::time::Timestamp;
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 pub use code::Code;
 
-use crate::key::Environment;
 use crate::cache::KeyState;
+use crate::key::Environment;
 use crate::ratelimit::{CreditStatus, LimitStatus, Outcome};
 use crate::restriction::Method;
 use crate::time::Timestamp;

@@ -8,9 +8,9 @@ use tonic::Status;
 pub(crate) mod wire;
 
 use super::convert::parse_environment;
-use crate::request::{Violations, required_scopes};
 use crate::limits::{MAX_CLIENT_IP_LEN, MAX_METHOD_LEN, MAX_PATH_LEN};
 use crate::proto;
+use crate::request::{Violations, required_scopes};
 use crate::restriction::{Method, parse_client_ip};
 use crate::service::Keyward;
 use crate::verify::{RequestContext, VerifyQuery};
@@ -64,8 +64,7 @@ impl UnaryMethod for VerifyApi {
 /// The request's question, borrowed from its body (no copies on the hot path).
 fn parse_query(input: &VerifyInput) -> Result<VerifyQuery<'_>, Status> {
     let mut v = Violations::default();
-    let required_scopes =
-        required_scopes(&mut v, "required_scopes", input.required_scopes()?);
+    let required_scopes = required_scopes(&mut v, "required_scopes", input.required_scopes()?);
     let environment = parse_environment(input.environment()).unwrap_or_else(|e| {
         v.add("environment", e);
         None

@@ -15,11 +15,11 @@ use bytes::{BufMut, Bytes};
 use smallvec::SmallVec;
 
 use crate::grpc::convert::environment;
-use crate::limits::MAX_SCOPES;
 use crate::grpc::protobuf::{
     Fields, Malformed, ReadInPlace, Span, WriteInPlace, bytes_field, bytes_field_len,
     message_field_len, message_header, varint_field, varint_field_len,
 };
+use crate::limits::MAX_SCOPES;
 use crate::model::CachedKey;
 use crate::proto;
 use crate::time::Timestamp;

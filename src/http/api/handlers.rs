@@ -57,8 +57,9 @@ pub(super) async fn create_key(
                 }
             }
         }
-        (None, Some(at)) => parse_time(&mut extra, "expiresAt", at)
-            .map_or(ExpiryInput::Default, ExpiryInput::At),
+        (None, Some(at)) => {
+            parse_time(&mut extra, "expiresAt", at).map_or(ExpiryInput::Default, ExpiryInput::At)
+        }
         (None, None) => ExpiryInput::Default,
     };
     let granted = !body.scopes.is_empty() || body.preset.is_some() || body.grant_all;
@@ -178,7 +179,13 @@ pub(super) async fn list_keys(
     };
     let mut query = with_violations(
         extra,
-        request::list_keys(Violations::default(), &input, tokens, caller.key_id(), fingerprint),
+        request::list_keys(
+            Violations::default(),
+            &input,
+            tokens,
+            caller.key_id(),
+            fingerprint,
+        ),
     )?;
     query.after = after;
     let page = state.service.list_keys(&caller, &query).await?;

@@ -55,9 +55,17 @@ impl From<&crate::model::Restrictions> for RestrictionsJson {
     fn from(r: &crate::model::Restrictions) -> Self {
         RestrictionsJson {
             allowed_cidrs: r.allowed_cidrs.iter().map(ToString::to_string).collect(),
-            allowed_referrers: r.allowed_referrers.iter().map(ToString::to_string).collect(),
+            allowed_referrers: r
+                .allowed_referrers
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             allowed_paths: r.allowed_paths.iter().map(ToString::to_string).collect(),
-            allowed_methods: r.allowed_methods.iter().map(|m| m.as_str().to_owned()).collect(),
+            allowed_methods: r
+                .allowed_methods
+                .iter()
+                .map(|m| m.as_str().to_owned())
+                .collect(),
         }
     }
 }

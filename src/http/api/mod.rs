@@ -29,8 +29,8 @@ use super::HttpState;
 use crate::error::{Error, FieldViolation};
 use crate::gateway::{Answer, ClientRequest, JSON};
 use crate::model::ApiKey;
-use crate::net::PeerInfo;
 use crate::model::RefillInterval;
+use crate::net::PeerInfo;
 use crate::request::{
     self, CreateKeyInput, CreditsInput, ExpiryInput, ListKeysInput, RateLimitInput, RawDuration,
     RawTime, RefillInput, RestrictionsInput, UpdateKeyInput, Violations, query_fingerprint,

@@ -11,8 +11,8 @@ use proptest::prelude::*;
 use prost::Message;
 
 use super::*;
-use crate::gateway::{Answer, Gateway, GatewayConfig, Rejection};
 use crate::cache::KeyState;
+use crate::gateway::{Answer, Gateway, GatewayConfig, Rejection};
 use crate::proto::envoy::config::core::v3::{
     Address, HeaderMap, HeaderValue, HeaderValueOption, SocketAddress, address,
 };

@@ -10,9 +10,9 @@ use proptest::prelude::*;
 use prost::Message;
 
 use super::*;
+use crate::cache::KeyState;
 use crate::grpc::convert::{duration, timestamp};
 use crate::grpc::protobuf::arbitrary::{self, Kind};
-use crate::cache::KeyState;
 use crate::model::test_key;
 use crate::ratelimit::{CreditStatus, LimitStatus};
 
