@@ -215,6 +215,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// A listener on `addr` for `what`; the error names both.
+async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener, Failure> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| Failure::from(format!("cannot serve {what} on {addr}: {e}")))
+}
+
 async fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Keys { command } => cli::manage::keys(command).await,
@@ -234,47 +241,20 @@ async fn run(command: Command) -> Result<(), Failure> {
                     .map_err(|e| e.to_string())?;
             }
             bootstrap(&app, &config).await?;
-            let listener = TcpListener::bind(config.listen)
-                .await
-                .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-            let app = match config.manage_listen {
-                Some(addr) => app.with_manage_listener(
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|e| format!("cannot serve ManageService on {addr}: {e}"))?,
-                ),
-                None => app,
-            };
-            let app = match config.metrics_addr {
-                Some(addr) => app.with_metrics(
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?,
-                ),
-                None => app,
-            };
-            let app = match config.health_listen {
-                Some(addr) => app.with_health_listener(
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|e| format!("cannot serve gRPC health on {addr}: {e}"))?,
-                ),
-                None => app,
-            };
-            let app = match config.http_manage_listen {
-                Some(addr) if config.http_api => app.with_http_manage_listener(
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|e| format!("cannot serve the HTTP API on {addr}: {e}"))?,
-                ),
-                _ => app,
-            };
-            let http = config.http_listen;
-            let app = app.with_http(
-                TcpListener::bind(http)
-                    .await
-                    .map_err(|e| format!("cannot serve HTTP on {http}: {e}"))?,
-            );
+            let listener = bind(config.listen, "gRPC").await?;
+            let mut app = app.with_http(bind(config.http_listen, "HTTP").await?);
+            if let Some(addr) = config.manage_listen {
+                app = app.with_manage_listener(bind(addr, "ManageService").await?);
+            }
+            if let Some(addr) = config.metrics_addr {
+                app = app.with_metrics(bind(addr, "metrics").await?);
+            }
+            if let Some(addr) = config.health_listen {
+                app = app.with_health_listener(bind(addr, "gRPC health").await?);
+            }
+            if let Some(addr) = config.http_manage_listen.filter(|_| config.http_api) {
+                app = app.with_http_manage_listener(bind(addr, "the HTTP API").await?);
+            }
             app.serve(listener, shutdown)
                 .await
                 .map_err(|e| Failure::Failed(e.to_string()))

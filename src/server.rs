@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
+use tonic_health::server::{HealthReporter, HealthService};
 
 use crate::cache::CacheSettings;
 use crate::catalog::Catalog;
@@ -268,47 +268,45 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
-        let (reporter, health) = tonic_health::server::health_reporter();
+        let reporter = HealthReporter::new();
+        let health = HealthServer::new(HealthService::from_health_reporter(reporter.clone()));
         set_status(&reporter, ServingStatus::Serving).await;
+        let grpc_tls = self.acceptor(crate::tls::ALPN_H2)?;
+        let http_tls = self.acceptor(crate::tls::ALPN_HTTP1)?;
+        let stop = Stop::new();
+        let signal = stop.on(shutdown, reporter.clone());
+        let grpc = self.grpc_servers(listener, health, grpc_tls, signal, &stop)?;
+        let background = self.start_background(&reporter, &stop);
+        let (http_state, http_tasks) = self.start_http(http_tls);
+        let served = self.drain(grpc, &stop, &http_state).await;
+        self.close(background, http_tasks).await;
+        served.map_err(|e| Error::internal_caused("gRPC server", e))
+    }
+
+    /// The TLS acceptor for a listener speaking `alpn`, when TLS is configured.
+    fn acceptor(&self, alpn: &[u8]) -> Result<Option<tokio_rustls::TlsAcceptor>> {
+        self.tls
+            .as_ref()
+            .map(|tls| tls.acceptor(&[alpn]))
+            .transpose()
+            .map_err(Error::FailedPrecondition)
+    }
+
+    /// The gRPC servers: the main listener (health, reflection, Verify, `Check`, and
+    /// ManageService unless it has its own), ManageService's own listener, and plaintext
+    /// health; all stop when `signal` resolves.
+    fn grpc_servers<'a>(
+        &mut self,
+        listener: TcpListener,
+        health: HealthServer,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        signal: impl Future<Output = ()> + 'a,
+        stop: &Stop,
+    ) -> Result<impl Future<Output = std::result::Result<(), tonic::transport::Error>> + 'a> {
         let local = listener.local_addr().ok();
         // Bounded connections with handshake and idle timeouts (TCP_NODELAY set on each).
-        let acceptor = |alpn: &[u8]| -> Result<Option<tokio_rustls::TlsAcceptor>> {
-            self.tls
-                .as_ref()
-                .map(|tls| tls.acceptor(&[alpn]))
-                .transpose()
-                .map_err(Error::FailedPrecondition)
-        };
-        let grpc_tls = acceptor(crate::tls::ALPN_H2)?;
-        let http_tls = acceptor(crate::tls::ALPN_HTTP1)?;
-        let incoming = crate::net::incoming(
-            listener,
-            self.limits,
-            self.connections.clone(),
-            grpc_tls.clone(),
-        );
-        let stopping = Arc::new(Notify::new());
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let signal = {
-            let stopping = stopping.clone();
-            let reporter = reporter.clone();
-            async move {
-                shutdown.await;
-                tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
-                set_status(&reporter, ServingStatus::NotServing).await;
-                let _ = stop_tx.send(true);
-                stopping.notify_one();
-            }
-        };
-        let engine_watch = self
-            .service
-            .rate_limit_engine()
-            .map(|engine| tokio::spawn(engine.clone().watch()));
-        let store_watch = tokio::spawn(watch_store(
-            self.service.clone(),
-            reporter.clone(),
-            stop_rx.clone(),
-        ));
+        let incoming =
+            crate::net::incoming(listener, self.limits, self.connections.clone(), tls.clone());
         let separate_manage = self.manage.take();
         let (v1, v1alpha) = reflection()?;
         // Verify and Check answer only gateways the service authenticates, when verify_auth
@@ -342,12 +340,9 @@ impl App {
             }
             let incoming =
                 crate::net::incoming(listener, self.limits, self.connections.clone(), None);
-            let mut stop = stop_rx.clone();
             Server::builder()
                 .add_service(health.clone())
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = stop.wait_for(|stopped| *stopped).await;
-                })
+                .serve_with_incoming_shutdown(incoming, stop.stopped())
         });
         let manage = match separate_manage {
             None => None,
@@ -355,38 +350,36 @@ impl App {
                 if let Ok(addr) = listener.local_addr() {
                     tracing::info!(%addr, "ManageService listening on its own port");
                 }
-                let incoming = crate::net::incoming(
-                    listener,
-                    self.limits,
-                    self.connections.clone(),
-                    grpc_tls.clone(),
-                );
+                let incoming =
+                    crate::net::incoming(listener, self.limits, self.connections.clone(), tls);
                 let (v1, v1alpha) = reflection()?;
-                let mut stop = stop_rx;
                 Some(
                     self.server_builder()
                         .add_service(health)
                         .add_service(v1)
                         .add_service(v1alpha)
                         .add_service(self.manage_service())
-                        .serve_with_incoming_shutdown(incoming, async move {
-                            let _ = stop.wait_for(|stopped| *stopped).await;
-                        }),
+                        .serve_with_incoming_shutdown(incoming, stop.stopped()),
                 )
             }
         };
-        let server = async move {
-            let health_only = async move {
-                match health_only {
-                    Some(server) => server.await,
-                    None => Ok(()),
-                }
-            };
-            match manage {
-                None => tokio::try_join!(main, health_only).map(|_| ()),
-                Some(manage) => tokio::try_join!(main, manage, health_only).map(|_| ()),
-            }
-        };
+        Ok(
+            async move { tokio::try_join!(main, optional(manage), optional(health_only)).map(|_| ()) },
+        )
+    }
+
+    /// The tasks that run beside the listeners: the store's health, the rate-limit engine's
+    /// watch, the change feed and the last-use flusher.
+    fn start_background(&self, reporter: &HealthReporter, stop: &Stop) -> Background {
+        let engine_watch = self
+            .service
+            .rate_limit_engine()
+            .map(|engine| tokio::spawn(engine.clone().watch()));
+        let store_watch = tokio::spawn(watch_store(
+            self.service.clone(),
+            reporter.clone(),
+            stop.stopped.subscribe(),
+        ));
         let feed = self.service.store().subscribe().map(|mut changes| {
             let service = self.service.clone();
             tokio::spawn(async move {
@@ -395,19 +388,35 @@ impl App {
                 }
             })
         });
-        let (http_state, http_tasks) = self.start_http(http_tls);
         let (stop_flusher, flusher_stop) = tokio::sync::oneshot::channel::<()>();
         let flusher = tokio::spawn(flush_last_used(
             self.service.clone(),
             self.last_used_interval,
             flusher_stop,
         ));
-        tokio::pin!(server);
-        let served = tokio::select! {
-            result = &mut server => result,
-            () = stopping.notified() => {
-                http_state.stopping();
-                match tokio::time::timeout(self.shutdown_timeout, &mut server).await {
+        Background {
+            engine_watch,
+            store_watch,
+            feed,
+            flusher,
+            stop_flusher,
+        }
+    }
+
+    /// Runs the gRPC servers until they end or shutdown begins; then `/readyz` turns off and
+    /// in-flight calls get at most the shutdown timeout to finish.
+    async fn drain(
+        &self,
+        grpc: impl Future<Output = std::result::Result<(), tonic::transport::Error>>,
+        stop: &Stop,
+        http: &HttpState,
+    ) -> std::result::Result<(), tonic::transport::Error> {
+        tokio::pin!(grpc);
+        tokio::select! {
+            result = &mut grpc => result,
+            () = stop.begun.notified() => {
+                http.stopping();
+                match tokio::time::timeout(self.shutdown_timeout, &mut grpc).await {
                     Ok(result) => result,
                     Err(_) => {
                         tracing::warn!("in-flight calls did not finish in time; stopping anyway");
@@ -415,12 +424,18 @@ impl App {
                     }
                 }
             }
-        };
+        }
+    }
+
+    /// After the listeners: stops the background tasks, hands back what this replica held
+    /// (its engine announcement, unspent credit blocks), writes the last uses and closes the
+    /// store.
+    async fn close(&self, background: Background, http_tasks: Vec<tokio::task::JoinHandle<()>>) {
         // Not aborted: a flush in progress must finish, or its batch would be lost.
-        let _ = stop_flusher.send(());
-        let _ = flusher.await;
-        store_watch.abort();
-        if let Some(watch) = engine_watch {
+        let _ = background.stop_flusher.send(());
+        let _ = background.flusher.await;
+        background.store_watch.abort();
+        if let Some(watch) = background.engine_watch {
             watch.abort();
         }
         if let Some(engine) = self.service.rate_limit_engine() {
@@ -431,7 +446,7 @@ impl App {
         for task in http_tasks {
             task.abort();
         }
-        if let Some(feed) = feed {
+        if let Some(feed) = background.feed {
             feed.abort();
         }
         if let Err(e) = self.service.flush_last_used().await {
@@ -439,8 +454,70 @@ impl App {
         }
         self.service.store().close().await;
         tracing::info!("keyward stopped");
-        served.map_err(|e| Error::internal_caused("gRPC server", e))
     }
+}
+
+/// The gRPC health service.
+type HealthServer = tonic_health::pb::health_server::HealthServer<HealthService>;
+
+/// A server that may not be configured: when absent, done at once.
+async fn optional<E>(
+    server: Option<impl Future<Output = std::result::Result<(), E>>>,
+) -> std::result::Result<(), E> {
+    match server {
+        Some(server) => server.await,
+        None => Ok(()),
+    }
+}
+
+/// How shutdown reaches every part: `begun` wakes the drain, `stopped` the secondary
+/// listeners and the store watch.
+struct Stop {
+    begun: Arc<Notify>,
+    stopped: tokio::sync::watch::Sender<bool>,
+}
+
+impl Stop {
+    fn new() -> Self {
+        Stop {
+            begun: Arc::new(Notify::new()),
+            stopped: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// A future that waits for `shutdown`, then reports NOT_SERVING and tells every part.
+    fn on(
+        &self,
+        shutdown: impl Future<Output = ()>,
+        reporter: HealthReporter,
+    ) -> impl Future<Output = ()> {
+        let begun = self.begun.clone();
+        let stopped = self.stopped.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
+            set_status(&reporter, ServingStatus::NotServing).await;
+            stopped.send_replace(true);
+            begun.notify_one();
+        }
+    }
+
+    /// Resolves once shutdown has begun.
+    fn stopped(&self) -> impl Future<Output = ()> + 'static {
+        let mut stopped = self.stopped.subscribe();
+        async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        }
+    }
+}
+
+/// The tasks started beside the listeners, stopped in [`App::close`].
+struct Background {
+    engine_watch: Option<tokio::task::JoinHandle<()>>,
+    store_watch: tokio::task::JoinHandle<()>,
+    feed: Option<tokio::task::JoinHandle<()>>,
+    flusher: tokio::task::JoinHandle<()>,
+    stop_flusher: tokio::sync::oneshot::Sender<()>,
 }
 
 /// The service-wide key policy the configuration sets.
