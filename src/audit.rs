@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::ids::{AccountId, KeyId};
 use crate::model::{Account, ApiKey, new_id};
 use crate::time::Timestamp;
 
@@ -68,13 +69,13 @@ pub struct AuditEvent {
     /// When the mutation happened.
     pub time: Timestamp,
     /// The key that made the call; `None` for the first-start bootstrap and the CLI.
-    pub actor_key_id: Option<String>,
+    pub actor_key_id: Option<KeyId>,
     /// The account affected.
-    pub account_id: String,
+    pub account_id: AccountId,
     /// What was done.
     pub action: Action,
     /// The key affected, if any.
-    pub target_key_id: Option<String>,
+    pub target_key_id: Option<KeyId>,
     /// What changed.
     pub changes: Vec<FieldChange>,
 }
@@ -91,7 +92,7 @@ impl AuditEvent {
         AuditEvent {
             id: new_id("evt"),
             time,
-            actor_key_id: actor.map(str::to_owned),
+            actor_key_id: actor.map(|a| KeyId::trusted(a.to_owned())),
             account_id: after.account_id.clone(),
             action,
             target_key_id: Some(after.id.clone()),
@@ -128,7 +129,7 @@ impl AuditEvent {
         AuditEvent {
             id: new_id("evt"),
             time,
-            actor_key_id: actor.map(str::to_owned),
+            actor_key_id: actor.map(|a| KeyId::trusted(a.to_owned())),
             account_id: after.account_id.clone(),
             action: Action::AccountUpdated,
             target_key_id: None,

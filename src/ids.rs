@@ -1,10 +1,112 @@
 //! Account ids and key ids, parsed once at the edge: past it, a value of these types is known
-//! to be well-formed, so no layer below checks (or quotes back) raw client text again.
+//! to be well-formed, so no layer below checks (or quotes back) raw client text again. The
+//! model and the store pass these, never bare strings; they read as text (`Deref<Target =
+//! str>`, `Display`) and are written to JSON and the database as plain strings.
 
 use std::fmt;
 
+use rand::TryRngCore;
+use rand::distr::{Alphanumeric, Distribution};
+use rand::rngs::OsRng;
+
+/// A fresh public id with the given prefix, e.g. `key_…`: 22 random base62 characters.
+pub fn new_id(prefix: &str) -> String {
+    let mut rng = OsRng.unwrap_err();
+    let mut id = format!("{prefix}_");
+    id.extend(Alphanumeric.sample_iter(&mut rng).take(22).map(char::from));
+    id
+}
+
+/// The text behind an id: shared by both id types.
+macro_rules! id_text {
+    ($name:ident) => {
+        impl $name {
+            /// The id.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// An id this service checked or issued before (the store's, a cached key's), taken
+            /// as it is.
+            pub(crate) fn trusted(text: String) -> Self {
+                $name(text)
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<$name> for str {
+            fn eq(&self, other: &$name) -> bool {
+                self == other.0
+            }
+        }
+
+        impl PartialEq<$name> for &str {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                $name::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 /// The account a key belongs to: 1–128 characters of `[A-Za-z0-9._:@-]`, chosen by the product.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type)]
+#[sqlx(transparent)]
 pub struct AccountId(String);
 
 impl AccountId {
@@ -21,21 +123,13 @@ impl AccountId {
             Ok(AccountId(text.to_owned()))
         }
     }
-
-    /// The id.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for AccountId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+id_text!(AccountId);
 
 /// A key's public id as this service issues them: `key_` and 22 letters or digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type)]
+#[sqlx(transparent)]
 pub struct KeyId(String);
 
 impl KeyId {
@@ -51,17 +145,13 @@ impl KeyId {
         }
     }
 
-    /// The id.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// A fresh key id.
+    pub fn generate() -> Self {
+        KeyId(new_id("key"))
     }
 }
 
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+id_text!(KeyId);
 
 #[cfg(test)]
 mod tests {

@@ -85,8 +85,8 @@ pub(crate) fn rate_limit(r: &RateLimit) -> proto::RateLimit {
 impl From<&ApiKey> for proto::ApiKey {
     fn from(k: &ApiKey) -> Self {
         proto::ApiKey {
-            id: k.id.clone(),
-            account_id: k.account_id.clone(),
+            id: k.id.to_string(),
+            account_id: k.account_id.to_string(),
             name: k.name.clone(),
             prefix: k.prefix.clone(),
             environment: environment(k.environment).into(),
@@ -101,8 +101,8 @@ impl From<&ApiKey> for proto::ApiKey {
             last_used_at: k.last_used_at.map(timestamp),
             revoked: k.is_revoked(),
             revoked_at: k.revoked_at.map(timestamp),
-            previous_key_id: k.previous_key_id.clone().unwrap_or_default(),
-            created_by: k.created_by.clone().unwrap_or_default(),
+            previous_key_id: k.previous_key_id.as_deref().unwrap_or_default().to_owned(),
+            created_by: k.created_by.as_deref().unwrap_or_default().to_owned(),
             credits: k.credits.as_ref().map(credits),
         }
     }

@@ -205,10 +205,10 @@ impl ManageService for ManageApi {
                 };
                 proto::LeakedKeyResult {
                     outcome: outcome.into(),
-                    key_id: key.as_ref().map(|k| k.id.clone()).unwrap_or_default(),
+                    key_id: key.as_ref().map(|k| k.id.to_string()).unwrap_or_default(),
                     account_id: key
                         .as_ref()
-                        .map(|k| k.account_id.clone())
+                        .map(|k| k.account_id.to_string())
                         .unwrap_or_default(),
                     prefix: key.as_ref().map(|k| k.prefix.clone()).unwrap_or_default(),
                 }
@@ -369,8 +369,8 @@ fn event(e: &AuditEvent) -> proto::AuditEvent {
     proto::AuditEvent {
         id: e.id.clone(),
         time: Some(timestamp(e.time)),
-        actor_key_id: e.actor_key_id.clone().unwrap_or_default(),
-        account_id: e.account_id.clone(),
+        actor_key_id: e.actor_key_id.as_deref().unwrap_or_default().to_owned(),
+        account_id: e.account_id.to_string(),
         action: match e.action {
             Action::KeyCreated => P::KeyCreated,
             Action::KeyUpdated => P::KeyUpdated,
@@ -379,7 +379,7 @@ fn event(e: &AuditEvent) -> proto::AuditEvent {
             Action::AccountUpdated => P::AccountUpdated,
         }
         .into(),
-        target_key_id: e.target_key_id.clone().unwrap_or_default(),
+        target_key_id: e.target_key_id.as_deref().unwrap_or_default().to_owned(),
         changes: e
             .changes
             .iter()
@@ -394,7 +394,7 @@ fn event(e: &AuditEvent) -> proto::AuditEvent {
 
 fn account_message(a: &Account) -> proto::Account {
     proto::Account {
-        account_id: a.account_id.clone(),
+        account_id: a.account_id.to_string(),
         max_active_keys: a.max_active_keys.unwrap_or_default(),
         disabled: a.disabled,
         active_keys: a.active_keys,

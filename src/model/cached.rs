@@ -91,7 +91,12 @@ impl CachedKey {
         self.credits
     }
 
-    /// Public id, `key_…`.
+    /// The key's public id, as an id (a copy: for the paths that leave the verify path).
+    pub fn key_id(&self) -> crate::ids::KeyId {
+        crate::ids::KeyId::trusted(self.id().to_owned())
+    }
+
+    /// The key's public id.
     pub fn id(&self) -> &str {
         self.part(0, self.id_len)
     }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{ApiKey, Credits, RateLimit, Refill, Restrictions};
+use crate::ids::AccountId;
 use crate::key::KeyDigest;
 use crate::scope::ScopeName;
 use crate::time::Timestamp;
@@ -131,7 +132,7 @@ pub struct Page<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     /// The account's id.
-    pub account_id: String,
+    pub account_id: AccountId,
     /// Per-account override of the active-key limit.
     pub max_active_keys: Option<u32>,
     /// Whether every key of the account is refused.
@@ -159,7 +160,7 @@ pub enum Change {
     /// The key with this digest changed.
     Key(KeyDigest),
     /// The account's policy changed.
-    Account(String),
+    Account(AccountId),
     /// The feed (re)connected after changes may have been missed: re-read everything.
     Lost,
     /// The feed is down: changes are not being reported until it is back.

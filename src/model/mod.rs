@@ -4,11 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rand::TryRngCore;
-use rand::distr::{Alphanumeric, Distribution};
-use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{AccountId, KeyId};
 use crate::key::{Environment, KeyDigest};
 pub use crate::restriction::Restrictions;
 
@@ -42,9 +40,9 @@ impl RateLimit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
     /// Public id, `key_…`.
-    pub id: String,
+    pub id: KeyId,
     /// The owning account.
-    pub account_id: String,
+    pub account_id: AccountId,
     /// Human-readable name.
     pub name: String,
     /// First characters of the key, for identification.
@@ -74,12 +72,12 @@ pub struct ApiKey {
     /// Revocation time; `Some` means revoked.
     pub revoked_at: Option<Timestamp>,
     /// On a key made by rotation, the key it replaced.
-    pub previous_key_id: Option<String>,
+    pub previous_key_id: Option<KeyId>,
     /// The key that created this one.
-    pub created_by: Option<String>,
+    pub created_by: Option<KeyId>,
     /// The key that replaced this one by rotation; a replaced key no longer counts as active
     /// and cannot be rotated again.
-    pub replaced_by: Option<String>,
+    pub replaced_by: Option<KeyId>,
 }
 
 impl ApiKey {
@@ -87,15 +85,15 @@ impl ApiKey {
     /// nothing granted, restricted, used or revoked yet. Callers add the grant with struct
     /// update syntax, so a record is built one way.
     pub fn issued(
-        account_id: impl Into<String>,
+        account_id: AccountId,
         name: impl Into<String>,
         display_prefix: impl Into<String>,
         environment: Environment,
         now: Timestamp,
     ) -> Self {
         ApiKey {
-            id: new_id("key"),
-            account_id: account_id.into(),
+            id: KeyId::generate(),
+            account_id,
             name: name.into(),
             prefix: display_prefix.into(),
             environment,
@@ -136,7 +134,7 @@ impl ApiKey {
     /// Fails if the key is revoked, expired or already replaced.
     pub fn retire(
         &mut self,
-        replacement: &str,
+        replacement: &KeyId,
         expires_at: Option<Timestamp>,
         now: Timestamp,
     ) -> crate::error::Result<()> {
@@ -151,7 +149,7 @@ impl ApiKey {
                 None => self.revoked_at = Some(now),
                 Some(at) => self.expires_at = Some(self.expires_at.map_or(at, |e| e.min(at))),
             }
-            self.replaced_by = Some(replacement.to_owned());
+            self.replaced_by = Some(replacement.clone());
             self.updated_at = now;
             return Ok(());
         };
@@ -273,13 +271,7 @@ pub struct NewKey {
     pub key: ApiKey,
 }
 
-/// A fresh public id with the given prefix, e.g. `key_…`: 22 random base62 characters.
-pub fn new_id(prefix: &str) -> String {
-    let mut rng = OsRng.unwrap_err();
-    let mut id = format!("{prefix}_");
-    id.extend(Alphanumeric.sample_iter(&mut rng).take(22).map(char::from));
-    id
-}
+pub use crate::ids::new_id;
 
 /// A plain live key of account `acme` holding `videos:read`, for unit tests.
 #[cfg(test)]
@@ -287,7 +279,7 @@ pub(crate) fn test_key() -> ApiKey {
     ApiKey {
         scopes: vec!["videos:read".into()],
         ..ApiKey::issued(
-            "acme",
+            AccountId::trusted("acme".into()),
             "n",
             "kw_live_abcdefgh",
             Environment::Live,

@@ -1,6 +1,7 @@
 //! Unit tests of the parent module.
 
 use super::*;
+use crate::ids::KeyId;
 use crate::scope::ScopeName;
 
 fn key() -> ApiKey {
@@ -26,7 +27,7 @@ fn retiring_a_key_for_rotation() {
     let mut k = key();
     k.expires_at = Some(Timestamp::from_micros(50));
     k.retire(
-        "key_new",
+        &KeyId::trusted("key_new".into()),
         Some(Timestamp::from_micros(100)),
         Timestamp::from_micros(10),
     )
@@ -38,13 +39,21 @@ fn retiring_a_key_for_rotation() {
     );
     assert_eq!(k.replaced_by.as_deref(), Some("key_new"));
     assert!(
-        k.retire("key_other", None, Timestamp::from_micros(11))
-            .is_err(),
+        k.retire(
+            &KeyId::trusted("key_other".into()),
+            None,
+            Timestamp::from_micros(11)
+        )
+        .is_err(),
         "rotated once only"
     );
     let mut now = key();
-    now.retire("key_new", None, Timestamp::from_micros(10))
-        .unwrap();
+    now.retire(
+        &KeyId::trusted("key_new".into()),
+        None,
+        Timestamp::from_micros(10),
+    )
+    .unwrap();
     assert_eq!(
         now.revoked_at,
         Some(Timestamp::from_micros(10)),
@@ -54,7 +63,11 @@ fn retiring_a_key_for_rotation() {
     expired.expires_at = Some(Timestamp::from_micros(5));
     assert!(
         expired
-            .retire("key_new", None, Timestamp::from_micros(10))
+            .retire(
+                &KeyId::trusted("key_new".into()),
+                None,
+                Timestamp::from_micros(10)
+            )
             .is_err()
     );
 }
@@ -68,7 +81,7 @@ fn retiring_and_expired_keys_cannot_be_extended() {
     let mut retiring = key();
     retiring
         .retire(
-            "key_new",
+            &KeyId::trusted("key_new".into()),
             Some(Timestamp::from_micros(100)),
             Timestamp::from_micros(10),
         )

@@ -13,7 +13,6 @@ use crate::time::Timestamp;
 impl Keyward {
     /// An account's policy and active-key count, with the service default filled in.
     pub async fn get_account(&self, caller: &Caller, account_id: &AccountId) -> Result<Account> {
-        let account_id = account_id.as_str();
         caller.authorize(account_id, Access::Read)?;
         let account = self
             .store
@@ -33,7 +32,6 @@ impl Keyward {
         account_id: &AccountId,
         patch: &AccountPatch,
     ) -> Result<Account> {
-        let account_id = account_id.as_str();
         caller.require_root()?;
         if account_id == super::auth::ROOT_ACCOUNT {
             return Err(Error::FailedPrecondition(

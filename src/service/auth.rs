@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::Keyward;
 use crate::cache::KeyState;
 use crate::error::{Error, Result};
+use crate::ids::{AccountId, KeyId};
 use crate::key::Environment;
 use crate::restriction::Method;
 use crate::scope::{KEYS_READ, KEYS_VERIFY, KEYS_WRITE, ROOT};
@@ -53,6 +54,16 @@ impl Caller {
     /// The caller's key id, recorded as the actor of its mutations.
     pub fn key_id(&self) -> &str {
         self.key().id()
+    }
+
+    /// The caller's key, as an id.
+    pub fn key_id_owned(&self) -> KeyId {
+        KeyId::trusted(self.key_id().to_owned())
+    }
+
+    /// The account of the caller's key, as an id.
+    pub fn account_id_owned(&self) -> AccountId {
+        AccountId::trusted(self.account_id().to_owned())
     }
 
     /// The account of the caller's key.

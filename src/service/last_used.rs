@@ -116,7 +116,7 @@ mod tests {
 
     fn key(id: &str) -> Arc<KeyState> {
         let mut key = crate::model::test_key();
-        key.id = id.into();
+        key.id = crate::ids::KeyId::trusted(id.into());
         Arc::new(KeyState::new(&key, false))
     }
 

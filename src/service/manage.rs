@@ -47,9 +47,9 @@ impl Keyward {
                 credits: request.credits.map(|terms| terms.at(now)),
                 meta: request.meta,
                 expires_at,
-                created_by: Some(caller.key_id().to_owned()),
+                created_by: Some(caller.key_id_owned()),
                 ..ApiKey::issued(
-                    request.account_id.as_str(),
+                    request.account_id,
                     request.name,
                     generated.display_prefix,
                     request.environment,
@@ -130,7 +130,7 @@ impl Keyward {
         }
         let stored = self
             .store
-            .update_key(id.as_str(), patch, now, Some(caller.key_id()))
+            .update_key(id, patch, now, Some(caller.key_id()))
             .await?;
         self.invalidate(&stored.digest).await;
         tracing::debug!(key_id = %id, actor = caller.key_id(), "key updated");
@@ -144,7 +144,7 @@ impl Keyward {
         caller.authorize_environment(current.environment)?;
         let stored = self
             .store
-            .revoke_key(id.as_str(), Timestamp::now(), Some(caller.key_id()))
+            .revoke_key(id, Timestamp::now(), Some(caller.key_id()))
             .await?;
         self.invalidate(&stored.digest).await;
         tracing::debug!(key_id = %id, actor = caller.key_id(), "key revoked");
@@ -187,7 +187,7 @@ impl Keyward {
             let (stored, revoked_now) = self
                 .store
                 .revoke_key_because(
-                    state.key.id(),
+                    &state.key.key_id(),
                     Some(&reason),
                     Timestamp::now(),
                     Some(caller.key_id()),
@@ -213,7 +213,6 @@ impl Keyward {
         caller: &Caller,
         account_id: &crate::ids::AccountId,
     ) -> Result<Vec<ApiKey>> {
-        let account_id = account_id.as_str();
         caller.authorize(account_id, Access::Write)?;
         if account_id == super::auth::ROOT_ACCOUNT {
             return Err(Error::FailedPrecondition(
@@ -234,7 +233,7 @@ impl Keyward {
             self.invalidate(&stored.digest).await;
         }
         tracing::debug!(
-            account = account_id,
+            account = %account_id,
             keys = revoked.len(),
             actor = caller.key_id(),
             "account keys revoked"
@@ -278,7 +277,7 @@ impl Keyward {
                 meta: old.meta.clone(),
                 expires_at: lifetime.map(|l| now.saturating_add(l)),
                 previous_key_id: Some(old.id.clone()),
-                created_by: Some(caller.key_id().to_owned()),
+                created_by: Some(caller.key_id_owned()),
                 ..ApiKey::issued(
                     old.account_id.clone(),
                     old.name.clone(),
@@ -291,13 +290,7 @@ impl Keyward {
         let old_expires_at = (!grace.is_zero()).then(|| now.saturating_add(grace));
         let (old, new) = self
             .store
-            .rotate_key(
-                id.as_str(),
-                &new,
-                old_expires_at,
-                now,
-                Some(caller.key_id()),
-            )
+            .rotate_key(id, &new, old_expires_at, now, Some(caller.key_id()))
             .await?;
         self.invalidate(&old.digest).await;
         self.invalidate(&new.digest).await;
@@ -307,7 +300,7 @@ impl Keyward {
 
     /// A key's full record, read from the store (no authorization: for a caller that holds the
     /// key itself, e.g. `GET /v1/usage`).
-    pub async fn key_record(&self, id: &str) -> Result<ApiKey> {
+    pub async fn key_record(&self, id: &KeyId) -> Result<ApiKey> {
         self.store
             .key_by_id(id)
             .await?
@@ -317,7 +310,7 @@ impl Keyward {
 
     async fn existing_key(&self, id: &KeyId) -> Result<ApiKey> {
         self.store
-            .key_by_id(id.as_str())
+            .key_by_id(id)
             .await?
             .map(|stored| stored.key)
             .ok_or_else(|| Error::NotFound(format!("key {id}")))
@@ -423,7 +416,7 @@ impl Keyward {
             .insert_imported(&keys, now, Some(caller.key_id()))
             .await?;
         for (slot, stored) in slots.iter().zip(&stored) {
-            results[*slot] = Imported::Stored(stored.key.id.clone());
+            results[*slot] = Imported::Stored(stored.key.id.to_string());
             self.invalidate(&stored.digest).await;
         }
         for (slot, first) in dupes {
@@ -458,10 +451,10 @@ impl Keyward {
                 rate_limit: record.grant.rate_limit,
                 expires_at: record.expires_at,
                 last_used_at: record.last_used_at,
-                created_by: Some(caller.key_id().to_owned()),
+                created_by: Some(caller.key_id_owned()),
                 updated_at: now,
                 ..ApiKey::issued(
-                    record.grant.account_id.as_str(),
+                    record.grant.account_id,
                     record.grant.name,
                     record.prefix,
                     record.grant.environment,

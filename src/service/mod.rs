@@ -403,7 +403,12 @@ impl Keyward {
     async fn reserve_credits(&self, state: &KeyState, short: &CreditShort) -> Result<()> {
         let reserved = self
             .store
-            .reserve_credits(state.key.id(), short.need, short.want, Timestamp::now())
+            .reserve_credits(
+                &state.key.key_id(),
+                short.need,
+                short.want,
+                Timestamp::now(),
+            )
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, key_id = state.key.id(), "could not reserve credits");
@@ -424,6 +429,7 @@ impl Keyward {
     /// Gives every credit block's unspent units back to the database (at shutdown).
     pub async fn return_credits(&self) {
         for (key_id, units, period) in self.credit_blocks.drain_unspent() {
+            let key_id = crate::ids::KeyId::trusted(key_id);
             if let Err(e) = self.store.return_credits(&key_id, units, period).await {
                 tracing::warn!(error = %e, %key_id, units, "could not give unspent credits back");
             }

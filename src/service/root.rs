@@ -4,6 +4,7 @@
 use super::Keyward;
 use super::auth::ROOT_ACCOUNT;
 use crate::error::Result;
+use crate::ids::AccountId;
 use crate::key::{Environment, KeyDigest, SecretKey};
 use crate::model::{ApiKey, NewKey};
 use crate::scope::ROOT;
@@ -45,7 +46,7 @@ impl Keyward {
             key: ApiKey {
                 scopes: vec![ROOT.to_owned()],
                 ..ApiKey::issued(
-                    ROOT_ACCOUNT,
+                    AccountId::trusted(ROOT_ACCOUNT.to_owned()),
                     "root (provisioned by its SHA-256)",
                     // Only the hash is known; the display prefix names how the key came.
                     "provisioned",
@@ -74,7 +75,7 @@ impl Keyward {
             key: ApiKey {
                 scopes: vec![ROOT.to_owned()],
                 ..ApiKey::issued(
-                    ROOT_ACCOUNT,
+                    AccountId::trusted(ROOT_ACCOUNT.to_owned()),
                     name,
                     generated.display_prefix,
                     Environment::Live,

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 
+use crate::ids::AccountId;
 use crate::key::KeyDigest;
 use crate::model::Change;
 
@@ -45,7 +46,8 @@ fn parse_change(payload: &str) -> Option<Change> {
     }
     payload
         .strip_prefix("a:")
-        .map(|id| Change::Account(id.to_owned()))
+        .and_then(|id| AccountId::parse(id).ok())
+        .map(Change::Account)
 }
 
 /// Starts listening; the task ends when the receiver is dropped.
@@ -143,7 +145,10 @@ mod tests {
     #[test]
     fn payloads_round_trip() {
         let digest = KeyDigest::of("kw_live_x");
-        for change in [Change::Key(digest), Change::Account("acme:eu@1".into())] {
+        for change in [
+            Change::Key(digest),
+            Change::Account(AccountId::parse("acme:eu@1").unwrap()),
+        ] {
             assert_eq!(
                 parse(&payload(&change, "origin_a"), "origin_b"),
                 Some(Some(change.clone()))

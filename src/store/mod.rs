@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use crate::audit::{Action, AuditEvent, AuditQuery};
 use crate::cache::KeyState;
 use crate::error::{Error, Result};
+use crate::ids::{AccountId, KeyId};
 use crate::key::KeyDigest;
 use crate::model::{
     Account, AccountPatch, ApiKey, Change, Credits, KeyListQuery, KeyPatch, NewKey, Page, StoredKey,
@@ -36,21 +37,25 @@ pub use sqlite::SqliteStore;
 #[async_trait]
 pub trait Tx: Send {
     /// Reads a key for change (locked on backends where writers race); `NotFound` if none.
-    async fn key_for_update(&mut self, id: &str) -> Result<StoredKey>;
+    async fn key_for_update(&mut self, id: &KeyId) -> Result<StoredKey>;
     /// Writes a key's record back.
     async fn write_key(&mut self, stored: &StoredKey) -> Result<()>;
     /// Writes a key's credit balance back (a reservation: no change notification, no audit).
-    async fn write_credits(&mut self, id: &str, credits: &Credits) -> Result<()>;
+    async fn write_credits(&mut self, id: &KeyId, credits: &Credits) -> Result<()>;
     /// Inserts a key.
     async fn insert_key(&mut self, new: &NewKey) -> Result<StoredKey>;
     /// Ensures the account row exists and reads it for change, with its active-key count.
-    async fn account_for_update(&mut self, account_id: &str, now: Timestamp) -> Result<Account>;
+    async fn account_for_update(
+        &mut self,
+        account_id: &AccountId,
+        now: Timestamp,
+    ) -> Result<Account>;
     /// Active keys of the account at `now`.
-    async fn count_active(&mut self, account_id: &str, now: Timestamp) -> Result<u32>;
+    async fn count_active(&mut self, account_id: &AccountId, now: Timestamp) -> Result<u32>;
     /// Keys of the account that still work at `now` (grace periods included), read for change.
     async fn live_keys_for_update(
         &mut self,
-        account_id: &str,
+        account_id: &AccountId,
         now: Timestamp,
     ) -> Result<Vec<StoredKey>>;
     /// Writes an account's policy back.
@@ -81,14 +86,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn key_by_digest(&self, digest: &KeyDigest) -> Result<Option<KeyState>>;
 
     /// Looks a key up by its public id.
-    async fn key_by_id(&self, id: &str) -> Result<Option<StoredKey>>;
+    async fn key_by_id(&self, id: &KeyId) -> Result<Option<StoredKey>>;
 
     /// One page of an account's keys, oldest first.
     async fn list_keys(&self, query: &KeyListQuery) -> Result<Page<ApiKey>>;
 
     /// An account's policy and active-key count; `None` if the account has never had a key
     /// or a policy.
-    async fn get_account(&self, account_id: &str, now: Timestamp) -> Result<Option<Account>>;
+    async fn get_account(&self, account_id: &AccountId, now: Timestamp) -> Result<Option<Account>>;
 
     /// One page of an account's audit events, newest first.
     async fn list_audit_events(&self, query: &AuditQuery) -> Result<Page<AuditEvent>>;
@@ -98,14 +103,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Gives back `units` of a block reserved in the period that began at `period`; nothing
     /// if the balance was set or refilled since.
-    async fn return_credits(&self, id: &str, units: u64, period: Timestamp) -> Result<()>;
+    async fn return_credits(&self, id: &KeyId, units: u64, period: Timestamp) -> Result<()>;
 
     /// Reserves up to `want` (at least `need`) units of a key's credits at `now`, refilling
     /// first if a refill is due: the balance after, and how many were granted (0: fewer than
     /// `need` left). `None`: the key has no credits (unlimited) or does not exist.
     async fn reserve_credits(
         &self,
-        id: &str,
+        id: &KeyId,
         need: u64,
         want: u64,
         now: Timestamp,
@@ -193,7 +198,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// is none.
     async fn update_key(
         &self,
-        id: &str,
+        id: &KeyId,
         patch: &KeyPatch,
         now: Timestamp,
         actor: Option<&str>,
@@ -243,7 +248,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     }
 
     /// Revokes the key `id` (a no-op on a revoked key); `NotFound` if there is none.
-    async fn revoke_key(&self, id: &str, now: Timestamp, actor: Option<&str>) -> Result<StoredKey> {
+    async fn revoke_key(
+        &self,
+        id: &KeyId,
+        now: Timestamp,
+        actor: Option<&str>,
+    ) -> Result<StoredKey> {
         Ok(self.revoke_key_because(id, None, now, actor).await?.0)
     }
 
@@ -251,7 +261,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Returns the key and whether this call revoked it (false: it was revoked already).
     async fn revoke_key_because(
         &self,
-        id: &str,
+        id: &KeyId,
         reason: Option<&str>,
         now: Timestamp,
         actor: Option<&str>,
@@ -284,7 +294,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// revoked.
     async fn revoke_account_keys(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         only: Option<crate::key::Environment>,
         now: Timestamp,
         actor: Option<&str>,
@@ -312,7 +322,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Returns (old, new).
     async fn rotate_key(
         &self,
-        old_id: &str,
+        old_id: &KeyId,
         new: &NewKey,
         old_expires_at: Option<Timestamp>,
         now: Timestamp,
@@ -342,7 +352,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Changes an account's policy, creating the account if needed.
     async fn update_account(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         patch: &AccountPatch,
         now: Timestamp,
         actor: Option<&str>,

@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 use crate::audit::{Action, AuditEvent};
 use crate::cache::KeyState;
 use crate::error::{Error, Result};
+use crate::ids::{AccountId, KeyId};
 use crate::key::{Environment, KeyDigest};
 use crate::model::{Account, ApiKey, Credits, Page, RateLimit, Restrictions, StoredKey};
 use crate::time::Timestamp;
@@ -177,9 +178,9 @@ pub(crate) use bind_key_update;
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct KeyRow {
     pub seq: i64,
-    id: String,
+    id: KeyId,
     digest: Vec<u8>,
-    account_id: String,
+    account_id: AccountId,
     name: String,
     prefix: String,
     environment: String,
@@ -193,9 +194,9 @@ pub(crate) struct KeyRow {
     expires_at: Option<i64>,
     last_used_at: Option<i64>,
     revoked_at: Option<i64>,
-    previous_key_id: Option<String>,
-    created_by: Option<String>,
-    replaced_by: Option<String>,
+    previous_key_id: Option<KeyId>,
+    created_by: Option<KeyId>,
+    replaced_by: Option<KeyId>,
     credits: Option<i64>,
     refill: Option<String>,
     refilled_at: Option<i64>,
@@ -226,7 +227,7 @@ impl TryFrom<KeyStateRow> for KeyState {
 /// An account row.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct AccountRow {
-    pub account_id: String,
+    pub account_id: AccountId,
     pub max_active_keys: Option<i64>,
     pub disabled: bool,
     pub rate_limit: Option<String>,
@@ -253,9 +254,9 @@ impl AccountRow {
 
 /// A key's column values, ready to bind.
 pub(crate) struct KeyValues {
-    pub id: String,
+    pub id: KeyId,
     pub digest: Vec<u8>,
-    pub account_id: String,
+    pub account_id: AccountId,
     pub name: String,
     pub prefix: String,
     pub environment: &'static str,
@@ -269,9 +270,9 @@ pub(crate) struct KeyValues {
     pub expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
-    pub previous_key_id: Option<String>,
-    pub created_by: Option<String>,
-    pub replaced_by: Option<String>,
+    pub previous_key_id: Option<KeyId>,
+    pub created_by: Option<KeyId>,
+    pub replaced_by: Option<KeyId>,
     pub credits: Option<i64>,
     pub refill: Option<String>,
     pub refilled_at: Option<i64>,
@@ -431,10 +432,10 @@ pub(crate) struct EventRow {
     seq: i64,
     id: String,
     time: i64,
-    actor_key_id: Option<String>,
-    account_id: String,
+    actor_key_id: Option<KeyId>,
+    account_id: AccountId,
     action: String,
-    target_key_id: Option<String>,
+    target_key_id: Option<KeyId>,
     changes: String,
 }
 

@@ -28,7 +28,7 @@ macro_rules! sql_backend {
 
         #[async_trait::async_trait]
         impl super::Tx for $tx {
-            async fn key_for_update(&mut self, id: &str) -> Result<StoredKey> {
+            async fn key_for_update(&mut self, id: &crate::ids::KeyId) -> Result<StoredKey> {
                 let sql = format!("{}{}", *SELECT_BY_ID, $lock);
                 let row = sqlx::query_as::<_, KeyRow>(&sql)
                     .bind(id)
@@ -39,7 +39,11 @@ macro_rules! sql_backend {
                 StoredKey::try_from(row)
             }
 
-            async fn write_credits(&mut self, id: &str, credits: &Credits) -> Result<()> {
+            async fn write_credits(
+                &mut self,
+                id: &crate::ids::KeyId,
+                credits: &Credits,
+            ) -> Result<()> {
                 sqlx::query(WRITE_CREDITS)
                     .bind(id)
                     .bind(i64::try_from(credits.remaining).unwrap_or(i64::MAX))
@@ -81,7 +85,7 @@ macro_rules! sql_backend {
 
             async fn account_for_update(
                 &mut self,
-                account_id: &str,
+                account_id: &crate::ids::AccountId,
                 now: Timestamp,
             ) -> Result<Account> {
                 sqlx::query(ENSURE_ACCOUNT)
@@ -100,7 +104,11 @@ macro_rules! sql_backend {
                 row.into_account(i64::from(active))
             }
 
-            async fn count_active(&mut self, account_id: &str, now: Timestamp) -> Result<u32> {
+            async fn count_active(
+                &mut self,
+                account_id: &crate::ids::AccountId,
+                now: Timestamp,
+            ) -> Result<u32> {
                 let count: i64 = sqlx::query_scalar(COUNT_ACTIVE)
                     .bind(account_id)
                     .bind(now.micros())
@@ -112,7 +120,7 @@ macro_rules! sql_backend {
 
             async fn live_keys_for_update(
                 &mut self,
-                account_id: &str,
+                account_id: &crate::ids::AccountId,
                 now: Timestamp,
             ) -> Result<Vec<StoredKey>> {
                 let sql = format!("{}{}", *SELECT_LIVE_BY_ACCOUNT, $lock);
@@ -199,7 +207,7 @@ macro_rules! sql_backend {
                 row.map(KeyState::try_from).transpose()
             }
 
-            async fn key_by_id(&self, id: &str) -> Result<Option<StoredKey>> {
+            async fn key_by_id(&self, id: &crate::ids::KeyId) -> Result<Option<StoredKey>> {
                 let row = sqlx::query_as::<_, KeyRow>(&SELECT_BY_ID)
                     .bind(id)
                     .fetch_optional(self.reader())
@@ -223,7 +231,7 @@ macro_rules! sql_backend {
 
             async fn get_account(
                 &self,
-                account_id: &str,
+                account_id: &crate::ids::AccountId,
                 now: Timestamp,
             ) -> Result<Option<Account>> {
                 let row = sqlx::query_as::<_, AccountRow>(SELECT_ACCOUNT)
@@ -263,7 +271,12 @@ macro_rules! sql_backend {
                 Ok(())
             }
 
-            async fn return_credits(&self, id: &str, units: u64, period: Timestamp) -> Result<()> {
+            async fn return_credits(
+                &self,
+                id: &crate::ids::KeyId,
+                units: u64,
+                period: Timestamp,
+            ) -> Result<()> {
                 sqlx::query(RETURN_CREDITS)
                     .bind(id)
                     .bind(i64::try_from(units).unwrap_or(i64::MAX))

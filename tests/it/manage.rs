@@ -251,19 +251,24 @@ async fn management_needs_credentials(backend: Backend) {
         .get_key(as_key(
             &second_root,
             proto::GetKeyRequest {
-                id: second.id.clone(),
+                id: second.id.to_string(),
             },
         ))
         .await
         .expect("second root works");
     manage
         .revoke_key(server.root(proto::RevokeKeyRequest {
-            id: second.id.clone(),
+            id: second.id.to_string(),
         }))
         .await
         .unwrap();
     let status = manage
-        .get_key(as_key(&second_root, proto::GetKeyRequest { id: second.id }))
+        .get_key(as_key(
+            &second_root,
+            proto::GetKeyRequest {
+                id: second.id.to_string(),
+            },
+        ))
         .await
         .expect_err("revoked root");
     assert_eq!(status.code(), Code::Unauthenticated);

@@ -1,6 +1,7 @@
 //! Access policy: the scope catalog and presets, restrictions, expiry bounds, rotation,
 //! account controls and last use — through the gRPC client, on both backends.
 
+use keyward::ids::KeyId;
 use std::time::Duration;
 
 use keyward::proto::{self, VerifyCode, create_key_request::Expiry};
@@ -787,7 +788,11 @@ async fn last_use_is_flushed_at_shutdown(backend: Backend) {
     let store = keyward::store::connect(&keyward::store::DatabaseUrl::new(url))
         .await
         .unwrap();
-    let stored = store.key_by_id(&key.id).await.unwrap().unwrap();
+    let stored = store
+        .key_by_id(&KeyId::parse(&key.id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         stored.key.last_used_at.is_some(),
         "pending last use written at shutdown"

@@ -1,6 +1,7 @@
 //! The real `keyward` binary: first start prints a root key once, raw keys never reach the
 //! logs, and SIGTERM stops it cleanly with exit status 0.
 
+use keyward::ids::KeyId;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -284,7 +285,11 @@ async fn first_start_writes_a_root_key_file_and_logs_no_secret() {
     let store = keyward::store::connect(&keyward::store::DatabaseUrl::new(url.clone()))
         .await
         .unwrap();
-    let stored = store.key_by_id(&key_id).await.unwrap().unwrap();
+    let stored = store
+        .key_by_id(&KeyId::parse(&key_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         stored.key.last_used_at.is_some(),
         "last use flushed on SIGTERM"

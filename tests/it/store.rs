@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use keyward::error::Error;
+use keyward::ids::{AccountId, KeyId};
 use keyward::key::{Environment, KeyFormat};
 use keyward::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Restrictions};
 use keyward::restriction::parse_cidr;
@@ -22,6 +23,11 @@ both_backends!(
     update_and_revoke,
     migrations_are_idempotent,
 );
+
+/// A well-formed key id no key has.
+fn missing() -> KeyId {
+    KeyId::parse("key_missing000000000000000").unwrap()
+}
 
 async fn open(backend: Backend) -> (Arc<dyn Store>, Option<tempfile::TempDir>) {
     let (url, dir) = fresh_database(backend).await;
@@ -44,10 +50,10 @@ fn new_key(account: &str, now: Timestamp) -> NewKey {
             },
             meta: BTreeMap::from([("plan".to_owned(), "pro".to_owned())]),
             expires_at: Some(Timestamp::from_micros(now.micros() + 3_600_000_000)),
-            previous_key_id: Some("key_previous".into()),
-            created_by: Some("key_creator".into()),
+            previous_key_id: Some(KeyId::generate()),
+            created_by: Some(KeyId::generate()),
             ..ApiKey::issued(
-                account,
+                AccountId::parse(account).unwrap(),
                 "conformance",
                 generated.display_prefix,
                 Environment::Test,
@@ -79,7 +85,7 @@ async fn insert_and_look_up(backend: Backend) {
     assert_eq!(by_id, stored);
     let other = KeyFormat::default().generate(Environment::Test);
     assert_eq!(store.key_by_digest(&other.digest).await.unwrap(), None);
-    assert_eq!(store.key_by_id("key_missing").await.unwrap(), None);
+    assert_eq!(store.key_by_id(&missing()).await.unwrap(), None);
 
     // The same digest or id twice is refused by the schema.
     let mut dup = new_key("acme", now);
@@ -226,10 +232,10 @@ async fn update_and_revoke(backend: Backend) {
     );
     let refused = store.update_key(&stored.key.id, &patch, later, None).await;
     assert!(matches!(refused, Err(Error::FailedPrecondition(_))));
-    let missing = store.update_key("key_missing", &patch, later, None).await;
-    assert!(matches!(missing, Err(Error::NotFound(_))));
+    let absent = store.update_key(&missing(), &patch, later, None).await;
+    assert!(matches!(absent, Err(Error::NotFound(_))));
     assert!(matches!(
-        store.revoke_key("key_missing", later, None).await,
+        store.revoke_key(&missing(), later, None).await,
         Err(Error::NotFound(_))
     ));
     store.close().await;

@@ -474,7 +474,7 @@ pub(super) async fn usage(
         return crate::http::respond(answer);
     };
     // The cache keeps only what verification reads; the answer shows the whole record.
-    let record = match state.service.key_record(key.key.id()).await {
+    let record = match state.service.key_record(&key.key.key_id()).await {
         Ok(record) => record,
         Err(e) => return ApiError::from(e).into_response(),
     };

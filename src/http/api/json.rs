@@ -82,8 +82,8 @@ impl From<crate::model::RateLimit> for RateLimitJson {
 impl From<&ApiKey> for ApiKeyJson {
     fn from(k: &ApiKey) -> Self {
         ApiKeyJson {
-            id: k.id.clone(),
-            account_id: k.account_id.clone(),
+            id: k.id.to_string(),
+            account_id: k.account_id.to_string(),
             name: k.name.clone(),
             prefix: k.prefix.clone(),
             environment: k.environment.as_str(),
@@ -110,7 +110,7 @@ impl From<&ApiKey> for ApiKeyJson {
             last_used_at: k.last_used_at.map(rfc3339),
             revoked: k.is_revoked(),
             revoked_at: k.revoked_at.map(rfc3339),
-            previous_key_id: k.previous_key_id.clone(),
+            previous_key_id: k.previous_key_id.as_ref().map(ToString::to_string),
             status: if k.is_revoked() {
                 "revoked"
             } else if k.is_expired(Timestamp::now()) {
