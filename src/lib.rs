@@ -7,7 +7,7 @@
 
 #![forbid(unsafe_code)]
 
-pub mod audit;
+pub(crate) mod audit;
 pub mod cache;
 pub mod catalog;
 pub mod config;
@@ -18,8 +18,8 @@ mod grpc;
 pub mod http;
 pub mod ids;
 pub mod key;
-pub mod known;
-pub mod limits;
+pub(crate) mod known;
+pub(crate) mod limits;
 pub(crate) mod metrics;
 pub mod model;
 pub mod net;
@@ -32,7 +32,7 @@ pub mod restriction;
 pub mod scope;
 pub mod server;
 pub mod service;
-pub mod stats;
+pub(crate) mod stats;
 pub mod store;
 pub mod telemetry;
 pub mod time;
