@@ -412,14 +412,51 @@ fn skip_group(number: u32, rest: &mut &[u8], depth: u32) -> Result<(), Malformed
     }
 }
 
-/// A request read in place from its body (served by [`super::unary::UnaryRoute`]).
+/// A request read in place from its body (the `Decode` side of [`super::gateway::WireCodec`]).
 pub trait ReadInPlace: Sized + Send + 'static {
     /// Locates the message's fields in `body`.
     fn read(body: Bytes) -> Result<Self, Malformed>;
 }
 
-/// An answer written straight to the wire (served by [`super::unary::UnaryRoute`]).
+/// An answer written straight to the wire (the `Encode` side of [`super::gateway::WireCodec`]).
 pub trait WriteInPlace: Send + 'static {
     /// Writes the encoded message.
     fn write(&self, buf: &mut impl BufMut);
+}
+
+/// The number of `field` in the message `message` (its full name, nested messages with dots:
+/// `envoy.service.auth.v3.AttributeContext.Peer`), from the descriptors of `proto/`: what the
+/// hand-written readers and writers' field numbers are checked against.
+#[cfg(test)]
+pub(crate) fn field_number(message: &str, field: &str) -> u32 {
+    use prost::Message as _;
+    use prost_types::DescriptorProto;
+    fn find<'a>(
+        prefix: &str,
+        messages: &'a [DescriptorProto],
+        name: &str,
+    ) -> Option<&'a DescriptorProto> {
+        messages.iter().find_map(|m| {
+            let full = format!("{prefix}.{}", m.name());
+            if full == name {
+                Some(m)
+            } else {
+                find(&full, &m.nested_type, name)
+            }
+        })
+    }
+    let set = prost_types::FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET)
+        .expect("the descriptor set decodes");
+    let found = set
+        .file
+        .iter()
+        .find_map(|f| find(f.package(), &f.message_type, message))
+        .unwrap_or_else(|| panic!("no message {message} in proto/"));
+    let number = found
+        .field
+        .iter()
+        .find(|f| f.name() == field)
+        .unwrap_or_else(|| panic!("no field {field} in {message}"))
+        .number();
+    u32::try_from(number).expect("field numbers are positive")
 }

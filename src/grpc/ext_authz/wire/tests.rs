@@ -752,3 +752,53 @@ fn the_differential_messages_are_both_valid_and_invalid() {
     );
     assert!(with_headers >= 10, "{with_headers} with headers");
 }
+
+#[test]
+fn field_numbers_match_the_descriptors() {
+    use crate::grpc::protobuf::field_number;
+    let attributes = "envoy.service.auth.v3.AttributeContext";
+    let peer = "envoy.service.auth.v3.AttributeContext.Peer";
+    let request = "envoy.service.auth.v3.AttributeContext.Request";
+    let http = "envoy.service.auth.v3.AttributeContext.HttpRequest";
+    let header = "envoy.config.core.v3.HeaderValue";
+    for (message, field, number) in [
+        (
+            "envoy.service.auth.v3.CheckRequest",
+            "attributes",
+            CHECK_REQUEST_ATTRIBUTES,
+        ),
+        (attributes, "source", ATTRIBUTES_SOURCE),
+        (attributes, "request", ATTRIBUTES_REQUEST),
+        (
+            attributes,
+            "context_extensions",
+            ATTRIBUTES_CONTEXT_EXTENSIONS,
+        ),
+        (peer, "address", PEER_ADDRESS),
+        (
+            "envoy.config.core.v3.Address",
+            "socket_address",
+            ADDRESS_SOCKET_ADDRESS,
+        ),
+        (
+            "envoy.config.core.v3.SocketAddress",
+            "address",
+            SOCKET_ADDRESS_ADDRESS,
+        ),
+        (request, "http", REQUEST_HTTP),
+        (http, "method", HTTP_METHOD),
+        (http, "headers", HTTP_HEADERS),
+        (http, "path", HTTP_PATH),
+        (http, "header_map", HTTP_HEADER_MAP),
+        (
+            "envoy.config.core.v3.HeaderMap",
+            "headers",
+            HEADER_MAP_HEADERS,
+        ),
+        (header, "key", HEADER_KEY),
+        (header, "value", HEADER_VALUE),
+        (header, "raw_value", HEADER_RAW_VALUE),
+    ] {
+        assert_eq!(field_number(message, field), number, "{message}.{field}");
+    }
+}

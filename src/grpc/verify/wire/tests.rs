@@ -360,3 +360,24 @@ fn the_differential_messages_are_both_valid_and_invalid() {
         .count();
     assert!((500..=1800).contains(&accepted), "{accepted} of 2000 valid");
 }
+
+#[test]
+fn field_numbers_match_the_descriptors() {
+    use crate::grpc::protobuf::field_number;
+    let request = "keyward.v1.VerifyRequest";
+    let context = "keyward.v1.RequestContext";
+    for (message, field, number) in [
+        (request, "key", REQUEST_KEY),
+        (request, "required_scopes", REQUEST_REQUIRED_SCOPES),
+        (request, "context", REQUEST_CONTEXT),
+        (request, "environment", REQUEST_ENVIRONMENT),
+        (request, "cost", REQUEST_COST),
+        (request, "view", REQUEST_VIEW),
+        (context, "method", CONTEXT_METHOD),
+        (context, "path", CONTEXT_PATH),
+        (context, "client_ip", CONTEXT_CLIENT_IP),
+        (context, "referrer", CONTEXT_REFERRER),
+    ] {
+        assert_eq!(field_number(message, field), number, "{message}.{field}");
+    }
+}
