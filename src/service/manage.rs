@@ -2,14 +2,15 @@
 //! management. Authorization and policy (limits, expiry bounds, no escalation) are decided
 //! here; input shape was checked at the edge.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::Keyward;
 use super::auth::{Access, Caller};
 use crate::error::{Error, Result};
 use crate::ids::KeyId;
-use crate::key::SecretKey;
-use crate::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Page};
+use crate::key::{KeyDigest, SecretKey};
+use crate::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Page, StoredKey};
 use crate::time::Timestamp;
 
 pub use super::auth::ROOT_ACCOUNT;
@@ -390,10 +391,6 @@ impl Keyward {
                 results.push(Imported::AlreadyPresent(String::new()));
                 continue;
             }
-            if let Some(existing) = self.store.key_by_digest(&record.digest).await? {
-                results.push(Imported::AlreadyPresent(existing.key.id().to_owned()));
-                continue;
-            }
             let digest = record.digest;
             match self.import_one(caller, record, now) {
                 Ok(new) => {
@@ -415,9 +412,30 @@ impl Keyward {
             .store
             .insert_imported(&keys, now, Some(caller.key_id()))
             .await?;
-        for (slot, stored) in slots.iter().zip(&stored) {
-            results[*slot] = Imported::Stored(stored.key.id.to_string());
-            self.invalidate(&stored.digest).await;
+        // Stored now, or already (by an earlier import, or one running beside this one).
+        let stored: HashMap<KeyDigest, &StoredKey> = stored.iter().map(|s| (s.digest, s)).collect();
+        let present: Vec<KeyDigest> = keys
+            .iter()
+            .map(|k| k.digest)
+            .filter(|d| !stored.contains_key(d))
+            .collect();
+        let present: HashMap<KeyDigest, KeyId> = self
+            .store
+            .key_ids_by_digest(&present)
+            .await?
+            .into_iter()
+            .collect();
+        for (slot, key) in slots.iter().zip(&keys) {
+            results[*slot] = match (stored.get(&key.digest), present.get(&key.digest)) {
+                (Some(stored), _) => {
+                    self.invalidate(&stored.digest).await;
+                    Imported::Stored(stored.key.id.to_string())
+                }
+                (None, Some(id)) => Imported::AlreadyPresent(id.to_string()),
+                // Stored and gone again in between (a concurrent revocation cannot delete):
+                // not possible, but never answered as stored.
+                (None, None) => Imported::Rejected("could not be stored; import it again".into()),
+            };
         }
         for (slot, first) in dupes {
             if let Imported::Stored(id) = &results[first] {
@@ -426,6 +444,7 @@ impl Keyward {
         }
         tracing::info!(
             imported = stored.len(),
+            already_present = present.len(),
             actor = caller.key_id(),
             "keys imported"
         );

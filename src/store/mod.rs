@@ -33,6 +33,10 @@ pub use sqlite::SqliteStore;
 /// One transaction's primitives: the only writes a backend knows. Every rule about what may
 /// be written (the active-key limit, what an update or a rotation may change, the audit event
 /// in the same transaction) lives once, in [`Store`]'s provided methods, on top of these.
+/// Most rows one many-row statement carries: 22 bound columns a key row, within SQLite's
+/// 32,766 bound values and PostgreSQL's 65,535.
+pub const BATCH_ROWS: usize = 1000;
+
 /// Dropped without [`commit`](Tx::commit), the transaction rolls back.
 #[async_trait]
 pub trait Tx: Send {
@@ -44,6 +48,10 @@ pub trait Tx: Send {
     async fn write_credits(&mut self, id: &KeyId, credits: &Credits) -> Result<()>;
     /// Inserts a key.
     async fn insert_key(&mut self, new: &NewKey) -> Result<StoredKey>;
+    /// Inserts keys in as few statements as the database allows, their accounts created if
+    /// new; a key whose digest is already stored (by an earlier import, or one running beside
+    /// this) is skipped, never an error. Answers the keys stored.
+    async fn insert_new_keys(&mut self, keys: &[NewKey], now: Timestamp) -> Result<Vec<StoredKey>>;
     /// Ensures the account row exists and reads it for change, with its active-key count.
     async fn account_for_update(
         &mut self,
@@ -62,6 +70,8 @@ pub trait Tx: Send {
     async fn write_account(&mut self, account: &Account, now: Timestamp) -> Result<()>;
     /// Records an audit event.
     async fn audit(&mut self, event: &AuditEvent) -> Result<()>;
+    /// Records audit events in as few statements as the database allows.
+    async fn audit_many(&mut self, events: &[AuditEvent]) -> Result<()>;
     /// Whether the store holds no key at all.
     async fn store_is_empty(&mut self) -> Result<bool>;
     /// Commits.
@@ -87,6 +97,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Looks a key up by its public id.
     async fn key_by_id(&self, id: &KeyId) -> Result<Option<StoredKey>>;
+
+    /// The ids of the stored keys among `digests`.
+    async fn key_ids_by_digest(&self, digests: &[KeyDigest]) -> Result<Vec<(KeyDigest, KeyId)>>;
 
     /// One page of an account's keys, oldest first.
     async fn list_keys(&self, query: &KeyListQuery) -> Result<Page<ApiKey>>;
@@ -226,23 +239,20 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         actor: Option<&str>,
     ) -> Result<Vec<StoredKey>> {
         let mut tx = self.begin().await?;
-        let mut stored = Vec::with_capacity(keys.len());
-        // Each account's row once per batch (created if new, locked against racing creates).
-        let mut accounts = std::collections::HashSet::new();
-        for new in keys {
-            if accounts.insert(new.key.account_id.as_str()) {
-                tx.account_for_update(&new.key.account_id, now).await?;
-            }
-            let key = tx.insert_key(new).await?;
-            let mut event = AuditEvent::for_key(Action::KeyCreated, actor, None, &key.key, now);
-            event.changes.push(crate::audit::FieldChange {
-                field: "origin".into(),
-                old_value: String::new(),
-                new_value: "import".into(),
-            });
-            tx.audit(&event).await?;
-            stored.push(key);
-        }
+        let stored = tx.insert_new_keys(keys, now).await?;
+        let events: Vec<AuditEvent> = stored
+            .iter()
+            .map(|key| {
+                let mut event = AuditEvent::for_key(Action::KeyCreated, actor, None, &key.key, now);
+                event.changes.push(crate::audit::FieldChange {
+                    field: "origin".into(),
+                    old_value: String::new(),
+                    new_value: "import".into(),
+                });
+                event
+            })
+            .collect();
+        tx.audit_many(&events).await?;
         tx.commit().await?;
         Ok(stored)
     }

@@ -12,10 +12,11 @@ use sqlx::{PgPool, Postgres, Transaction};
 use super::db_error;
 use super::listener;
 use super::row::{
-    AccountRow, COUNT_ACTIVE, ENSURE_ACCOUNT, EventRow, INSERT_EVENT, INSERT_KEY, KeyRow,
-    KeyStateRow, KeyValues, LIST_EVENTS, LIST_KEYS, RETURN_CREDITS, SELECT_ACCOUNT, SELECT_BY_ID,
-    SELECT_LIVE_BY_ACCOUNT, SELECT_STATE_BY_DIGEST, UPDATE_ACCOUNT, UPDATE_KEY, WRITE_CREDITS,
-    bind_event, bind_key, bind_key_update, into_event_page, into_page,
+    AccountRow, COUNT_ACTIVE, ENSURE_ACCOUNT, EventRow, INSERT_EVENT, INSERT_EVENTS, INSERT_KEY,
+    INSERT_KEYS, KeyRow, KeyStateRow, KeyValues, LIST_EVENTS, LIST_KEYS, RETURN_CREDITS,
+    SELECT_ACCOUNT, SELECT_BY_ID, SELECT_LIVE_BY_ACCOUNT, SELECT_STATE_BY_DIGEST, UPDATE_ACCOUNT,
+    UPDATE_KEY, WRITE_CREDITS, bind_event, bind_key, bind_key_update, into_event_page, into_page,
+    push_event, push_key,
 };
 use super::sql::sql_backend;
 use crate::audit::{AuditEvent, AuditQuery};
@@ -87,6 +88,29 @@ impl PostgresStore {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(listener::CHANNEL)
             .bind(listener::payload(change, &self.origin))
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Tells the other replicas that these keys changed: one statement, one notification a
+    /// key.
+    async fn keys_changed(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        digests: &[KeyDigest],
+    ) -> Result<()> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        let payloads: Vec<String> = digests
+            .iter()
+            .map(|d| listener::payload(&Change::Key(*d), &self.origin))
+            .collect();
+        sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+            .bind(listener::CHANNEL)
+            .bind(payloads)
             .execute(&mut **tx)
             .await
             .map_err(db_error)?;

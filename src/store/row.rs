@@ -57,6 +57,15 @@ pub(crate) static INSERT_KEY: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The head of a many-row insert of keys (`VALUES (…), (…)` follows, bound by
+/// [`push_key!`]); conflicting rows (a digest already stored) are skipped, the others returned.
+pub(crate) static INSERT_KEYS: LazyLock<(String, String)> = LazyLock::new(|| {
+    (
+        format!("INSERT INTO api_keys ({}) ", columns("")),
+        format!(" ON CONFLICT DO NOTHING RETURNING seq, {}", columns("")),
+    )
+});
+
 /// `SELECT … FROM api_keys WHERE id = $1`.
 pub(crate) static SELECT_BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("SELECT seq, {} FROM api_keys WHERE id = $1", columns("")));
@@ -150,6 +159,36 @@ macro_rules! bind_key {
     }};
 }
 pub(crate) use bind_key;
+
+/// Pushes a [`KeyValues`] as one row of a many-row insert, in [`INSERT_KEYS`]' column order.
+macro_rules! push_key {
+    ($row:expr, $v:expr) => {{
+        let v = $v;
+        $row.push_bind(v.id)
+            .push_bind(v.digest)
+            .push_bind(v.account_id)
+            .push_bind(v.name)
+            .push_bind(v.prefix)
+            .push_bind(v.environment)
+            .push_bind(v.scopes)
+            .push_bind(v.grant_all)
+            .push_bind(v.restrictions)
+            .push_bind(v.rate_limit)
+            .push_bind(v.meta)
+            .push_bind(v.created_at)
+            .push_bind(v.updated_at)
+            .push_bind(v.expires_at)
+            .push_bind(v.last_used_at)
+            .push_bind(v.revoked_at)
+            .push_bind(v.previous_key_id)
+            .push_bind(v.created_by)
+            .push_bind(v.replaced_by)
+            .push_bind(v.credits)
+            .push_bind(v.refill)
+            .push_bind(v.refilled_at);
+    }};
+}
+pub(crate) use push_key;
 
 /// Binds the mutable columns of a key to [`UPDATE_KEY`]'s `$1…$11`.
 macro_rules! bind_key_update {
@@ -405,6 +444,26 @@ pub(crate) fn into_page(rows: Vec<KeyRow>, page_size: u32) -> Result<Page<ApiKey
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO audit_events \
      (id, time, actor_key_id, account_id, action, target_key_id, changes) \
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// The head of a many-row insert of audit events (`VALUES (…), (…)` follows, bound by
+/// [`push_event!`]).
+pub(crate) const INSERT_EVENTS: &str = "INSERT INTO audit_events \
+     (id, time, actor_key_id, account_id, action, target_key_id, changes) ";
+
+/// Pushes an audit event as one row of [`INSERT_EVENTS`].
+macro_rules! push_event {
+    ($row:expr, $e:expr) => {{
+        let e: &crate::audit::AuditEvent = $e;
+        $row.push_bind(e.id.clone())
+            .push_bind(e.time.micros())
+            .push_bind(e.actor_key_id.clone())
+            .push_bind(e.account_id.clone())
+            .push_bind(e.action.as_str())
+            .push_bind(e.target_key_id.clone())
+            .push_bind(crate::store::row::to_json(&e.changes));
+    }};
+}
+pub(crate) use push_event;
 
 pub(crate) const LIST_EVENTS: &str = "SELECT seq, id, time, actor_key_id, account_id, action, \
      target_key_id, changes FROM audit_events \

@@ -83,6 +83,54 @@ macro_rules! sql_backend {
                 Ok(stored)
             }
 
+            async fn insert_new_keys(
+                &mut self,
+                keys: &[NewKey],
+                now: Timestamp,
+            ) -> Result<Vec<StoredKey>> {
+                let mut stored = Vec::with_capacity(keys.len());
+                for chunk in keys.chunks(super::BATCH_ROWS) {
+                    let mut accounts: Vec<&crate::ids::AccountId> =
+                        chunk.iter().map(|k| &k.key.account_id).collect();
+                    accounts.sort_unstable();
+                    accounts.dedup();
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO accounts (account_id, created_at, updated_at) ",
+                    );
+                    query.push_values(accounts, |mut row, account| {
+                        row.push_bind(account.as_str())
+                            .push_bind(now.micros())
+                            .push_bind(now.micros());
+                    });
+                    query.push(" ON CONFLICT (account_id) DO NOTHING");
+                    query
+                        .build()
+                        .execute(&mut *self.tx)
+                        .await
+                        .map_err(db_error)?;
+                    let (head, tail) = &*INSERT_KEYS;
+                    let mut query = sqlx::QueryBuilder::<$db>::new(head);
+                    query.push_values(chunk, |mut row, new| {
+                        push_key!(row, KeyValues::of(&new.digest, &new.key));
+                    });
+                    query.push(tail);
+                    let rows = query
+                        .build_query_as::<KeyRow>()
+                        .fetch_all(&mut *self.tx)
+                        .await
+                        .map_err(db_error)?;
+                    let inserted = rows
+                        .into_iter()
+                        .map(StoredKey::try_from)
+                        .collect::<Result<Vec<_>>>()?;
+                    // Replicas may remember these digests as unknown.
+                    let digests: Vec<KeyDigest> = inserted.iter().map(|k| k.digest).collect();
+                    self.store.keys_changed(&mut self.tx, &digests).await?;
+                    stored.extend(inserted);
+                }
+                Ok(stored)
+            }
+
             async fn account_for_update(
                 &mut self,
                 account_id: &crate::ids::AccountId,
@@ -158,6 +206,19 @@ macro_rules! sql_backend {
                 Ok(())
             }
 
+            async fn audit_many(&mut self, events: &[AuditEvent]) -> Result<()> {
+                for chunk in events.chunks(super::BATCH_ROWS) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(INSERT_EVENTS);
+                    query.push_values(chunk, |mut row, event| push_event!(row, event));
+                    query
+                        .build()
+                        .execute(&mut *self.tx)
+                        .await
+                        .map_err(db_error)?;
+                }
+                Ok(())
+            }
+
             async fn store_is_empty(&mut self) -> Result<bool> {
                 let any: Option<i64> = sqlx::query_scalar("SELECT seq FROM api_keys LIMIT 1")
                     .fetch_optional(&mut *self.tx)
@@ -214,6 +275,34 @@ macro_rules! sql_backend {
                     .await
                     .map_err(db_error)?;
                 row.map(StoredKey::try_from).transpose()
+            }
+
+            async fn key_ids_by_digest(
+                &self,
+                digests: &[KeyDigest],
+            ) -> Result<Vec<(KeyDigest, crate::ids::KeyId)>> {
+                let mut found = Vec::new();
+                for chunk in digests.chunks(super::BATCH_ROWS) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT digest, id FROM api_keys WHERE digest IN (",
+                    );
+                    let mut list = query.separated(", ");
+                    for digest in chunk {
+                        list.push_bind(digest.as_bytes().to_vec());
+                    }
+                    query.push(")");
+                    let rows: Vec<(Vec<u8>, crate::ids::KeyId)> = query
+                        .build_query_as()
+                        .fetch_all(self.reader())
+                        .await
+                        .map_err(db_error)?;
+                    for (digest, id) in rows {
+                        let digest = KeyDigest::from_slice(&digest)
+                            .ok_or_else(|| Error::internal("api_keys.digest is not 32 bytes"))?;
+                        found.push((digest, id));
+                    }
+                }
+                Ok(found)
             }
 
             async fn list_keys(&self, q: &KeyListQuery) -> Result<Page<ApiKey>> {

@@ -11,10 +11,11 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::db_error;
 use super::row::{
-    AccountRow, COUNT_ACTIVE, ENSURE_ACCOUNT, EventRow, INSERT_EVENT, INSERT_KEY, KeyRow,
-    KeyStateRow, KeyValues, LIST_EVENTS, LIST_KEYS, RETURN_CREDITS, SELECT_ACCOUNT, SELECT_BY_ID,
-    SELECT_LIVE_BY_ACCOUNT, SELECT_STATE_BY_DIGEST, UPDATE_ACCOUNT, UPDATE_KEY, WRITE_CREDITS,
-    bind_event, bind_key, bind_key_update, into_event_page, into_page,
+    AccountRow, COUNT_ACTIVE, ENSURE_ACCOUNT, EventRow, INSERT_EVENT, INSERT_EVENTS, INSERT_KEY,
+    INSERT_KEYS, KeyRow, KeyStateRow, KeyValues, LIST_EVENTS, LIST_KEYS, RETURN_CREDITS,
+    SELECT_ACCOUNT, SELECT_BY_ID, SELECT_LIVE_BY_ACCOUNT, SELECT_STATE_BY_DIGEST, UPDATE_ACCOUNT,
+    UPDATE_KEY, WRITE_CREDITS, bind_event, bind_key, bind_key_update, into_event_page, into_page,
+    push_event, push_key,
 };
 use super::sql::sql_backend;
 use crate::audit::{AuditEvent, AuditQuery};
@@ -80,6 +81,14 @@ impl SqliteStore {
         &self,
         _tx: &mut Transaction<'static, Sqlite>,
         _change: &Change,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    async fn keys_changed(
+        &self,
+        _tx: &mut Transaction<'static, Sqlite>,
+        _digests: &[KeyDigest],
     ) -> Result<()> {
         Ok(())
     }

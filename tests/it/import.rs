@@ -267,3 +267,93 @@ fn a_foreign_prefix_cannot_overlap_keywards_own() {
         .to_string();
     assert!(error.contains("foreign_key_prefixes"), "{error}");
 }
+
+both_backends!(overlapping_imports_running_together_store_each_key_once);
+
+/// Two imports of overlapping batches at once (a retried migration, two operators): neither
+/// fails, every key is stored exactly once, and each is reported imported by exactly one of
+/// them and already present (with the same id) by the other; each stored key has its audit
+/// event.
+async fn overlapping_imports_running_together_store_each_key_once(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.foreign_key_prefixes = vec!["sk_live_".into()];
+    })
+    .await;
+    let raws: Vec<String> = (0..600)
+        .map(|i| format!("sk_live_overlap{i:08}aaaaaaaa"))
+        .collect();
+    let batch = |range: std::ops::Range<usize>| proto::ImportKeysRequest {
+        keys: raws[range]
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| record(raw, &format!("acct-{}", i % 7)))
+            .collect(),
+    };
+    let (mut a, mut b) = (server.manage().await, server.manage().await);
+    let (left, right) = tokio::join!(
+        a.import_keys(server.root(batch(0..400))),
+        b.import_keys(server.root(batch(200..600))),
+    );
+    let (left, right) = (
+        left.expect("left import").into_inner().results,
+        right.expect("right import").into_inner().results,
+    );
+    let mut ids = std::collections::HashMap::new();
+    let mut imported = 0;
+    for (offset, results) in [(0, &left), (200, &right)] {
+        for (i, r) in results.iter().enumerate() {
+            match outcome(r) {
+                ImportOutcome::Imported => imported += 1,
+                ImportOutcome::AlreadyPresent => {}
+                other => panic!("record {} answered {other:?}: {}", offset + i, r.error),
+            }
+            assert!(r.key_id.starts_with("key_"), "every record names its key");
+            let previous = ids.insert((offset + i, r.outcome), r.key_id.clone());
+            assert!(previous.is_none());
+            // The same record in both batches names the same key.
+            if (200..400).contains(&(offset + i)) {
+                let other = if offset == 0 {
+                    &right[i - 200]
+                } else {
+                    &left[i + 200]
+                };
+                assert_eq!(other.key_id, r.key_id, "record {}", offset + i);
+            }
+        }
+    }
+    assert_eq!(imported, 600, "each of the 600 keys imported exactly once");
+    for raw in [&raws[0], &raws[300], &raws[599]] {
+        assert_eq!(
+            code(&server.verify(raw, &["videos:read"]).await),
+            VerifyCode::Valid
+        );
+    }
+    // Each stored key has its audit event, written with it.
+    let mut manage = server.manage().await;
+    let mut events = 0;
+    for account in 0..7 {
+        let mut token = String::new();
+        loop {
+            let page = manage
+                .list_audit_events(server.root(proto::ListAuditEventsRequest {
+                    account_id: format!("acct-{account}"),
+                    page_size: 1000,
+                    page_token: token.clone(),
+                }))
+                .await
+                .unwrap()
+                .into_inner();
+            events += page
+                .events
+                .iter()
+                .filter(|e| e.action == proto::AuditAction::KeyCreated as i32)
+                .count();
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+    }
+    assert_eq!(events, 600, "one creation event a stored key");
+    server.stop().await;
+}
