@@ -39,9 +39,6 @@ const CONTEXT_PATH: u32 = 2;
 const CONTEXT_CLIENT_IP: u32 = 3;
 const CONTEXT_REFERRER: u32 = 4;
 
-/// A Verify request as the codec read it.
-pub type VerifyRead = crate::grpc::gateway::Read<VerifyInput>;
-
 /// What a `VerifyRequest` holds, located in the request body.
 pub struct VerifyInput {
     body: Bytes,
