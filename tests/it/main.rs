@@ -20,6 +20,7 @@ mod hostile;
 mod http_api;
 mod import;
 mod keys;
+mod layers;
 mod leaks;
 mod limits;
 mod manage;
