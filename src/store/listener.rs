@@ -46,8 +46,7 @@ fn parse_change(payload: &str) -> Option<Change> {
     }
     payload
         .strip_prefix("a:")
-        .and_then(|id| AccountId::parse(id).ok())
-        .map(Change::Account)
+        .map(|id| Change::Account(AccountId::trusted(id.to_owned())))
 }
 
 /// Starts listening; the task ends when the receiver is dropped.
