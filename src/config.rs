@@ -116,6 +116,22 @@ pub struct Config {
     /// this plus one second.
     #[serde(with = "duration::human")]
     pub last_used_interval: Duration,
+    /// Count every decision per key over time (`true`): what GetUsage, `/v1/usage` and the
+    /// admin page's chart show.
+    pub usage_counting: bool,
+    /// How often counted decisions are written (`10s`): a replica killed without a graceful
+    /// stop loses at most this much of its counts.
+    #[serde(with = "duration::human")]
+    pub usage_flush_interval: Duration,
+    /// How long minute buckets are kept (`48h`).
+    #[serde(with = "duration::human")]
+    pub usage_retention_minutes: Duration,
+    /// How long hour buckets are kept (`90d`).
+    #[serde(with = "duration::human")]
+    pub usage_retention_hours: Duration,
+    /// How long day buckets are kept (`2y`).
+    #[serde(with = "duration::human")]
+    pub usage_retention_days: Duration,
     /// Most connections each listener keeps open at once; past that, accepting waits.
     pub max_connections: usize,
     /// Store look-ups per second for well-formed keys not known to exist (`50`): bounds the
@@ -166,6 +182,11 @@ impl Default for Config {
             negative_cache_ttl: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             last_used_interval: Duration::from_secs(10),
+            usage_counting: true,
+            usage_flush_interval: Duration::from_secs(10),
+            usage_retention_minutes: Duration::from_secs(48 * 3_600),
+            usage_retention_hours: Duration::from_secs(90 * 86_400),
+            usage_retention_days: Duration::from_secs(2 * 365 * 86_400),
             max_connections: 4096,
             unknown_key_lookups_per_second: 50,
             handshake_timeout: Duration::from_secs(10),
@@ -281,6 +302,11 @@ const ENV_KEYS: &[&str] = &[
     "negative_cache_ttl",
     "shutdown_timeout",
     "last_used_interval",
+    "usage_counting",
+    "usage_flush_interval",
+    "usage_retention_minutes",
+    "usage_retention_hours",
+    "usage_retention_days",
     "max_connections",
     "unknown_key_lookups_per_second",
     "handshake_timeout",
@@ -335,6 +361,16 @@ impl Config {
         Ok(config)
     }
 
+    /// How long each usage bucket width is kept.
+    pub fn usage_retention(&self) -> Vec<(crate::usage::Granularity, Duration)> {
+        use crate::usage::Granularity;
+        vec![
+            (Granularity::Minute, self.usage_retention_minutes),
+            (Granularity::Hour, self.usage_retention_hours),
+            (Granularity::Day, self.usage_retention_days),
+        ]
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let err = |setting: &str, e: String| ConfigError(format!("{setting}: {e}"));
         KeyPrefix::parse(&self.key_prefix).map_err(|e| err("key_prefix", e))?;
@@ -355,6 +391,10 @@ impl Config {
         }
         for (setting, value) in [
             ("last_used_interval", self.last_used_interval),
+            ("usage_flush_interval", self.usage_flush_interval),
+            ("usage_retention_minutes", self.usage_retention_minutes),
+            ("usage_retention_hours", self.usage_retention_hours),
+            ("usage_retention_days", self.usage_retention_days),
             ("handshake_timeout", self.handshake_timeout),
             ("idle_timeout", self.idle_timeout),
         ] {

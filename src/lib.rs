@@ -37,4 +37,5 @@ pub mod store;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
+pub mod usage;
 pub mod verify;

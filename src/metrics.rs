@@ -141,6 +141,20 @@ pub async fn render(service: &Keyward) -> String {
         "Batched last-use writes.",
         service.last_used().writes(),
     );
+    metric(
+        &mut out,
+        "keyward_usage_statements_total",
+        "counter",
+        "Statements that wrote counted decisions (usage) to the database.",
+        service.usage_counter().statements(),
+    );
+    metric(
+        &mut out,
+        "keyward_usage_decisions_written_total",
+        "counter",
+        "Decisions whose usage counts were written to the database.",
+        service.usage_counter().written(),
+    );
     if let Some(engine) = service.rate_limit_engine() {
         render_engine(&mut out, engine);
     }

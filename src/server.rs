@@ -35,7 +35,7 @@ pub use crate::limits::{MAX_CHECK_REQUEST, MAX_MANAGE_REQUEST, MAX_VERIFY_REQUES
 pub struct App {
     service: Arc<Keyward>,
     shutdown_timeout: Duration,
-    last_used_interval: Duration,
+    flushing: Flushing,
     limits: ConnectionLimits,
     connections: Arc<ConnectionGauge>,
     metrics_connections: Arc<ConnectionGauge>,
@@ -68,7 +68,8 @@ impl App {
             policy(config),
             cache_settings(config),
         )
-        .with_foreign_prefixes(config.foreign_key_prefixes.clone());
+        .with_foreign_prefixes(config.foreign_key_prefixes.clone())
+        .with_usage_counting(config.usage_counting);
         if let Some(url) = &config.rate_limit_store {
             service = service.with_rate_limit_engine(Engine::connect(url).await?);
         }
@@ -93,7 +94,11 @@ impl App {
         Ok(App {
             service: Arc::new(service),
             shutdown_timeout: config.shutdown_timeout,
-            last_used_interval: config.last_used_interval,
+            flushing: Flushing {
+                last_used: config.last_used_interval,
+                usage: config.usage_flush_interval,
+                retention: config.usage_retention(),
+            },
             limits: config.connection_limits().within_descriptors(),
             connections: Arc::default(),
             metrics_connections: Arc::default(),
@@ -389,9 +394,9 @@ impl App {
             })
         });
         let (stop_flusher, flusher_stop) = tokio::sync::oneshot::channel::<()>();
-        let flusher = tokio::spawn(flush_last_used(
+        let flusher = tokio::spawn(flush(
             self.service.clone(),
-            self.last_used_interval,
+            self.flushing.clone(),
             flusher_stop,
         ));
         Background {
@@ -451,6 +456,9 @@ impl App {
         }
         if let Err(e) = self.service.flush_last_used().await {
             tracing::error!(error = %e, "could not write last-use times at shutdown");
+        }
+        if let Err(e) = self.service.flush_usage().await {
+            tracing::error!(error = %e, "could not write usage counts at shutdown");
         }
         self.service.store().close().await;
         tracing::info!("keyward stopped");
@@ -571,21 +579,55 @@ fn reflection() -> Result<(
     Ok((v1, v1alpha))
 }
 
-/// Writes coalesced last-use times every `interval` until told to stop (between flushes).
-async fn flush_last_used(
+/// What the flusher writes and deletes, and how often.
+#[derive(Debug, Clone)]
+struct Flushing {
+    /// Coalesced last-use times.
+    last_used: Duration,
+    /// Counted decisions.
+    usage: Duration,
+    /// How long each usage bucket width is kept.
+    retention: Vec<(crate::usage::Granularity, Duration)>,
+}
+
+/// How often usage rows past their retention are deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Writes coalesced last-use times and counted decisions, each at its interval, and deletes
+/// usage rows past their retention, until told to stop (between writes).
+async fn flush(
     service: Arc<Keyward>,
-    interval: Duration,
+    flushing: Flushing,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let every = |period: Duration| {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    };
+    let (mut last_used, mut usage) = (every(flushing.last_used), every(flushing.usage));
+    let mut prune = every(PRUNE_INTERVAL);
     loop {
         tokio::select! {
             _ = &mut stop => return,
-            _ = ticks.tick() => {}
-        }
-        if let Err(e) = service.flush_last_used().await {
-            tracing::warn!(error = %e, "could not write last-use times; will retry");
+            _ = last_used.tick() => {
+                if let Err(e) = service.flush_last_used().await {
+                    tracing::warn!(error = %e, "could not write last-use times; will retry");
+                }
+            }
+            _ = usage.tick() => {
+                if let Err(e) = service.flush_usage().await {
+                    tracing::warn!(error = %e, "could not write usage counts; will retry");
+                }
+            }
+            _ = prune.tick() => {
+                let now = crate::time::Timestamp::now();
+                match service.prune_usage(now, &flushing.retention).await {
+                    Ok(0) => {}
+                    Ok(rows) => tracing::info!(rows, "deleted usage rows past their retention"),
+                    Err(e) => tracing::warn!(error = %e, "could not delete old usage rows"),
+                }
+            }
         }
     }
 }

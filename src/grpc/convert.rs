@@ -160,3 +160,68 @@ pub(crate) fn credits_input(c: &proto::Credits) -> CreditsInput {
         }),
     }
 }
+
+/// The offset of the next page of a grouped usage answer, when more keys follow.
+pub(crate) fn next_usage_offset(usage: &crate::usage::Usage) -> Option<i64> {
+    match &usage.query.target {
+        crate::usage::Target::AccountByKey { offset, limit, .. } if usage.more => {
+            Some(offset.saturating_add(*limit))
+        }
+        _ => None,
+    }
+}
+
+fn outcome_counts(counts: &crate::usage::Counts) -> Vec<proto::OutcomeCount> {
+    counts
+        .iter()
+        .map(|(code, count)| proto::OutcomeCount {
+            code: code.number(),
+            count: *count,
+        })
+        .collect()
+}
+
+fn seconds(secs: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: secs,
+        nanos: 0,
+    })
+}
+
+/// A usage answer as GetUsage returns it.
+pub(crate) fn usage(
+    usage: &crate::usage::Usage,
+    next_page_token: String,
+) -> proto::GetUsageResponse {
+    use crate::usage::Granularity;
+    let q = &usage.query;
+    proto::GetUsageResponse {
+        granularity: match q.granularity {
+            Granularity::Minute => proto::UsageGranularity::Minute,
+            Granularity::Hour => proto::UsageGranularity::Hour,
+            Granularity::Day => proto::UsageGranularity::Day,
+        }
+        .into(),
+        start_time: seconds(q.start),
+        end_time: seconds(q.end),
+        series: usage
+            .series
+            .iter()
+            .map(|s| proto::UsageSeries {
+                key_id: s.key_id.as_deref().unwrap_or("").to_owned(),
+                total: s.total,
+                counts: outcome_counts(&s.counts),
+                buckets: s
+                    .buckets
+                    .iter()
+                    .map(|b| proto::UsageBucket {
+                        start_time: seconds(b.start),
+                        total: b.total,
+                        counts: outcome_counts(&b.counts),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        next_page_token,
+    }
+}

@@ -333,6 +333,28 @@ impl ManageService for ManageApi {
             next_page_token: tokens.seal(page.next, caller.key_id(), fingerprint),
         }))
     }
+
+    async fn get_usage(
+        &self,
+        request: Request<proto::GetUsageRequest>,
+    ) -> Result<Response<proto::GetUsageResponse>, Status> {
+        let caller = self.caller(&request, "GetUsage", Access::Read).await?;
+        let input = super::requests::usage(request.get_ref());
+        let tokens = self.service.page_tokens();
+        let query = request::usage(
+            Violations::default(),
+            &input,
+            tokens,
+            caller.key_id(),
+            crate::time::Timestamp::now(),
+        )?;
+        let usage = self.service.get_usage(&caller, query).await?;
+        let next = super::convert::next_usage_offset(&usage);
+        Ok(Response::new(super::convert::usage(
+            &usage,
+            tokens.seal(next, caller.key_id(), input.fingerprint()),
+        )))
+    }
 }
 
 fn scope(s: &ScopeDef) -> proto::Scope {

@@ -90,3 +90,39 @@ pub(crate) fn imported_key(r: &proto::ImportedKey) -> ImportedKeyInput {
         rate_limit: r.rate_limit.as_ref().map(rate_limit_input),
     }
 }
+
+/// A GetUsage request's fields, as the request layer reads them (enum numbers as names; an
+/// unknown number stays a number, which the request layer refuses).
+pub(crate) fn usage(r: &proto::GetUsageRequest) -> crate::request::UsageInput {
+    use proto::get_usage_request::Target;
+    let (key_id, account_id) = match &r.target {
+        Some(Target::KeyId(id)) => (id.clone(), String::new()),
+        Some(Target::AccountId(id)) => (String::new(), id.clone()),
+        None => (String::new(), String::new()),
+    };
+    let granularity = match proto::UsageGranularity::try_from(r.granularity) {
+        Ok(proto::UsageGranularity::Unspecified) => None,
+        Ok(proto::UsageGranularity::Minute) => Some("minute".to_owned()),
+        Ok(proto::UsageGranularity::Hour) => Some("hour".to_owned()),
+        Ok(proto::UsageGranularity::Day) => Some("day".to_owned()),
+        Err(_) => Some(r.granularity.to_string()),
+    };
+    crate::request::UsageInput {
+        key_id,
+        account_id,
+        group_by_key: r.group_by_key,
+        start_time: r.start_time.as_ref().map(raw_time),
+        end_time: r.end_time.as_ref().map(raw_time),
+        granularity,
+        outcomes: r
+            .outcomes
+            .iter()
+            .map(|n| match crate::verify::Code::from_number(*n) {
+                Some(code) => code.as_str().to_owned(),
+                None => n.to_string(),
+            })
+            .collect(),
+        page_size: r.page_size,
+        page_token: r.page_token.clone(),
+    }
+}

@@ -16,6 +16,7 @@ use crate::page_token::PageTokens;
 use crate::service::{CreateKey, Expiry, ImportRecord};
 
 mod fields;
+mod usage;
 mod violations;
 
 pub(crate) use fields::{
@@ -23,6 +24,7 @@ pub(crate) use fields::{
     check_name, credits, duration, mask_paths, meta, page_size, query_fingerprint, rate_limit,
     required_scopes, restrictions, scopes, timestamp,
 };
+pub(crate) use usage::{UsageInput, usage};
 pub(crate) use violations::Violations;
 
 /// A key id from a path or a field named `id`.

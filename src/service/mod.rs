@@ -8,6 +8,7 @@ mod grant;
 mod last_used;
 mod manage;
 mod root;
+mod usage;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +32,7 @@ pub use auth::{Access, CallContext, Caller};
 pub use grant::{CreateKey, Expiry};
 pub use last_used::LastUsed;
 pub use manage::{ImportRecord, Imported, Leak};
+pub use usage::UsageCounter;
 
 /// The longest foreign key Verify hashes.
 const MAX_FOREIGN_KEY_LEN: usize = 256;
@@ -80,6 +82,7 @@ pub struct Keyward {
     policy: Policy,
     catalog: Arc<Catalog>,
     last_used: LastUsed,
+    usage: UsageCounter,
     feed_interruptions: AtomicU64,
     verify_metrics: VerifyMetrics,
     /// Prefixes of imported keys issued elsewhere, which Verify hashes and looks up.
@@ -113,6 +116,7 @@ impl Keyward {
             policy,
             catalog,
             last_used: LastUsed::default(),
+            usage: UsageCounter::new(true),
             // This process's own until the store's shared one is loaded.
             page_tokens: crate::page_token::PageTokens::new(
                 crate::page_token::PageTokens::random_secret(),
@@ -122,6 +126,12 @@ impl Keyward {
             account_counters: AccountCounters::new(ACCOUNT_COUNTERS),
             credit_blocks: CreditBlocks::new(CREDIT_BLOCKS),
         }
+    }
+
+    /// Counts usage per key over time (`true`, the default) or not.
+    pub fn with_usage_counting(mut self, enabled: bool) -> Self {
+        self.usage = UsageCounter::new(enabled);
+        self
     }
 
     /// Counts rate limits in the shared `engine` instead of this replica's memory.
@@ -228,6 +238,9 @@ impl Keyward {
             Err(e) => Err(e),
         };
         let code = decision.as_ref().ok().map(|d| d.code);
+        if let Ok(d) = &decision {
+            self.usage.record(d.key.as_ref(), d.code, d.decided_at);
+        }
         self.verify_metrics.record(code, start.elapsed());
         decision
     }

@@ -114,6 +114,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Writes coalesced last-use times in one statement; a time never moves backwards.
     async fn record_last_used(&self, uses: &[(String, Timestamp)]) -> Result<()>;
 
+    /// Adds counted decisions to the stored usage, in minute, hour and day buckets, in one
+    /// transaction (all or nothing); returns how many statements it took.
+    async fn record_usage(&self, counted: &[crate::usage::Counted]) -> Result<u64>;
+
+    /// The stored counts answering `query`.
+    async fn usage(&self, query: &crate::usage::UsageQuery) -> Result<Vec<crate::usage::UsageRow>>;
+
+    /// Deletes the rows of `granularity` whose bucket starts before `before` (seconds since
+    /// the epoch); returns how many.
+    async fn delete_usage_before(
+        &self,
+        granularity: crate::usage::Granularity,
+        before: i64,
+    ) -> Result<u64>;
+
     /// Gives back `units` of a block reserved in the period that began at `period`; nothing
     /// if the balance was set or refilled since.
     async fn return_credits(&self, id: &KeyId, units: u64, period: Timestamp) -> Result<()>;

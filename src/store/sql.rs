@@ -360,6 +360,99 @@ macro_rules! sql_backend {
                 Ok(())
             }
 
+            async fn record_usage(&self, counted: &[crate::usage::Counted]) -> Result<u64> {
+                let mut tx = self.writer().begin().await.map_err(db_error)?;
+                let mut statements = 0;
+                for granularity in crate::usage::Granularity::ALL {
+                    let rows = crate::usage::roll_up(counted, granularity);
+                    for chunk in rows.chunks(super::BATCH_ROWS) {
+                        let mut query = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO key_usage \
+                             (key_id, span, bucket, outcome, account_id, count) ",
+                        );
+                        query.push_values(chunk, |mut row, (key, account, bucket, outcome, count)| {
+                            row.push_bind(*key)
+                                .push_bind(granularity.number())
+                                .push_bind(*bucket)
+                                .push_bind(*outcome)
+                                .push_bind(*account)
+                                .push_bind(*count);
+                        });
+                        query.push(
+                            " ON CONFLICT (key_id, span, bucket, outcome) \
+                             DO UPDATE SET count = key_usage.count + excluded.count",
+                        );
+                        query.build().execute(&mut *tx).await.map_err(db_error)?;
+                        statements += 1;
+                    }
+                }
+                tx.commit().await.map_err(db_error)?;
+                Ok(statements)
+            }
+
+            async fn usage(
+                &self,
+                q: &crate::usage::UsageQuery,
+            ) -> Result<Vec<crate::usage::UsageRow>> {
+                use crate::usage::Target;
+                let range = "span = $2 AND bucket >= $3 AND bucket < $4 \
+                             AND ((CAST(1 AS BIGINT) << outcome) & $5) <> 0";
+                let (who, sql) = match &q.target {
+                    Target::Key(id) => (
+                        id.as_str(),
+                        format!(
+                            "SELECT CAST(NULL AS TEXT), bucket, outcome, CAST(SUM(count) AS BIGINT) \
+                             FROM key_usage WHERE key_id = $1 AND {range} GROUP BY bucket, outcome"
+                        ),
+                    ),
+                    Target::Account(account) => (
+                        account.as_str(),
+                        format!(
+                            "SELECT CAST(NULL AS TEXT), bucket, outcome, CAST(SUM(count) AS BIGINT) \
+                             FROM key_usage WHERE account_id = $1 AND {range} GROUP BY bucket, outcome"
+                        ),
+                    ),
+                    Target::AccountByKey { account_id, .. } => (
+                        account_id.as_str(),
+                        format!(
+                            "SELECT key_id, bucket, outcome, count FROM key_usage \
+                             WHERE {range} AND key_id IN (SELECT DISTINCT key_id FROM key_usage \
+                               WHERE account_id = $1 AND {range} \
+                               ORDER BY key_id LIMIT $6 OFFSET $7)"
+                        ),
+                    ),
+                };
+                let (offset, limit) = match &q.target {
+                    // One more key than the page, to tell whether more follow.
+                    Target::AccountByKey { offset, limit, .. } => (*offset, limit.saturating_add(1)),
+                    _ => (0, 0),
+                };
+                let mut query = sqlx::query_as::<_, crate::usage::UsageRow>(&sql)
+                    .bind(who)
+                    .bind(q.granularity.number())
+                    .bind(q.start)
+                    .bind(q.end)
+                    .bind(q.outcome_mask());
+                if matches!(q.target, Target::AccountByKey { .. }) {
+                    query = query.bind(limit).bind(offset);
+                }
+                query.fetch_all(self.reader()).await.map_err(db_error)
+            }
+
+            async fn delete_usage_before(
+                &self,
+                granularity: crate::usage::Granularity,
+                before: i64,
+            ) -> Result<u64> {
+                let done = sqlx::query("DELETE FROM key_usage WHERE span = $1 AND bucket < $2")
+                    .bind(granularity.number())
+                    .bind(before)
+                    .execute(self.writer())
+                    .await
+                    .map_err(db_error)?;
+                Ok(done.rows_affected())
+            }
+
             async fn return_credits(
                 &self,
                 id: &crate::ids::KeyId,

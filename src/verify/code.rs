@@ -56,6 +56,37 @@ impl Code {
         Code::RateLimited,
     ];
 
+    /// The code's stable number: `keyward.v1.VerifyCode`'s, and what the usage table stores.
+    pub fn number(self) -> i32 {
+        match self {
+            Code::Valid => 1,
+            Code::Missing => 2,
+            Code::Malformed => 3,
+            Code::NotFound => 4,
+            Code::Revoked => 5,
+            Code::Expired => 6,
+            Code::WrongEnvironment => 7,
+            Code::AccountDisabled => 8,
+            Code::IpNotAllowed => 9,
+            Code::ReferrerNotAllowed => 10,
+            Code::MethodNotAllowed => 11,
+            Code::PathNotAllowed => 12,
+            Code::InsufficientScope => 13,
+            Code::RateLimited => 14,
+            Code::UsageExceeded => 15,
+        }
+    }
+
+    /// The code with stable number `n`, if any.
+    pub fn from_number(n: i32) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.number() == n)
+    }
+
+    /// The code named `name` (`VALID`, `RATE_LIMITED`, …), if any.
+    pub fn from_name(name: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     /// What the gateway should answer.
     pub fn http_status(self) -> u32 {
         match self {

@@ -32,4 +32,5 @@ mod process;
 mod reference;
 mod store;
 mod tls;
+mod usage;
 mod valkey;

@@ -1,0 +1,413 @@
+//! Usage over time: every decision (Verify, `Check`, forward auth) counted per key, minute and
+//! outcome, written in batches, answered by GetUsage in one call — exact, also summed over
+//! replicas sharing one PostgreSQL and after a graceful stop.
+
+use std::time::Duration;
+
+use keyward::proto::envoy::service::auth::v3::{AttributeContext, CheckRequest, attribute_context};
+use keyward::proto::{self, GetUsageRequest, UsageGranularity, VerifyCode, get_usage_request};
+use keyward::usage::Granularity;
+use tonic::Code;
+
+use crate::both_backends;
+use crate::helpers::*;
+
+both_backends!(
+    every_decision_counts_per_key_and_outcome,
+    usage_questions_are_checked_and_scoped,
+    retention_deletes_old_buckets_only,
+);
+
+fn hour_ago() -> Option<prost_types::Timestamp> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    Some(prost_types::Timestamp {
+        seconds: now - 3_600,
+        nanos: 0,
+    })
+}
+
+fn of_key(id: &str) -> GetUsageRequest {
+    GetUsageRequest {
+        target: Some(get_usage_request::Target::KeyId(id.into())),
+        start_time: hour_ago(),
+        ..Default::default()
+    }
+}
+
+fn of_account(id: &str) -> GetUsageRequest {
+    GetUsageRequest {
+        target: Some(get_usage_request::Target::AccountId(id.into())),
+        start_time: hour_ago(),
+        ..Default::default()
+    }
+}
+
+/// Outcome name → count of a series.
+fn counts(series: &proto::UsageSeries) -> Vec<(VerifyCode, u64)> {
+    series
+        .counts
+        .iter()
+        .map(|c| (VerifyCode::try_from(c.code).unwrap(), c.count))
+        .collect()
+}
+
+async fn usage(server: &TestServer, request: GetUsageRequest) -> proto::GetUsageResponse {
+    server
+        .manage()
+        .await
+        .get_usage(server.root(request))
+        .await
+        .expect("GetUsage answers")
+        .into_inner()
+}
+
+/// Polls until the single series GetUsage answers for `request` totals `total`.
+async fn total_reaches(
+    server: &TestServer,
+    request: GetUsageRequest,
+    total: u64,
+) -> proto::UsageSeries {
+    eventually(
+        Duration::from_secs(10),
+        "the usage counts to be written",
+        || {
+            let request = request.clone();
+            async move {
+                let answer = usage(server, request).await;
+                let series = answer.series.into_iter().next()?;
+                (series.total == total).then_some(series)
+            }
+        },
+    )
+    .await
+}
+
+fn check_request(key: &str) -> CheckRequest {
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(attribute_context::Request {
+                time: None,
+                http: Some(attribute_context::HttpRequest {
+                    method: "GET".into(),
+                    path: "/v1/videos".into(),
+                    headers: [("authorization".to_owned(), format!("Bearer {key}"))].into(),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Verify, `Check` and forward auth decisions count per key and outcome, denials of found keys
+/// too; missing, malformed and unknown keys count for the service only. An account's keys sum
+/// up, or come one series per key in pages; after more flushes the counts stay exact.
+async fn every_decision_counts_per_key_and_outcome(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.usage_flush_interval = Duration::from_millis(50)
+    })
+    .await;
+    let (a, a_record) = server.create(key_request("acme", &["videos:read"])).await;
+    let (b, b_record) = server.create(key_request("acme", &["videos:read"])).await;
+    let (other, other_record) = server.create(key_request("globex", &["videos:read"])).await;
+    for _ in 0..5 {
+        assert_eq!(
+            code(&server.verify(&a, &["videos:read"]).await),
+            VerifyCode::Valid
+        );
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            code(&server.verify(&a, &["videos:write"]).await),
+            VerifyCode::InsufficientScope
+        );
+    }
+    let check = server
+        .ext_authz()
+        .await
+        .check(check_request(&a))
+        .await
+        .unwrap();
+    assert_eq!(check.into_inner().status.unwrap().code, 0);
+    let auth = http(
+        server.http_addr,
+        "GET",
+        "/auth",
+        &[
+            ("x-api-key", &a),
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/v1/videos"),
+        ],
+    )
+    .await;
+    assert_eq!(auth.status, 200, "{auth:?}");
+    for _ in 0..3 {
+        assert_eq!(code(&server.verify(&b, &[]).await), VerifyCode::Valid);
+    }
+    server
+        .manage()
+        .await
+        .revoke_key(server.root(proto::RevokeKeyRequest {
+            id: b_record.id.clone(),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(code(&server.verify(&b, &[]).await), VerifyCode::Revoked);
+    assert_eq!(code(&server.verify(&other, &[]).await), VerifyCode::Valid);
+    let unknown = keyward::key::KeyFormat::default()
+        .generate(keyward::key::Environment::Live)
+        .secret
+        .expose()
+        .to_owned();
+    assert_eq!(
+        code(&server.verify(&unknown, &[]).await),
+        VerifyCode::NotFound
+    );
+    assert_eq!(
+        code(&server.verify("kw_live_nonsense", &[]).await),
+        VerifyCode::Malformed
+    );
+
+    let a_usage = total_reaches(&server, of_key(&a_record.id), 9).await;
+    assert_eq!(a_usage.key_id, a_record.id);
+    assert_eq!(
+        counts(&a_usage),
+        vec![(VerifyCode::Valid, 7), (VerifyCode::InsufficientScope, 2)]
+    );
+    let acme = total_reaches(&server, of_account("acme"), 13).await;
+    assert_eq!(acme.key_id, "");
+    assert_eq!(
+        counts(&acme),
+        vec![
+            (VerifyCode::Valid, 10),
+            (VerifyCode::Revoked, 1),
+            (VerifyCode::InsufficientScope, 2)
+        ]
+    );
+    // Every bucket sums to its counts, and the buckets to the series.
+    assert!(!acme.buckets.is_empty());
+    for bucket in &acme.buckets {
+        assert_eq!(
+            bucket.total,
+            bucket.counts.iter().map(|c| c.count).sum::<u64>()
+        );
+    }
+    assert_eq!(acme.buckets.iter().map(|b| b.total).sum::<u64>(), 13);
+    let globex = total_reaches(&server, of_account("globex"), 1).await;
+    assert_eq!(counts(&globex), vec![(VerifyCode::Valid, 1)]);
+    assert_eq!(
+        total_reaches(&server, of_key(&other_record.id), 1)
+            .await
+            .total,
+        1
+    );
+
+    // Grouped by key, one key a page: both keys, in id order, then no more.
+    let mut grouped = of_account("acme");
+    grouped.group_by_key = true;
+    grouped.page_size = 1;
+    let first = usage(&server, grouped.clone()).await;
+    assert_eq!(first.series.len(), 1);
+    assert!(!first.next_page_token.is_empty());
+    grouped.page_token = first.next_page_token.clone();
+    let second = usage(&server, grouped.clone()).await;
+    assert_eq!(second.series.len(), 1);
+    assert!(second.next_page_token.is_empty());
+    let mut by_key: Vec<(String, u64)> = first
+        .series
+        .iter()
+        .chain(&second.series)
+        .map(|s| (s.key_id.clone(), s.total))
+        .collect();
+    let mut expected = vec![(a_record.id.clone(), 9), (b_record.id.clone(), 4)];
+    expected.sort();
+    assert_eq!(by_key, expected);
+    // All at once.
+    grouped.page_size = 0;
+    grouped.page_token.clear();
+    let all = usage(&server, grouped).await;
+    by_key = all
+        .series
+        .iter()
+        .map(|s| (s.key_id.clone(), s.total))
+        .collect();
+    assert_eq!(by_key, expected);
+    assert!(all.next_page_token.is_empty());
+
+    // Only some outcomes.
+    let mut refused = of_account("acme");
+    refused.outcomes = vec![
+        VerifyCode::InsufficientScope as i32,
+        VerifyCode::Revoked as i32,
+    ];
+    let refused = usage(&server, refused).await;
+    assert_eq!(refused.series[0].total, 3);
+
+    // Exact: flushing again adds nothing; hour and day buckets hold the same counts.
+    server.service.flush_usage().await.unwrap();
+    assert_eq!(
+        usage(&server, of_key(&a_record.id)).await.series[0].total,
+        9
+    );
+    for granularity in [
+        UsageGranularity::Minute,
+        UsageGranularity::Hour,
+        UsageGranularity::Day,
+    ] {
+        let mut request = of_account("acme");
+        request.granularity = granularity as i32;
+        let answer = usage(&server, request).await;
+        assert_eq!(answer.granularity, granularity as i32);
+        assert_eq!(answer.series[0].total, 13, "{granularity:?}");
+    }
+    // The service-wide decisions without a key (unknown, malformed) are no account's.
+    let decisions: u64 = 16;
+    assert_eq!(server.service.usage_counter().written(), decisions);
+    // Batched: a handful of statements for all of them.
+    assert!(server.service.usage_counter().statements() <= 6 * 3);
+    server.stop().await;
+}
+
+/// Bad questions name the field; an account key reads its own account's usage only.
+async fn usage_questions_are_checked_and_scoped(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (_, acme_key) = server.create(key_request("acme", &["videos:read"])).await;
+    let (reader, _) = server.create(key_request("globex", &["keys:read"])).await;
+    let mut manage = server.manage().await;
+    let refused = |request: GetUsageRequest| {
+        let mut manage = manage.clone();
+        let root = server.root(request);
+        async move { manage.get_usage(root).await.unwrap_err() }
+    };
+    let mut no_start = of_key(&acme_key.id);
+    no_start.start_time = None;
+    let e = refused(no_start).await;
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&e), vec!["start_time"]);
+    let e = refused(GetUsageRequest {
+        start_time: hour_ago(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(violated_fields(&e), vec!["account_id"]);
+    let mut bad = of_account("acme");
+    bad.granularity = 9;
+    bad.outcomes = vec![99];
+    let e = refused(bad).await;
+    assert_eq!(violated_fields(&e), vec!["granularity", "outcomes"]);
+    let mut too_fine = of_account("acme");
+    too_fine.start_time = Some(prost_types::Timestamp {
+        seconds: 0,
+        nanos: 0,
+    });
+    too_fine.granularity = UsageGranularity::Minute as i32;
+    let e = refused(too_fine).await;
+    assert_eq!(violated_fields(&e), vec!["start_time"]);
+    assert!(e.message().contains("buckets"), "{e:?}");
+    let mut grouped_key = of_key(&acme_key.id);
+    grouped_key.group_by_key = true;
+    assert_eq!(
+        violated_fields(&refused(grouped_key).await),
+        vec!["group_by_key"]
+    );
+    let mut backwards = of_account("acme");
+    backwards.end_time = Some(prost_types::Timestamp {
+        seconds: 10,
+        nanos: 0,
+    });
+    assert_eq!(violated_fields(&refused(backwards).await), vec!["end_time"]);
+
+    // globex's reader: its own account yes, acme's key and account no.
+    let own = manage
+        .get_usage(as_key(&reader, of_account("globex")))
+        .await
+        .expect("own account");
+    assert_eq!(own.into_inner().series[0].total, 0);
+    for request in [of_account("acme"), of_key(&acme_key.id)] {
+        let e = manage
+            .get_usage(as_key(&reader, request))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    }
+    let e = manage
+        .get_usage(server.root(of_key("key_0000000000000000000000")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    server.stop().await;
+}
+
+/// Rows past their width's retention are deleted; wider buckets kept longer still answer.
+async fn retention_deletes_old_buckets_only(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (a, a_record) = server.create(key_request("acme", &["videos:read"])).await;
+    for _ in 0..4 {
+        assert_eq!(code(&server.verify(&a, &[]).await), VerifyCode::Valid);
+    }
+    assert_eq!(server.service.flush_usage().await.unwrap(), 4);
+    let retention = vec![
+        (Granularity::Minute, Duration::from_secs(3_600)),
+        (Granularity::Hour, Duration::from_secs(90 * 86_400)),
+        (Granularity::Day, Duration::from_secs(730 * 86_400)),
+    ];
+    // Now: nothing is old.
+    let now = keyward::time::Timestamp::now();
+    assert_eq!(
+        server.service.prune_usage(now, &retention).await.unwrap(),
+        0
+    );
+    // Three hours on: the minute rows go, the hour and day rows stay.
+    let later = now.saturating_add(Duration::from_secs(3 * 3_600));
+    assert!(server.service.prune_usage(later, &retention).await.unwrap() >= 1);
+    let mut minutes = of_key(&a_record.id);
+    minutes.granularity = UsageGranularity::Minute as i32;
+    assert_eq!(usage(&server, minutes).await.series[0].total, 0);
+    let mut hours = of_key(&a_record.id);
+    hours.granularity = UsageGranularity::Hour as i32;
+    assert_eq!(usage(&server, hours).await.series[0].total, 4);
+    server.stop().await;
+}
+
+/// Three replicas on one PostgreSQL count the same key; each writes its counts when it stops
+/// gracefully (the flush interval is far away), and the stored counts are their sum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_sum_exactly_after_a_graceful_stop() {
+    let (url, _) = fresh_database(Backend::Postgres).await;
+    let config = || {
+        let mut c = test_config(&url);
+        c.usage_flush_interval = Duration::from_secs(3_600);
+        c
+    };
+    let replicas = vec![
+        TestServer::start_on(config()).await,
+        TestServer::start_on(config()).await,
+        TestServer::start_on(config()).await,
+    ];
+    let (key, record) = replicas[0]
+        .create(key_request("acme", &["videos:read"]))
+        .await;
+    let mut expected = 0;
+    for (i, replica) in replicas.iter().enumerate() {
+        for _ in 0..(i + 1) * 7 {
+            assert_eq!(code(&replica.verify(&key, &[]).await), VerifyCode::Valid);
+            expected += 1;
+        }
+    }
+    // Nothing written before the stop.
+    assert_eq!(
+        usage(&replicas[0], of_key(&record.id)).await.series[0].total,
+        0
+    );
+    for replica in replicas {
+        replica.stop().await;
+    }
+    let reader = TestServer::start_on(config()).await;
+    let series = usage(&reader, of_key(&record.id)).await.series.remove(0);
+    assert_eq!(series.total, expected);
+    assert_eq!(counts(&series), vec![(VerifyCode::Valid, expected)]);
+    reader.stop().await;
+}
