@@ -77,6 +77,9 @@ enum Command {
     },
     /// The scope catalog: scopes with their risk, and the presets.
     Scopes(cli::manage::ClientArgs),
+    /// Decisions over time of a key or an account's keys, by outcome (the caller's key in
+    /// KEYWARD_KEY).
+    Usage(cli::manage::UsageArgs),
     /// The management audit log, newest first.
     Audit {
         /// Only this account's events (default: the calling key's account; all for root).
@@ -228,6 +231,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Accounts { command } => cli::manage::accounts(command).await,
         Command::Scopes(client) => cli::manage::scopes(client).await,
         Command::Audit { account, client } => cli::manage::audit(account, client).await,
+        Command::Usage(args) => cli::manage::usage(args).await,
         Command::Serve(args) => {
             let config = args.load()?;
             keyward::telemetry::init(config.log_format);

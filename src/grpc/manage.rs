@@ -341,11 +341,15 @@ impl ManageService for ManageApi {
         let caller = self.caller(&request, "GetUsage", Access::Read).await?;
         let input = super::requests::usage(request.get_ref());
         let tokens = self.service.page_tokens();
+        let page = tokens.open(
+            &request.get_ref().page_token,
+            caller.key_id(),
+            input.fingerprint(),
+        );
         let query = request::usage(
             Violations::default(),
             &input,
-            tokens,
-            caller.key_id(),
+            page,
             crate::time::Timestamp::now(),
         )?;
         let usage = self.service.get_usage(&caller, query).await?;

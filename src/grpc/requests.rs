@@ -123,6 +123,5 @@ pub(crate) fn usage(r: &proto::GetUsageRequest) -> crate::request::UsageInput {
             })
             .collect(),
         page_size: r.page_size,
-        page_token: r.page_token.clone(),
     }
 }

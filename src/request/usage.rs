@@ -5,7 +5,6 @@ use super::fields::{RawTime, timestamp};
 use super::{Violations, query_fingerprint};
 use crate::error::Result;
 use crate::ids::{AccountId, KeyId};
-use crate::page_token::PageTokens;
 use crate::time::Timestamp;
 use crate::usage::{Granularity, MAX_BUCKETS, MAX_PAGE_BUCKETS, Target, UsageQuery};
 use crate::verify::Code;
@@ -36,12 +35,11 @@ pub(crate) struct UsageInput {
     pub outcomes: Vec<String>,
     /// Keys per page (grouped); 0 for the default.
     pub page_size: u32,
-    /// The previous page's token; empty for the first page.
-    pub page_token: String,
 }
 
 impl UsageInput {
-    /// What a page token of this question is bound to: the same question, another page.
+    /// What a page token of this question is bound to: the same question, another page
+    /// (for times given as moments, as gRPC gives them).
     pub fn fingerprint(&self) -> u32 {
         let start = self
             .start_time
@@ -64,12 +62,12 @@ impl UsageInput {
     }
 }
 
-/// A usage question of `caller` (its key id) at `now`.
+/// A usage question at `now`; `page` is the previous page's token as the adapter opened it
+/// (bound to the caller and the question).
 pub(crate) fn usage(
     mut v: Violations,
     r: &UsageInput,
-    tokens: &PageTokens,
-    caller: &str,
+    page: Result<Option<i64>, String>,
     now: Timestamp,
 ) -> Result<UsageQuery> {
     let target = match (r.key_id.is_empty(), r.account_id.is_empty()) {
@@ -107,7 +105,8 @@ pub(crate) fn usage(
     };
     let end = match r.end_time {
         Some(t) => seconds("end_time", t, &mut v),
-        None => Some(now_secs),
+        // Through the current second: the current bucket is always in.
+        None => Some(now_secs.saturating_add(1)),
     };
     let granularity = match r.granularity.as_deref() {
         None => None,
@@ -159,12 +158,10 @@ pub(crate) fn usage(
             }
         }
     }
-    let offset = tokens
-        .open(&r.page_token, caller, r.fingerprint())
-        .unwrap_or_else(|e| {
-            v.add("page_token", e);
-            None
-        });
+    let offset = page.unwrap_or_else(|e| {
+        v.add("page_token", e);
+        None
+    });
     let query = match (target, range) {
         (Some(target), Some((granularity, start, end, buckets))) => {
             let target = match target {
@@ -193,4 +190,57 @@ pub(crate) fn usage(
         _ => None,
     };
     v.finish_parsed(query)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(r: &UsageInput, now_secs: i64) -> Result<UsageQuery> {
+        let now = Timestamp::from_micros(now_secs * 1_000_000);
+        usage(Violations::default(), r, Ok(None), now)
+    }
+
+    #[test]
+    fn without_an_end_the_current_bucket_is_in_even_on_its_first_second() {
+        let r = UsageInput {
+            key_id: "key_0000000000000000000000".into(),
+            start_time: Some(RawTime {
+                seconds: 3_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        // Now is the first second of the minute starting at 3,600.
+        let q = ask(&r, 3_600).unwrap();
+        assert_eq!(q.granularity, Granularity::Minute);
+        assert_eq!((q.start, q.end), (3_000, 3_660));
+        let q = ask(&r, 3_601).unwrap();
+        assert_eq!(q.end, 3_660);
+    }
+
+    #[test]
+    fn grouped_pages_shrink_to_the_bucket_budget() {
+        let r = UsageInput {
+            account_id: "acme".into(),
+            group_by_key: true,
+            page_size: 1_000,
+            start_time: Some(RawTime {
+                seconds: 0,
+                nanos: 0,
+            }),
+            granularity: Some("hour".into()),
+            ..Default::default()
+        };
+        // 10,000 hours (through the current one): 20 keys fit 200,000 buckets.
+        let q = ask(&r, 9_999 * 3_600).unwrap();
+        assert_eq!(
+            q.target,
+            Target::AccountByKey {
+                account_id: AccountId::parse("acme").unwrap(),
+                offset: 0,
+                limit: 20
+            }
+        );
+    }
 }

@@ -381,3 +381,88 @@ async fn never_expiring_keys_are_refused_under_a_max_ttl() {
         "{created}"
     );
 }
+
+/// `keyward usage`: a key's decisions by outcome as JSON and as a table, an account's keys one
+/// row each; a bad outcome is a usage error (exit 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_from_the_command_line() {
+    let server = TestServer::start_with(Backend::Sqlite, |c| {
+        c.usage_flush_interval = std::time::Duration::from_secs(3_600)
+    })
+    .await;
+    let root = server.root_key.clone();
+    let (a, a_record) = server.create(key_request("acme", &["videos:read"])).await;
+    let (b, b_record) = server.create(key_request("acme", &["videos:read"])).await;
+    for _ in 0..3 {
+        assert_eq!(
+            code(&server.verify(&a, &["videos:read"]).await),
+            VerifyCode::Valid
+        );
+    }
+    assert_eq!(
+        code(&server.verify(&a, &["videos:write"]).await),
+        VerifyCode::InsufficientScope
+    );
+    assert_eq!(code(&server.verify(&b, &[]).await), VerifyCode::Valid);
+    server.service.flush_usage().await.unwrap();
+
+    let answer = json(
+        &keyward(
+            &server,
+            &root,
+            &[
+                "usage",
+                "--key",
+                &a_record.id,
+                "--since",
+                "1h",
+                "--by",
+                "hour",
+                "--output",
+                "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(answer["granularity"], "hour");
+    assert_eq!(answer["series"][0]["key_id"], a_record.id.as_str());
+    assert_eq!(answer["series"][0]["total"], 4);
+    assert_eq!(
+        answer["series"][0]["counts"],
+        serde_json::json!({"VALID": 3, "INSUFFICIENT_SCOPE": 1})
+    );
+
+    let table = ok(&keyward(
+        &server,
+        &root,
+        &["usage", "--key", &a_record.id, "--since", "1h"],
+    )
+    .await);
+    assert!(table.contains("INSUFFICIENT_SCOPE 1"), "{table}");
+    assert!(
+        table.contains("4 decision(s), 3 valid, by minute"),
+        "{table}"
+    );
+
+    let by_key = ok(&keyward(
+        &server,
+        &root,
+        &["usage", "--account", "acme", "--by-key", "--since", "2h"],
+    )
+    .await);
+    assert!(
+        by_key.contains(&a_record.id) && by_key.contains(&b_record.id),
+        "{by_key}"
+    );
+    assert!(by_key.contains("2 key(s) with decisions"), "{by_key}");
+
+    let misused = keyward(
+        &server,
+        &root,
+        &["usage", "--account", "acme", "--outcome", "SOMETIMES"],
+    )
+    .await;
+    assert_eq!(misused.status.code(), Some(2), "{}", stderr(&misused));
+    assert!(stderr(&misused).contains("SOMETIMES"));
+    server.stop().await;
+}

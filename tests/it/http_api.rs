@@ -710,6 +710,7 @@ async fn the_openapi_document_is_valid_and_lists_every_route() {
         ("post", "/v1/api-keys/{id}/rotate"),
         ("get", "/v1/scopes"),
         ("get", "/v1/usage"),
+        ("get", "/v1/api-keys/{id}/usage"),
     ];
     let paths = document["paths"].as_object().unwrap();
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();

@@ -16,6 +16,7 @@ both_backends!(
     every_decision_counts_per_key_and_outcome,
     usage_questions_are_checked_and_scoped,
     retention_deletes_old_buckets_only,
+    the_json_api_answers_usage_in_the_same_shape,
 );
 
 fn hour_ago() -> Option<prost_types::Timestamp> {
@@ -343,7 +344,10 @@ async fn usage_questions_are_checked_and_scoped(backend: Backend) {
 
 /// Rows past their width's retention are deleted; wider buckets kept longer still answer.
 async fn retention_deletes_old_buckets_only(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = TestServer::start_with(backend, |c| {
+        c.usage_flush_interval = Duration::from_secs(3_600)
+    })
+    .await;
     let (a, a_record) = server.create(key_request("acme", &["videos:read"])).await;
     for _ in 0..4 {
         assert_eq!(code(&server.verify(&a, &[]).await), VerifyCode::Valid);
@@ -410,4 +414,102 @@ async fn three_replicas_sum_exactly_after_a_graceful_stop() {
     assert_eq!(series.total, expected);
     assert_eq!(counts(&series), vec![(VerifyCode::Valid, expected)]);
     reader.stop().await;
+}
+
+/// `GET /v1/api-keys/{id}/usage` and `GET /v1/usage?…` answer what GetUsage answers, camelCase;
+/// `GET /v1/usage` without a query string stays the calling key's own check; bad parameters
+/// are named.
+async fn the_json_api_answers_usage_in_the_same_shape(backend: Backend) {
+    // Written when the test says (a background write could still be on its way otherwise).
+    let server = TestServer::start_with(backend, |c| {
+        c.usage_flush_interval = Duration::from_secs(3_600)
+    })
+    .await;
+    let (a, a_record) = server.create(key_request("acme", &["videos:read"])).await;
+    let (reader, _) = server.create(key_request("acme", &["keys:read"])).await;
+    for _ in 0..3 {
+        assert_eq!(
+            code(&server.verify(&a, &["videos:read"]).await),
+            VerifyCode::Valid
+        );
+    }
+    assert_eq!(
+        code(&server.verify(&a, &["videos:write"]).await),
+        VerifyCode::InsufficientScope
+    );
+    server.service.flush_usage().await.unwrap();
+    let get = |target: String, key: String| {
+        let addr = server.http_addr;
+        async move {
+            let bearer = format!("Bearer {key}");
+            http(addr, "GET", &target, &[("authorization", &bearer)]).await
+        }
+    };
+    let answer = get(
+        format!(
+            "/v1/api-keys/{}/usage?startTime=1h&granularity=hour",
+            a_record.id
+        ),
+        reader.clone(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let body = answer.json();
+    assert_eq!(body["data"]["granularity"], "hour");
+    let series = &body["data"]["series"][0];
+    assert_eq!(series["keyId"], a_record.id.as_str());
+    assert_eq!(series["total"], 4);
+    assert_eq!(
+        series["counts"],
+        serde_json::json!([{"code": "VALID", "count": 3}, {"code": "INSUFFICIENT_SCOPE", "count": 1}])
+    );
+    assert!(body["nextPageToken"].is_null());
+    // The reader's own account by default; grouped by key.
+    let grouped = get(
+        "/v1/usage?startTime=1h&groupByKey=true".into(),
+        reader.clone(),
+    )
+    .await;
+    assert_eq!(grouped.status, 200, "{}", grouped.body);
+    let grouped = grouped.json();
+    let series = grouped["data"]["series"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "only the verified key had decisions");
+    assert_eq!(series[0]["keyId"], a_record.id.as_str());
+    // Only refusals.
+    let refused = get(
+        "/v1/usage?accountId=acme&startTime=1h&outcomes=INSUFFICIENT_SCOPE,REVOKED".into(),
+        reader.clone(),
+    )
+    .await
+    .json();
+    assert_eq!(refused["data"]["series"][0]["total"], 1);
+    assert!(refused["data"]["series"][0]["keyId"].is_null());
+    // Bad parameters, each named.
+    let bad = get(
+        "/v1/usage?startTime=yesterday&granularity=week".into(),
+        reader.clone(),
+    )
+    .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    let fields: Vec<String> = bad.json()["fieldViolations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["field"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(fields, vec!["startTime", "granularity"]);
+    let unknown = get("/v1/usage?startTime=1h&bogus=1".into(), reader.clone()).await;
+    assert_eq!(unknown.status, 400, "{}", unknown.body);
+    // Another account's usage is not the reader's.
+    let other = get(
+        "/v1/usage?accountId=globex&startTime=1h".into(),
+        reader.clone(),
+    )
+    .await;
+    assert_eq!(other.status, 403, "{}", other.body);
+    // Without a query string: the key checks itself, as before.
+    let own = get("/v1/usage".into(), a.clone()).await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    assert_eq!(own.json()["data"]["apiKey"]["id"], a_record.id.as_str());
+    server.stop().await;
 }

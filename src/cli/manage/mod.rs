@@ -302,6 +302,7 @@ mod client;
 mod import;
 mod keys;
 mod show;
+mod usage;
 
 pub use accounts::{accounts, audit, scopes};
 pub use client::Failure;
@@ -309,3 +310,4 @@ use client::*;
 pub use keys::keys;
 pub use show::relative;
 use show::*;
+pub use usage::{UsageArgs, usage};

@@ -193,7 +193,12 @@ pub(super) fn with_violations<T>(
     match parsed {
         Ok(value) if extra.is_empty() => Ok(value),
         Ok(_) => Err(Error::InvalidArgument(extra).into()),
+        // A field the adapter already found wrong is reported once, as the adapter saw it.
         Err(Error::InvalidArgument(more)) => {
+            let more: Vec<FieldViolation> = more
+                .into_iter()
+                .filter(|m| !extra.iter().any(|e| e.field == camel(&m.field)))
+                .collect();
             Err(Error::InvalidArgument(extra.into_iter().chain(more).collect()).into())
         }
         Err(other) => Err(other.into()),

@@ -427,17 +427,25 @@ pub(super) async fn list_scopes(
     }))
 }
 
-/// Checks the calling key the way a gateway would (as a `GET /v1/usage` request: it counts
-/// against the key's rate limit) and answers its record and rate-limit state: the "make a
-/// test call with the new key" step of a rotation. Any valid key may ask about itself.
+/// Without a query string: checks the calling key the way a gateway would (as a
+/// `GET /v1/usage` request: it counts against the key's rate limit) and answers its record and
+/// rate-limit state: the "make a test call with the new key" step of a rotation. Any valid key
+/// may ask about itself.
+///
+/// With a query string (`startTime` at least): decisions over time, by outcome, of a key
+/// (`keyId`) or of an account's keys (`accountId`, the calling key's own by default; together
+/// or `groupByKey`), under `keys:read` — GetUsage's answer.
 #[utoipa::path(
     get,
     path = "/v1/usage",
     tag = "api-keys",
+    params(UsageParams),
     responses(
-        (status = 200, description = "The key works; its record and rate-limit state", body = UsageAnswer),
+        (status = 200, description = "Without a query: the key works, its record and rate-limit state. With one: the usage series", body = UsageResponse),
+        (status = 400, description = "A bad query string", body = ErrorAnswer),
         (status = 401, description = "Missing, unknown, revoked or expired key", body = ErrorAnswer),
-        (status = 403, description = "A restriction of the key refuses this request", body = ErrorAnswer),
+        (status = 403, description = "A restriction of the key refuses this request, or it may not read that usage", body = ErrorAnswer),
+        (status = 422, description = "A parameter is invalid", body = ErrorAnswer),
         (status = 429, description = "The key's rate limit is used up; see Retry-After", body = ErrorAnswer),
     )
 )]
@@ -445,7 +453,11 @@ pub(super) async fn usage(
     State(state): State<Arc<HttpState>>,
     call: Call,
     headers: HeaderMap,
+    uri: axum::http::Uri,
 ) -> Response {
+    if uri.query().is_some_and(|q| !q.is_empty()) {
+        return usage_series(&state, &call, &uri).await.into_response();
+    }
     let described = crate::http::forward_auth::client_address(&state, &headers, call.peer)
         .and_then(|ip| Ok((ip, crate::http::forward_auth::single(&headers, "referer")?)));
     let (client_ip, referrer) = match described {
@@ -478,7 +490,7 @@ pub(super) async fn usage(
         Ok(record) => record,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let mut response = json(&UsageAnswer {
+    let mut response = json(&UsageResponse::Key(Box::new(UsageAnswer {
         data: UsageJson {
             api_key: (&record).into(),
             rate_limit: rate_limit.as_ref().map(|rl| RateLimitState {
@@ -487,7 +499,7 @@ pub(super) async fn usage(
                 reset_at: rfc3339(rl.reset_at),
             }),
         },
-    });
+    })));
     for (name, value) in answer.rate_limit().iter().flat_map(|r| r.headers()) {
         if let Ok(value) = HeaderValue::from_bytes(value) {
             response
@@ -496,4 +508,12 @@ pub(super) async fn usage(
         }
     }
     response
+}
+
+/// `GET /v1/usage` with a question in its query string.
+async fn usage_series(state: &HttpState, call: &Call, uri: &axum::http::Uri) -> Answered<Response> {
+    let caller = call.caller(state, Access::Read).await?;
+    let axum::extract::Query(params) = axum::extract::Query::<UsageParams>::try_from_uri(uri)
+        .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    super::usage::answer(state, &caller, params, None).await
 }

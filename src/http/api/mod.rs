@@ -77,6 +77,7 @@ pub fn routes() -> (axum::Router<Arc<HttpState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(rotate_key))
         .routes(routes!(list_scopes))
         .routes(routes!(usage))
+        .routes(routes!(key_usage))
         .split_for_parts()
 }
 
@@ -86,9 +87,11 @@ mod handlers;
 mod json;
 #[cfg(test)]
 mod tests;
+mod usage;
 
 use caller::*;
 pub use error::not_found;
 use error::*;
 use handlers::*;
 use json::*;
+use usage::*;
