@@ -600,8 +600,9 @@ async fn flush(
     flushing: Flushing,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
+    // The first write one period after the start (an interval's first tick is at once).
     let every = |period: Duration| {
-        let mut ticks = tokio::time::interval(period);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks
     };

@@ -51,14 +51,26 @@ impl Driver {
 
     /// A headless Chromium session; retried until chromedriver listens.
     async fn session(&self, width: u32) -> Client {
+        self.session_with(width, &[]).await
+    }
+
+    /// A session with more Chromium flags.
+    async fn session_with(&self, width: u32, flags: &[&str]) -> Client {
+        let mut args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-gpu".into(),
+            format!("--window-size={width},900"),
+        ];
+        args.extend(flags.iter().map(|f| (*f).to_owned()));
         let mut options = serde_json::Map::new();
         options.insert(
             "goog:chromeOptions".into(),
             json!({
                 "binary": binary("KEYWARD_TEST_CHROMIUM", "/usr/bin/chromium"),
                 // --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
-                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                         "--disable-gpu", format!("--window-size={width},900")],
+                "args": args,
             }),
         );
         let url = self.url.clone();
@@ -119,6 +131,10 @@ async fn type_into(client: &Client, css: &str, text: &str) {
 
 async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.expect("a screenshot");
+    save_screenshot(&png, name);
+}
+
+fn save_screenshot(png: &[u8], name: &str) {
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     let mut dirs = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots")];
     if let Ok(dir) = std::env::var("KEYWARD_SCREENSHOTS_DIR") {
@@ -126,7 +142,7 @@ async fn screenshot(client: &Client, name: &str) {
     }
     for dir in dirs {
         std::fs::create_dir_all(&dir).expect("screenshot dir");
-        std::fs::write(dir.join(name), &png).expect("write the screenshot");
+        std::fs::write(dir.join(name), png).expect("write the screenshot");
     }
 }
 
@@ -425,5 +441,167 @@ async fn an_admin_manages_a_key_in_a_real_browser() {
     .await;
     assert_eq!(overflow, json!(0), "no horizontal scrolling at 375 px");
     client.close().await.expect("close the session");
+    server.stop().await;
+}
+
+/// The usage chart: after verifications, the account's chart and a key's chart are drawn
+/// (bars stacked by outcome) and their totals match the JSON API's; light and dark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_sees_usage_charted() {
+    let server = TestServer::start_with(Backend::Sqlite, |c| {
+        c.usage_flush_interval = Duration::from_secs(3_600)
+    })
+    .await;
+    let (admin, _) = server
+        .create(proto::CreateKeyRequest {
+            name: "Dashboard admin".into(),
+            grant_all: true,
+            ..key_request("acme", &["keys:write"])
+        })
+        .await;
+    let (uploader, _) = server
+        .create(proto::CreateKeyRequest {
+            name: "Uploader".into(),
+            ..key_request("acme", &["videos:read"])
+        })
+        .await;
+    let (reporting, _) = server
+        .create(proto::CreateKeyRequest {
+            name: "Reporting".into(),
+            ..key_request("acme", &["videos:read"])
+        })
+        .await;
+    for _ in 0..5 {
+        assert_eq!(
+            verify(&server, &uploader, "videos:read").await,
+            VerifyCode::Valid
+        );
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            verify(&server, &uploader, "videos:write").await,
+            VerifyCode::InsufficientScope
+        );
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            verify(&server, &reporting, "videos:read").await,
+            VerifyCode::Valid
+        );
+    }
+    server.service.flush_usage().await.unwrap();
+    let api = http(
+        server.http_addr,
+        "GET",
+        "/v1/usage?accountId=acme&startTime=24h",
+        &[("authorization", &format!("Bearer {admin}"))],
+    )
+    .await
+    .json();
+    let api_total = api["data"]["series"][0]["total"].as_u64().unwrap();
+    assert_eq!(api_total, 10);
+
+    let driver = Driver::start().await;
+    let page = format!("http://{}/admin", server.http_addr);
+    for (flags, name) in [
+        (&[][..], "admin-usage.png"),
+        (&["--force-dark-mode"][..], "admin-usage-dark.png"),
+    ] {
+        let client = driver.session_with(1280, flags).await;
+        client.goto(&page).await.expect("open the admin page");
+        sign_in(&client, &admin).await;
+        until(
+            &client,
+            "the account's chart",
+            "return document.getElementById('usage-chart').dataset.total === '10'",
+        )
+        .await;
+        // The bars add up to the API's total; the table says the same.
+        let drawn = js(
+            &client,
+            "return [...document.querySelectorAll('#usage-chart g')]
+                .reduce((sum, g) => sum + Number(g.dataset.total), 0)",
+        )
+        .await;
+        assert_eq!(drawn, json!(api_total));
+        assert_eq!(
+            js(
+                &client,
+                "return document.getElementById('usage-total').textContent"
+            )
+            .await,
+            json!("10")
+        );
+        let codes = js(
+            &client,
+            "return [...new Set([...document.querySelectorAll('#usage-chart rect')]
+                .map(r => r.dataset.code))].sort()",
+        )
+        .await;
+        assert_eq!(codes, json!(["INSUFFICIENT_SCOPE", "VALID"]));
+        // Bars have a height and a colour of their own per kind of outcome.
+        let fills = js(
+            &client,
+            "return [...document.querySelectorAll('#usage-chart rect')]
+                .map(r => [r.dataset.code, getComputedStyle(r).fill, r.getBBox().height > 0])",
+        )
+        .await;
+        let fills = fills.as_array().unwrap();
+        assert!(fills.iter().all(|f| f[2] == json!(true)), "{fills:?}");
+        let colour = |code: &str| {
+            fills
+                .iter()
+                .find(|f| f[0] == json!(code))
+                .map(|f| f[1].clone())
+        };
+        assert_ne!(colour("VALID"), colour("INSUFFICIENT_SCOPE"));
+        let dark = js(
+            &client,
+            "return matchMedia('(prefers-color-scheme: dark)').matches",
+        )
+        .await;
+        assert_eq!(
+            dark,
+            json!(!flags.is_empty()),
+            "the colour scheme under test"
+        );
+        // The picture shows the chart alone (the key list above it set aside for it).
+        js(
+            &client,
+            "document.getElementById('keys').hidden = true; window.painted = false; \
+             requestAnimationFrame(() => requestAnimationFrame(() => { window.painted = true; })); \
+             return true",
+        )
+        .await;
+        until(&client, "a frame without the list", "return window.painted").await;
+        screenshot(&client, name).await;
+        js(
+            &client,
+            "document.getElementById('keys').hidden = false; return true",
+        )
+        .await;
+
+        // One key's chart.
+        click(&client, "button[aria-label='Usage of Uploader']").await;
+        until(
+            &client,
+            "the key's chart",
+            "return document.getElementById('usage-chart').dataset.total === '7'",
+        )
+        .await;
+        let subject = js(
+            &client,
+            "return document.getElementById('usage-subject').textContent",
+        )
+        .await;
+        assert!(subject.as_str().unwrap().contains("Uploader"), "{subject}");
+        let rows = js(
+            &client,
+            "return [...document.querySelectorAll('#usage-rows tr')].map(tr => tr.innerText.replace(/\\s+/g, ' ').trim())",
+        )
+        .await;
+        assert_eq!(rows, json!(["VALID 5", "INSUFFICIENT_SCOPE 2"]));
+        client.close().await.expect("close the session");
+    }
     server.stop().await;
 }

@@ -13,7 +13,7 @@ const PRESET_TITLES = {
 };
 const RISK_TITLES = { low: "Low risk", medium: "Medium risk", high: "High risk" };
 
-const state = { me: null, catalog: null, account: null, keys: [] };
+const state = { me: null, catalog: null, account: null, keys: [], usageKey: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -136,11 +136,14 @@ async function refresh() {
     ($("unused-filter").checked ? ", unused for 30 days" : "");
   rows.replaceChildren(...state.keys.map(keyRow));
   $("no-keys").hidden = state.keys.length > 0;
+  await loadUsage();
 }
 
 function keyRow(key) {
   const scopes = key.grantAll ? "All access" : key.scopes.join(", ");
   const actions = el("div", { class: "row-actions" });
+  actions.append(el("button", { type: "button", text: "Usage", "aria-label": `Usage of ${key.name}`,
+    onclick: () => showUsage(key) }));
   if (key.status === "active") {
     actions.append(
       el("button", { type: "button", text: "Edit", "aria-label": `Edit scopes of ${key.name}`,
@@ -162,6 +165,118 @@ function keyRow(key) {
       el("span", { class: `status status-${key.status}`, text: key.status })),
     el("td", { class: "actions", "data-label": "Actions" }, actions),
   );
+}
+
+// ---- Usage -------------------------------------------------------------------------------
+// A stacked bar chart of verifications over the chosen period, one colour family per kind of
+// outcome, drawn as SVG by this script (no third-party code); the numbers are in the table
+// beside it and in each bar's tooltip.
+
+const OUTCOME_FAMILY = {
+  VALID: "valid",
+  RATE_LIMITED: "limited",
+  USAGE_EXCEEDED: "limited",
+  INSUFFICIENT_SCOPE: "forbidden",
+  ACCOUNT_DISABLED: "forbidden",
+  IP_NOT_ALLOWED: "forbidden",
+  REFERRER_NOT_ALLOWED: "forbidden",
+  METHOD_NOT_ALLOWED: "forbidden",
+  PATH_NOT_ALLOWED: "forbidden",
+};
+const BUCKET_MS = { minute: 60e3, hour: 3600e3, day: 86400e3 };
+const SVG = "http://www.w3.org/2000/svg";
+
+function family(code) {
+  return OUTCOME_FAMILY[code] || "invalid";
+}
+
+function svg(tag, attributes, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function showUsage(key) {
+  state.usageKey = key;
+  loadUsage().then(() => $("usage").scrollIntoView({ block: "nearest" }));
+}
+
+async function loadUsage() {
+  $("usage-error").textContent = "";
+  if (!state.account) {
+    $("usage").hidden = true;
+    return;
+  }
+  $("usage").hidden = false;
+  const key = state.usageKey;
+  const params = new URLSearchParams({ startTime: $("usage-period").value });
+  let path;
+  if (key) {
+    path = `/v1/api-keys/${encodeURIComponent(key.id)}/usage?${params}`;
+  } else {
+    params.set("accountId", state.account);
+    path = `/v1/usage?${params}`;
+  }
+  $("usage-subject").textContent = key
+    ? `Key ${key.name} (${key.prefix}…)`
+    : `All keys of account ${state.account}`;
+  $("usage-account").hidden = !key;
+  try {
+    drawUsage((await api("GET", path)).data);
+  } catch (error) {
+    $("usage-error").textContent = error.message;
+    drawUsage(null);
+  }
+}
+
+function drawUsage(data) {
+  const chart = $("usage-chart");
+  chart.replaceChildren(chart.querySelector("title"));
+  const series = (data && data.series[0]) || { total: 0, counts: [], buckets: [] };
+  chart.dataset.total = String(series.total);
+  const codes = series.counts.map((c) => c.code);
+  const [width, height, top] = [640, 220, 8];
+  chart.append(svg("line", { class: "axis", x1: 0, y1: height - 1, x2: width, y2: height - 1 }));
+  if (data) {
+    const step = BUCKET_MS[data.granularity];
+    const start = new Date(data.startTime).getTime();
+    const count = Math.max(1, Math.round((new Date(data.endTime).getTime() - start) / step));
+    const peak = Math.max(1, ...series.buckets.map((b) => b.total));
+    const barWidth = width / count;
+    for (const bucket of series.buckets) {
+      const index = Math.round((new Date(bucket.startTime).getTime() - start) / step);
+      const x = index * barWidth;
+      const label = new Date(bucket.startTime).toLocaleString() + ": " + bucket.total + " (" +
+        bucket.counts.map((c) => `${c.code} ${c.count}`).join(", ") + ")";
+      const group = svg("g", { "data-total": bucket.total }, svg("title", {}, label));
+      let y = height - 1;
+      for (const code of codes) {
+        const n = (bucket.counts.find((c) => c.code === code) || { count: 0 }).count;
+        if (!n) continue;
+        const h = ((height - top - 1) * n) / peak;
+        y -= h;
+        group.append(svg("rect", {
+          class: `outcome-${family(code)}`, "data-code": code,
+          x: x + barWidth * 0.1, y, width: Math.max(barWidth * 0.8, 0.5), height: h,
+        }));
+      }
+      chart.append(group);
+    }
+    $("usage-from").textContent = new Date(data.startTime).toLocaleString();
+    $("usage-to").textContent = new Date(data.endTime).toLocaleString();
+    $("usage-peak").textContent = `peak ${peak} per ${data.granularity}`;
+    $("usage-chart-title").textContent =
+      `Verifications per ${data.granularity}, ${new Date(data.startTime).toLocaleString()} ` +
+      `to ${new Date(data.endTime).toLocaleString()}; peak ${peak}`;
+  }
+  $("usage-legend").replaceChildren(...series.counts.map((c) =>
+    el("span", {}, el("span", { class: `swatch outcome-${family(c.code)}` }), `${c.code} ${c.count}`)));
+  $("usage-rows").replaceChildren(...series.counts.map((c) => el("tr", {},
+    el("th", { scope: "row", "data-label": "Outcome" },
+      el("span", { class: `swatch outcome-${family(c.code)}` }), c.code),
+    el("td", { class: "num", "data-label": "Count", text: String(c.count) }))));
+  $("usage-total").textContent = String(series.total);
 }
 
 // ---- Scope cards --------------------------------------------------------------------------
@@ -425,10 +540,16 @@ document.addEventListener("DOMContentLoaded", () => {
   $("account-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     state.account = $("account").value.trim();
+    state.usageKey = null;
     sessionStorage.setItem(STORE_ACCOUNT, state.account);
     await refresh();
   });
   $("unused-filter").addEventListener("change", refresh);
+  $("usage-period").addEventListener("change", loadUsage);
+  $("usage-account").addEventListener("click", () => {
+    state.usageKey = null;
+    loadUsage();
+  });
   $("create-open").addEventListener("click", openCreate);
   $("create-form").addEventListener("submit", submitCreate);
   $("create-cancel").addEventListener("click", () => $("create-dialog").close());
