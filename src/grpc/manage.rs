@@ -88,11 +88,24 @@ impl ManageService for ManageApi {
             caller.key_id(),
             list_fingerprint(request.get_ref()),
         )?;
-        let page = self.service.list_keys(&caller, &query).await?;
         let fingerprint = list_fingerprint(request.get_ref());
+        if query.by_usage.is_some() {
+            let page = self.service.list_keys_by_usage(&caller, &query).await?;
+            return Ok(Response::new(proto::ListKeysResponse {
+                api_keys: page.items.iter().map(|(key, _)| key.into()).collect(),
+                next_page_token: tokens.seal(page.next, caller.key_id(), fingerprint),
+                usage: page
+                    .items
+                    .iter()
+                    .map(|(key, used)| (key.id.to_string(), *used))
+                    .collect(),
+            }));
+        }
+        let page = self.service.list_keys(&caller, &query).await?;
         Ok(Response::new(proto::ListKeysResponse {
             api_keys: page.items.iter().map(Into::into).collect(),
             next_page_token: tokens.seal(page.next, caller.key_id(), fingerprint),
+            usage: Default::default(),
         }))
     }
 

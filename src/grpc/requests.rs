@@ -42,6 +42,8 @@ pub(crate) fn list_keys(r: &proto::ListKeysRequest) -> ListKeysInput {
         unused_since: r.unused_since.as_ref().map(raw_time),
         page_size: r.page_size,
         page_token: r.page_token.clone(),
+        order_by: r.order_by.clone(),
+        usage_since: r.usage_since.as_ref().map(raw_time),
     }
 }
 
@@ -53,7 +55,19 @@ pub(crate) fn list_fingerprint(r: &proto::ListKeysRequest) -> u32 {
         .map(|t| format!("{}.{}", t.seconds, t.nanos))
         .unwrap_or_default();
     let revoked = if r.include_revoked { "1" } else { "0" };
-    query_fingerprint(&["keys", &r.account_id, revoked, &unused])
+    let usage_since = r
+        .usage_since
+        .as_ref()
+        .map(|t| format!("{}.{}", t.seconds, t.nanos))
+        .unwrap_or_default();
+    query_fingerprint(&[
+        "keys",
+        &r.account_id,
+        revoked,
+        &unused,
+        r.order_by.trim(),
+        &usage_since,
+    ])
 }
 
 /// An UpdateKey message as the request layer takes it.

@@ -115,8 +115,11 @@ pub struct KeyListQuery {
     pub unused_since: Option<Timestamp>,
     /// Largest page.
     pub page_size: u32,
-    /// Position after which the page starts (from the previous page).
+    /// Position after which the page starts (from the previous page); with `by_usage`, the
+    /// keys skipped.
     pub after: Option<i64>,
+    /// Most used first: decisions counted since this second (hour buckets).
+    pub by_usage: Option<i64>,
 }
 
 /// One page of a list and the position the next page starts after.

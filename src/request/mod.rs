@@ -14,6 +14,7 @@ use crate::limits::{MAX_IMPORT, MAX_IMPORT_PREFIX_CHARS};
 use crate::model::{AccountPatch, KeyListQuery, KeyPatch};
 use crate::page_token::PageTokens;
 use crate::service::{CreateKey, Expiry, ImportRecord};
+use crate::time::Timestamp;
 
 mod fields;
 mod usage;
@@ -175,7 +176,14 @@ pub(crate) struct ListKeysInput {
     pub page_size: u32,
     /// The previous page's token; empty for the first page.
     pub page_token: String,
+    /// `usage desc` for the most used keys first; empty for oldest first.
+    pub order_by: String,
+    /// With `order_by`: count decisions since then (30 days ago when absent).
+    pub usage_since: Option<RawTime>,
 }
+
+/// How long back `order_by: usage desc` counts unless told.
+const USAGE_ORDER_DAYS: i64 = 30;
 
 /// A ListKeys request of `caller` (its key id), whose page token must be one it was given for
 /// the query `fingerprint` names.
@@ -195,12 +203,35 @@ pub(crate) fn list_keys(
     let unused_since = r
         .unused_since
         .and_then(|t| timestamp(t).map_err(|e| v.add("unused_since", e)).ok());
+    let by_usage = match r.order_by.trim() {
+        "" => {
+            if r.usage_since.is_some() {
+                v.add("usage_since", "only with order_by \"usage desc\"");
+            }
+            None
+        }
+        order if order.split_whitespace().eq(["usage", "desc"]) => {
+            let now = Timestamp::now().micros().div_euclid(1_000_000);
+            match r.usage_since {
+                None => Some(now - USAGE_ORDER_DAYS * 86_400),
+                Some(t) => timestamp(t)
+                    .map(|t| t.micros().div_euclid(1_000_000))
+                    .map_err(|e| v.add("usage_since", e))
+                    .ok(),
+            }
+        }
+        _ => {
+            v.add("order_by", "must be empty (oldest first) or \"usage desc\"");
+            None
+        }
+    };
     v.finish_parsed(account_id.map(|account_id| KeyListQuery {
         account_id,
         include_revoked: r.include_revoked,
         unused_since,
         page_size,
         after,
+        by_usage,
     }))
 }
 

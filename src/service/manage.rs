@@ -85,6 +85,16 @@ impl Keyward {
         self.store.list_keys(query).await
     }
 
+    /// Lists an account's keys most used first, each with its count (`query.by_usage`).
+    pub async fn list_keys_by_usage(
+        &self,
+        caller: &Caller,
+        query: &KeyListQuery,
+    ) -> Result<Page<(ApiKey, u64)>> {
+        caller.authorize(query.account_id.as_str(), Access::Read)?;
+        self.store.list_keys_by_usage(query).await
+    }
+
     /// Changes a key; the next verify sees the change.
     pub async fn update_key(
         &self,

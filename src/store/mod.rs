@@ -104,6 +104,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// One page of an account's keys, oldest first.
     async fn list_keys(&self, query: &KeyListQuery) -> Result<Page<ApiKey>>;
 
+    /// Keys of an account, most used first since `query.by_usage` (hour buckets; ties oldest
+    /// first), each with its count; `query.after` is the number of keys skipped.
+    async fn list_keys_by_usage(&self, query: &KeyListQuery) -> Result<Page<(ApiKey, u64)>>;
+
     /// An account's policy and active-key count; `None` if the account has never had a key
     /// or a policy.
     async fn get_account(&self, account_id: &AccountId, now: Timestamp) -> Result<Option<Account>>;

@@ -90,6 +90,29 @@ pub(crate) static LIST_KEYS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// An account's keys, most used since a moment first: `$6` the hour the count starts at,
+/// `$2` the keys skipped.
+pub(crate) static LIST_KEYS_BY_USAGE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT seq, {}, COALESCE(u.used, 0) AS used FROM api_keys \
+         LEFT JOIN (SELECT key_id, CAST(SUM(count) AS BIGINT) AS used FROM key_usage \
+                    WHERE account_id = $1 AND span = 2 AND bucket >= $6 GROUP BY key_id) AS u \
+           ON u.key_id = api_keys.id \
+         WHERE account_id = $1 AND ($3 OR revoked_at IS NULL) \
+         AND ($4 IS NULL OR last_used_at IS NULL OR last_used_at < $4) \
+         ORDER BY used DESC, seq LIMIT $5 OFFSET $2",
+        columns("")
+    )
+});
+
+/// A key row with its decisions counted.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct UsedKeyRow {
+    #[sqlx(flatten)]
+    pub key: KeyRow,
+    pub used: i64,
+}
+
 pub(crate) const ENSURE_ACCOUNT: &str = "INSERT INTO accounts (account_id, created_at, updated_at) \
      VALUES ($1, $2, $2) ON CONFLICT (account_id) DO NOTHING";
 

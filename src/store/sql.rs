@@ -318,6 +318,32 @@ macro_rules! sql_backend {
                 into_page(rows, q.page_size)
             }
 
+            async fn list_keys_by_usage(&self, q: &KeyListQuery) -> Result<Page<(ApiKey, u64)>> {
+                let since = crate::usage::Granularity::Hour.floor(q.by_usage.unwrap_or(0));
+                let skipped = q.after.unwrap_or(0).max(0);
+                let rows = sqlx::query_as::<_, super::row::UsedKeyRow>(&super::row::LIST_KEYS_BY_USAGE)
+                    .bind(q.account_id.as_str())
+                    .bind(skipped)
+                    .bind(q.include_revoked)
+                    .bind(q.unused_since.map(Timestamp::micros))
+                    .bind(i64::from(q.page_size) + 1)
+                    .bind(since)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db_error)?;
+                let more = rows.len() > q.page_size as usize;
+                let items = rows
+                    .into_iter()
+                    .take(q.page_size as usize)
+                    .map(|r| {
+                        let used = r.used.max(0).unsigned_abs();
+                        StoredKey::try_from(r.key).map(|s| (s.key, used))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let next = more.then(|| skipped + i64::from(q.page_size));
+                Ok(Page { items, next })
+            }
+
             async fn get_account(
                 &self,
                 account_id: &crate::ids::AccountId,

@@ -456,6 +456,30 @@ async fn usage_from_the_command_line() {
     );
     assert!(by_key.contains("2 key(s) with decisions"), "{by_key}");
 
+    // The most used key of the account.
+    let top = json(
+        &keyward(
+            &server,
+            &root,
+            &[
+                "keys",
+                "list",
+                "--account",
+                "acme",
+                "--most-used",
+                "1d",
+                "--limit",
+                "1",
+                "--output",
+                "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(top["api_keys"].as_array().unwrap().len(), 1);
+    assert_eq!(top["api_keys"][0]["id"], a_record.id.as_str());
+    assert_eq!(top["uses"][&a_record.id], 4);
+
     let misused = keyward(
         &server,
         &root,

@@ -161,6 +161,7 @@ async fn list_pages_filters_and_orders(backend: Backend) {
         unused_since: None,
         page_size: 2,
         after,
+        by_usage: None,
     };
     let mut all = Vec::new();
     let mut after = None;

@@ -17,6 +17,7 @@ both_backends!(
     usage_questions_are_checked_and_scoped,
     retention_deletes_old_buckets_only,
     the_json_api_answers_usage_in_the_same_shape,
+    keys_list_most_used_first,
 );
 
 fn hour_ago() -> Option<prost_types::Timestamp> {
@@ -511,5 +512,96 @@ async fn the_json_api_answers_usage_in_the_same_shape(backend: Backend) {
     let own = get("/v1/usage".into(), a.clone()).await;
     assert_eq!(own.status, 200, "{}", own.body);
     assert_eq!(own.json()["data"]["apiKey"]["id"], a_record.id.as_str());
+    server.stop().await;
+}
+
+/// ListKeys with `order_by: "usage desc"`: the most used keys first with their counts, page by
+/// page, unused keys last; a bad order is named. The JSON API the same.
+async fn keys_list_most_used_first(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
+        c.usage_flush_interval = Duration::from_secs(3_600)
+    })
+    .await;
+    let mut ids = Vec::new();
+    for uses in [1, 5, 3, 0] {
+        let (key, record) = server.create(key_request("acme", &["videos:read"])).await;
+        for _ in 0..uses {
+            assert_eq!(code(&server.verify(&key, &[]).await), VerifyCode::Valid);
+        }
+        ids.push(record.id);
+    }
+    server.service.flush_usage().await.unwrap();
+    let mut manage = server.manage().await;
+    let list = |page_token: String| proto::ListKeysRequest {
+        account_id: "acme".into(),
+        page_size: 2,
+        page_token,
+        order_by: "usage desc".into(),
+        ..Default::default()
+    };
+    let first = manage
+        .list_keys(server.root(list(String::new())))
+        .await
+        .unwrap()
+        .into_inner();
+    let listed: Vec<&str> = first.api_keys.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(listed, vec![ids[1].as_str(), ids[2].as_str()]);
+    assert_eq!(first.usage[&ids[1]], 5);
+    assert_eq!(first.usage[&ids[2]], 3);
+    assert!(!first.next_page_token.is_empty());
+    let second = manage
+        .list_keys(server.root(list(first.next_page_token)))
+        .await
+        .unwrap()
+        .into_inner();
+    let listed: Vec<&str> = second.api_keys.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(listed, vec![ids[0].as_str(), ids[3].as_str()]);
+    assert_eq!(second.usage[&ids[0]], 1);
+    assert_eq!(second.usage[&ids[3]], 0);
+    assert!(second.next_page_token.is_empty());
+    // Oldest first without an order: no counts.
+    let plain = manage
+        .list_keys(server.root(proto::ListKeysRequest {
+            account_id: "acme".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(plain.api_keys[0].id, ids[0]);
+    assert!(plain.usage.is_empty());
+    // A bad order, and a usage period without an order, are named.
+    let e = manage
+        .list_keys(server.root(proto::ListKeysRequest {
+            account_id: "acme".into(),
+            order_by: "popularity".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&e), vec!["order_by"]);
+    let e = manage
+        .list_keys(server.root(proto::ListKeysRequest {
+            account_id: "acme".into(),
+            usage_since: hour_ago(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&e), vec!["usage_since"]);
+    // The JSON API: the single most used key of the last day.
+    let bearer = format!("Bearer {}", server.root_key);
+    let top = http(
+        server.http_addr,
+        "GET",
+        "/v1/api-keys?accountId=acme&orderBy=usage%20desc&usageSince=1d&pageSize=1",
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(top.status, 200, "{}", top.body);
+    let top = top.json();
+    assert_eq!(top["data"][0]["id"], ids[1].as_str());
+    assert_eq!(top["usage"][&ids[1]], 5);
+    assert!(top["nextPageToken"].is_string());
     server.stop().await;
 }

@@ -148,34 +148,63 @@ pub(super) async fn list(args: ListArgs) -> Result<(), Failure> {
             Some(Timestamp::from(at))
         }
     };
+    let usage_since = match args.most_used.as_deref() {
+        None => None,
+        Some(text) => {
+            let d = keyward::duration::parse(text).map_err(Failure::Usage)?;
+            let at = std::time::SystemTime::now()
+                .checked_sub(d)
+                .ok_or_else(|| Failure::Usage(format!("--most-used {text} is too long")))?;
+            Some(Timestamp::from(at))
+        }
+    };
+    let limit = args.limit.unwrap_or(usize::MAX);
     let mut keys = Vec::new();
+    let mut uses = std::collections::HashMap::new();
     let mut page_token = String::new();
-    loop {
+    while keys.len() < limit {
         let answer = c
             .manage
             .list_keys(c.request(proto::ListKeysRequest {
                 account_id: args.account.clone().unwrap_or_default(),
                 include_revoked: args.include_revoked,
                 unused_since,
-                page_size: 100,
+                page_size:
+                    u32::try_from(limit.saturating_sub(keys.len()).min(1_000)).unwrap_or(1_000),
                 page_token: page_token.clone(),
+                order_by: if usage_since.is_some() {
+                    "usage desc".into()
+                } else {
+                    String::new()
+                },
+                usage_since,
             }))
             .await?
             .into_inner();
         keys.extend(answer.api_keys);
+        uses.extend(answer.usage);
         if answer.next_page_token.is_empty() {
             break;
         }
         page_token = answer.next_page_token;
     }
+    keys.truncate(limit);
+    let most_used = usage_since.is_some();
     match c.output {
-        Output::Json => println!(
-            "{}",
-            json!({ "api_keys": keys.iter().map(key_json).collect::<Vec<_>>() })
-        ),
+        Output::Json => {
+            let mut answer = json!({ "api_keys": keys.iter().map(key_json).collect::<Vec<_>>() });
+            if most_used {
+                answer["uses"] = json!(
+                    keys.iter()
+                        .map(|k| (k.id.clone(), json!(uses.get(&k.id).copied().unwrap_or(0))))
+                        .collect::<serde_json::Map<_, _>>()
+                );
+            }
+            println!("{answer}");
+        }
         Output::Table => {
             let now = now_secs();
-            let mut table = table(&[
+            let mut header = vec![
                 "PREFIX",
                 "NAME",
                 "ACCOUNT",
@@ -185,9 +214,13 @@ pub(super) async fn list(args: ListArgs) -> Result<(), Failure> {
                 "LAST USED",
                 "STATUS",
                 "ID",
-            ]);
+            ];
+            if most_used {
+                header.push("USES");
+            }
+            let mut table = table(&header);
             for key in &keys {
-                table.add_row(vec![
+                let mut row = vec![
                     key.prefix.clone(),
                     key.name.clone(),
                     key.account_id.clone(),
@@ -197,7 +230,11 @@ pub(super) async fn list(args: ListArgs) -> Result<(), Failure> {
                     relative(key.last_used_at.as_ref(), now, "never"),
                     status(key, now).to_owned(),
                     key.id.clone(),
-                ]);
+                ];
+                if most_used {
+                    row.push(uses.get(&key.id).copied().unwrap_or(0).to_string());
+                }
+                table.add_row(row);
             }
             println!("{table}");
         }

@@ -176,6 +176,13 @@ pub struct ListArgs {
     /// Revoked keys too.
     #[arg(long)]
     include_revoked: bool,
+    /// The most used keys first, counting decisions over this long (e.g. 30d), with a USES
+    /// column.
+    #[arg(long)]
+    most_used: Option<String>,
+    /// At most this many keys.
+    #[arg(long)]
+    limit: Option<usize>,
     #[command(flatten)]
     client: ClientArgs,
 }

@@ -117,6 +117,11 @@ pub struct ListParams {
     pub(super) page_size: Option<u32>,
     /// `nextPageToken` of the previous page.
     pub(super) page_token: Option<String>,
+    /// `usage desc`: the most used keys first, each with its count in `usage`.
+    pub(super) order_by: Option<String>,
+    /// With `orderBy`: count decisions since then, a duration back from now (`7d`) or an
+    /// RFC 3339 time (30 days when absent).
+    pub(super) usage_since: Option<String>,
 }
 
 /// Lists an account's keys: metadata only, never a secret.
@@ -147,15 +152,13 @@ pub(super) async fn list_keys(
     let unused_text = params.unused_since.unwrap_or_default();
     let unused_since = match unused_text.trim() {
         "" => None,
-        text => match crate::duration::parse(text) {
-            Ok(ago) => {
-                let now = Timestamp::now().micros();
-                let ago = i64::try_from(ago.as_micros()).unwrap_or(i64::MAX);
-                let at = now.saturating_sub(ago).max(0);
-                Some(RawTime::from(Timestamp::from_micros(at)))
-            }
-            Err(_) => parse_time(&mut extra, "unusedSince", text),
-        },
+        text => moment(&mut extra, "unusedSince", text),
+    };
+    let order_by = params.order_by.unwrap_or_default();
+    let usage_text = params.usage_since.unwrap_or_default();
+    let usage_since = match usage_text.trim() {
+        "" => None,
+        text => moment(&mut extra, "usageSince", text),
     };
     // The page token is bound to the query as given: `30d` means the same on every page.
     let fingerprint = query_fingerprint(&[
@@ -163,6 +166,8 @@ pub(super) async fn list_keys(
         &account_id,
         if include_revoked { "1" } else { "0" },
         unused_text.trim(),
+        order_by.trim(),
+        usage_text.trim(),
     ]);
     let tokens = state.service.page_tokens();
     let page_token = params.page_token.as_deref().unwrap_or("");
@@ -176,6 +181,8 @@ pub(super) async fn list_keys(
         unused_since,
         page_size: params.page_size.unwrap_or(0),
         page_token: String::new(),
+        order_by,
+        usage_since,
     };
     let mut query = with_violations(
         extra,
@@ -188,11 +195,26 @@ pub(super) async fn list_keys(
         ),
     )?;
     query.after = after;
+    if query.by_usage.is_some() {
+        let page = state.service.list_keys_by_usage(&caller, &query).await?;
+        let next = tokens.seal(page.next, caller.key_id(), fingerprint);
+        return Ok(json(&KeyListAnswer {
+            data: page.items.iter().map(|(key, _)| key.into()).collect(),
+            next_page_token: (!next.is_empty()).then_some(next),
+            usage: Some(
+                page.items
+                    .iter()
+                    .map(|(key, used)| (key.id.to_string(), *used))
+                    .collect(),
+            ),
+        }));
+    }
     let page = state.service.list_keys(&caller, &query).await?;
     let next = tokens.seal(page.next, caller.key_id(), fingerprint);
     Ok(json(&KeyListAnswer {
         data: page.items.iter().map(Into::into).collect(),
         next_page_token: (!next.is_empty()).then_some(next),
+        usage: None,
     }))
 }
 

@@ -329,6 +329,9 @@ pub struct KeyListAnswer {
     pub(super) data: Vec<ApiKeyJson>,
     /// Pass as `pageToken` for the next page; `null` on the last.
     pub(super) next_page_token: Option<String>,
+    /// With `orderBy=usage desc`: decisions per listed key (by id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) usage: Option<BTreeMap<String, u64>>,
 }
 
 /// The answer to a revocation.

@@ -145,7 +145,7 @@ impl From<&Usage> for UsageSeriesData {
 }
 
 /// A moment in a query string: a duration back from now (`7d`) or an RFC 3339 time.
-fn moment(extra: &mut Vec<FieldViolation>, field: &str, text: &str) -> Option<RawTime> {
+pub(super) fn moment(extra: &mut Vec<FieldViolation>, field: &str, text: &str) -> Option<RawTime> {
     match crate::duration::parse(text) {
         Ok(ago) => {
             let ago = i64::try_from(ago.as_micros()).unwrap_or(i64::MAX);
