@@ -97,7 +97,12 @@ fn sparkline(series: &UsageSeries, start: i64, end: i64, width: i64) -> String {
     sums.iter()
         .map(|&s| match s {
             0 => ' ',
-            s => MARKS[usize::try_from((s * 7).div_ceil(max)).unwrap_or(7).min(7)],
+            // Eight heights for 1..=max: the smallest non-zero count still shows.
+            s => {
+                MARKS[usize::try_from((s * 8).div_ceil(max) - 1)
+                    .unwrap_or(7)
+                    .min(7)]
+            }
         })
         .collect()
 }
@@ -276,6 +281,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        assert_eq!(sparkline(&series, 0, 40, 4), "█ ▁ ");
+        // 40 s over four cells of 10 s: 0 s in the first, 30 s in the last.
+        assert_eq!(sparkline(&series, 0, 40, 4), "█  ▁");
     }
 }
