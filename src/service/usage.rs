@@ -17,14 +17,23 @@ use crate::time::Timestamp;
 use crate::usage::{Counted, Granularity, Target, Usage, UsageQuery};
 use crate::verify::Code;
 
-/// Shards of the per-key counts: calls on different cores rarely wait on one another.
+/// Shards of the per-key counts, one per worker thread (up to this many): a thread counts into
+/// its own shard, so calls on different cores do not wait on one another even for one hot key.
 const SHARDS: usize = 16;
+
+/// The next shard a thread takes.
+static NEXT_SHARD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's shard.
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
 
 type Counts = [u64; Code::ALL.len()];
 
 /// A cached key's counts by minute, keyed by the copy's address (the entry holds the copy, so
 /// the address stays its own): a million keys in use cost no id allocation each.
-type KeyedCounts = HashMap<(usize, i64), (Arc<KeyState>, Counts)>;
+type KeyedCounts = HashMap<(usize, i64), (Arc<KeyState>, Counts), foldhash::fast::RandomState>;
 
 /// Counts being merged for writing: by key (and account), minute and outcome.
 type Merged = HashMap<(Option<(KeyId, AccountId)>, i64, Code), u64>;
@@ -62,7 +71,7 @@ impl UsageCounter {
         match key {
             Some(key) => {
                 let address = Arc::as_ptr(key) as usize;
-                let mut counts = self.keyed[(address >> 6) % SHARDS]
+                let mut counts = self.keyed[SHARD.with(|s| *s)]
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
                 counts
