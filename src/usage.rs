@@ -135,6 +135,8 @@ pub enum Target {
     Key(KeyId),
     /// An account's keys together.
     Account(AccountId),
+    /// Decisions about no stored key (missing, malformed, unknown), the whole service's.
+    NoKey,
     /// An account's keys, one series per key, a page of keys at a time.
     AccountByKey {
         /// The account.

@@ -109,10 +109,11 @@ pub(crate) fn imported_key(r: &proto::ImportedKey) -> ImportedKeyInput {
 /// unknown number stays a number, which the request layer refuses).
 pub(crate) fn usage(r: &proto::GetUsageRequest) -> crate::request::UsageInput {
     use proto::get_usage_request::Target;
-    let (key_id, account_id) = match &r.target {
-        Some(Target::KeyId(id)) => (id.clone(), String::new()),
-        Some(Target::AccountId(id)) => (String::new(), id.clone()),
-        None => (String::new(), String::new()),
+    let (key_id, account_id, no_key) = match &r.target {
+        Some(Target::KeyId(id)) => (id.clone(), String::new(), false),
+        Some(Target::AccountId(id)) => (String::new(), id.clone(), false),
+        Some(Target::NoKey(no_key)) => (String::new(), String::new(), *no_key),
+        None => (String::new(), String::new(), false),
     };
     let granularity = match proto::UsageGranularity::try_from(r.granularity) {
         Ok(proto::UsageGranularity::Unspecified) => None,
@@ -124,6 +125,7 @@ pub(crate) fn usage(r: &proto::GetUsageRequest) -> crate::request::UsageInput {
     crate::request::UsageInput {
         key_id,
         account_id,
+        no_key,
         group_by_key: r.group_by_key,
         start_time: r.start_time.as_ref().map(raw_time),
         end_time: r.end_time.as_ref().map(raw_time),

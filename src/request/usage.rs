@@ -23,6 +23,8 @@ pub(crate) struct UsageInput {
     pub key_id: String,
     /// An account's keys' decisions; empty when absent.
     pub account_id: String,
+    /// Decisions about no stored key.
+    pub no_key: bool,
     /// One series per key of the account.
     pub group_by_key: bool,
     /// Start of the range; required.
@@ -54,6 +56,7 @@ impl UsageInput {
             "usage",
             &self.key_id,
             &self.account_id,
+            if self.no_key { "no_key" } else { "" },
             &start,
             &end,
             self.granularity.as_deref().unwrap_or(""),
@@ -70,22 +73,28 @@ pub(crate) fn usage(
     page: Result<Option<i64>, String>,
     now: Timestamp,
 ) -> Result<UsageQuery> {
-    let target = match (r.key_id.is_empty(), r.account_id.is_empty()) {
-        (false, false) => {
-            v.add("key_id", "give key_id or account_id, not both");
+    let target = match (r.key_id.is_empty(), r.account_id.is_empty(), r.no_key) {
+        (false, false, _) | (false, _, true) | (_, false, true) => {
+            v.add("key_id", "give one of key_id, account_id or no_key");
             None
         }
-        (true, true) => {
-            v.add("account_id", "give key_id or account_id");
+        (true, true, true) => {
+            if r.group_by_key {
+                v.add("group_by_key", "only with account_id");
+            }
+            Some(Target::NoKey)
+        }
+        (true, true, false) => {
+            v.add("account_id", "give key_id, account_id or no_key");
             None
         }
-        (false, true) => {
+        (false, true, false) => {
             if r.group_by_key {
                 v.add("group_by_key", "only with account_id");
             }
             v.parse("key_id", &r.key_id, KeyId::parse).map(Target::Key)
         }
-        (true, false) => v
+        (true, false, false) => v
             .parse("account_id", &r.account_id, AccountId::parse)
             .map(Target::Account),
     };

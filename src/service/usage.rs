@@ -198,6 +198,8 @@ impl Keyward {
             Target::Account(account_id) | Target::AccountByKey { account_id, .. } => {
                 caller.authorize(account_id.as_str(), Access::Read)?;
             }
+            // Strings presented by anyone, to any account's gateway: the operator's to read.
+            Target::NoKey => caller.require_root()?,
         }
         let rows = self.store.usage(&query).await?;
         let mut series = crate::usage::assemble(rows);

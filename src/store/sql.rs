@@ -424,8 +424,12 @@ macro_rules! sql_backend {
                 let range = "span = $2 AND bucket >= $3 AND bucket < $4 \
                              AND ((CAST(1 AS BIGINT) << outcome) & $5) <> 0";
                 let (who, sql) = match &q.target {
-                    Target::Key(id) => (
-                        id.as_str(),
+                    // Decisions about no stored key are stored under the empty key id.
+                    Target::Key(_) | Target::NoKey => (
+                        match &q.target {
+                            Target::Key(id) => id.as_str(),
+                            _ => "",
+                        },
                         format!(
                             "SELECT CAST(NULL AS TEXT), bucket, outcome, CAST(SUM(count) AS BIGINT) \
                              FROM key_usage WHERE key_id = $1 AND {range} GROUP BY bucket, outcome"

@@ -404,6 +404,10 @@ async fn usage_from_the_command_line() {
         VerifyCode::InsufficientScope
     );
     assert_eq!(code(&server.verify(&b, &[]).await), VerifyCode::Valid);
+    assert_eq!(
+        code(&server.verify("kw_live_nonsense", &[]).await),
+        VerifyCode::Malformed
+    );
     server.service.flush_usage().await.unwrap();
 
     let answer = json(
@@ -479,6 +483,12 @@ async fn usage_from_the_command_line() {
     assert_eq!(top["api_keys"].as_array().unwrap().len(), 1);
     assert_eq!(top["api_keys"][0]["id"], a_record.id.as_str());
     assert_eq!(top["uses"][&a_record.id], 4);
+
+    // Decisions about no stored key, the operator's.
+    let no_key = ok(&keyward(&server, &root, &["usage", "--no-key", "--since", "1h"]).await);
+    assert!(no_key.contains("MALFORMED 1"), "{no_key}");
+    let both = keyward(&server, &root, &["usage", "--no-key", "--account", "acme"]).await;
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
 
     let misused = keyward(
         &server,

@@ -47,6 +47,14 @@ fn of_account(id: &str) -> GetUsageRequest {
     }
 }
 
+fn no_key_usage() -> GetUsageRequest {
+    GetUsageRequest {
+        target: Some(get_usage_request::Target::NoKey(true)),
+        start_time: hour_ago(),
+        ..Default::default()
+    }
+}
+
 /// Outcome name → count of a series.
 fn counts(series: &proto::UsageSeries) -> Vec<(VerifyCode, u64)> {
     series
@@ -265,7 +273,14 @@ async fn every_decision_counts_per_key_and_outcome(backend: Backend) {
         assert_eq!(answer.granularity, granularity as i32);
         assert_eq!(answer.series[0].total, 13, "{granularity:?}");
     }
-    // The service-wide decisions without a key (unknown, malformed) are no account's.
+    // The service-wide decisions without a key (unknown, malformed) are no account's; the
+    // operator reads them on their own.
+    let no_key = total_reaches(&server, no_key_usage(), 2).await;
+    assert_eq!(no_key.key_id, "");
+    assert_eq!(
+        counts(&no_key),
+        vec![(VerifyCode::Malformed, 1), (VerifyCode::NotFound, 1)]
+    );
     let decisions: u64 = 16;
     assert_eq!(server.service.usage_counter().written(), decisions);
     // Batched: a handful of statements for all of them.
@@ -321,6 +336,19 @@ async fn usage_questions_are_checked_and_scoped(backend: Backend) {
         nanos: 0,
     });
     assert_eq!(violated_fields(&refused(backwards).await), vec!["end_time"]);
+    // Decisions about no stored key: alone.
+    let mut no_key_false = no_key_usage();
+    no_key_false.target = Some(get_usage_request::Target::NoKey(false));
+    assert_eq!(
+        violated_fields(&refused(no_key_false).await),
+        vec!["account_id"]
+    );
+    let mut no_key_grouped = no_key_usage();
+    no_key_grouped.group_by_key = true;
+    assert_eq!(
+        violated_fields(&refused(no_key_grouped).await),
+        vec!["group_by_key"]
+    );
 
     // globex's reader: its own account yes, acme's key and account no.
     let own = manage
@@ -335,6 +363,12 @@ async fn usage_questions_are_checked_and_scoped(backend: Backend) {
             .unwrap_err();
         assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     }
+    // Decisions about no stored key: root only.
+    let e = manage
+        .get_usage(as_key(&reader, no_key_usage()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     let e = manage
         .get_usage(server.root(of_key("key_0000000000000000000000")))
         .await
@@ -508,6 +542,30 @@ async fn the_json_api_answers_usage_in_the_same_shape(backend: Backend) {
     )
     .await;
     assert_eq!(other.status, 403, "{}", other.body);
+    // Decisions about no stored key: the operator's, not an account key's; never with a key.
+    assert_eq!(
+        code(&server.verify("kw_live_nonsense", &[]).await),
+        VerifyCode::Malformed
+    );
+    server.service.flush_usage().await.unwrap();
+    let no_key = get(
+        "/v1/usage?noKey=true&startTime=1h".into(),
+        server.root_key.clone(),
+    )
+    .await;
+    assert_eq!(no_key.status, 200, "{}", no_key.body);
+    assert_eq!(
+        no_key.json()["data"]["series"][0]["counts"],
+        serde_json::json!([{"code": "MALFORMED", "count": 1}])
+    );
+    let not_yours = get("/v1/usage?noKey=true&startTime=1h".into(), reader.clone()).await;
+    assert_eq!(not_yours.status, 403, "{}", not_yours.body);
+    let both = get(
+        format!("/v1/api-keys/{}/usage?noKey=true&startTime=1h", a_record.id),
+        server.root_key.clone(),
+    )
+    .await;
+    assert_eq!(both.status, 422, "{}", both.body);
     // Without a query string: the key checks itself, as before.
     let own = get("/v1/usage".into(), a.clone()).await;
     assert_eq!(own.status, 200, "{}", own.body);

@@ -8,7 +8,7 @@ use keyward::proto::{GetUsageRequest, UsageGranularity, UsageSeries, VerifyCode}
 
 /// `keyward usage`.
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("target").required(true).args(["key", "account"]))]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["key", "account", "no_key"]))]
 pub struct UsageArgs {
     /// One key's decisions.
     #[arg(long)]
@@ -16,6 +16,10 @@ pub struct UsageArgs {
     /// The decisions of an account's keys (summed; one row per key with --by-key).
     #[arg(long)]
     pub account: Option<String>,
+    /// Decisions about no stored key (missing, malformed, unknown): the whole service's
+    /// (root keys only).
+    #[arg(long)]
+    pub no_key: bool,
     /// One row per key of the account.
     #[arg(long, requires = "account")]
     pub by_key: bool,
@@ -129,7 +133,8 @@ pub async fn usage(args: UsageArgs) -> Result<(), Failure> {
         target: Some(match (&args.key, &args.account) {
             (Some(key), _) => proto::get_usage_request::Target::KeyId(key.clone()),
             (None, Some(account)) => proto::get_usage_request::Target::AccountId(account.clone()),
-            (None, None) => return Err(Failure::Usage("give --key or --account".into())),
+            // clap requires one of the three.
+            (None, None) => proto::get_usage_request::Target::NoKey(true),
         }),
         group_by_key: args.by_key,
         start_time: Some(start(&args.since)?),

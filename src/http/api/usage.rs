@@ -15,6 +15,9 @@ pub struct UsageParams {
     pub(super) account_id: Option<String>,
     /// One key's decisions (`GET /v1/usage`).
     pub(super) key_id: Option<String>,
+    /// `true`: decisions about no stored key (missing, malformed, unknown), the whole
+    /// service's (`GET /v1/usage`, root keys only).
+    pub(super) no_key: Option<bool>,
     /// With an account: one series per key, a page of keys at a time.
     pub(super) group_by_key: Option<bool>,
     /// Start of the range: a duration back from now (`7d`) or an RFC 3339 time. Required.
@@ -164,9 +167,12 @@ pub(super) async fn answer(
     key_id: Option<String>,
 ) -> Answered<Response> {
     let mut extra = Vec::new();
+    let no_key = params.no_key.unwrap_or(false);
     let (key_id, account_id) = match (key_id, params.key_id, params.account_id) {
         (Some(path), _, _) => (path, String::new()),
         (None, Some(key), account) => (key, account.unwrap_or_default()),
+        // The request layer refuses a key or an account given with `noKey`.
+        (None, None, account) if no_key => (String::new(), account.unwrap_or_default()),
         (None, None, account) => (String::new(), account_or_own(caller, account)?),
     };
     let start_text = params.start_time.unwrap_or_default();
@@ -193,12 +199,14 @@ pub(super) async fn answer(
         page_size: params.page_size.unwrap_or(0),
         key_id,
         account_id,
+        no_key,
     };
     // The page token is bound to the question as given: `7d` means the same on every page.
     let fingerprint = query_fingerprint(&[
         "http-usage",
         &input.key_id,
         &input.account_id,
+        if no_key { "no_key" } else { "" },
         start_text.trim(),
         end_text.trim(),
         params.granularity.as_deref().unwrap_or(""),
