@@ -68,6 +68,19 @@ pub struct Config {
     /// The catalog preset a key created over the JSON API without scopes, a preset or
     /// `grantAll` gets (e.g. `read_only`); unset: such a request is refused.
     pub http_api_default_preset: Option<String>,
+    /// Where portal links point (`https://keys.example.com`); unset: `http://` and the
+    /// address the JSON API is served on.
+    pub portal_url: Option<String>,
+    /// A portal session unused this long ends (`30m`).
+    #[serde(with = "duration::human")]
+    pub portal_idle_timeout: Duration,
+    /// A portal session ends this long after its link was made, used or not (`12h`).
+    #[serde(with = "duration::human")]
+    pub portal_session_lifetime: Duration,
+    /// Origins that may frame the portal page (`https://app.example.com`); empty: none.
+    pub portal_frame_ancestors: Vec<String>,
+    /// Origins a portal's logo may come from (`https://cdn.example.com`); empty: no logos.
+    pub portal_logo_origins: Vec<String>,
     /// TLS certificate chain (PEM) for every listener; off (plaintext) when unset.
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM), with `tls_cert`.
@@ -163,6 +176,11 @@ impl Default for Config {
             http_api: true,
             http_api_default_preset: None,
             http_manage_listen: None,
+            portal_url: None,
+            portal_idle_timeout: Duration::from_secs(30 * 60),
+            portal_session_lifetime: Duration::from_secs(12 * 3_600),
+            portal_frame_ancestors: Vec::new(),
+            portal_logo_origins: Vec::new(),
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -285,6 +303,9 @@ const ENV_KEYS: &[&str] = &[
     "http_api",
     "http_api_default_preset",
     "http_manage_listen",
+    "portal_url",
+    "portal_idle_timeout",
+    "portal_session_lifetime",
     "tls_cert",
     "tls_key",
     "tls_client_ca",
@@ -361,6 +382,20 @@ impl Config {
         Ok(config)
     }
 
+    /// How portal sessions behave.
+    pub fn portal_settings(&self) -> crate::service::PortalSettings {
+        let listener = self.http_manage_listen.unwrap_or(self.http_listen);
+        crate::service::PortalSettings {
+            idle_timeout: self.portal_idle_timeout,
+            lifetime: self.portal_session_lifetime,
+            base_url: self
+                .portal_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{listener}")),
+            logo_origins: self.portal_logo_origins.clone(),
+        }
+    }
+
     /// How long each usage bucket width is kept.
     pub fn usage_retention(&self) -> Vec<(crate::usage::Granularity, Duration)> {
         use crate::usage::Granularity;
@@ -396,10 +431,38 @@ impl Config {
             ("usage_retention_hours", self.usage_retention_hours),
             ("usage_retention_days", self.usage_retention_days),
             ("handshake_timeout", self.handshake_timeout),
+            ("portal_idle_timeout", self.portal_idle_timeout),
+            ("portal_session_lifetime", self.portal_session_lifetime),
             ("idle_timeout", self.idle_timeout),
         ] {
             if value.is_zero() {
                 return Err(err(setting, "must be longer than zero".into()));
+            }
+        }
+        if let Some(url) = &self.portal_url {
+            let origin = crate::portal::url_origin(url).map_err(|e| err("portal_url", e))?;
+            if url.trim_end_matches('/') != origin {
+                return Err(err(
+                    "portal_url",
+                    format!("must be an origin without a path, e.g. {origin}"),
+                ));
+            }
+        }
+        for (setting, origins) in [
+            ("portal_frame_ancestors", &self.portal_frame_ancestors),
+            ("portal_logo_origins", &self.portal_logo_origins),
+        ] {
+            for o in origins {
+                match crate::portal::url_origin(o) {
+                    Ok(origin) if origin == *o => {}
+                    Ok(origin) => {
+                        return Err(err(
+                            setting,
+                            format!("{o:?} must be written as an origin: {origin}"),
+                        ));
+                    }
+                    Err(e) => return Err(err(setting, format!("{o:?} {e}"))),
+                }
             }
         }
         if self.root_key_sha256.is_some() && self.root_key_digest().is_none() {

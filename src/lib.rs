@@ -24,6 +24,7 @@ pub(crate) mod metrics;
 pub mod model;
 pub mod net;
 pub(crate) mod page_token;
+pub mod portal;
 pub mod proto;
 pub mod ratelimit;
 pub(crate) mod redact;

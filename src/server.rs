@@ -69,7 +69,8 @@ impl App {
             cache_settings(config),
         )
         .with_foreign_prefixes(config.foreign_key_prefixes.clone())
-        .with_usage_counting(config.usage_counting);
+        .with_usage_counting(config.usage_counting)
+        .with_portal(config.portal_settings());
         if let Some(url) = &config.rate_limit_store {
             service = service.with_rate_limit_engine(Engine::connect(url).await?);
         }
@@ -86,6 +87,8 @@ impl App {
         let api = crate::http::ApiSettings {
             enabled: config.http_api,
             default_preset: config.http_api_default_preset.clone(),
+            portal_frame_ancestors: config.portal_frame_ancestors.clone(),
+            secure_cookies: config.portal_settings().base_url.starts_with("https://"),
         };
         let tls = match config.tls_files() {
             Some(files) => Some(crate::tls::Tls::load(&files).map_err(Error::FailedPrecondition)?),

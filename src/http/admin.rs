@@ -13,9 +13,12 @@ use axum::routing::get;
 
 use super::HttpState;
 
-const INDEX: &str = include_str!("admin/index.html");
-const SCRIPT: &str = include_str!("admin/app.js");
-const STYLE: &str = include_str!("admin/app.css");
+/// The page; the portal (`/portal`) serves it too, marked `data-mode="portal"`.
+pub(crate) const INDEX: &str = include_str!("admin/index.html");
+/// The page's script, for both pages.
+pub(crate) const SCRIPT: &str = include_str!("admin/app.js");
+/// The page's stylesheet, for both pages.
+pub(crate) const STYLE: &str = include_str!("admin/app.css");
 
 /// The page's policy: its own script, style and API only.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \

@@ -26,6 +26,7 @@ use tower::ServiceExt;
 pub mod admin;
 pub mod api;
 pub(crate) mod forward_auth;
+pub mod portal;
 
 use crate::error::Error;
 use crate::gateway::{Answer, ClientRequest, Gateway, JSON};
@@ -44,6 +45,10 @@ pub struct ApiSettings {
     /// The catalog preset a key created over `/v1` without scopes, preset or `grantAll` gets;
     /// `None`: such a request is refused, as on gRPC.
     pub default_preset: Option<String>,
+    /// Origins that may frame the portal page; empty: none.
+    pub portal_frame_ancestors: Vec<String>,
+    /// Whether the portal's cookie is marked `Secure` (its URL is `https://`).
+    pub secure_cookies: bool,
 }
 
 /// What the HTTP handlers share.
@@ -125,6 +130,7 @@ fn api_routes() -> Router<Arc<HttpState>> {
     .layer(axum::middleware::map_response(admin::api_headers))
     .layer(axum::middleware::from_fn(log_api_call))
     .merge(admin::router())
+    .merge(portal::router())
 }
 
 /// One log line per JSON API call, like the gRPC management calls': method, path (key ids,

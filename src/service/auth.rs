@@ -31,10 +31,33 @@ pub struct CallContext<'a> {
     pub access: Access,
 }
 
-/// An authenticated management caller: the key it presented.
+/// An authenticated management caller: the key it presented, or the portal session it is
+/// (a key made up for the session: its account, `keys:read`, `keys:write` and what the
+/// session may grant; see [`PortalGrant`]).
 #[derive(Debug, Clone)]
 pub struct Caller {
     cached: Arc<KeyState>,
+    portal: Option<Arc<PortalGrant>>,
+}
+
+/// What a portal session may do beyond reading its account's keys.
+#[derive(Debug, Clone)]
+pub struct PortalGrant {
+    /// The session's permissions as the product's backend gave them.
+    pub permissions: crate::portal::PortalPermissions,
+    /// Every scope it may grant: its scopes and its presets'.
+    pub grantable: Vec<String>,
+}
+
+/// What a portal session asks to do, beside reading, creating and editing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortalAction {
+    /// Rotate a key.
+    Rotate,
+    /// Revoke a key.
+    Revoke,
+    /// See usage over time.
+    Usage,
 }
 
 /// The kind of access an operation needs.
@@ -47,6 +70,40 @@ pub enum Access {
 }
 
 impl Caller {
+    /// The caller a portal session stands for.
+    pub(super) fn for_portal(cached: Arc<KeyState>, grant: Arc<PortalGrant>) -> Self {
+        Caller {
+            cached,
+            portal: Some(grant),
+        }
+    }
+
+    /// The portal session's grant, when the caller is one.
+    pub fn portal(&self) -> Option<&PortalGrant> {
+        self.portal.as_deref()
+    }
+
+    /// Fails when the caller is a portal session not allowed to do `action`; any other caller
+    /// passes (its scopes decide).
+    pub fn authorize_portal(&self, action: PortalAction) -> Result<()> {
+        let Some(grant) = &self.portal else {
+            return Ok(());
+        };
+        let p = &grant.permissions;
+        let (allowed, what) = match action {
+            PortalAction::Rotate => (p.rotate, "rotate keys"),
+            PortalAction::Revoke => (p.revoke, "revoke keys"),
+            PortalAction::Usage => (p.usage, "see usage"),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "this portal session may not {what}"
+            )))
+        }
+    }
+
     fn key(&self) -> &crate::model::CachedKey {
         &self.cached.key
     }
@@ -146,6 +203,23 @@ impl Caller {
         if self.is_root() {
             return Ok(());
         }
+        if let Some(grant) = &self.portal {
+            if grant_all {
+                return Err(Error::PermissionDenied(
+                    "a portal session cannot grant grant_all".into(),
+                ));
+            }
+            if let Some(scope) = scopes
+                .iter()
+                .map(AsRef::as_ref)
+                .find(|s| !grant.grantable.iter().any(|g| g == s))
+            {
+                return Err(Error::PermissionDenied(format!(
+                    "this portal session cannot grant {scope:?}"
+                )));
+            }
+            return Ok(());
+        }
         if grant_all && !self.key().grant_all() {
             return Err(Error::PermissionDenied(
                 "only a key with grant_all may grant grant_all".into(),
@@ -177,7 +251,10 @@ impl Keyward {
                 "the calling key holds no management scope (root, keys:read, keys:write)".into(),
             ));
         }
-        Ok(Caller { cached })
+        Ok(Caller {
+            cached,
+            portal: None,
+        })
     }
 
     /// Authenticates the caller of a gateway-facing face (Verify) when caller authentication

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::Keyward;
-use super::auth::{Access, Caller};
+use super::auth::{Access, Caller, PortalAction, PortalGrant};
 use crate::error::{Error, Result};
 use crate::ids::KeyId;
 use crate::key::{KeyDigest, SecretKey};
@@ -37,6 +37,21 @@ impl Keyward {
         refuse_root_scope("scopes", &scopes)?;
         let now = Timestamp::now();
         let expires_at = self.expiry(request.expiry, now)?;
+        if let Some(grant) = caller.portal() {
+            // A customer names, grants and times keys; billing terms are the product's.
+            for (field, set) in [
+                ("rate_limit", request.rate_limit.is_some()),
+                ("credits", request.credits.is_some()),
+                ("meta", !request.meta.is_empty()),
+            ] {
+                if set {
+                    return Err(Error::PermissionDenied(format!(
+                        "a portal session cannot set {field}"
+                    )));
+                }
+            }
+            portal_lifetime(grant, now, expires_at)?;
+        }
         let generated = self.format.generate(request.environment);
         let new = NewKey {
             digest: generated.digest,
@@ -92,6 +107,7 @@ impl Keyward {
         query: &KeyListQuery,
     ) -> Result<Page<(ApiKey, u64)>> {
         caller.authorize(query.account_id.as_str(), Access::Read)?;
+        caller.authorize_portal(PortalAction::Usage)?;
         self.store.list_keys_by_usage(query).await
     }
 
@@ -105,6 +121,27 @@ impl Keyward {
         let current = self.existing_key(id).await?;
         caller.authorize(&current.account_id, Access::Write)?;
         caller.authorize_environment(current.environment)?;
+        if let Some(grant) = caller.portal() {
+            // A customer renames, regrants and re-times keys; billing terms are the product's.
+            for (field, set) in [
+                ("restrictions", patch.restrictions.is_some()),
+                ("rate_limit", patch.rate_limit.is_some()),
+                ("meta", patch.meta.is_some()),
+                (
+                    "credits",
+                    patch.credits.is_some() || patch.add_credits.is_some(),
+                ),
+            ] {
+                if set {
+                    return Err(Error::PermissionDenied(format!(
+                        "a portal session cannot change {field}"
+                    )));
+                }
+            }
+            if let Some(expires_at) = patch.expires_at {
+                portal_lifetime(grant, Timestamp::now(), expires_at)?;
+            }
+        }
         if current.account_id == ROOT_ACCOUNT
             && (patch.scopes.is_some() || patch.grant_all.is_some())
         {
@@ -152,6 +189,7 @@ impl Keyward {
     pub async fn revoke_key(&self, caller: &Caller, id: &KeyId) -> Result<ApiKey> {
         let current = self.existing_key(id).await?;
         caller.authorize(&current.account_id, Access::Write)?;
+        caller.authorize_portal(PortalAction::Revoke)?;
         caller.authorize_environment(current.environment)?;
         let stored = self
             .store
@@ -225,6 +263,11 @@ impl Keyward {
         account_id: &crate::ids::AccountId,
     ) -> Result<Vec<ApiKey>> {
         caller.authorize(account_id, Access::Write)?;
+        if caller.portal().is_some() {
+            return Err(Error::PermissionDenied(
+                "a portal session revokes keys one by one".into(),
+            ));
+        }
         if account_id == super::auth::ROOT_ACCOUNT {
             return Err(Error::FailedPrecondition(
                 "the root account's keys are revoked one by one (RevokeKey), so that one is left"
@@ -263,6 +306,7 @@ impl Keyward {
     ) -> Result<(SecretKey, ApiKey, ApiKey)> {
         let old = self.existing_key(id).await?;
         caller.authorize(&old.account_id, Access::Write)?;
+        caller.authorize_portal(PortalAction::Rotate)?;
         caller.authorize_environment(old.environment)?;
         // A fresh secret for a key is as good as the key: no rotating what one could not grant.
         caller.authorize_grant(&old.scopes, old.grant_all)?;
@@ -491,5 +535,25 @@ impl Keyward {
                 )
             },
         })
+    }
+}
+
+/// Refuses a lifetime longer than a portal session's `max_ttl` allows (never-expiring keys
+/// included).
+fn portal_lifetime(
+    grant: &PortalGrant,
+    now: Timestamp,
+    expires_at: Option<Timestamp>,
+) -> Result<()> {
+    let Some(max) = grant.permissions.max_ttl_secs else {
+        return Ok(());
+    };
+    let limit = now.saturating_add(Duration::from_secs(max));
+    match expires_at {
+        Some(at) if at <= limit => Ok(()),
+        _ => Err(Error::invalid(
+            "expires_at",
+            format!("this portal session's keys live at most {max} seconds"),
+        )),
     }
 }

@@ -7,6 +7,7 @@ mod auth;
 mod grant;
 mod last_used;
 mod manage;
+mod portal;
 mod root;
 mod usage;
 
@@ -28,10 +29,11 @@ use crate::store::Store;
 use crate::time::Timestamp;
 use crate::verify::{self, Code, Decision, Presented, RateBudget, VerifyQuery};
 
-pub use auth::{Access, CallContext, Caller};
+pub use auth::{Access, CallContext, Caller, PortalAction, PortalGrant};
 pub use grant::{CreateKey, Expiry};
 pub use last_used::LastUsed;
 pub use manage::{ImportRecord, Imported, Leak};
+pub use portal::{NewPortalSession, PortalLink, PortalSettings};
 pub use usage::UsageCounter;
 
 /// The longest foreign key Verify hashes.
@@ -95,6 +97,8 @@ pub struct Keyward {
     account_counters: AccountCounters,
     /// This replica's blocks of keys' credits.
     credit_blocks: CreditBlocks,
+    /// How portal sessions behave.
+    portal: PortalSettings,
 }
 
 impl Keyward {
@@ -125,6 +129,7 @@ impl Keyward {
             engine: None,
             account_counters: AccountCounters::new(ACCOUNT_COUNTERS),
             credit_blocks: CreditBlocks::new(CREDIT_BLOCKS),
+            portal: PortalSettings::default(),
         }
     }
 

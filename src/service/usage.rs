@@ -190,6 +190,7 @@ impl Keyward {
     /// Answers a usage question under the caller's rights (reading the key's or the
     /// account's keys).
     pub async fn get_usage(&self, caller: &Caller, query: UsageQuery) -> Result<Usage> {
+        caller.authorize_portal(super::PortalAction::Usage)?;
         match &query.target {
             Target::Key(id) => {
                 let key = self.key_record(id).await?;

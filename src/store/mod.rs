@@ -165,6 +165,48 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Ok(Some((credits, granted)))
     }
 
+    /// Stores a new portal session with the hash of its link's secret.
+    async fn insert_portal_session(
+        &self,
+        session: &crate::portal::PortalSession,
+        link_hash: &[u8],
+    ) -> Result<()>;
+
+    /// Opens the portal link whose secret hashes to `link_hash`, once: binds the session's
+    /// secret's hash to it and starts it. `None`: no such link, or it was opened before,
+    /// expired or was revoked.
+    async fn open_portal_session(
+        &self,
+        link_hash: &[u8],
+        session_hash: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<crate::portal::PortalSession>>;
+
+    /// The live session whose secret hashes to `session_hash` (not revoked, not past its
+    /// lifetime, seen after `idle_since`), marked as seen `now`, in one statement.
+    async fn touch_portal_session(
+        &self,
+        session_hash: &[u8],
+        now: Timestamp,
+        idle_since: Timestamp,
+    ) -> Result<Option<crate::portal::PortalSession>>;
+
+    /// An account's portal sessions, newest first, at most `limit`.
+    async fn list_portal_sessions(
+        &self,
+        account_id: &AccountId,
+        limit: u32,
+    ) -> Result<Vec<crate::portal::PortalSession>>;
+
+    /// Ends a session (its link too), of `account_id` when given; `None` when there is no such
+    /// session.
+    async fn revoke_portal_session(
+        &self,
+        id: &str,
+        account_id: Option<&AccountId>,
+        now: Timestamp,
+    ) -> Result<Option<crate::portal::PortalSession>>;
+
     /// Whether the database answers at all (for health).
     async fn ping(&self) -> Result<()>;
 

@@ -542,3 +542,74 @@ pub(crate) fn into_event_page(rows: Vec<EventRow>, page_size: u32) -> Result<Pag
         },
     )
 }
+
+/// A portal session's columns, in [`PortalRow`]'s order.
+pub(crate) const PORTAL_COLUMNS: &str = "id, account_id, display_name, return_url, permissions, \
+     branding, created_by, created_at, link_expires_at, opened_at, last_seen_at, expires_at, \
+     revoked_at";
+
+pub(crate) const INSERT_PORTAL_SESSION: &str = "INSERT INTO portal_sessions (id, account_id, \
+     link_hash, display_name, return_url, permissions, branding, created_by, created_at, \
+     link_expires_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// A portal session as stored: permissions and branding as JSON text.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct PortalRow {
+    pub id: String,
+    pub account_id: String,
+    pub display_name: String,
+    pub return_url: String,
+    pub permissions: String,
+    pub branding: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub link_expires_at: i64,
+    pub opened_at: Option<i64>,
+    pub last_seen_at: Option<i64>,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl PortalRow {
+    pub(crate) fn of(s: &crate::portal::PortalSession) -> Result<Self> {
+        let json = |e: serde_json::Error| Error::internal_caused("portal session to JSON", e);
+        Ok(PortalRow {
+            id: s.id.clone(),
+            account_id: s.account_id.as_str().to_owned(),
+            display_name: s.display_name.clone(),
+            return_url: s.return_url.clone(),
+            permissions: serde_json::to_string(&s.permissions).map_err(json)?,
+            branding: serde_json::to_string(&s.branding).map_err(json)?,
+            created_by: s.created_by.clone(),
+            created_at: s.created_at.micros(),
+            link_expires_at: s.link_expires_at.micros(),
+            opened_at: s.opened_at.map(Timestamp::micros),
+            last_seen_at: s.last_seen_at.map(Timestamp::micros),
+            expires_at: s.expires_at.micros(),
+            revoked_at: s.revoked_at.map(Timestamp::micros),
+        })
+    }
+}
+
+impl TryFrom<PortalRow> for crate::portal::PortalSession {
+    type Error = Error;
+
+    fn try_from(r: PortalRow) -> Result<Self> {
+        let json = |e: serde_json::Error| Error::internal_caused("stored portal session JSON", e);
+        Ok(crate::portal::PortalSession {
+            id: r.id,
+            account_id: crate::ids::AccountId::trusted(r.account_id),
+            display_name: r.display_name,
+            return_url: r.return_url,
+            permissions: serde_json::from_str(&r.permissions).map_err(json)?,
+            branding: serde_json::from_str(&r.branding).map_err(json)?,
+            created_by: r.created_by,
+            created_at: Timestamp::from_micros(r.created_at),
+            link_expires_at: Timestamp::from_micros(r.link_expires_at),
+            opened_at: r.opened_at.map(Timestamp::from_micros),
+            last_seen_at: r.last_seen_at.map(Timestamp::from_micros),
+            expires_at: Timestamp::from_micros(r.expires_at),
+            revoked_at: r.revoked_at.map(Timestamp::from_micros),
+        })
+    }
+}

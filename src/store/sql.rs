@@ -499,6 +499,119 @@ macro_rules! sql_backend {
                 Ok(())
             }
 
+            async fn insert_portal_session(
+                &self,
+                s: &crate::portal::PortalSession,
+                link_hash: &[u8],
+            ) -> Result<()> {
+                let row = super::row::PortalRow::of(s)?;
+                sqlx::query(super::row::INSERT_PORTAL_SESSION)
+                    .bind(&row.id)
+                    .bind(&row.account_id)
+                    .bind(link_hash)
+                    .bind(&row.display_name)
+                    .bind(&row.return_url)
+                    .bind(&row.permissions)
+                    .bind(&row.branding)
+                    .bind(&row.created_by)
+                    .bind(row.created_at)
+                    .bind(row.link_expires_at)
+                    .bind(row.expires_at)
+                    .execute(self.writer())
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
+            }
+
+            async fn open_portal_session(
+                &self,
+                link_hash: &[u8],
+                session_hash: &[u8],
+                now: Timestamp,
+            ) -> Result<Option<crate::portal::PortalSession>> {
+                let sql = format!(
+                    "UPDATE portal_sessions SET session_hash = $2, opened_at = $3, last_seen_at = $3 \
+                     WHERE link_hash = $1 AND opened_at IS NULL AND revoked_at IS NULL \
+                     AND link_expires_at > $3 AND expires_at > $3 RETURNING {}",
+                    super::row::PORTAL_COLUMNS
+                );
+                sqlx::query_as::<_, super::row::PortalRow>(&sql)
+                    .bind(link_hash)
+                    .bind(session_hash)
+                    .bind(now.micros())
+                    .fetch_optional(self.writer())
+                    .await
+                    .map_err(db_error)?
+                    .map(TryInto::try_into)
+                    .transpose()
+            }
+
+            async fn touch_portal_session(
+                &self,
+                session_hash: &[u8],
+                now: Timestamp,
+                idle_since: Timestamp,
+            ) -> Result<Option<crate::portal::PortalSession>> {
+                let sql = format!(
+                    "UPDATE portal_sessions SET last_seen_at = $2 \
+                     WHERE session_hash = $1 AND revoked_at IS NULL AND expires_at > $2 \
+                     AND last_seen_at > $3 RETURNING {}",
+                    super::row::PORTAL_COLUMNS
+                );
+                sqlx::query_as::<_, super::row::PortalRow>(&sql)
+                    .bind(session_hash)
+                    .bind(now.micros())
+                    .bind(idle_since.micros())
+                    .fetch_optional(self.writer())
+                    .await
+                    .map_err(db_error)?
+                    .map(TryInto::try_into)
+                    .transpose()
+            }
+
+            async fn list_portal_sessions(
+                &self,
+                account_id: &crate::ids::AccountId,
+                limit: u32,
+            ) -> Result<Vec<crate::portal::PortalSession>> {
+                let sql = format!(
+                    "SELECT {} FROM portal_sessions WHERE account_id = $1 \
+                     ORDER BY created_at DESC, id LIMIT $2",
+                    super::row::PORTAL_COLUMNS
+                );
+                sqlx::query_as::<_, super::row::PortalRow>(&sql)
+                    .bind(account_id.as_str())
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(TryInto::try_into)
+                    .collect()
+            }
+
+            async fn revoke_portal_session(
+                &self,
+                id: &str,
+                account_id: Option<&crate::ids::AccountId>,
+                now: Timestamp,
+            ) -> Result<Option<crate::portal::PortalSession>> {
+                let sql = format!(
+                    "UPDATE portal_sessions SET revoked_at = COALESCE(revoked_at, $2) \
+                     WHERE id = $1 AND ($3 = '' OR account_id = $3) RETURNING {}",
+                    super::row::PORTAL_COLUMNS
+                );
+                sqlx::query_as::<_, super::row::PortalRow>(&sql)
+                    .bind(id)
+                    .bind(now.micros())
+                    .bind(account_id.map_or("", |a| a.as_str()))
+                    .fetch_optional(self.writer())
+                    .await
+                    .map_err(db_error)?
+                    .map(TryInto::try_into)
+                    .transpose()
+            }
+
             async fn ping(&self) -> Result<()> {
                 sqlx::query("SELECT 1")
                     .execute(self.reader())

@@ -28,6 +28,7 @@ mod nginx;
 mod offboard;
 mod ops;
 mod policy;
+mod portal;
 mod process;
 mod reference;
 mod store;

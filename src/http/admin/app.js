@@ -2,7 +2,14 @@
 // The key lives in sessionStorage and travels only as a bearer header. Every text from the
 // server is put into the page with textContent, never parsed as HTML. A new key's secret is
 // shown once in the secret dialog and wiped from the page when the dialog closes.
+//
+// The same page is the portal (`/portal`, body marked data-mode="portal"): a product's
+// customer in a session opened from a one-time link. There the session's HttpOnly cookie
+// authenticates, every call carries the session's CSRF token, and the page offers only what
+// the session may do (docs/portal.md).
 "use strict";
+
+const PORTAL = document.body.dataset.mode === "portal";
 
 const STORE_KEY = "keyward.adminKey";
 const STORE_ACCOUNT = "keyward.account";
@@ -13,7 +20,7 @@ const PRESET_TITLES = {
 };
 const RISK_TITLES = { low: "Low risk", medium: "Medium risk", high: "High risk" };
 
-const state = { me: null, catalog: null, account: null, keys: [], usageKey: null };
+const state = { me: null, catalog: null, account: null, keys: [], usageKey: null, portal: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -40,8 +47,10 @@ class ApiError extends Error {
 }
 
 async function api(method, path, body) {
-  const headers = { Authorization: `Bearer ${sessionStorage.getItem(STORE_KEY) || ""}` };
-  const init = { method, headers, cache: "no-store", credentials: "omit" };
+  const headers = PORTAL
+    ? { "X-CSRF-Token": state.portal ? state.portal.csrfToken : "" }
+    : { Authorization: `Bearer ${sessionStorage.getItem(STORE_KEY) || ""}` };
+  const init = { method, headers, cache: "no-store", credentials: PORTAL ? "same-origin" : "omit" };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -108,9 +117,91 @@ async function signIn(key) {
 }
 
 function signOut() {
+  if (PORTAL) {
+    portalSignOut();
+    return;
+  }
   sessionStorage.removeItem(STORE_KEY);
   sessionStorage.removeItem(STORE_ACCOUNT);
   window.location.reload();
+}
+
+// ---- The portal ---------------------------------------------------------------------------
+
+// What the session may grant: its scopes and its presets' scopes.
+function portalGrantable(session, catalog) {
+  const scopes = new Set(session.scopes);
+  for (const preset of catalog.presets) {
+    if (session.presets.includes(preset.name)) preset.scopes.forEach((s) => scopes.add(s));
+  }
+  return [...scopes];
+}
+
+function portalEnded(text) {
+  for (const id of ["keys", "usage", "sign-out"]) $(id).hidden = true;
+  $("portal-ended").hidden = false;
+  if (text) $("portal-ended-text").textContent = text;
+}
+
+async function portalStart() {
+  let session;
+  try {
+    const response = await fetch("/portal/session", { cache: "no-store", credentials: "same-origin" });
+    if (!response.ok) throw new Error("ended");
+    session = await response.json();
+  } catch {
+    portalEnded();
+    return;
+  }
+  state.portal = session;
+  state.catalog = (await api("GET", "/v1/scopes")).data;
+  const grantable = portalGrantable(session, state.catalog);
+  state.me = { scopes: grantable, grantAll: false, accountId: session.accountId };
+  state.account = session.accountId;
+  const product = session.productName || "API keys";
+  document.title = `API keys · ${product}`;
+  $("page-title").textContent = session.productName ? `${session.productName} API keys` : "API keys";
+  if (session.accentColor) document.documentElement.style.setProperty("--accent", session.accentColor);
+  if (session.logoUrl) {
+    $("brand-logo").src = session.logoUrl;
+    $("brand-logo").hidden = false;
+  }
+  if (session.returnUrl) {
+    $("back-link").href = session.returnUrl;
+    $("back-link").textContent = `Back to ${session.productName || "the product"}`;
+    $("back-link").hidden = false;
+  }
+  $("who").textContent = session.displayName ? `Signed in as ${session.displayName}` : "";
+  $("sign-out").hidden = false;
+  $("keys").hidden = false;
+  $("account-form").hidden = true;
+  for (const id of ["create-grant-all"]) $(id).closest("label").hidden = true;
+  $("edit-grant-all").closest("label").hidden = true;
+  // Lifetimes the session allows.
+  for (const option of [...$("create-expiry").options]) {
+    const secs = option.value === "never" ? Infinity : durationSecs(option.value);
+    if (session.maxTtlSecs && secs > session.maxTtlSecs) option.remove();
+  }
+  if (![...$("create-expiry").options].some((o) => o.selected) && $("create-expiry").options.length) {
+    $("create-expiry").options[$("create-expiry").options.length - 1].selected = true;
+  }
+  await refresh();
+}
+
+function durationSecs(text) {
+  const n = parseInt(text, 10);
+  const unit = { d: 86400, y: 365 * 86400, h: 3600 }[text.slice(-1)] || 1;
+  return n * unit;
+}
+
+async function portalSignOut() {
+  try {
+    await fetch("/portal/sign-out", { method: "POST", credentials: "same-origin",
+      headers: { "X-CSRF-Token": state.portal ? state.portal.csrfToken : "" } });
+  } finally {
+    state.portal = null;
+    portalEnded("You signed out. Open the API keys page from the product to come back.");
+  }
 }
 
 // ---- The list -----------------------------------------------------------------------------
@@ -142,17 +233,22 @@ async function refresh() {
 function keyRow(key) {
   const scopes = key.grantAll ? "All access" : key.scopes.join(", ");
   const actions = el("div", { class: "row-actions" });
-  actions.append(el("button", { type: "button", text: "Usage", "aria-label": `Usage of ${key.name}`,
-    onclick: () => showUsage(key) }));
+  const may = (what) => !state.portal || state.portal[what];
+  if (may("maySeeUsage")) {
+    actions.append(el("button", { type: "button", text: "Usage", "aria-label": `Usage of ${key.name}`,
+      onclick: () => showUsage(key) }));
+  }
   if (key.status === "active") {
-    actions.append(
-      el("button", { type: "button", text: "Edit", "aria-label": `Edit scopes of ${key.name}`,
-        onclick: () => openEdit(key) }),
-      el("button", { type: "button", text: "Rotate", "aria-label": `Rotate ${key.name}`,
-        onclick: () => openRotate(key) }),
-      el("button", { type: "button", class: "danger", text: "Revoke",
-        "aria-label": `Revoke ${key.name}`, onclick: () => openRevoke(key) }),
-    );
+    actions.append(el("button", { type: "button", text: "Edit", "aria-label": `Edit scopes of ${key.name}`,
+      onclick: () => openEdit(key) }));
+    if (may("mayRotate")) {
+      actions.append(el("button", { type: "button", text: "Rotate", "aria-label": `Rotate ${key.name}`,
+        onclick: () => openRotate(key) }));
+    }
+    if (may("mayRevoke")) {
+      actions.append(el("button", { type: "button", class: "danger", text: "Revoke",
+        "aria-label": `Revoke ${key.name}`, onclick: () => openRevoke(key) }));
+    }
   }
   return el("tr", { "data-key-id": key.id },
     el("td", { "data-label": "Name", class: "name", text: key.name }),
@@ -204,7 +300,7 @@ function showUsage(key) {
 
 async function loadUsage() {
   $("usage-error").textContent = "";
-  if (!state.account) {
+  if (!state.account || (state.portal && !state.portal.maySeeUsage)) {
     $("usage").hidden = true;
     return;
   }
@@ -292,6 +388,8 @@ function renderScopeCards(fieldset, prefix, checked) {
   const groups = new Map();
   for (const scope of state.catalog.scopes) {
     if (scope.name === "root") continue;
+    // The portal shows what its session may grant (and what a key already holds).
+    if (state.portal && !holds(scope.name) && !checked.includes(scope.name)) continue;
     if (!groups.has(scope.resource)) groups.set(scope.resource, []);
     groups.get(scope.resource).push(scope);
   }
@@ -340,12 +438,16 @@ function openCreate() {
   form.reset();
   $("create-error").textContent = "";
   const presets = $("create-presets");
-  const choices = state.catalog.presets.map((preset) => ({
+  const offered = state.catalog.presets.filter((preset) =>
+    !state.portal || state.portal.presets.includes(preset.name));
+  const choices = offered.map((preset) => ({
     value: preset.name,
     title: PRESET_TITLES[preset.name] || preset.name,
     description: preset.description,
   }));
-  choices.push({ value: "custom", title: "Custom", description: "Pick individual scopes." });
+  if (!state.portal || state.portal.scopes.length > 0) {
+    choices.push({ value: "custom", title: "Custom", description: "Pick individual scopes." });
+  }
   presets.replaceChildren(...choices.map((choice, i) => {
     const id = `create-preset-${choice.value}`;
     return el("div", { class: "preset" },
@@ -565,6 +667,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("rotate-cancel").addEventListener("click", () => $("rotate-dialog").close());
   $("revoke-form").addEventListener("submit", submitRevoke);
   $("revoke-cancel").addEventListener("click", () => $("revoke-dialog").close());
+  if (PORTAL) {
+    portalStart().catch((e) => portalEnded(e.message));
+    return;
+  }
   const saved = sessionStorage.getItem(STORE_KEY);
   if (saved) {
     signIn(saved).catch((e) => {

@@ -27,6 +27,10 @@ pub struct Call {
     pub(super) bearer: Result<Option<String>, crate::gateway::AmbiguousKey>,
     pub(super) peer: Option<IpAddr>,
     pub(super) path: String,
+    /// The portal session's secret from its cookie, when there is one.
+    pub(super) portal: Option<String>,
+    /// The `X-CSRF-Token` header, when there is one (and only one).
+    pub(super) csrf: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Call {
@@ -47,8 +51,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Call {
                 .get::<PeerInfo>()
                 .map(|p| p.remote_addr.ip().to_canonical()),
             path: parts.uri.path().to_owned(),
+            portal: crate::http::portal::session_cookie(&parts.headers),
+            csrf: single_header(&parts.headers, crate::http::portal::CSRF_HEADER),
         })
     }
+}
+
+/// A header's value when it is given exactly once and readable.
+fn single_header(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut values = headers.get_all(name).iter();
+    let value = values.next()?.to_str().ok()?.to_owned();
+    values.next().is_none().then_some(value)
 }
 
 impl Call {
@@ -64,6 +77,24 @@ impl Call {
             .bearer
             .as_ref()
             .map_err(|e| Error::Unauthenticated(e.to_string()))?;
+        // A portal session (docs/portal.md) when no key is presented: its cookie and, on
+        // every call, the CSRF token only its own page can read.
+        if let (None, Some(secret)) = (bearer, &self.portal) {
+            let expected = crate::portal::csrf_token(secret);
+            if !self
+                .csrf
+                .as_deref()
+                .is_some_and(|given| crate::portal::same(given, &expected))
+            {
+                return Err(Error::PermissionDenied(format!(
+                    "a portal call needs its {} header",
+                    crate::http::portal::CSRF_HEADER
+                ))
+                .into());
+            }
+            let (caller, _) = state.service.authenticate_portal(secret).await?;
+            return Ok(caller);
+        }
         Ok(state.service.authenticate(bearer.as_deref(), &call).await?)
     }
 }

@@ -53,7 +53,10 @@ pub use crate::limits::MAX_JSON_BODY as MAX_BODY;
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "api-keys", description = "Keys of an account"))
+    tags(
+        (name = "api-keys", description = "Keys of an account"),
+        (name = "portal", description = "Key pages for a product's own customers")
+    )
 )]
 struct ApiDoc;
 
@@ -78,6 +81,8 @@ pub fn routes() -> (axum::Router<Arc<HttpState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(list_scopes))
         .routes(routes!(usage))
         .routes(routes!(key_usage))
+        .routes(routes!(create_portal_session, list_portal_sessions))
+        .routes(routes!(revoke_portal_session))
         .split_for_parts()
 }
 
@@ -85,6 +90,7 @@ mod caller;
 mod error;
 mod handlers;
 mod json;
+mod portal;
 #[cfg(test)]
 mod tests;
 mod usage;
@@ -94,4 +100,5 @@ pub use error::not_found;
 use error::*;
 use handlers::*;
 use json::*;
+use portal::*;
 use usage::*;
