@@ -64,6 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".keyward.v1.ReportLeakedKeysRequest",
             ".keyward.v1.CreateKeyResponse",
             ".keyward.v1.RotateKeyResponse",
+            ".keyward.v1.CreatePortalSessionResponse",
         ])
         .compile_fds(only("envoy."))?;
     // Envoy's messages with a client (tests, `keyward bench`). The server reads Envoy's

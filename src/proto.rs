@@ -76,6 +76,15 @@ impl fmt::Debug for CreateKeyResponse {
     }
 }
 
+impl fmt::Debug for CreatePortalSessionResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatePortalSessionResponse")
+            .field("url", &REDACTED)
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
 impl fmt::Debug for RotateKeyResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RotateKeyResponse")

@@ -225,3 +225,38 @@ pub(crate) fn usage(
         next_page_token,
     }
 }
+
+/// A portal session as ManageService answers it (never its secrets).
+pub(crate) fn portal_session(
+    s: &crate::portal::PortalSession,
+    idle: Duration,
+) -> proto::PortalSession {
+    let p = &s.permissions;
+    proto::PortalSession {
+        id: s.id.clone(),
+        account_id: s.account_id.as_str().to_owned(),
+        display_name: s.display_name.clone(),
+        return_url: s.return_url.clone(),
+        permissions: Some(proto::PortalPermissions {
+            presets: p.presets.clone(),
+            scopes: p.scopes.clone(),
+            max_ttl: p.max_ttl_secs.map(|s| duration(Duration::from_secs(s))),
+            rotate: p.rotate,
+            revoke: p.revoke,
+            usage: p.usage,
+        }),
+        branding: Some(proto::PortalBranding {
+            product_name: s.branding.product_name.clone(),
+            accent_color: s.branding.accent_color.clone(),
+            logo_url: s.branding.logo_url.clone(),
+        }),
+        status: s.status(Timestamp::now(), idle).to_owned(),
+        created_by: s.created_by.clone(),
+        created_at: Some(timestamp(s.created_at)),
+        link_expires_at: Some(timestamp(s.link_expires_at)),
+        opened_at: s.opened_at.map(timestamp),
+        last_seen_at: s.last_seen_at.map(timestamp),
+        expires_at: Some(timestamp(s.expires_at)),
+        revoked_at: s.revoked_at.map(timestamp),
+    }
+}

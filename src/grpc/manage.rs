@@ -44,6 +44,9 @@ impl ManageApi {
     }
 }
 
+/// Most portal sessions ListPortalSessions answers.
+const PORTAL_SESSIONS_LISTED: u32 = 200;
+
 #[tonic::async_trait]
 impl ManageService for ManageApi {
     async fn create_key(
@@ -371,6 +374,75 @@ impl ManageService for ManageApi {
             &usage,
             tokens.seal(next, caller.key_id(), input.fingerprint()),
         )))
+    }
+
+    async fn create_portal_session(
+        &self,
+        request: Request<proto::CreatePortalSessionRequest>,
+    ) -> Result<Response<proto::CreatePortalSessionResponse>, Status> {
+        let caller = self
+            .caller(&request, "CreatePortalSession", Access::Write)
+            .await?;
+        let r = request.into_inner();
+        let new =
+            request::portal_session(Violations::default(), super::requests::portal_session(r))?;
+        let link = self.service.create_portal_session(&caller, new).await?;
+        let idle = self.service.portal_settings().idle_timeout;
+        Ok(Response::new(proto::CreatePortalSessionResponse {
+            url: link.url,
+            session: Some(super::convert::portal_session(&link.session, idle)),
+        }))
+    }
+
+    async fn list_portal_sessions(
+        &self,
+        request: Request<proto::ListPortalSessionsRequest>,
+    ) -> Result<Response<proto::ListPortalSessionsResponse>, Status> {
+        let caller = self
+            .caller(&request, "ListPortalSessions", Access::Read)
+            .await?;
+        let mut v = Violations::default();
+        let account_id = v.parse(
+            "account_id",
+            &request.get_ref().account_id,
+            AccountId::parse,
+        );
+        let account_id = v.finish_parsed(account_id)?;
+        let sessions = self
+            .service
+            .list_portal_sessions(&caller, &account_id, PORTAL_SESSIONS_LISTED)
+            .await?;
+        let idle = self.service.portal_settings().idle_timeout;
+        Ok(Response::new(proto::ListPortalSessionsResponse {
+            sessions: sessions
+                .iter()
+                .map(|s| super::convert::portal_session(s, idle))
+                .collect(),
+        }))
+    }
+
+    async fn revoke_portal_session(
+        &self,
+        request: Request<proto::RevokePortalSessionRequest>,
+    ) -> Result<Response<proto::RevokePortalSessionResponse>, Status> {
+        let caller = self
+            .caller(&request, "RevokePortalSession", Access::Write)
+            .await?;
+        let r = request.get_ref();
+        let mut v = Violations::default();
+        let account_id = v.parse("account_id", &r.account_id, AccountId::parse);
+        if r.id.is_empty() {
+            v.add("id", "required");
+        }
+        let account_id = v.finish_parsed(account_id)?;
+        let session = self
+            .service
+            .revoke_portal_session(&caller, &account_id, &r.id)
+            .await?;
+        let idle = self.service.portal_settings().idle_timeout;
+        Ok(Response::new(proto::RevokePortalSessionResponse {
+            session: Some(super::convert::portal_session(&session, idle)),
+        }))
     }
 }
 

@@ -141,3 +141,25 @@ pub(crate) fn usage(r: &proto::GetUsageRequest) -> crate::request::UsageInput {
         page_size: r.page_size,
     }
 }
+
+/// A CreatePortalSession message as the request layer takes it.
+pub(crate) fn portal_session(
+    r: proto::CreatePortalSessionRequest,
+) -> crate::request::PortalSessionInput {
+    let p = r.permissions.unwrap_or_default();
+    let b = r.branding.unwrap_or_default();
+    crate::request::PortalSessionInput {
+        account_id: r.account_id,
+        presets: p.presets,
+        scopes: p.scopes,
+        max_ttl: p.max_ttl.as_ref().map(super::convert::raw_duration),
+        rotate: p.rotate,
+        revoke: p.revoke,
+        usage: p.usage,
+        display_name: r.display_name,
+        return_url: r.return_url,
+        product_name: b.product_name,
+        accent_color: b.accent_color,
+        logo_url: b.logo_url,
+    }
+}

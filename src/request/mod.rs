@@ -17,6 +17,7 @@ use crate::service::{CreateKey, Expiry, ImportRecord};
 use crate::time::Timestamp;
 
 mod fields;
+mod portal;
 mod usage;
 mod violations;
 
@@ -25,6 +26,7 @@ pub(crate) use fields::{
     check_name, credits, duration, mask_paths, meta, page_size, query_fingerprint, rate_limit,
     required_scopes, restrictions, scopes, timestamp,
 };
+pub(crate) use portal::{PortalSessionInput, portal_session};
 pub(crate) use usage::{UsageInput, usage};
 pub(crate) use violations::Violations;
 

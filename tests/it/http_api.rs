@@ -711,6 +711,9 @@ async fn the_openapi_document_is_valid_and_lists_every_route() {
         ("get", "/v1/scopes"),
         ("get", "/v1/usage"),
         ("get", "/v1/api-keys/{id}/usage"),
+        ("post", "/v1/portal-sessions"),
+        ("get", "/v1/portal-sessions"),
+        ("delete", "/v1/portal-sessions/{id}"),
     ];
     let paths = document["paths"].as_object().unwrap();
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();

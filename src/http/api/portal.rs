@@ -3,7 +3,7 @@
 //! and end them.
 
 use super::*;
-use crate::portal::{Branding, PortalPermissions, PortalSession};
+use crate::portal::PortalSession;
 
 /// What the customer may do in the portal.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -116,8 +116,8 @@ impl PortalSessionJson {
     }
 }
 
-/// A new session: its one-time link and its record.
-#[derive(Debug, Serialize, ToSchema)]
+/// A new session: its one-time link and its record (no `Debug`: the link is a secret).
+#[derive(Serialize, ToSchema)]
 pub struct NewPortalSessionData {
     /// Redirect the signed-in user here: it works once, for 5 minutes.
     url: String,
@@ -125,7 +125,7 @@ pub struct NewPortalSessionData {
 }
 
 /// `{"data": {"url", "session"}}`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct NewPortalSessionAnswer {
     data: NewPortalSessionData,
 }
@@ -178,38 +178,32 @@ pub(super) async fn create_portal_session(
     let caller = call.caller(&state, Access::Write).await?;
     let body: CreatePortalSessionBody = read_json(&headers, body)?;
     let account_id = account_or_own(&caller, body.account_id)?;
-    let account_id =
-        crate::ids::AccountId::parse(&account_id).map_err(|e| Error::invalid("account_id", e))?;
     let p = body.permissions;
-    let max_ttl_secs = match p.max_ttl.as_deref().map(crate::duration::parse) {
+    let mut extra = Vec::new();
+    let max_ttl = match p.max_ttl.as_deref().map(crate::duration::parse) {
         None => None,
-        Some(Ok(d)) => Some(d.as_secs()),
-        Some(Err(e)) => return Err(Error::invalid("permissions.max_ttl", e).into()),
+        Some(Ok(d)) => Some(RawDuration::from_secs(d.as_secs())),
+        Some(Err(e)) => {
+            extra.push(violation("permissions.maxTtl", e));
+            None
+        }
     };
-    let link = state
-        .service
-        .create_portal_session(
-            &caller,
-            crate::service::NewPortalSession {
-                account_id,
-                permissions: PortalPermissions {
-                    presets: p.presets,
-                    scopes: p.scopes,
-                    max_ttl_secs,
-                    rotate: p.rotate,
-                    revoke: p.revoke,
-                    usage: p.usage,
-                },
-                display_name: body.display_name,
-                return_url: body.return_url,
-                branding: Branding {
-                    product_name: body.branding.product_name,
-                    accent_color: body.branding.accent_color,
-                    logo_url: body.branding.logo_url,
-                },
-            },
-        )
-        .await?;
+    let input = request::PortalSessionInput {
+        account_id,
+        presets: p.presets,
+        scopes: p.scopes,
+        max_ttl,
+        rotate: p.rotate,
+        revoke: p.revoke,
+        usage: p.usage,
+        display_name: body.display_name,
+        return_url: body.return_url,
+        product_name: body.branding.product_name,
+        accent_color: body.branding.accent_color,
+        logo_url: body.branding.logo_url,
+    };
+    let new = with_violations(extra, request::portal_session(Violations::default(), input))?;
+    let link = state.service.create_portal_session(&caller, new).await?;
     let idle = state.service.portal_settings().idle_timeout;
     let mut response = json(&NewPortalSessionAnswer {
         data: NewPortalSessionData {
