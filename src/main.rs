@@ -75,6 +75,12 @@ enum Command {
         #[command(subcommand)]
         command: cli::manage::AccountsCommand,
     },
+    /// Portal sessions: one-time links to the key page for a product's customer (the caller's
+    /// key in KEYWARD_KEY).
+    Portal {
+        #[command(subcommand)]
+        command: cli::manage::PortalCommand,
+    },
     /// The scope catalog: scopes with their risk, and the presets.
     Scopes(cli::manage::ClientArgs),
     /// Decisions over time of a key or an account's keys, by outcome (the caller's key in
@@ -232,6 +238,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Scopes(client) => cli::manage::scopes(client).await,
         Command::Audit { account, client } => cli::manage::audit(account, client).await,
         Command::Usage(args) => cli::manage::usage(args).await,
+        Command::Portal { command } => cli::manage::portal(command).await,
         Command::Serve(args) => {
             let config = args.load()?;
             keyward::telemetry::init(config.log_format);

@@ -500,3 +500,84 @@ async fn usage_from_the_command_line() {
     assert!(stderr(&misused).contains("SOMETIMES"));
     server.stop().await;
 }
+
+/// `keyward portal create` prints the one-time link alone on stdout (it opens the page's
+/// session once); `list` shows the session, `revoke` ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_sessions_from_the_command_line() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let root = server.root_key.clone();
+    let url = ok(&keyward(
+        &server,
+        &root,
+        &[
+            "portal",
+            "create",
+            "--account",
+            "acme",
+            "--preset",
+            "read_only",
+            "--max-ttl",
+            "90d",
+            "--revoke",
+            "--return-url",
+            "https://app.acme.example/settings",
+            "--display-name",
+            "Ada",
+        ],
+    )
+    .await);
+    let url = url.trim();
+    assert!(url.contains("/portal/open/kwpl_"), "{url}");
+    let opened = http(
+        server.http_addr,
+        "GET",
+        &url[url.find("/portal/open/").unwrap()..],
+        &[],
+    )
+    .await;
+    assert_eq!(opened.status, 303, "{}", opened.body);
+    let listed = json(
+        &keyward(
+            &server,
+            &root,
+            &["portal", "list", "--account", "acme", "--output", "json"],
+        )
+        .await,
+    );
+    let session = &listed["portal_sessions"][0];
+    assert_eq!(session["status"], "active");
+    assert_eq!(session["presets"], serde_json::json!(["read_only"]));
+    assert_eq!(session["max_ttl_seconds"], 90 * 86_400);
+    assert_eq!(session["revoke"], true);
+    assert_eq!(session["rotate"], false);
+    let id = session["id"].as_str().unwrap().to_owned();
+    let ended = ok(&keyward(
+        &server,
+        &root,
+        &["portal", "revoke", &id, "--account", "acme"],
+    )
+    .await);
+    assert!(ended.contains(&id), "{ended}");
+    let table = ok(&keyward(&server, &root, &["portal", "list", "--account", "acme"]).await);
+    assert!(table.contains("revoked"), "{table}");
+    let misused = keyward(
+        &server,
+        &root,
+        &[
+            "portal",
+            "create",
+            "--account",
+            "acme",
+            "--scope",
+            "videos:read",
+            "--max-ttl",
+            "soon",
+            "--return-url",
+            "https://a.example/",
+        ],
+    )
+    .await;
+    assert_eq!(misused.status.code(), Some(2), "{}", stderr(&misused));
+    server.stop().await;
+}

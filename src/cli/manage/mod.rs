@@ -308,6 +308,7 @@ mod accounts;
 mod client;
 mod import;
 mod keys;
+mod portal;
 mod show;
 mod usage;
 
@@ -315,6 +316,7 @@ pub use accounts::{accounts, audit, scopes};
 pub use client::Failure;
 use client::*;
 pub use keys::keys;
+pub use portal::{PortalCommand, portal};
 pub use show::relative;
 use show::*;
 pub use usage::{UsageArgs, usage};
