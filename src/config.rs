@@ -593,4 +593,37 @@ mod tests {
         assert!(error.contains("rate_limit_store: "), "{error}");
         assert!(!error.contains(":pw@"), "{error}");
     }
+
+    #[test]
+    fn portal_origins_are_origins() {
+        let config = load_toml(
+            "portal_url = \"https://keys.example.com\"\n\
+             portal_frame_ancestors = [\"https://app.example.com\"]\n",
+        )
+        .expect("origins");
+        assert_eq!(
+            config.portal_settings().base_url,
+            "https://keys.example.com"
+        );
+        assert_eq!(
+            Config::default().portal_settings().base_url,
+            "http://127.0.0.1:8080"
+        );
+        for (text, setting) in [
+            (
+                "portal_url = \"https://keys.example.com/portal\"",
+                "portal_url",
+            ),
+            ("portal_url = \"keys.example.com\"", "portal_url"),
+            ("portal_frame_ancestors = [\"*\"]", "portal_frame_ancestors"),
+            (
+                "portal_logo_origins = [\"https://CDN.example.com/\"]",
+                "portal_logo_origins",
+            ),
+            ("portal_idle_timeout = \"0s\"", "portal_idle_timeout"),
+        ] {
+            let error = load_toml(text).expect_err(text).to_string();
+            assert!(error.contains(setting), "{text}: {error}");
+        }
+    }
 }

@@ -605,3 +605,292 @@ async fn an_admin_sees_usage_charted() {
     }
     server.stop().await;
 }
+
+/// A product's customer in the portal: the product's backend makes a one-time link, the
+/// browser opens it (the page is branded, offers only what the session may do), creates a key
+/// from a preset (it verifies), edits its scopes (seen at once), revokes it (refused next);
+/// the link does not open twice, a call without the CSRF header and one on another account's
+/// key are refused, and an ended session says so. No secret stays in storage or the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_manages_keys_in_the_portal() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_, globex_key) = server.create(key_request("globex", &["videos:read"])).await;
+    let root = format!("Bearer {}", server.root_key);
+    let created = http_with_body(
+        server.http_addr,
+        "POST",
+        "/v1/portal-sessions",
+        &[("authorization", &root), ("content-type", "application/json")],
+        &json!({
+            "accountId": "acme",
+            "permissions": {"presets": ["content_agent"], "scopes": ["videos:read", "analytics:read"],
+                            "maxTtl": "90d", "revoke": true, "usage": true},
+            "displayName": "Ada Lovelace",
+            "returnUrl": "https://app.acme.example/settings",
+            "branding": {"productName": "Acme Video", "accentColor": "#7b2cbf"}
+        })
+        .to_string(),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let created = created.json();
+    let url = created["data"]["url"].as_str().unwrap();
+    let link = format!(
+        "http://{}{}",
+        server.http_addr,
+        &url[url.find("/portal/open/").unwrap()..]
+    );
+    let session_id = created["data"]["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let driver = Driver::start().await;
+    let client = driver.session(1280).await;
+    client.goto(&link).await.expect("open the link");
+    until(
+        &client,
+        "the portal's key list",
+        "return location.pathname === '/portal' && !document.getElementById('keys').hidden",
+    )
+    .await;
+    // Branded, signed in as the product's user, nothing of the admin's sign-in.
+    let header = js(
+        &client,
+        "return [document.getElementById('page-title').textContent, \
+                 document.getElementById('who').textContent, \
+                 document.getElementById('back-link').href, \
+                 document.getElementById('sign-in').offsetParent === null, \
+                 getComputedStyle(document.documentElement).getPropertyValue('--accent').trim()]",
+    )
+    .await;
+    assert_eq!(
+        header,
+        json!([
+            "Acme Video API keys",
+            "Signed in as Ada Lovelace",
+            "https://app.acme.example/settings",
+            true,
+            "#7b2cbf"
+        ])
+    );
+    // The cookie is HttpOnly: the page's script cannot read it; nothing is stored.
+    assert_eq!(
+        js(
+            &client,
+            "return [document.cookie, localStorage.length, sessionStorage.length]"
+        )
+        .await,
+        json!(["", 0, 0])
+    );
+
+    // Create from the preset, with the expiries the session allows.
+    click(&client, "#create-open").await;
+    until(
+        &client,
+        "the create dialog",
+        "return document.getElementById('create-dialog').open",
+    )
+    .await;
+    let offered = js(
+        &client,
+        "return [[...document.querySelectorAll('input[name=preset]')].map(i => i.value), \
+                 [...document.getElementById('create-expiry').options].map(o => o.value), \
+                 document.getElementById('create-grant-all').closest('label').hidden]",
+    )
+    .await;
+    assert_eq!(
+        offered,
+        json!([["content_agent", "custom"], ["30d", "60d", "90d"], true])
+    );
+    type_into(&client, "#create-name", "Upload bot").await;
+    click(&client, "#create-preset-content_agent").await;
+    screenshot(&client, "portal-create.png").await;
+    click(&client, "#create-form button[type=submit]").await;
+    until(&client, "the new key", "return document.getElementById('secret-dialog').open && document.getElementById('secret-value').textContent").await;
+    let secret = js(
+        &client,
+        "return document.getElementById('secret-value').textContent",
+    )
+    .await
+    .as_str()
+    .unwrap()
+    .to_owned();
+    assert_eq!(
+        verify(&server, &secret, "videos:write").await,
+        VerifyCode::Valid
+    );
+    click(&client, "#secret-copy").await;
+    until(
+        &client,
+        "the copy to answer",
+        "return document.getElementById('secret-copy-status').textContent",
+    )
+    .await;
+    click(&client, "#secret-done").await;
+    until(&client, "the new row", "return [...document.querySelectorAll('#key-rows td.name')].some(td => td.textContent === 'Upload bot')").await;
+    let text = js(&client, PAGE_TEXT).await;
+    assert!(
+        !text.as_str().unwrap().contains(&secret),
+        "the secret is gone"
+    );
+    // Rotation was not given: no Rotate button; Revoke and Usage were.
+    let actions = js(
+        &client,
+        "return [...document.querySelectorAll('#key-rows tr')][0].querySelector('.row-actions').innerText",
+    )
+    .await;
+    let actions = actions.as_str().unwrap();
+    assert!(
+        !actions.contains("Rotate") && actions.contains("Revoke") && actions.contains("Usage"),
+        "{actions}"
+    );
+    screenshot(&client, "portal-list.png").await;
+
+    // Edit: the scope cards are the session's; take videos:write away.
+    click(&client, "button[aria-label='Edit scopes of Upload bot']").await;
+    until(
+        &client,
+        "the edit dialog",
+        "return document.getElementById('edit-dialog').open",
+    )
+    .await;
+    let cards = js(
+        &client,
+        "return [...document.querySelectorAll('#edit-scopes input[name=scope]')].map(i => i.value).sort()",
+    )
+    .await;
+    assert_eq!(
+        cards,
+        json!([
+            "analytics:read",
+            "collections:read",
+            "collections:write",
+            "generation:content",
+            "generation:image",
+            "videos:read",
+            "videos:write"
+        ])
+    );
+    click(&client, "#edit-scope-videos-write").await;
+    click(&client, "#edit-form button[type=submit]").await;
+    until(
+        &client,
+        "the edit to land",
+        "return !document.getElementById('edit-dialog').open",
+    )
+    .await;
+    assert_eq!(
+        verify(&server, &secret, "videos:write").await,
+        VerifyCode::InsufficientScope
+    );
+
+    // Refused from the page's own origin: a POST without the CSRF header, and the session's
+    // token used on another account's key.
+    let refused = js(
+        &client,
+        &format!(
+            "return (async () => {{ \
+               const csrf = (await (await fetch('/portal/session')).json()).csrfToken; \
+               const bare = await fetch('/v1/api-keys', {{method: 'POST', \
+                 headers: {{'Content-Type': 'application/json'}}, \
+                 body: JSON.stringify({{name: 'x', preset: 'content_agent', expiresIn: '30d'}})}}); \
+               const other = await fetch('/v1/api-keys/{}', {{method: 'DELETE', \
+                 headers: {{'X-CSRF-Token': csrf}}}}); \
+               return [bare.status, other.status]; }})()",
+            globex_key.id
+        ),
+    )
+    .await;
+    assert_eq!(refused, json!([403, 403]));
+
+    // Revoke, confirmed: the next Verify is refused.
+    click(&client, "button[aria-label='Revoke Upload bot']").await;
+    until(
+        &client,
+        "the revoke dialog",
+        "return document.getElementById('revoke-dialog').open",
+    )
+    .await;
+    click(&client, "#revoke-form button[type=submit]").await;
+    until(
+        &client,
+        "the revocation to land",
+        "return !document.getElementById('revoke-dialog').open",
+    )
+    .await;
+    assert_eq!(
+        verify(&server, &secret, "videos:read").await,
+        VerifyCode::Revoked
+    );
+
+    // The link does not open twice; a new one, on a phone-width screen, fits the screen.
+    let phone = driver.session(375).await;
+    phone.goto(&link).await.expect("open the used link");
+    until(
+        &phone,
+        "the refusal page",
+        "return document.body && document.body.innerText.includes('This link does not work')",
+    )
+    .await;
+    let again = http_with_body(
+        server.http_addr,
+        "POST",
+        "/v1/portal-sessions",
+        &[
+            ("authorization", &root),
+            ("content-type", "application/json"),
+        ],
+        &json!({"accountId": "acme", "permissions": {"scopes": ["videos:read"]},
+                "returnUrl": "https://app.acme.example/"})
+        .to_string(),
+    )
+    .await
+    .json();
+    let url = again["data"]["url"].as_str().unwrap();
+    phone
+        .goto(&format!(
+            "http://{}{}",
+            server.http_addr,
+            &url[url.find("/portal/open/").unwrap()..]
+        ))
+        .await
+        .expect("open a new link");
+    until(
+        &phone,
+        "the phone's key list",
+        "return !document.getElementById('keys').hidden \
+                && document.getElementById('key-caption').textContent.includes('acme')",
+    )
+    .await;
+    assert_eq!(
+        js(
+            &phone,
+            "return document.documentElement.scrollWidth <= window.innerWidth"
+        )
+        .await,
+        json!(true),
+        "nothing wider than a phone's screen"
+    );
+    phone.close().await.ok();
+
+    // The operator ends the session: the page, reloaded, says so.
+    let ended = http(
+        server.http_addr,
+        "DELETE",
+        &format!("/v1/portal-sessions/{session_id}?accountId=acme"),
+        &[("authorization", &root)],
+    )
+    .await;
+    assert_eq!(ended.status, 200, "{}", ended.body);
+    client.refresh().await.expect("reload");
+    until(
+        &client,
+        "the ended-session notice",
+        "return !document.getElementById('portal-ended').hidden \
+                && document.getElementById('keys').hidden",
+    )
+    .await;
+    client.close().await.ok();
+    server.stop().await;
+}

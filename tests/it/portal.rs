@@ -338,16 +338,26 @@ async fn a_customer_manages_keys_in_a_portal_session(backend: Backend) {
 async fn portal_links_and_sessions_end(backend: Backend) {
     let server = TestServer::start_with(backend, |c| {
         c.portal_session_lifetime = Duration::from_secs(2);
+        c.portal_frame_ancestors = vec!["https://app.acme.example".into()];
     })
     .await;
+    // The product's dashboard may frame the page; nothing else may.
+    let page = http(server.http_addr, "GET", "/portal", &[]).await;
+    let policy = page.header("content-security-policy").unwrap();
+    assert!(
+        policy.contains("frame-ancestors https://app.acme.example;"),
+        "{policy}"
+    );
+    assert_eq!(page.header("x-frame-options"), None);
     let root = server.root_key.clone();
     let body = serde_json::json!({
         "accountId": "acme",
         "permissions": {"presets": ["read_only"]},
         "returnUrl": "https://app.acme.example/"
     });
-    let first = link_path(&create_session(&server, &root, body.clone()).await.json());
+    // Made first, so it ends no later than the session opened below.
     let unopened = link_path(&create_session(&server, &root, body.clone()).await.json());
+    let first = link_path(&create_session(&server, &root, body.clone()).await.json());
     // Tampered: one character changed.
     let mut tampered = first.clone();
     let last = tampered.pop().unwrap();
