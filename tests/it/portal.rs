@@ -563,3 +563,63 @@ async fn portal_sessions_over_grpc() {
     );
     server.stop().await;
 }
+
+/// The curl, Node and Python examples in `docs/portal.md`, run as written (keyward's address
+/// and the backend's key in `KEYWARD_URL` and `KEYWARD_KEY`): each prints a link that opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_examples_make_links_that_open() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    // The backend's key holds what it lets customers grant: the read_only preset's scopes
+    // and videos:write.
+    let catalog = keyward::catalog::Catalog::builtin();
+    let mut scopes: Vec<&str> = catalog
+        .preset("read_only")
+        .unwrap()
+        .scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    scopes.extend(["keys:write", "keys:read", "videos:write"]);
+    let (backend_key, _) = server.create(key_request("acme", &scopes)).await;
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/portal.md"),
+    )
+    .expect("docs/portal.md");
+    let section = &text[text.find("## Making a session from your backend").unwrap()..];
+    let section = &section[..section.find("\n## Operators").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let mut ran = Vec::new();
+    for (fence, program, file) in [
+        ("```sh\n", "sh", "example.sh"),
+        ("```js\n", "node", "example.mjs"),
+        ("```python\n", "python3", "example.py"),
+    ] {
+        let start = section
+            .find(fence)
+            .unwrap_or_else(|| panic!("a {fence} example"))
+            + fence.len();
+        let code = &section[start..start + section[start..].find("```").unwrap()];
+        let path = dir.path().join(file);
+        std::fs::write(&path, code).unwrap();
+        let output = std::process::Command::new(program)
+            .arg(&path)
+            .env("KEYWARD_URL", format!("http://{}", server.http_addr))
+            .env("KEYWARD_KEY", &backend_key)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} runs (.ci/run installs it): {e}"));
+        let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        assert!(
+            output.status.success(),
+            "{file}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let path = &stdout[stdout
+            .find("/portal/open/")
+            .unwrap_or_else(|| panic!("{file}: {stdout}"))..];
+        let opened = http(server.http_addr, "GET", path, &[]).await;
+        assert_eq!(opened.status, 303, "{file}: {}", opened.body);
+        ran.push(file);
+    }
+    assert_eq!(ran.len(), 3);
+    server.stop().await;
+}

@@ -424,6 +424,79 @@ async fn a_key_in_a_url_is_not_logged() {
     );
 }
 
+/// A portal link and its session's secret never reach the log, even at `trace`: made,
+/// opened, replayed, used and signed out of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_secrets_are_not_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    let server = Process::start(&url);
+    let http = server.http_addr().await;
+    let root = format!(
+        "Bearer {}",
+        std::fs::read_to_string(root_key_file(&url)).unwrap().trim()
+    );
+    let created = crate::helpers::http_with_body(
+        http,
+        "POST",
+        "/v1/portal-sessions",
+        &[
+            ("authorization", &root),
+            ("content-type", "application/json"),
+        ],
+        r#"{"accountId": "acme", "permissions": {"presets": ["read_only"]},
+            "returnUrl": "https://app.acme.example/"}"#,
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let link = created.json()["data"]["url"].as_str().unwrap().to_owned();
+    let path = link[link.find("/portal/open/").unwrap()..].to_owned();
+    let token = path.trim_start_matches("/portal/open/").to_owned();
+    let opened = crate::helpers::http(http, "GET", &path, &[]).await;
+    assert_eq!(opened.status, 303);
+    let cookie = opened
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let secret = cookie.trim_start_matches("keyward_portal=").to_owned();
+    assert_eq!(
+        crate::helpers::http(http, "GET", &path, &[]).await.status,
+        401
+    );
+    let session =
+        crate::helpers::http(http, "GET", "/portal/session", &[("cookie", &cookie)]).await;
+    let csrf = session.json()["csrfToken"].as_str().unwrap().to_owned();
+    let listed = crate::helpers::http(
+        http,
+        "GET",
+        "/v1/api-keys",
+        &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+    )
+    .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    crate::helpers::eventually(Duration::from_secs(10), "the calls logged", || {
+        let logged = server
+            .stderr
+            .lock()
+            .unwrap()
+            .contains("portal link refused");
+        async move { logged.then_some(()) }
+    })
+    .await;
+    let (exit, stdout, stderr) = server.terminate();
+    assert!(exit.success());
+    assert!(stderr.contains("portal link opened"), "{stderr}");
+    for s in [&token, &secret, &csrf] {
+        assert!(
+            !stderr.contains(s.as_str()) && !stdout.contains(s.as_str()),
+            "{s} logged"
+        );
+    }
+}
+
 /// `keyward health` for a container HEALTHCHECK: 0 while the server serves, 1 otherwise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_command_reports_serving() {
