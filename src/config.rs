@@ -385,13 +385,19 @@ impl Config {
     /// How portal sessions behave.
     pub fn portal_settings(&self) -> crate::service::PortalSettings {
         let listener = self.http_manage_listen.unwrap_or(self.http_listen);
+        // The HTTP listeners speak TLS when the server has a certificate.
+        let scheme = if self.tls_files().is_some() {
+            "https"
+        } else {
+            "http"
+        };
         crate::service::PortalSettings {
             idle_timeout: self.portal_idle_timeout,
             lifetime: self.portal_session_lifetime,
             base_url: self
                 .portal_url
                 .clone()
-                .unwrap_or_else(|| format!("http://{listener}")),
+                .unwrap_or_else(|| format!("{scheme}://{listener}")),
             logo_origins: self.portal_logo_origins.clone(),
         }
     }

@@ -88,7 +88,9 @@ impl App {
             enabled: config.http_api,
             default_preset: config.http_api_default_preset.clone(),
             portal_frame_ancestors: config.portal_frame_ancestors.clone(),
-            secure_cookies: config.portal_settings().base_url.starts_with("https://"),
+            // Served over TLS, or reached through it (a proxy in front): never sent in clear.
+            secure_cookies: config.tls_files().is_some()
+                || config.portal_settings().base_url.starts_with("https://"),
         };
         let tls = match config.tls_files() {
             Some(files) => Some(crate::tls::Tls::load(&files).map_err(Error::FailedPrecondition)?),

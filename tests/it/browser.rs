@@ -674,6 +674,17 @@ async fn a_customer_manages_keys_in_the_portal() {
             "#7b2cbf"
         ])
     );
+    // Every visible control has a label a screen reader can announce.
+    let unlabelled = js(
+        &client,
+        "return [...document.querySelectorAll('input, select, button, a')]
+            .filter(e => e.offsetParent !== null)
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                         && !(e.textContent || '').trim())
+            .map(e => e.id || e.outerHTML);",
+    )
+    .await;
+    assert_eq!(unlabelled, json!([]), "controls without a label");
     // The cookie is HttpOnly: the page's script cannot read it; nothing is stored.
     assert_eq!(
         js(

@@ -208,6 +208,35 @@ async fn grpc_and_http_are_served_over_tls_and_plaintext_is_refused() {
         .await
         .expect("HTTPS answers");
     assert_eq!(response.status(), 200);
+    // Portal links are https:// and their session cookie is Secure.
+    let channel = tls_channel(&server, &ca_file, None).await.expect("TLS");
+    let link = keyward::proto::manage_service_client::ManageServiceClient::new(channel)
+        .create_portal_session(server.root(keyward::proto::CreatePortalSessionRequest {
+            account_id: "acme".into(),
+            permissions: Some(keyward::proto::PortalPermissions {
+                scopes: vec!["videos:read".into()],
+                ..Default::default()
+            }),
+            return_url: "https://app.acme.example/".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("a portal session over TLS")
+        .into_inner()
+        .url;
+    assert!(link.starts_with("https://"), "{link}");
+    let opened = sender
+        .send_request(
+            hyper::Request::get(&link[link.find("/portal/open/").unwrap()..])
+                .header("host", "localhost")
+                .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .expect("the link over HTTPS");
+    assert_eq!(opened.status(), 303);
+    let cookie = opened.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
     // The separate metrics listener stays plaintext (no key passes there): scrapers and
     // kubelet probes need no certificate.
     assert!(
