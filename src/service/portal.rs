@@ -310,6 +310,17 @@ impl Keyward {
             .touch_portal_session(&crate::portal::token_hash(secret), now, idle_since)
             .await?
             .ok_or_else(session_refused)?;
+        // A disabled account is managed by no one but operators, as with its own keys.
+        let disabled = self
+            .store
+            .get_account(&session.account_id, now)
+            .await?
+            .is_some_and(|a| a.disabled);
+        if disabled {
+            return Err(Error::PermissionDenied(
+                "this account is disabled; contact the product's support".into(),
+            ));
+        }
         let mut scopes = vec![KEYS_READ.to_owned(), KEYS_WRITE.to_owned()];
         let grantable = self.portal_grantable(&session.permissions);
         scopes.extend(grantable.iter().cloned());

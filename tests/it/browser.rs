@@ -905,3 +905,68 @@ async fn a_customer_manages_keys_in_the_portal() {
     client.close().await.ok();
     server.stop().await;
 }
+
+/// A portal session past its lifetime: the page, reloaded, says it ended and shows no keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_portal_session_says_so() {
+    let server = TestServer::start_with(Backend::Sqlite, |c| {
+        c.portal_session_lifetime = Duration::from_secs(2);
+    })
+    .await;
+    let root = format!("Bearer {}", server.root_key);
+    let created = http_with_body(
+        server.http_addr,
+        "POST",
+        "/v1/portal-sessions",
+        &[
+            ("authorization", &root),
+            ("content-type", "application/json"),
+        ],
+        &json!({"accountId": "acme", "permissions": {"scopes": ["videos:read"]},
+                "returnUrl": "https://app.acme.example/"})
+        .to_string(),
+    )
+    .await
+    .json();
+    let url = created["data"]["url"].as_str().unwrap();
+    let driver = Driver::start().await;
+    let client = driver.session(1280).await;
+    client
+        .goto(&format!(
+            "http://{}{}",
+            server.http_addr,
+            &url[url.find("/portal/open/").unwrap()..]
+        ))
+        .await
+        .expect("open the link");
+    until(
+        &client,
+        "the key list",
+        "return !document.getElementById('keys').hidden",
+    )
+    .await;
+    eventually(Duration::from_secs(15), "the session to expire", || {
+        let client = client.clone();
+        async move {
+            client.refresh().await.ok()?;
+            // The reloaded page settles one way or the other.
+            until(
+                &client,
+                "the reloaded page to settle",
+                "return !document.getElementById('keys').hidden \
+                        || !document.getElementById('portal-ended').hidden",
+            )
+            .await;
+            let ended = js(
+                &client,
+                "return !document.getElementById('portal-ended').hidden \
+                        && document.getElementById('keys').hidden",
+            )
+            .await;
+            (ended == json!(true)).then_some(())
+        }
+    })
+    .await;
+    client.close().await.ok();
+    server.stop().await;
+}

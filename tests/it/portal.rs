@@ -307,6 +307,27 @@ async fn a_customer_manages_keys_in_a_portal_session(backend: Backend) {
         }
     }
 
+    // A disabled account: its customer can do nothing until it is enabled again.
+    let mut manage = server.manage().await;
+    let set_disabled = |disabled: bool| proto::UpdateAccountRequest {
+        account_id: "acme".into(),
+        disabled,
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["disabled".into()],
+        }),
+        ..Default::default()
+    };
+    manage
+        .update_account(server.root(set_disabled(true)))
+        .await
+        .unwrap();
+    assert_eq!(browser.call("GET", "/v1/api-keys", "").await.status, 403);
+    manage
+        .update_account(server.root(set_disabled(false)))
+        .await
+        .unwrap();
+    assert_eq!(browser.call("GET", "/v1/api-keys", "").await.status, 200);
+
     // Operators see the session and end it; its next call is refused.
     let root = format!("Bearer {}", server.root_key);
     let listed = http(
