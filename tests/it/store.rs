@@ -22,6 +22,7 @@ both_backends!(
     list_pages_filters_and_orders,
     update_and_revoke,
     migrations_are_idempotent,
+    portal_links_open_once_before_they_expire,
 );
 
 /// A well-formed key id no key has.
@@ -246,4 +247,103 @@ async fn migrations_are_idempotent(backend: Backend) {
     let (store, _dir) = open(backend).await;
     store.migrate().await.expect("a second migrate is a no-op");
     store.close().await;
+}
+
+/// A portal link opens once, only before its link expiry; a session is served while it is
+/// live and not idle, and not after it is revoked.
+async fn portal_links_open_once_before_they_expire(backend: Backend) {
+    use keyward::portal::{PortalSession, token_hash};
+    use std::time::Duration;
+    let (store, _dir) = open(backend).await;
+    let now = Timestamp::now();
+    let session = |id: &str, link_expires_at: Timestamp| PortalSession {
+        id: id.into(),
+        account_id: AccountId::parse("acme").unwrap(),
+        display_name: "Ada".into(),
+        return_url: "https://app.acme.example/".into(),
+        permissions: Default::default(),
+        branding: Default::default(),
+        created_by: "key_x".into(),
+        created_at: now,
+        link_expires_at,
+        opened_at: None,
+        last_seen_at: None,
+        expires_at: now.saturating_add(Duration::from_secs(3_600)),
+        revoked_at: None,
+    };
+    let past = Timestamp::from_micros(now.micros() - 1_000_000);
+    let soon = now.saturating_add(Duration::from_secs(300));
+    store
+        .insert_portal_session(&session("ps_old", past), &token_hash("old-link"))
+        .await
+        .unwrap();
+    store
+        .insert_portal_session(&session("ps_new", soon), &token_hash("new-link"))
+        .await
+        .unwrap();
+    // Expired: refused.
+    let opened = store
+        .open_portal_session(&token_hash("old-link"), &token_hash("s-old"), now)
+        .await
+        .unwrap();
+    assert!(opened.is_none());
+    // In time: once.
+    let opened = store
+        .open_portal_session(&token_hash("new-link"), &token_hash("s-new"), now)
+        .await
+        .unwrap()
+        .expect("opens");
+    assert_eq!(opened.id, "ps_new");
+    assert_eq!(opened.opened_at, Some(now));
+    let again = store
+        .open_portal_session(&token_hash("new-link"), &token_hash("s-other"), now)
+        .await
+        .unwrap();
+    assert!(again.is_none(), "a link opens once");
+    // Served while live; not when idle since before its last use; not after revocation.
+    let idle_since = Timestamp::from_micros(now.micros() - 1);
+    let later = now.saturating_add(Duration::from_secs(1));
+    assert!(
+        store
+            .touch_portal_session(&token_hash("s-new"), later, idle_since)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let much_later = now.saturating_add(Duration::from_secs(100));
+    assert!(
+        store
+            .touch_portal_session(&token_hash("s-new"), much_later, much_later)
+            .await
+            .unwrap()
+            .is_none(),
+        "idle"
+    );
+    let other = AccountId::parse("globex").unwrap();
+    assert!(
+        store
+            .revoke_portal_session("ps_new", Some(&other), later)
+            .await
+            .unwrap()
+            .is_none(),
+        "another account's session is not revoked"
+    );
+    let revoked = store
+        .revoke_portal_session("ps_new", None, later)
+        .await
+        .unwrap()
+        .expect("revoked");
+    assert_eq!(revoked.revoked_at, Some(later));
+    assert!(
+        store
+            .touch_portal_session(&token_hash("s-new"), later, idle_since)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let listed = store
+        .list_portal_sessions(&AccountId::parse("acme").unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
 }
