@@ -616,11 +616,9 @@ async fn a_customer_manages_keys_in_the_portal() {
     let server = TestServer::start(Backend::Sqlite).await;
     let (_, globex_key) = server.create(key_request("globex", &["videos:read"])).await;
     let root = format!("Bearer {}", server.root_key);
-    let created = http_with_body(
-        server.http_addr,
-        "POST",
-        "/v1/portal-sessions",
-        &[("authorization", &root), ("content-type", "application/json")],
+    let created = create_portal_session(
+        &server,
+        &server.root_key,
         &json!({
             "accountId": "acme",
             "permissions": {"presets": ["content_agent"], "scopes": ["videos:read", "analytics:read"],
@@ -628,18 +626,12 @@ async fn a_customer_manages_keys_in_the_portal() {
             "displayName": "Ada Lovelace",
             "returnUrl": "https://app.acme.example/settings",
             "branding": {"productName": "Acme Video", "accentColor": "#7b2cbf"}
-        })
-        .to_string(),
+        }),
     )
     .await;
     assert_eq!(created.status, 201, "{}", created.body);
     let created = created.json();
-    let url = created["data"]["url"].as_str().unwrap();
-    let link = format!(
-        "http://{}{}",
-        server.http_addr,
-        &url[url.find("/portal/open/").unwrap()..]
-    );
+    let link = format!("http://{}{}", server.http_addr, portal_link_path(&created));
     let session_id = created["data"]["session"]["id"]
         .as_str()
         .unwrap()
@@ -844,27 +836,9 @@ async fn a_customer_manages_keys_in_the_portal() {
         "return document.body && document.body.innerText.includes('This link does not work')",
     )
     .await;
-    let again = http_with_body(
-        server.http_addr,
-        "POST",
-        "/v1/portal-sessions",
-        &[
-            ("authorization", &root),
-            ("content-type", "application/json"),
-        ],
-        &json!({"accountId": "acme", "permissions": {"scopes": ["videos:read"]},
-                "returnUrl": "https://app.acme.example/"})
-        .to_string(),
-    )
-    .await
-    .json();
-    let url = again["data"]["url"].as_str().unwrap();
+    let again = simple_portal_link(&server).await;
     phone
-        .goto(&format!(
-            "http://{}{}",
-            server.http_addr,
-            &url[url.find("/portal/open/").unwrap()..]
-        ))
+        .goto(&format!("http://{}{again}", server.http_addr))
         .await
         .expect("open a new link");
     until(
@@ -910,41 +884,22 @@ async fn a_customer_manages_keys_in_the_portal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_portal_session_says_so() {
     let server = TestServer::start_with(Backend::Sqlite, |c| {
-        c.portal_session_lifetime = Duration::from_secs(2);
+        c.portal_session_lifetime = Duration::from_secs(4);
     })
     .await;
-    let root = format!("Bearer {}", server.root_key);
-    let created = http_with_body(
-        server.http_addr,
-        "POST",
-        "/v1/portal-sessions",
-        &[
-            ("authorization", &root),
-            ("content-type", "application/json"),
-        ],
-        &json!({"accountId": "acme", "permissions": {"scopes": ["videos:read"]},
-                "returnUrl": "https://app.acme.example/"})
-        .to_string(),
-    )
-    .await
-    .json();
-    let url = created["data"]["url"].as_str().unwrap();
+    // The browser first (it may take a while to start), then the link, opened at once.
     let driver = Driver::start().await;
     let client = driver.session(1280).await;
+    let link = simple_portal_link(&server).await;
     client
-        .goto(&format!(
-            "http://{}{}",
-            server.http_addr,
-            &url[url.find("/portal/open/").unwrap()..]
-        ))
+        .goto(&format!("http://{}{link}", server.http_addr))
         .await
         .expect("open the link");
-    until(
-        &client,
-        "the key list",
-        "return !document.getElementById('keys').hidden",
-    )
-    .await;
+    assert_eq!(
+        client.current_url().await.unwrap().path(),
+        "/portal",
+        "the link opened"
+    );
     eventually(Duration::from_secs(15), "the session to expire", || {
         let client = client.clone();
         async move {

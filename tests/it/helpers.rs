@@ -491,3 +491,43 @@ impl tonic::codec::Decoder for RawCodec {
         Ok(Some(bytes::Buf::copy_to_bytes(buf, len).to_vec()))
     }
 }
+
+/// `POST /v1/portal-sessions` with `key` as the bearer and `body` as JSON.
+pub async fn create_portal_session(
+    server: &TestServer,
+    key: &str,
+    body: &serde_json::Value,
+) -> HttpAnswer {
+    let bearer = format!("Bearer {key}");
+    http_with_body(
+        server.http_addr,
+        "POST",
+        "/v1/portal-sessions",
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+        ],
+        &body.to_string(),
+    )
+    .await
+}
+
+/// The path of the one-time link (`/portal/open/kwpl_…`) in a create answer's JSON.
+pub fn portal_link_path(answer: &serde_json::Value) -> String {
+    let url = answer["data"]["url"].as_str().expect("a url");
+    let at = url.find("/portal/open/").expect("a portal link");
+    url[at..].to_owned()
+}
+
+/// A root-made session of account `acme` that may grant `videos:read`: its link's path.
+pub async fn simple_portal_link(server: &TestServer) -> String {
+    let answer = create_portal_session(
+        server,
+        &server.root_key,
+        &serde_json::json!({"accountId": "acme", "permissions": {"scopes": ["videos:read"]},
+                            "returnUrl": "https://app.acme.example/"}),
+    )
+    .await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    portal_link_path(&answer.json())
+}

@@ -14,13 +14,6 @@ both_backends!(
     portal_links_and_sessions_end
 );
 
-/// The one-time link's path (`/portal/open/kwpl_…`) from a create answer.
-fn link_path(answer: &serde_json::Value) -> String {
-    let url = answer["data"]["url"].as_str().expect("a url");
-    let at = url.find("/portal/open/").expect("a portal link");
-    url[at..].to_owned()
-}
-
 /// A browser of one: the cookie it was given and the CSRF token its page read.
 struct Browser {
     addr: std::net::SocketAddr,
@@ -64,18 +57,7 @@ impl Browser {
 }
 
 async fn create_session(server: &TestServer, key: &str, body: serde_json::Value) -> HttpAnswer {
-    let bearer = format!("Bearer {key}");
-    http_with_body(
-        server.http_addr,
-        "POST",
-        "/v1/portal-sessions",
-        &[
-            ("authorization", &bearer),
-            ("content-type", "application/json"),
-        ],
-        &body.to_string(),
-    )
-    .await
+    create_portal_session(server, key, &body).await
 }
 
 /// The flow of the reference pages, by a customer in a portal session: create with a preset
@@ -111,7 +93,7 @@ async fn a_customer_manages_keys_in_a_portal_session(backend: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
-    let path = link_path(&created);
+    let path = portal_link_path(&created);
 
     let browser = Browser::open(server.http_addr, &path).await;
     // The link works once.
@@ -358,7 +340,8 @@ async fn a_customer_manages_keys_in_a_portal_session(backend: Backend) {
 /// lifetime; signing out ends it at once.
 async fn portal_links_and_sessions_end(backend: Backend) {
     let server = TestServer::start_with(backend, |c| {
-        c.portal_session_lifetime = Duration::from_secs(2);
+        // Long enough for the calls before it ends on a loaded machine.
+        c.portal_session_lifetime = Duration::from_secs(4);
         c.portal_frame_ancestors = vec!["https://app.acme.example".into()];
     })
     .await;
@@ -377,8 +360,8 @@ async fn portal_links_and_sessions_end(backend: Backend) {
         "returnUrl": "https://app.acme.example/"
     });
     // Made first, so it ends no later than the session opened below.
-    let unopened = link_path(&create_session(&server, &root, body.clone()).await.json());
-    let first = link_path(&create_session(&server, &root, body.clone()).await.json());
+    let unopened = portal_link_path(&create_session(&server, &root, body.clone()).await.json());
+    let first = portal_link_path(&create_session(&server, &root, body.clone()).await.json());
     // Tampered: one character changed.
     let mut tampered = first.clone();
     let last = tampered.pop().unwrap();
@@ -423,7 +406,7 @@ async fn portal_links_and_sessions_end(backend: Backend) {
     );
 
     // Signing out: the cookie is cleared and the session ends at once.
-    let fresh = link_path(&create_session(&server, &root, body).await.json());
+    let fresh = portal_link_path(&create_session(&server, &root, body).await.json());
     let browser = Browser::open(server.http_addr, &fresh).await;
     let no_csrf = http(
         server.http_addr,
@@ -461,7 +444,7 @@ async fn a_portal_session_survives_a_replica_switch() {
         .as_str()
         .unwrap()
         .to_owned();
-    let on_a = Browser::open(a.http_addr, &link_path(&created)).await;
+    let on_a = Browser::open(a.http_addr, &portal_link_path(&created)).await;
     let on_b = Browser {
         addr: b.http_addr,
         cookie: on_a.cookie.clone(),
