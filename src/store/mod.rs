@@ -66,6 +66,15 @@ pub trait Tx: Send {
         account_id: &AccountId,
         now: Timestamp,
     ) -> Result<Vec<StoredKey>>;
+    /// Revokes keys of one account at `now` in as few statements as the database allows, and
+    /// tells the other replicas once, for the account: they drop its cached keys (one
+    /// notification, not one a key, however many keys).
+    async fn revoke_account_keys(
+        &mut self,
+        account_id: &AccountId,
+        ids: &[KeyId],
+        now: Timestamp,
+    ) -> Result<()>;
     /// Writes an account's policy back.
     async fn write_account(&mut self, account: &Account, now: Timestamp) -> Result<()>;
     /// Records an audit event.
@@ -372,6 +381,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<Vec<StoredKey>> {
         let mut tx = self.begin().await?;
         let mut revoked = Vec::new();
+        let mut events = Vec::new();
         for mut stored in tx.live_keys_for_update(account_id, now).await? {
             if only.is_some_and(|env| stored.key.environment != env) {
                 continue;
@@ -379,12 +389,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             let before = stored.key.clone();
             stored.key.revoked_at = Some(now);
             stored.key.updated_at = now;
-            tx.write_key(&stored).await?;
-            let event =
-                AuditEvent::for_key(Action::KeyRevoked, actor, Some(&before), &stored.key, now);
-            tx.audit(&event).await?;
+            events.push(AuditEvent::for_key(
+                Action::KeyRevoked,
+                actor,
+                Some(&before),
+                &stored.key,
+                now,
+            ));
             revoked.push(stored);
         }
+        let ids: Vec<KeyId> = revoked.iter().map(|s| s.key.id.clone()).collect();
+        tx.revoke_account_keys(account_id, &ids, now).await?;
+        tx.audit_many(&events).await?;
         tx.commit().await?;
         Ok(revoked)
     }

@@ -67,6 +67,41 @@ macro_rules! sql_backend {
                     .await
             }
 
+            async fn revoke_account_keys(
+                &mut self,
+                account_id: &crate::ids::AccountId,
+                ids: &[crate::ids::KeyId],
+                now: Timestamp,
+            ) -> Result<()> {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                for chunk in ids.chunks(super::BATCH_ROWS) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE api_keys SET revoked_at = ",
+                    );
+                    query.push_bind(now.micros());
+                    query.push(", updated_at = ");
+                    query.push_bind(now.micros());
+                    query.push(" WHERE account_id = ");
+                    query.push_bind(account_id.as_str());
+                    query.push(" AND id IN (");
+                    let mut list = query.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.as_str());
+                    }
+                    query.push(")");
+                    query
+                        .build()
+                        .execute(&mut *self.tx)
+                        .await
+                        .map_err(db_error)?;
+                }
+                self.store
+                    .changed(&mut self.tx, &Change::Account(account_id.clone()))
+                    .await
+            }
+
             async fn insert_key(&mut self, new: &NewKey) -> Result<StoredKey> {
                 let row = bind_key!(
                     sqlx::query_as::<_, KeyRow>(&INSERT_KEY),
