@@ -43,6 +43,9 @@ impl From<tonic::Status> for Failure {
     }
 }
 
+/// The largest answer the CLI reads (an offboarding of 1,000,000 keys is ≈ 150 MB).
+const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
+
 pub(super) struct Client {
     pub(super) manage: ManageServiceClient<Channel>,
     pub(super) key: String,
@@ -68,7 +71,9 @@ impl Client {
                 .map_err(|e| Failure::Failed(format!("cannot reach {}: {e}", args.server)))?,
         };
         Ok(Client {
-            manage: ManageServiceClient::new(channel),
+            // An offboarding answers every key it revoked: 100,000 keys are ≈ 15 MB, past
+            // tonic's default 4 MiB.
+            manage: ManageServiceClient::new(channel).max_decoding_message_size(MAX_ANSWER_BYTES),
             key,
             output: args.output,
         })
