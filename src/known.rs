@@ -23,7 +23,8 @@ pub struct KnownKeys {
     shed: AtomicU64,
 }
 
-fn short(digest: &KeyDigest) -> u64 {
+/// The first 8 bytes of a digest, as the set holds it.
+pub fn short(digest: &KeyDigest) -> u64 {
     let bytes = digest.as_bytes();
     u64::from_le_bytes([
         bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
@@ -49,10 +50,15 @@ impl KnownKeys {
 
     /// Adds a digest that now exists.
     pub fn insert(&self, digest: &KeyDigest) {
+        self.insert_shorts(&[short(digest)]);
+    }
+
+    /// Adds digests that now exist, by their [`short`] forms.
+    pub fn insert_shorts(&self, shorts: &[u64]) {
         self.digests
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(short(digest));
+            .extend(shorts.iter().copied());
     }
 
     /// Whether the store should be asked about `digest`: always for a digest in the set, and

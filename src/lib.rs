@@ -19,7 +19,7 @@ pub mod http;
 pub mod ids;
 pub mod key;
 pub(crate) mod known;
-pub(crate) mod limits;
+pub mod limits;
 pub(crate) mod metrics;
 pub mod model;
 pub mod net;

@@ -395,6 +395,16 @@ impl KeyCache {
         self.negative.invalidate(digest).await;
     }
 
+    /// Keys were created in bulk (named by the first 8 bytes of their digests): they join the
+    /// known set, and every "unknown" answer is forgotten (one of them may be about one of
+    /// these keys; repeats of truly unknown keys are then bounded by the known set's look-up
+    /// budget until they are remembered again).
+    pub fn keys_added(&self, shorts: &[u64]) {
+        self.known.insert_shorts(shorts);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.negative.invalidate_all();
+    }
+
     /// Makes every cached key of an account be re-read, after its policy changed (one pass
     /// over the cache; account changes are rare). Their counters carry over, as for a key.
     pub fn invalidate_account(&self, account_id: &str) {

@@ -162,6 +162,11 @@ pub struct AccountPatch {
 pub enum Change {
     /// The key with this digest changed.
     Key(KeyDigest),
+    /// Keys were created in bulk (an import): the first 8 bytes of each one's digest, as
+    /// [`crate::known::short`] reads them. Nothing cached about them can be stale except
+    /// "unknown" answers, so the receiver adds them to its known set and forgets its unknown
+    /// keys.
+    KeysAdded(Vec<u64>),
     /// The account's policy changed.
     Account(AccountId),
     /// The feed (re)connected after changes may have been missed: re-read everything.

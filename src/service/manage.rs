@@ -2,15 +2,14 @@
 //! management. Authorization and policy (limits, expiry bounds, no escalation) are decided
 //! here; input shape was checked at the edge.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use super::Keyward;
 use super::auth::{Access, Caller, PortalAction, PortalGrant};
 use crate::error::{Error, Result};
 use crate::ids::KeyId;
-use crate::key::{KeyDigest, SecretKey};
-use crate::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Page, StoredKey};
+use crate::key::SecretKey;
+use crate::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Page};
 use crate::time::Timestamp;
 
 pub use super::auth::ROOT_ACCOUNT;
@@ -462,33 +461,20 @@ impl Keyward {
                 Err(other) => results.push(Imported::Rejected(other.to_string())),
             }
         }
-        let stored = self
+        let batch = self
             .store
             .insert_imported(&keys, now, Some(caller.key_id()))
             .await?;
-        // Stored now, or already (by an earlier import, or one running beside this one).
-        let stored: HashMap<KeyDigest, &StoredKey> = stored.iter().map(|s| (s.digest, s)).collect();
-        let present: Vec<KeyDigest> = keys
-            .iter()
-            .map(|k| k.digest)
-            .filter(|d| !stored.contains_key(d))
-            .collect();
-        let present: HashMap<KeyDigest, KeyId> = self
-            .store
-            .key_ids_by_digest(&present)
-            .await?
-            .into_iter()
-            .collect();
         for (slot, key) in slots.iter().zip(&keys) {
-            results[*slot] = match (stored.get(&key.digest), present.get(&key.digest)) {
-                (Some(stored), _) => {
-                    self.invalidate(&stored.digest).await;
-                    Imported::Stored(stored.key.id.to_string())
-                }
-                (None, Some(id)) => Imported::AlreadyPresent(id.to_string()),
-                // Stored and gone again in between (a concurrent revocation cannot delete):
-                // not possible, but never answered as stored.
-                (None, None) => Imported::Rejected("could not be stored; import it again".into()),
+            results[*slot] = if batch.stored.contains(&key.digest) {
+                self.invalidate(&key.digest).await;
+                Imported::Stored(key.key.id.to_string())
+            } else if let Some(id) = batch.present.get(&key.digest) {
+                Imported::AlreadyPresent(id.to_string())
+            } else {
+                // Skipped by the insert yet not found: not possible (keys are never deleted),
+                // but never answered as stored.
+                Imported::Rejected("could not be stored; import it again".into())
             };
         }
         for (slot, first) in dupes {
@@ -497,8 +483,8 @@ impl Keyward {
             }
         }
         tracing::info!(
-            imported = stored.len(),
-            already_present = present.len(),
+            imported = batch.stored.len(),
+            already_present = batch.present.len(),
             actor = caller.key_id(),
             "keys imported"
         );

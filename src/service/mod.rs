@@ -470,6 +470,7 @@ impl Keyward {
     pub async fn apply_change(self: &Arc<Self>, change: Change) {
         match change {
             Change::Key(digest) => self.cache.invalidate(&digest).await,
+            Change::KeysAdded(shorts) => self.cache.keys_added(&shorts),
             Change::Account(account_id) => self.cache.invalidate_account(&account_id),
             Change::Down => self.cache.feed_down(),
             Change::Lost => {

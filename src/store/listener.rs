@@ -6,6 +6,9 @@
 
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
@@ -21,10 +24,19 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Capped low: while the feed is down, the cache re-reads keys every second.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// The NOTIFY payload of a change: `<origin> k:<hex digest>` or `<origin> a:<account id>`.
+/// Most keys one `KeysAdded` notification names: 8 bytes each, base64 (≈ 10.7 characters),
+/// well within PostgreSQL's 8,000-byte payload.
+pub(crate) const SHORTS_PER_NOTIFICATION: usize = 700;
+
+/// The NOTIFY payload of a change: `<origin> k:<hex digest>`, `<origin> a:<account id>` or
+/// `<origin> n:<base64url of the 8-byte digest starts>`.
 pub(crate) fn payload(change: &Change, origin: &str) -> String {
     match change {
         Change::Key(digest) => format!("{origin} k:{}", digest.to_hex()),
+        Change::KeysAdded(shorts) => {
+            let bytes: Vec<u8> = shorts.iter().flat_map(|s| s.to_le_bytes()).collect();
+            format!("{origin} n:{}", URL_SAFE_NO_PAD.encode(bytes))
+        }
         Change::Account(id) => format!("{origin} a:{id}"),
         Change::Lost => format!("{origin} lost"),
         Change::Down => format!("{origin} down"),
@@ -43,6 +55,17 @@ fn parse(payload: &str, own: &str) -> Option<Option<Change>> {
 fn parse_change(payload: &str) -> Option<Change> {
     if let Some(hex) = payload.strip_prefix("k:") {
         return KeyDigest::from_hex(hex).map(Change::Key);
+    }
+    if let Some(text) = payload.strip_prefix("n:") {
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        if bytes.len() % 8 != 0 {
+            return None;
+        }
+        let shorts = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        return Some(Change::KeysAdded(shorts));
     }
     payload
         .strip_prefix("a:")
@@ -144,9 +167,14 @@ mod tests {
     #[test]
     fn payloads_round_trip() {
         let digest = KeyDigest::of("kw_live_x");
+        let many: Vec<u64> = (0..SHORTS_PER_NOTIFICATION as u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
         for change in [
             Change::Key(digest),
             Change::Account(AccountId::parse("acme:eu@1").unwrap()),
+            Change::KeysAdded(vec![crate::known::short(&digest)]),
+            Change::KeysAdded(many.clone()),
         ] {
             assert_eq!(
                 parse(&payload(&change, "origin_a"), "origin_b"),
@@ -158,6 +186,10 @@ mod tests {
                 "own change"
             );
         }
+        // A full notification fits PostgreSQL's payload limit (8,000 bytes) with a long origin.
+        let full = payload(&Change::KeysAdded(many), &"o".repeat(64));
+        assert!(full.len() < 8000, "{}", full.len());
+        assert_eq!(parse("o n:AAAA", "x"), None, "not whole 8-byte starts");
         assert_eq!(parse("o k:zz", "x"), None);
         assert_eq!(parse("nonsense", "x"), None);
     }

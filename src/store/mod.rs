@@ -12,6 +12,7 @@ mod url;
 
 pub use url::DatabaseUrl;
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -30,13 +31,22 @@ use crate::time::Timestamp;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-/// One transaction's primitives: the only writes a backend knows. Every rule about what may
-/// be written (the active-key limit, what an update or a rotation may change, the audit event
-/// in the same transaction) lives once, in [`Store`]'s provided methods, on top of these.
 /// Most rows one many-row statement carries: 22 bound columns a key row, within SQLite's
 /// 32,766 bound values and PostgreSQL's 65,535.
 pub const BATCH_ROWS: usize = 1000;
 
+/// What one import transaction did with its keys.
+#[derive(Debug, Default)]
+pub struct ImportedBatch {
+    /// The digests it stored.
+    pub stored: HashSet<KeyDigest>,
+    /// The digests already stored, with their keys' ids.
+    pub present: HashMap<KeyDigest, KeyId>,
+}
+
+/// One transaction's primitives: the only writes a backend knows. Every rule about what may
+/// be written (the active-key limit, what an update or a rotation may change, the audit event
+/// in the same transaction) lives once, in [`Store`]'s provided methods, on top of these.
 /// Dropped without [`commit`](Tx::commit), the transaction rolls back.
 #[async_trait]
 pub trait Tx: Send {
@@ -49,9 +59,15 @@ pub trait Tx: Send {
     /// Inserts a key.
     async fn insert_key(&mut self, new: &NewKey) -> Result<StoredKey>;
     /// Inserts keys in as few statements as the database allows, their accounts created if
-    /// new; a key whose digest is already stored (by an earlier import, or one running beside
-    /// this) is skipped, never an error. Answers the keys stored.
-    async fn insert_new_keys(&mut self, keys: &[NewKey], now: Timestamp) -> Result<Vec<StoredKey>>;
+    /// new, and tells the other replicas of them in a few notifications for the whole batch;
+    /// a key whose digest is already stored (by an earlier import, or one running beside this)
+    /// is skipped, never an error. Rows are written in digest order, accounts before keys, so
+    /// two transactions inserting overlapping batches wait for each other in one order and
+    /// never deadlock. Answers the digests stored.
+    async fn insert_new_keys(&mut self, keys: &[NewKey], now: Timestamp) -> Result<Vec<KeyDigest>>;
+    /// The ids of the stored keys among `digests` (committed by others included).
+    async fn key_ids_by_digest(&mut self, digests: &[KeyDigest])
+    -> Result<Vec<(KeyDigest, KeyId)>>;
     /// Ensures the account row exists and reads it for change, with its active-key count.
     async fn account_for_update(
         &mut self,
@@ -106,9 +122,6 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Looks a key up by its public id.
     async fn key_by_id(&self, id: &KeyId) -> Result<Option<StoredKey>>;
-
-    /// The ids of the stored keys among `digests`.
-    async fn key_ids_by_digest(&self, digests: &[KeyDigest]) -> Result<Vec<(KeyDigest, KeyId)>>;
 
     /// One page of an account's keys, oldest first.
     async fn list_keys(&self, query: &KeyListQuery) -> Result<Page<ApiKey>>;
@@ -300,18 +313,31 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     }
 
     /// Stores keys issued elsewhere, in one transaction, one audit event each (with
-    /// `origin: import`). Imports are not held to the active-key limit: refusing would break a
-    /// migration; the limit then applies to the account's next creates.
+    /// `origin: import`), and reads the ids of those already stored (by an earlier import, or
+    /// one committed beside this) in the same transaction. Imports are not held to the
+    /// active-key limit: refusing would break a migration; the limit then applies to the
+    /// account's next creates.
     async fn insert_imported(
         &self,
         keys: &[NewKey],
         now: Timestamp,
         actor: Option<&str>,
-    ) -> Result<Vec<StoredKey>> {
+    ) -> Result<ImportedBatch> {
         let mut tx = self.begin().await?;
-        let stored = tx.insert_new_keys(keys, now).await?;
-        let events: Vec<AuditEvent> = stored
+        let stored: HashSet<KeyDigest> = tx.insert_new_keys(keys, now).await?.into_iter().collect();
+        let others: Vec<KeyDigest> = keys
             .iter()
+            .map(|k| k.digest)
+            .filter(|d| !stored.contains(d))
+            .collect();
+        let present = if others.is_empty() {
+            HashMap::new()
+        } else {
+            tx.key_ids_by_digest(&others).await?.into_iter().collect()
+        };
+        let events: Vec<AuditEvent> = keys
+            .iter()
+            .filter(|key| stored.contains(&key.digest))
             .map(|key| {
                 let mut event = AuditEvent::for_key(Action::KeyCreated, actor, None, &key.key, now);
                 event.changes.push(crate::audit::FieldChange {
@@ -324,7 +350,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             .collect();
         tx.audit_many(&events).await?;
         tx.commit().await?;
-        Ok(stored)
+        Ok(ImportedBatch { stored, present })
     }
 
     /// Revokes the key `id` (a no-op on a revoked key); `NotFound` if there is none.

@@ -94,8 +94,8 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Tells the other replicas that these keys changed: one statement, one notification a
-    /// key.
+    /// Tells the other replicas that these keys were created: one statement, one notification
+    /// for every [`listener::SHORTS_PER_NOTIFICATION`] keys.
     async fn keys_changed(
         &self,
         tx: &mut Transaction<'static, Postgres>,
@@ -105,8 +105,11 @@ impl PostgresStore {
             return Ok(());
         }
         let payloads: Vec<String> = digests
-            .iter()
-            .map(|d| listener::payload(&Change::Key(*d), &self.origin))
+            .chunks(listener::SHORTS_PER_NOTIFICATION)
+            .map(|chunk| {
+                let shorts = chunk.iter().map(crate::known::short).collect();
+                listener::payload(&Change::KeysAdded(shorts), &self.origin)
+            })
             .collect();
         sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
             .bind(listener::CHANNEL)

@@ -58,11 +58,12 @@ pub(crate) static INSERT_KEY: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The head of a many-row insert of keys (`VALUES (…), (…)` follows, bound by
-/// [`push_key!`]); conflicting rows (a digest already stored) are skipped, the others returned.
+/// [`push_key!`]); conflicting rows (a digest already stored) are skipped, the digests of the
+/// others returned.
 pub(crate) static INSERT_KEYS: LazyLock<(String, String)> = LazyLock::new(|| {
     (
         format!("INSERT INTO api_keys ({}) ", columns("")),
-        format!(" ON CONFLICT DO NOTHING RETURNING seq, {}", columns("")),
+        " ON CONFLICT (digest) DO NOTHING RETURNING digest".to_owned(),
     )
 });
 

@@ -122,17 +122,16 @@ macro_rules! sql_backend {
                 &mut self,
                 keys: &[NewKey],
                 now: Timestamp,
-            ) -> Result<Vec<StoredKey>> {
-                let mut stored = Vec::with_capacity(keys.len());
-                for chunk in keys.chunks(super::BATCH_ROWS) {
-                    let mut accounts: Vec<&crate::ids::AccountId> =
-                        chunk.iter().map(|k| &k.key.account_id).collect();
-                    accounts.sort_unstable();
-                    accounts.dedup();
+            ) -> Result<Vec<KeyDigest>> {
+                let mut accounts: Vec<&crate::ids::AccountId> =
+                    keys.iter().map(|k| &k.key.account_id).collect();
+                accounts.sort_unstable();
+                accounts.dedup();
+                for chunk in accounts.chunks(super::BATCH_ROWS) {
                     let mut query = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO accounts (account_id, created_at, updated_at) ",
                     );
-                    query.push_values(accounts, |mut row, account| {
+                    query.push_values(chunk, |mut row, account| {
                         row.push_bind(account.as_str())
                             .push_bind(now.micros())
                             .push_bind(now.micros());
@@ -143,27 +142,55 @@ macro_rules! sql_backend {
                         .execute(&mut *self.tx)
                         .await
                         .map_err(db_error)?;
+                }
+                let mut sorted: Vec<&NewKey> = keys.iter().collect();
+                sorted.sort_unstable_by_key(|k| *k.digest.as_bytes());
+                let mut stored = Vec::with_capacity(keys.len());
+                for chunk in sorted.chunks(super::BATCH_ROWS) {
                     let (head, tail) = &*INSERT_KEYS;
                     let mut query = sqlx::QueryBuilder::<$db>::new(head);
                     query.push_values(chunk, |mut row, new| {
                         push_key!(row, KeyValues::of(&new.digest, &new.key));
                     });
                     query.push(tail);
-                    let rows = query
-                        .build_query_as::<KeyRow>()
+                    let rows: Vec<Vec<u8>> = query
+                        .build_query_scalar()
                         .fetch_all(&mut *self.tx)
                         .await
                         .map_err(db_error)?;
-                    let inserted = rows
-                        .into_iter()
-                        .map(StoredKey::try_from)
-                        .collect::<Result<Vec<_>>>()?;
-                    // Replicas may remember these digests as unknown.
-                    let digests: Vec<KeyDigest> = inserted.iter().map(|k| k.digest).collect();
-                    self.store.keys_changed(&mut self.tx, &digests).await?;
-                    stored.extend(inserted);
+                    stored.extend(super::digests(rows)?);
                 }
+                // Replicas may remember these digests as unknown.
+                self.store.keys_changed(&mut self.tx, &stored).await?;
                 Ok(stored)
+            }
+
+            async fn key_ids_by_digest(
+                &mut self,
+                digests: &[KeyDigest],
+            ) -> Result<Vec<(KeyDigest, crate::ids::KeyId)>> {
+                let mut found = Vec::new();
+                for chunk in digests.chunks(super::BATCH_ROWS) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT digest, id FROM api_keys WHERE digest IN (",
+                    );
+                    let mut list = query.separated(", ");
+                    for digest in chunk {
+                        list.push_bind(digest.as_bytes().to_vec());
+                    }
+                    query.push(")");
+                    let rows: Vec<(Vec<u8>, crate::ids::KeyId)> = query
+                        .build_query_as()
+                        .fetch_all(&mut *self.tx)
+                        .await
+                        .map_err(db_error)?;
+                    for (digest, id) in rows {
+                        let digest = KeyDigest::from_slice(&digest)
+                            .ok_or_else(|| Error::internal("api_keys.digest is not 32 bytes"))?;
+                        found.push((digest, id));
+                    }
+                }
+                Ok(found)
             }
 
             async fn account_for_update(
@@ -310,34 +337,6 @@ macro_rules! sql_backend {
                     .await
                     .map_err(db_error)?;
                 row.map(StoredKey::try_from).transpose()
-            }
-
-            async fn key_ids_by_digest(
-                &self,
-                digests: &[KeyDigest],
-            ) -> Result<Vec<(KeyDigest, crate::ids::KeyId)>> {
-                let mut found = Vec::new();
-                for chunk in digests.chunks(super::BATCH_ROWS) {
-                    let mut query = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT digest, id FROM api_keys WHERE digest IN (",
-                    );
-                    let mut list = query.separated(", ");
-                    for digest in chunk {
-                        list.push_bind(digest.as_bytes().to_vec());
-                    }
-                    query.push(")");
-                    let rows: Vec<(Vec<u8>, crate::ids::KeyId)> = query
-                        .build_query_as()
-                        .fetch_all(self.reader())
-                        .await
-                        .map_err(db_error)?;
-                    for (digest, id) in rows {
-                        let digest = KeyDigest::from_slice(&digest)
-                            .ok_or_else(|| Error::internal("api_keys.digest is not 32 bytes"))?;
-                        found.push((digest, id));
-                    }
-                }
-                Ok(found)
             }
 
             async fn list_keys(&self, q: &KeyListQuery) -> Result<Page<ApiKey>> {

@@ -43,10 +43,13 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // The writer keeps up to 64 MiB of pages (SQLite's default is 2 MiB): bulk imports
+        // touch every index at random places and spent much of their time re-reading evicted
+        // pages (docs/benchmarks.md).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("cache_size", "-65536"))
             .await
             .map_err(db_error)?;
         // An in-memory database exists once per connection: everything must share the writer.

@@ -2,6 +2,7 @@
 //! the secret only where it belongs, and exit codes 0 / 1 / 2.
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use keyward::proto::VerifyCode;
 
@@ -579,5 +580,164 @@ async fn portal_sessions_from_the_command_line() {
     )
     .await;
     assert_eq!(misused.status.code(), Some(2), "{}", stderr(&misused));
+    server.stop().await;
+}
+
+/// `keyward keys import`: CSV and JSON Lines, from a file or stdin; an interrupted import of a
+/// file resumes after the last answered line and imports nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn importing_files_resumes_where_it_stopped() {
+    let server = TestServer::start_with(Backend::Sqlite, |c| {
+        c.foreign_key_prefixes = vec!["sk_live_".into()];
+    })
+    .await;
+    let root = server.root_key.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let hex = |raw: &str| keyward::key::KeyDigest::of(raw).to_hex();
+
+    // CSV: a header row naming the columns; a bad row is refused by its line number.
+    let csv = dir.path().join("keys.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "sha256,prefix,account_id,name,environment,scopes,rate_limit\n\
+             {},sk_live_cc,initech,\"old, first\",live,videos:read videos:write,100/1m\n\
+             {},sk_live_dd,initech,second,moon,videos:read,\n\
+             {},sk_live_ee,initech,third,live,videos:read,\n",
+            hex("sk_live_cccccccccccccccc"),
+            hex("sk_live_dddddddddddddddd"),
+            hex("sk_live_eeeeeeeeeeeeeeee"),
+        ),
+    )
+    .unwrap();
+    let imported = keyward(&server, &root, &["keys", "import", csv.to_str().unwrap()]).await;
+    assert_eq!(imported.status.code(), Some(1), "{}", stderr(&imported));
+    assert!(
+        stdout(&imported).contains("imported 2, already present 0, rejected 1"),
+        "{}",
+        stdout(&imported)
+    );
+    assert!(
+        stderr(&imported).contains("line 3: environment: \"moon\" is not live or test"),
+        "{}",
+        stderr(&imported)
+    );
+    let verified = server
+        .verify("sk_live_cccccccccccccccc", &["videos:write"])
+        .await;
+    assert_eq!(code(&verified), VerifyCode::Valid);
+    assert_eq!(verified.key.unwrap().name, "old, first");
+
+    // JSON Lines on stdin.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
+    command
+        .args(["keys", "import", "-"])
+        .env("KEYWARD_SERVER", format!("http://{}", server.addr))
+        .env("KEYWARD_KEY", &root)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let line = |raw: &str, account: &str| {
+        format!(
+            r#"{{"sha256":"{}","prefix":"sk_live_ff","account_id":"{account}","name":"n","environment":"live","scopes":["videos:read"]}}"#,
+            hex(raw)
+        )
+    };
+    let piped = format!(
+        "{}\n\n{}\n",
+        line("sk_live_ffffffffffffffff", "initech"),
+        line("sk_live_eeeeeeeeeeeeeeee", "initech"),
+    );
+    let from_stdin = tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(piped.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        ok(&from_stdin).contains("imported 1, already present 1, rejected 0"),
+        "{}",
+        stdout(&from_stdin)
+    );
+
+    // A big file, interrupted (Ctrl-C) once some batches are answered, then run again.
+    let big = dir.path().join("big.jsonl");
+    let total = 40_000;
+    let text: String = (0..total)
+        .map(|i| {
+            line(
+                &format!("sk_live_big{i:010}xxxxxxxx"),
+                &format!("a{}", i % 97),
+            ) + "\n"
+        })
+        .collect();
+    std::fs::write(&big, text).unwrap();
+    let checkpoint = dir.path().join("big.jsonl.keyward-progress");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
+    command
+        .args(["keys", "import", big.to_str().unwrap(), "--batch", "10"])
+        .args(["--in-flight", "1"])
+        .env("KEYWARD_SERVER", format!("http://{}", server.addr))
+        .env("KEYWARD_KEY", &root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().unwrap();
+    let pid = child.id().to_string();
+    eventually(Duration::from_secs(60), "a saved checkpoint", || async {
+        checkpoint.exists().then_some(())
+    })
+    .await;
+    let interrupted = tokio::task::spawn_blocking(move || {
+        let killed = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        assert!(killed.success());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        interrupted.status.code(),
+        Some(1),
+        "{}",
+        stderr(&interrupted)
+    );
+    assert!(
+        stderr(&interrupted).contains("interrupted; every line up to ")
+            && stderr(&interrupted).contains("run the same command again to resume"),
+        "{}",
+        stderr(&interrupted)
+    );
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&checkpoint).unwrap()).unwrap();
+    let done = saved["totals"]["line"].as_u64().unwrap();
+    assert!(done > 0 && done < total, "stopped part-way: line {done}");
+    let args = ["keys", "import", big.to_str().unwrap()];
+    let resumed = keyward(&server, &root, &args).await;
+    assert!(
+        stderr(&resumed).contains(&format!("resuming after line {done}")),
+        "{}",
+        stderr(&resumed)
+    );
+    assert!(
+        ok(&resumed).contains(&format!(
+            "imported {total}, already present 0, rejected 0 ({} records",
+            total - done
+        )),
+        "{}",
+        stdout(&resumed)
+    );
+    assert!(!checkpoint.exists(), "forgotten once the import ended");
+    let again = keyward(&server, &root, &args).await;
+    assert!(
+        ok(&again).contains(&format!("imported 0, already present {total}, rejected 0")),
+        "{}",
+        stdout(&again)
+    );
     server.stop().await;
 }

@@ -1,6 +1,8 @@
 //! Importing keys issued elsewhere by their SHA-256: idempotent, per-record errors, verified
 //! through a configured foreign prefix, revocable, and rotated into keyward's own format.
 
+use std::time::Duration;
+
 use keyward::key::KeyDigest;
 use keyward::proto::{self, Environment, ImportOutcome, VerifyCode};
 use tonic::Code;
@@ -270,10 +272,11 @@ fn a_foreign_prefix_cannot_overlap_keywards_own() {
 
 both_backends!(overlapping_imports_running_together_store_each_key_once);
 
-/// Two imports of overlapping batches at once (a retried migration, two operators): neither
-/// fails, every key is stored exactly once, and each is reported imported by exactly one of
-/// them and already present (with the same id) by the other; each stored key has its audit
-/// event.
+/// Two imports of overlapping batches at once (a retried migration, two operators), one of
+/// them in reverse order (without one lock order, PostgreSQL's unique-index waits deadlock):
+/// neither fails, every key is stored exactly once, and each is reported imported by exactly
+/// one of them and already present (with the same id) by the other; each stored key has its
+/// audit event.
 async fn overlapping_imports_running_together_store_each_key_once(backend: Backend) {
     let server = TestServer::start_with(backend, |c| {
         c.foreign_key_prefixes = vec!["sk_live_".into()];
@@ -290,14 +293,37 @@ async fn overlapping_imports_running_together_store_each_key_once(backend: Backe
             .collect(),
     };
     let (mut a, mut b) = (server.manage().await, server.manage().await);
+    // The accounts exist already (a first import can only wait for the other's new account
+    // rows; then the keys themselves must not deadlock).
+    let seed = a
+        .import_keys(
+            server.root(proto::ImportKeysRequest {
+                keys: (0..7)
+                    .map(|i| {
+                        record(
+                            &format!("sk_live_seed{i:08}aaaaaaaaaaa"),
+                            &format!("acct-{i}"),
+                        )
+                    })
+                    .collect(),
+            }),
+        )
+        .await
+        .expect("seed import")
+        .into_inner()
+        .results;
+    assert!(seed.iter().all(|r| outcome(r) == ImportOutcome::Imported));
+    let mut reversed = batch(200..600);
+    reversed.keys.reverse();
     let (left, right) = tokio::join!(
         a.import_keys(server.root(batch(0..400))),
-        b.import_keys(server.root(batch(200..600))),
+        b.import_keys(server.root(reversed)),
     );
-    let (left, right) = (
+    let (left, mut right) = (
         left.expect("left import").into_inner().results,
         right.expect("right import").into_inner().results,
     );
+    right.reverse();
     let mut ids = std::collections::HashMap::new();
     let mut imported = 0;
     for (offset, results) in [(0, &left), (200, &right)] {
@@ -354,6 +380,130 @@ async fn overlapping_imports_running_together_store_each_key_once(backend: Backe
             token = page.next_page_token;
         }
     }
-    assert_eq!(events, 600, "one creation event a stored key");
+    assert_eq!(events, 607, "one creation event a stored key");
+    server.stop().await;
+}
+
+/// A bulk import tells the other replicas in a few notifications for the whole batch (not one a
+/// key), and they learn of every key at once: one B remembered as unknown verifies on B right
+/// after the import answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_reaches_the_other_replica_in_a_few_notifications() {
+    let url = crate::pg::fresh_database().await;
+    let prefixes = |c: &mut keyward::config::Config| {
+        c.foreign_key_prefixes = vec!["sk_live_".into()];
+    };
+    let mut config = test_config(&url);
+    prefixes(&mut config);
+    let a = TestServer::start_on(config.clone()).await;
+    let b = TestServer::start_on(config).await;
+    let raws: Vec<String> = (0..2000)
+        .map(|i| format!("sk_live_feed{i:08}bbbbbbbbbbbb"))
+        .collect();
+    // B answers two of them "unknown" (and remembers that) before they exist.
+    for raw in [&raws[0], &raws[1999]] {
+        assert_eq!(code(&b.verify(raw, &[]).await), VerifyCode::NotFound);
+    }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut feed = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    feed.listen("keyward_changes").await.unwrap();
+    let mut manage = a.manage().await;
+    for chunk in raws.chunks(1000) {
+        let results = manage
+            .import_keys(a.root(proto::ImportKeysRequest {
+                keys: chunk.iter().map(|raw| record(raw, "acme")).collect(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .results;
+        assert!(
+            results
+                .iter()
+                .all(|r| outcome(r) == ImportOutcome::Imported)
+        );
+    }
+    // Notifications arrive in commit order: everything before this marker is the imports'.
+    sqlx::query("SELECT pg_notify('keyward_changes', 'end-of-test')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut carried = Vec::new();
+    loop {
+        let n = feed.recv().await.unwrap();
+        if n.payload() == "end-of-test" {
+            break;
+        }
+        carried.push(n.payload().to_owned());
+    }
+    // 1000 keys a call, at most 700 a notification: two a call.
+    assert_eq!(carried.len(), 4, "{} notifications", carried.len());
+    assert!(carried.iter().all(|p| p.contains(" n:")), "{carried:?}");
+    for raw in [&raws[0], &raws[1999], &raws[1000]] {
+        eventually(
+            Duration::from_secs(2),
+            "VALID on the other replica",
+            || async { (code(&b.verify(raw, &[]).await) == VerifyCode::Valid).then_some(()) },
+        )
+        .await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Rounds of two full-size imports at once over accounts that exist, overlapping by half, one
+/// in reverse order: with rows not written in one order, PostgreSQL detects a deadlock between
+/// their unique-index waits and fails one of the calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reversed_overlapping_imports_never_deadlock() {
+    let url = crate::pg::fresh_database().await;
+    let mut config = test_config(&url);
+    config.foreign_key_prefixes = vec!["sk_live_".into()];
+    let server = TestServer::start_on(config).await;
+    let (mut a, mut b) = (server.manage().await, server.manage().await);
+    let accounts = |i: usize| format!("acct-{}", i % 5);
+    a.import_keys(
+        server.root(proto::ImportKeysRequest {
+            keys: (0..5)
+                .map(|i| record(&format!("sk_live_seed{i:08}cccccccccc"), &accounts(i)))
+                .collect(),
+        }),
+    )
+    .await
+    .expect("seed import");
+    for round in 0..4 {
+        let raws: Vec<String> = (0..1500)
+            .map(|i| format!("sk_live_r{round}k{i:08}dddddddddd"))
+            .collect();
+        let forward = proto::ImportKeysRequest {
+            keys: (0..1000).map(|i| record(&raws[i], &accounts(i))).collect(),
+        };
+        let backward = proto::ImportKeysRequest {
+            keys: (500..1500)
+                .rev()
+                .map(|i| record(&raws[i], &accounts(i)))
+                .collect(),
+        };
+        let (left, right) = tokio::join!(
+            a.import_keys(server.root(forward)),
+            b.import_keys(server.root(backward)),
+        );
+        let imported = [left, right]
+            .into_iter()
+            .map(|answer| {
+                let results = answer
+                    .unwrap_or_else(|s| panic!("round {round}: {s:?}"))
+                    .into_inner()
+                    .results;
+                results
+                    .iter()
+                    .filter(|r| outcome(r) == ImportOutcome::Imported)
+                    .count()
+            })
+            .sum::<usize>();
+        assert_eq!(imported, 1500, "round {round}");
+    }
     server.stop().await;
 }

@@ -41,14 +41,26 @@ pub async fn keys(command: KeysCommand) -> Result<(), Failure> {
         }
         KeysCommand::Import {
             file,
+            format,
             batch,
+            in_flight,
+            restart,
             client,
-        } => import::import(&file, batch, &client).await,
+        } => {
+            let args = import::ImportArgs {
+                file: &file,
+                format,
+                batch,
+                in_flight,
+                restart,
+            };
+            import::import(args, &client).await
+        }
         KeysCommand::ReportLeaked {
             source,
             file,
             client,
-        } => import::report_leaked(&source, &file, &client).await,
+        } => leaked::report_leaked(&source, &file, &client).await,
         KeysCommand::Revoke { id, client } => {
             let mut c = Client::connect(&client).await?;
             let key = c

@@ -84,15 +84,26 @@ pub enum KeysCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Import keys issued elsewhere by their SHA-256, from a JSON Lines file (root only):
+    /// Import keys issued elsewhere by their SHA-256, from JSON Lines or CSV (root only):
     /// {"sha256", "prefix", "account_id", "name", "environment", "scopes" | "preset",
-    /// "grant_all", "expires_at", "created_at", "last_used_at"} per line.
+    /// "grant_all", "expires_at", "created_at", "last_used_at", "rate_limit"} per line, or a
+    /// CSV header naming those columns. An interrupted import of a file, run again, resumes
+    /// after the last answered line.
     Import {
-        /// The JSON Lines file; `-` reads stdin.
+        /// The file; `-` reads stdin.
         file: PathBuf,
+        /// The file's format [default: csv for a .csv file, else jsonl].
+        #[arg(long, value_enum)]
+        format: Option<import::Format>,
         /// Records per call (one transaction each), at most 1000.
-        #[arg(long, default_value_t = 500)]
+        #[arg(long, default_value_t = 1000)]
         batch: usize,
+        /// Calls in flight at once, at most 16.
+        #[arg(long, default_value_t = 4)]
+        in_flight: usize,
+        /// Start from the first line even if an earlier import of this file was interrupted.
+        #[arg(long)]
+        restart: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -308,6 +319,7 @@ mod accounts;
 mod client;
 mod import;
 mod keys;
+mod leaked;
 mod portal;
 mod show;
 mod usage;

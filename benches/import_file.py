@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Writes an import file of N keys issued "elsewhere" (foreign prefix sk_live_), for
+`keyward keys import` and the scale benchmark (docs/benchmarks.md).
+
+    python3 benches/import_file.py N OUT.jsonl [--per-account 50] [--big M] [--secrets FILE K]
+
+The first M keys (--big) belong to one account `big`; the rest to accounts of --per-account
+keys each (`acct_0`, `acct_1`, …). --secrets keeps the raw text of K keys spread over the file
+(one per line) so a benchmark can verify them; every other raw key is thrown away.
+A server reading these keys needs `foreign_key_prefixes = ["sk_live_"]`.
+"""
+
+import argparse
+import hashlib
+import json
+import secrets
+import string
+
+ALPHABET = string.ascii_letters + string.digits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", type=int)
+    parser.add_argument("out")
+    parser.add_argument("--per-account", type=int, default=50)
+    parser.add_argument("--big", type=int, default=0)
+    parser.add_argument("--secrets", nargs=2, metavar=("FILE", "K"))
+    args = parser.parse_args()
+    keep_every = 0
+    kept = []
+    if args.secrets:
+        keep_every = max(1, args.n // int(args.secrets[1]))
+    # A random stem per file and a counter make every key distinct and cheap to make; the
+    # stem's 128 bits keep the raw keys unguessable.
+    stem = "".join(secrets.choice(ALPHABET) for _ in range(22))
+    with open(args.out, "w", encoding="ascii") as out:
+        for i in range(args.n):
+            raw = f"sk_live_{stem}{i:010d}"
+            if keep_every and i % keep_every == 0:
+                kept.append(raw)
+            if i < args.big:
+                account = "big"
+            else:
+                account = f"acct_{(i - args.big) // args.per_account}"
+            out.write(
+                json.dumps(
+                    {
+                        "sha256": hashlib.sha256(raw.encode()).hexdigest(),
+                        "prefix": raw[:12],
+                        "account_id": account,
+                        "name": f"key {i}",
+                        "environment": "live",
+                        "scopes": ["videos:read"],
+                    },
+                    separators=(",", ":"),
+                )
+                + "\n"
+            )
+    if args.secrets:
+        with open(args.secrets[0], "w", encoding="ascii") as out:
+            out.write("".join(k + "\n" for k in kept))
+
+
+if __name__ == "__main__":
+    main()
