@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::Instant;
 
@@ -18,6 +18,9 @@ use crate::key::{DigestHasher, KeyDigest};
 #[derive(Debug)]
 pub struct KnownKeys {
     digests: RwLock<HashSet<u64, BuildHasherDefault<DigestHasher>>>,
+    /// Whether the set holds every stored digest (a first load has finished). Until then
+    /// every digest is looked up: answers stay exact while a large store loads.
+    complete: AtomicBool,
     budget: LookupBudget,
     /// Look-ups the budget refused.
     shed: AtomicU64,
@@ -36,16 +39,28 @@ impl KnownKeys {
     pub fn new(per_second: u32) -> Self {
         KnownKeys {
             digests: RwLock::default(),
+            complete: AtomicBool::new(false),
             budget: LookupBudget::new(per_second),
             shed: AtomicU64::new(0),
         }
     }
 
-    /// Replaces the set with every digest in the store.
-    pub fn replace_all(&self, digests: impl IntoIterator<Item = KeyDigest>) {
-        let set = digests.into_iter().map(|d| short(&d)).collect();
-        // A poisoned lock only means a panic elsewhere mid-insert; the set is still usable.
-        *self.digests.write().unwrap_or_else(|e| e.into_inner()) = set;
+    /// Adds digests read from the store (one page of a load). Nothing is ever removed: keys
+    /// are never deleted, and a key created while a load runs is added by its creator or the
+    /// change feed, whichever page it falls in.
+    pub fn add_loaded(&self, digests: &[KeyDigest]) {
+        let shorts: Vec<u64> = digests.iter().map(short).collect();
+        self.insert_shorts(&shorts);
+    }
+
+    /// A load of every stored digest has finished: unknown digests are held to the budget.
+    pub fn mark_complete(&self) {
+        self.complete.store(true, Ordering::Release);
+    }
+
+    /// Whether a load of every stored digest has finished.
+    pub fn is_complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
     }
 
     /// Adds a digest that now exists.
@@ -55,15 +70,19 @@ impl KnownKeys {
 
     /// Adds digests that now exist, by their [`short`] forms.
     pub fn insert_shorts(&self, shorts: &[u64]) {
+        // A poisoned lock only means a panic elsewhere mid-insert; the set is still usable.
         self.digests
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .extend(shorts.iter().copied());
     }
 
-    /// Whether the store should be asked about `digest`: always for a digest in the set, and
-    /// otherwise while this second's budget lasts.
+    /// Whether the store should be asked about `digest`: always before the first load has
+    /// finished and for a digest in the set, and otherwise while this second's budget lasts.
     pub fn should_look_up(&self, digest: &KeyDigest) -> bool {
+        if !self.is_complete() {
+            return true;
+        }
         let known = self
             .digests
             .read()
@@ -133,10 +152,14 @@ mod tests {
     fn known_digests_always_pass_unknown_ones_within_the_budget() {
         let known = KnownKeys::new(5);
         let real = KeyDigest::of("kw_live_real");
-        known.replace_all([real]);
+        known.add_loaded(&[real]);
         let unknown: Vec<KeyDigest> = (0..1000)
             .map(|i| KeyDigest::of(&format!("kw_live_{i}")))
             .collect();
+        // Loading: every digest is looked up, none shed.
+        assert!(unknown.iter().all(|d| known.should_look_up(d)));
+        assert_eq!(known.shed(), 0);
+        known.mark_complete();
         let asked = unknown.iter().filter(|d| known.should_look_up(d)).count();
         // Within one or two seconds of wall clock: at most two windows' worth.
         assert!(asked <= 10, "{asked} look-ups for 1000 unknown digests");

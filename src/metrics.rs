@@ -122,6 +122,21 @@ pub async fn render(service: &Keyward) -> String {
     );
     metric(
         &mut out,
+        "keyward_known_keys",
+        "gauge",
+        "Key digests in the known set (docs/operations.md).",
+        service.cache().known().len() as u64,
+    );
+    metric(
+        &mut out,
+        "keyward_known_keys_loaded",
+        "gauge",
+        "1 once the known set holds every stored digest; 0 while it loads at start (every \
+         unknown key is then looked up).",
+        u64::from(service.cache().known().is_complete()),
+    );
+    metric(
+        &mut out,
         "keyward_store_errors_total",
         "counter",
         "Key queries that failed.",

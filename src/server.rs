@@ -75,7 +75,6 @@ impl App {
             service = service.with_rate_limit_engine(Engine::connect(url).await?);
         }
         service.load_shared_secrets().await?;
-        service.load_known_keys().await?;
         let gateway = Gateway::new(&config.gateway).map_err(Error::FailedPrecondition)?;
         if let Some(preset) = &config.http_api_default_preset
             && service.catalog().preset(preset).is_none()
@@ -390,7 +389,19 @@ impl App {
             reporter.clone(),
             stop.stopped.subscribe(),
         ));
-        let feed = self.service.store().subscribe().map(|mut changes| {
+        // The set of known digests loads while the server answers (exactly, looking every
+        // key up until it is complete). With a change feed, its first connection reports
+        // `Lost`, which loads the set; without one, load it here.
+        let feed = self.service.store().subscribe();
+        if feed.is_none() {
+            let service = self.service.clone();
+            tokio::spawn(async move {
+                if let Err(e) = service.load_known_keys().await {
+                    tracing::warn!(error = %e, "could not load the known key digests");
+                }
+            });
+        }
+        let feed = feed.map(|mut changes| {
             let service = self.service.clone();
             tokio::spawn(async move {
                 while let Some(change) = changes.recv().await {

@@ -175,11 +175,26 @@ impl Keyward {
 
     /// Loads the digests of every stored key into the set that bounds the store work of
     /// unknown keys; at start, and again when the change feed may have missed creations.
+    /// Read a page at a time; until the first load finishes every digest is looked up.
     pub async fn load_known_keys(&self) -> Result<()> {
-        let digests = self.store.key_digests().await?;
-        let count = digests.len();
-        self.cache.known().replace_all(digests);
-        tracing::debug!(keys = count, "loaded the set of known key digests");
+        const PAGE: u32 = 100_000;
+        let started = std::time::Instant::now();
+        let (mut count, mut after) = (0usize, 0);
+        loop {
+            let (digests, next) = self.store.key_digests(after, PAGE).await?;
+            count += digests.len();
+            self.cache.known().add_loaded(&digests);
+            match next {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+        self.cache.known().mark_complete();
+        tracing::info!(
+            keys = count,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded the set of known key digests"
+        );
         Ok(())
     }
 

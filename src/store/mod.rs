@@ -236,8 +236,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// first to store one, else the one stored before.
     async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>>;
 
-    /// Every key digest in the store, to know which keys exist (see [`crate::known`]).
-    async fn key_digests(&self) -> Result<Vec<KeyDigest>>;
+    /// One page of the stored key digests, in insertion order after `after` (a previous
+    /// page's cursor; 0 for the first), to know which keys exist (see [`crate::known`]).
+    /// Answers the page and the cursor of the next, `None` after the last.
+    async fn key_digests(&self, after: i64, limit: u32) -> Result<(Vec<KeyDigest>, Option<i64>)>;
 
     /// A feed of changes made through other replicas sharing this store, if the backend has
     /// one (PostgreSQL: `LISTEN/NOTIFY`). It ends when the receiver is dropped.

@@ -671,12 +671,25 @@ macro_rules! sql_backend {
                     .map_err(db_error)
             }
 
-            async fn key_digests(&self) -> Result<Vec<KeyDigest>> {
-                let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT digest FROM api_keys")
-                    .fetch_all(self.reader())
-                    .await
-                    .map_err(db_error)?;
-                super::digests(rows)
+            async fn key_digests(
+                &self,
+                after: i64,
+                limit: u32,
+            ) -> Result<(Vec<KeyDigest>, Option<i64>)> {
+                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                    "SELECT seq, digest FROM api_keys WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await
+                .map_err(db_error)?;
+                let next = match rows.last() {
+                    Some((seq, _)) if rows.len() == limit as usize => Some(*seq),
+                    _ => None,
+                };
+                let digests = super::digests(rows.into_iter().map(|(_, d)| d).collect())?;
+                Ok((digests, next))
             }
 
             fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<Change>> {

@@ -26,6 +26,15 @@ both_backends!(
 /// configured budget of store look-ups per second; keys that exist keep exact answers.
 async fn distinct_unknown_keys_cost_bounded_store_work(backend: Backend) {
     let server = TestServer::start_with(backend, |c| c.unknown_key_lookups_per_second = 5).await;
+    // The known set loads while the server answers; until then every key is looked up.
+    eventually(Duration::from_secs(10), "the known set loaded", || async {
+        server
+            .metrics()
+            .await
+            .contains("keyward_known_keys_loaded 1")
+            .then_some(())
+    })
+    .await;
     let (real, _) = server.create(key_request("acme", &["videos:read"])).await;
     let unknown: Vec<String> = (0..3000)
         .map(|_| {
