@@ -2,10 +2,11 @@
 """Writes an import file of N keys issued "elsewhere" (foreign prefix sk_live_), for
 `keyward keys import` and the scale benchmark (docs/benchmarks.md).
 
-    python3 benches/import_file.py N OUT.jsonl [--per-account 50] [--big M] [--secrets FILE K]
+    python3 benches/import_file.py N OUT.jsonl [--per-account 50] [--account NAME:COUNT]...
+        [--secrets FILE K]
 
-The first M keys (--big) belong to one account `big`; the rest to accounts of --per-account
-keys each (`acct_0`, `acct_1`, …). --secrets keeps the raw text of K keys spread over the file
+The first keys fill the --account accounts in order (COUNT keys each); the rest belong to
+accounts of --per-account keys each (`acct_0`, `acct_1`, …). --secrets keeps the raw text of K keys spread over the file
 (one per line) so a benchmark can verify them; every other raw key is thrown away.
 A server reading these keys needs `foreign_key_prefixes = ["sk_live_"]`.
 """
@@ -24,9 +25,13 @@ def main() -> None:
     parser.add_argument("n", type=int)
     parser.add_argument("out")
     parser.add_argument("--per-account", type=int, default=50)
-    parser.add_argument("--big", type=int, default=0)
+    parser.add_argument("--account", action="append", default=[])
     parser.add_argument("--secrets", nargs=2, metavar=("FILE", "K"))
     args = parser.parse_args()
+    named = []
+    for spec in args.account:
+        name, count = spec.rsplit(":", 1)
+        named.append((name, int(count)))
     keep_every = 0
     kept = []
     if args.secrets:
@@ -39,10 +44,14 @@ def main() -> None:
             raw = f"sk_live_{stem}{i:010d}"
             if keep_every and i % keep_every == 0:
                 kept.append(raw)
-            if i < args.big:
-                account = "big"
-            else:
-                account = f"acct_{(i - args.big) // args.per_account}"
+            account, first = None, 0
+            for name, count in named:
+                if i < first + count:
+                    account = name
+                    break
+                first += count
+            if account is None:
+                account = f"acct_{(i - first) // args.per_account}"
             out.write(
                 json.dumps(
                     {

@@ -373,7 +373,13 @@ async fn bootstrap(app: &App, config: &Config) -> Result<(), String> {
         tracing::info!("bootstrap is off: an empty store gets no root key");
         return Ok(());
     }
-    if !app.service().cache().known().is_empty() {
+    let (any, _) = app
+        .service()
+        .store()
+        .key_digests(0, 1)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !any.is_empty() {
         return Ok(()); // the store holds keys: nothing to bootstrap
     }
     let path = &config.root_key_file;
