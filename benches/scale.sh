@@ -60,6 +60,7 @@ for SIZE in $SIZES; do
     IMPORT=$("$BIN" keys import "$WORK/keys.jsonl" --restart --output json \
       --server "http://127.0.0.1:$GRPC")
     RATE=$(python3 -c 'import json,sys; print(round(json.load(sys.stdin)["records_per_second"]))' <<<"$IMPORT")
+    echo "size $SIZE run $RUN: imported at $RATE keys/s" >&2
     stop_server
     $PSQL -c "CHECKPOINT" postgres
     # A restart: time to the first answered Verify of a stored key, and to a complete set.
@@ -70,6 +71,7 @@ for SIZE in $SIZES; do
     until_ok "the known set" sh -c "curl -sf 127.0.0.1:$HTTP/metrics | grep -q '^keyward_known_keys_loaded 1'"
     LOADED_MS=$(( $(now_ms) - T0 ))
     RSS_MB=$(( $(awk '/VmRSS/ {print $2}' "/proc/$KEYWARD_PID/status") / 1024 ))
+    echo "size $SIZE run $RUN: first Verify after $START_MS ms, set loaded after $LOADED_MS ms, RSS $RSS_MB MB" >&2
     MISS=$(python3 benches/miss_latency.py "127.0.0.1:$HTTP" "$WORK/miss.keys" 1000 4)
     MISS_P99=$(sed 's/.*p99_ms \([0-9.]*\).*/\1/' <<<"$MISS")
     # 20 pages of 100 of the big account, each timed; the median.
@@ -81,6 +83,7 @@ for SIZE in $SIZES; do
       TOKEN=$(head -1 <<<"$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("nextPageToken",""))')
     done
     PAGE_MS=$(printf '%s\n' "${PAGES[@]}" | python3 -c 'import sys,statistics; print(round(statistics.median(float(l)*1000 for l in sys.stdin), 2))')
+    echo "size $SIZE run $RUN: $MISS; page $PAGE_MS ms" >&2
     T0=$(now_ms)
     "$BIN" accounts offboard off --output json --server "http://127.0.0.1:$GRPC" >/dev/null
     REVOKE_MS=$(( $(now_ms) - T0 ))

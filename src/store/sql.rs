@@ -83,19 +83,27 @@ macro_rules! sql_backend {
                     query.push_bind(now.micros());
                     query.push(", updated_at = ");
                     query.push_bind(now.micros());
-                    query.push(" WHERE account_id = ");
-                    query.push_bind(account_id.as_str());
-                    query.push(" AND id IN (");
+                    // By id alone, so the id index is the only plan: with the account in the
+                    // condition, PostgreSQL's generic plan walked the account's index and
+                    // filtered every row by the 1,000 ids (seconds a statement for an account
+                    // of 100,000 keys). The account is checked on the rows written instead.
+                    query.push(" WHERE id IN (");
                     let mut list = query.separated(", ");
                     for id in chunk {
                         list.push_bind(id.as_str());
                     }
-                    query.push(")");
-                    query
-                        .build()
-                        .execute(&mut *self.tx)
+                    query.push(") RETURNING account_id");
+                    let accounts: Vec<String> = query
+                        .build_query_scalar()
+                        .fetch_all(&mut *self.tx)
                         .await
                         .map_err(db_error)?;
+                    if accounts.iter().any(|a| a != account_id.as_str()) {
+                        // Rolled back when the transaction is dropped.
+                        return Err(Error::internal(
+                            "revoke_account_keys was given a key of another account",
+                        ));
+                    }
                 }
                 self.store
                     .changed(&mut self.tx, &Change::Account(account_id.clone()))

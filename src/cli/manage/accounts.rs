@@ -16,7 +16,7 @@ pub async fn accounts(command: AccountsCommand) -> Result<(), Failure> {
         AccountsCommand::Offboard { .. } => {
             let keys = c
                 .manage
-                .revoke_account_keys(c.request(proto::RevokeAccountKeysRequest {
+                .revoke_account_keys(c.long_request(proto::RevokeAccountKeysRequest {
                     account_id: account.clone(),
                 }))
                 .await?

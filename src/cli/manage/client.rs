@@ -43,6 +43,12 @@ impl From<tonic::Status> for Failure {
     }
 }
 
+/// How long an ordinary call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a bulk call may take.
+const LONG_CALL_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// The largest answer the CLI reads (an offboarding of 1,000,000 keys is ≈ 150 MB).
 const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 
@@ -65,7 +71,6 @@ impl Client {
             None => tonic::transport::Endpoint::from_shared(args.server.clone())
                 .map_err(|e| Failure::Usage(format!("bad server address {}: {e}", args.server)))?
                 .connect_timeout(Duration::from_secs(5))
-                .timeout(Duration::from_secs(30))
                 .connect()
                 .await
                 .map_err(|e| Failure::Failed(format!("cannot reach {}: {e}", args.server)))?,
@@ -79,8 +84,18 @@ impl Client {
         })
     }
 
+    /// A call that must be answered within 30 seconds (the server ends it then: gRPC's
+    /// `grpc-timeout`).
     pub(super) fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = self.long_request(message);
+        request.set_timeout(CALL_TIMEOUT);
+        request
+    }
+
+    /// A call that may take minutes (offboarding an account of 100,000 keys): an hour.
+    pub(super) fn long_request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
+        request.set_timeout(LONG_CALL_TIMEOUT);
         if let Ok(value) = format!("Bearer {}", self.key).parse() {
             request.metadata_mut().insert("authorization", value);
         }
