@@ -404,11 +404,7 @@ async fn an_import_reaches_the_other_replica_in_a_few_notifications() {
     for raw in [&raws[0], &raws[1999]] {
         assert_eq!(code(&b.verify(raw, &[]).await), VerifyCode::NotFound);
     }
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let mut feed = sqlx::postgres::PgListener::connect_with(&pool)
-        .await
-        .unwrap();
-    feed.listen("keyward_changes").await.unwrap();
+    let mut feed = crate::pg::ChangeFeed::listen(&url).await;
     let mut manage = a.manage().await;
     for chunk in raws.chunks(1000) {
         let results = manage
@@ -425,19 +421,7 @@ async fn an_import_reaches_the_other_replica_in_a_few_notifications() {
                 .all(|r| outcome(r) == ImportOutcome::Imported)
         );
     }
-    // Notifications arrive in commit order: everything before this marker is the imports'.
-    sqlx::query("SELECT pg_notify('keyward_changes', 'end-of-test')")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let mut carried = Vec::new();
-    loop {
-        let n = feed.recv().await.unwrap();
-        if n.payload() == "end-of-test" {
-            break;
-        }
-        carried.push(n.payload().to_owned());
-    }
+    let carried = feed.drain().await;
     // 1000 keys a call, at most 700 a notification: two a call.
     assert_eq!(carried.len(), 4, "{} notifications", carried.len());
     assert!(carried.iter().all(|p| p.contains(" n:")), "{carried:?}");

@@ -156,11 +156,7 @@ async fn offboarding_reaches_the_other_replica() {
         );
     }
     // What the change feed carries for the whole offboarding.
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let mut feed = sqlx::postgres::PgListener::connect_with(&pool)
-        .await
-        .unwrap();
-    feed.listen("keyward_changes").await.unwrap();
+    let mut feed = crate::pg::ChangeFeed::listen(&url).await;
     a.manage()
         .await
         .revoke_account_keys(a.root(proto::RevokeAccountKeysRequest {
@@ -168,19 +164,7 @@ async fn offboarding_reaches_the_other_replica() {
         }))
         .await
         .unwrap();
-    // Notifications arrive in commit order: everything before this marker is the offboarding's.
-    sqlx::query("SELECT pg_notify('keyward_changes', 'end-of-test')")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let mut carried = Vec::new();
-    loop {
-        let n = feed.recv().await.unwrap();
-        if n.payload() == "end-of-test" {
-            break;
-        }
-        carried.push(n.payload().to_owned());
-    }
+    let carried = feed.drain().await;
     assert_eq!(
         carried.len(),
         1,

@@ -264,3 +264,38 @@ fn run(command: &mut Command) -> Result<(), String> {
         ))
     }
 }
+
+/// PostgreSQL's change feed (`keyward_changes`) of one database, as a test reads it.
+pub struct ChangeFeed {
+    pool: sqlx::PgPool,
+    listener: sqlx::postgres::PgListener,
+}
+
+impl ChangeFeed {
+    /// Starts listening; every notification sent from now on is read by [`Self::drain`].
+    pub async fn listen(url: &str) -> ChangeFeed {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+            .await
+            .unwrap();
+        listener.listen("keyward_changes").await.unwrap();
+        ChangeFeed { pool, listener }
+    }
+
+    /// The payloads sent since listening (or the last drain). Notifications arrive in commit
+    /// order, so a marker sent now comes after every one of them.
+    pub async fn drain(&mut self) -> Vec<String> {
+        sqlx::query("SELECT pg_notify('keyward_changes', 'end-of-test')")
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        let mut carried = Vec::new();
+        loop {
+            let n = self.listener.recv().await.unwrap();
+            if n.payload() == "end-of-test" {
+                return carried;
+            }
+            carried.push(n.payload().to_owned());
+        }
+    }
+}
