@@ -13,7 +13,7 @@ WORK=$(mktemp -d)
 cleanup() {
   [ -n "${KEYWARD_PID:-}" ] && kill "$KEYWARD_PID" 2>/dev/null || true
   [ -n "${NGINX_PID:-}" ] && kill "$NGINX_PID" 2>/dev/null || true
-  for pid in ${EXTRA_PIDS:-}; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${REPLICA_PIDS:-} ${EXTRA_PIDS:-}; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$WORK"
 }

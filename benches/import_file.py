@@ -3,11 +3,12 @@
 `keyward keys import` and the scale benchmark (docs/benchmarks.md).
 
     python3 benches/import_file.py N OUT.jsonl [--per-account 50] [--account NAME:COUNT]...
-        [--secrets FILE K]
+        [--secrets FILE K] [--secrets-of ACCOUNT FILE K]
 
 The first keys fill the --account accounts in order (COUNT keys each); the rest belong to
 accounts of --per-account keys each (`acct_0`, `acct_1`, …). --secrets keeps the raw text of K keys spread over the file
-(one per line) so a benchmark can verify them; every other raw key is thrown away.
+(one per line) so a benchmark can verify them; --secrets-of keeps the first K of one account's
+keys the same way; every other raw key is thrown away.
 A server reading these keys needs `foreign_key_prefixes = ["sk_live_"]`.
 """
 
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--per-account", type=int, default=50)
     parser.add_argument("--account", action="append", default=[])
     parser.add_argument("--secrets", nargs=2, metavar=("FILE", "K"))
+    parser.add_argument("--secrets-of", nargs=3, metavar=("ACCOUNT", "FILE", "K"))
     args = parser.parse_args()
     named = []
     for spec in args.account:
@@ -34,6 +36,10 @@ def main() -> None:
         named.append((name, int(count)))
     keep_every = 0
     kept = []
+    kept_of: list[str] = []
+    of_account, of_count = None, 0
+    if args.secrets_of:
+        of_account, of_count = args.secrets_of[0], int(args.secrets_of[2])
     if args.secrets:
         keep_every = max(1, args.n // int(args.secrets[1]))
     # A random stem per file and a counter make every key distinct and cheap to make; the
@@ -52,6 +58,8 @@ def main() -> None:
                 first += count
             if account is None:
                 account = f"acct_{(i - first) // args.per_account}"
+            if account == of_account and len(kept_of) < of_count:
+                kept_of.append(raw)
             out.write(
                 json.dumps(
                     {
@@ -69,6 +77,9 @@ def main() -> None:
     if args.secrets:
         with open(args.secrets[0], "w", encoding="ascii") as out:
             out.write("".join(k + "\n" for k in kept))
+    if args.secrets_of:
+        with open(args.secrets_of[1], "w", encoding="ascii") as out:
+            out.write("".join(k + "\n" for k in kept_of))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,13 @@
 # database filled by `keyward keys import`, then: the import rate; a restart's time to its
 # first answered Verify and to a complete known-digest set; resident memory after it;
 # cache-miss latency (10,000 distinct stored keys once each through /auth at 1,000 a second);
-# a ListKeys page (100 keys, 20 pages deep) of an account holding a tenth of the keys; and
-# offboarding an account holding a hundredth of them. Prints one line a run and the medians.
+# ListKeys pages (100 keys, 20 pages deep) of an account holding a tenth of the keys, alone
+# and while keys are created in that account (200 a second); with REPLICAS servers on the
+# database (5), a revocation through the first seen by the last (`keyward bench --peer`, 200
+# revocations) and offboarding an account holding a hundredth of the keys, with the time
+# until every replica refuses the 20 of its keys each had cached. With CACHED=N, then the
+# server's resident memory with N more keys all cached (`keyward bench --keys N
+# --server-pid`). Prints one line a run and the medians.
 #
 #   bash benches/scale.sh [ROUNDS] [SIZE...]        e.g. bash benches/scale.sh 3 100000 1000000
 #
@@ -24,21 +29,32 @@ $AS "$PGBIN/initdb" -D "$WORK/pg" -U postgres -A trust >/dev/null
 $AS "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -o "-p $PGPORT -k $WORK" -w start >/dev/null
 EXTRA_PIDS=$($AS cat "$WORK/pg/postmaster.pid" | head -1)
 PSQL="psql -q -h $WORK -p $PGPORT -U postgres"
-GRPC=$(free_port)
-HTTP=$(free_port)
+REPLICAS=${REPLICAS:-5}
+CACHED=${CACHED:-0}
+GRPCS=(); HTTPS=()
+for _ in $(seq "$REPLICAS"); do GRPCS+=("$(free_port)"); HTTPS+=("$(free_port)"); done
+GRPC=${GRPCS[0]}
+HTTP=${HTTPS[0]}
 
-start_server() { # DB
-  cat > "$WORK/keyward.toml" <<EOT
+start_server() { # DB [REPLICA]: the first replica's process id in KEYWARD_PID, the others' in REPLICA_PIDS
+  local n=${2:-0}
+  # Limits out of the way: creates go into an account of a tenth of the keys.
+  cat > "$WORK/keyward-$n.toml" <<EOT
 database_url = "postgres://postgres@127.0.0.1:$PGPORT/$1"
 root_key_file = "$WORK/root-$1"
 foreign_key_prefixes = ["sk_live_"]
-listen = "127.0.0.1:$GRPC"
-http_listen = "127.0.0.1:$HTTP"
+listen = "127.0.0.1:${GRPCS[$n]}"
+http_listen = "127.0.0.1:${HTTPS[$n]}"
+max_active_keys = 4000000000
 EOT
-  "$BIN" serve --config "$WORK/keyward.toml" >>"$WORK/keyward.log" 2>&1 &
-  KEYWARD_PID=$!
+  "$BIN" serve --config "$WORK/keyward-$n.toml" >>"$WORK/keyward-$n.log" 2>&1 &
+  if [ "$n" = 0 ]; then KEYWARD_PID=$!; else REPLICA_PIDS="${REPLICA_PIDS:-} $!"; fi
 }
-stop_server() { kill "$KEYWARD_PID"; wait "$KEYWARD_PID" 2>/dev/null || true; KEYWARD_PID=; }
+stop_server() {
+  kill "$KEYWARD_PID" ${REPLICA_PIDS:-}
+  wait "$KEYWARD_PID" ${REPLICA_PIDS:-} 2>/dev/null || true
+  KEYWARD_PID=; REPLICA_PIDS=
+}
 now_ms() { date +%s%3N; }
 until_ok() { # what, command...
   local what=$1; shift
@@ -49,7 +65,7 @@ until_ok() { # what, command...
 for SIZE in $SIZES; do
   BIG=$((SIZE / 10)); OFF=$((SIZE / 100))
   python3 benches/import_file.py "$SIZE" "$WORK/keys.jsonl" --account "big:$BIG" \
-    --account "off:$OFF" --secrets "$WORK/miss.keys" 10000
+    --account "off:$OFF" --secrets "$WORK/miss.keys" 10000 --secrets-of off "$WORK/off.keys" 20
   FIRST=$(head -1 "$WORK/miss.keys")
   for RUN in $(seq "$ROUNDS"); do
     DB=scale_${SIZE}_$RUN
@@ -74,22 +90,37 @@ for SIZE in $SIZES; do
     echo "size $SIZE run $RUN: first Verify after $START_MS ms, set loaded after $LOADED_MS ms, RSS $RSS_MB MB" >&2
     MISS=$(python3 benches/miss_latency.py "127.0.0.1:$HTTP" "$WORK/miss.keys" 1000 4)
     MISS_P99=$(sed 's/.*p99_ms \([0-9.]*\).*/\1/' <<<"$MISS")
-    # 20 pages of 100 of the big account, each timed; the median.
-    TOKEN=""; PAGES=()
-    for _ in $(seq 20); do
-      OUT=$(curl -s -w '\n%{time_total}' -H "Authorization: Bearer $KEYWARD_KEY" \
-        "127.0.0.1:$HTTP/v1/api-keys?accountId=big&pageSize=100&pageToken=$TOKEN")
-      PAGES+=("$(tail -1 <<<"$OUT")")
-      TOKEN=$(head -1 <<<"$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("nextPageToken",""))')
+    PAGES=$(python3 benches/list_pages.py "127.0.0.1:$HTTP" "$KEYWARD_KEY" big 20 200)
+    field() { sed -E "s/(^|.* )$1 ([0-9.]+).*/\2/" <<<"$2"; }
+    echo "size $SIZE run $RUN: $MISS; $PAGES" >&2
+    # The other replicas, each with its known set loaded.
+    for n in $(seq 1 $((REPLICAS - 1))); do start_server "$DB" "$n"; done
+    for n in $(seq 1 $((REPLICAS - 1))); do
+      until_ok "replica $n" sh -c "curl -sf 127.0.0.1:${HTTPS[$n]}/metrics | grep -q '^keyward_known_keys_loaded 1'"
     done
-    PAGE_MS=$(printf '%s\n' "${PAGES[@]}" | python3 -c 'import sys,statistics; print(round(statistics.median(float(l)*1000 for l in sys.stdin), 2))')
-    echo "size $SIZE run $RUN: $MISS; page $PAGE_MS ms" >&2
-    T0=$(now_ms)
-    "$BIN" accounts offboard off --output json --server "http://127.0.0.1:$GRPC" >/dev/null
-    REVOKE_MS=$(( $(now_ms) - T0 ))
+    PEER=$("$BIN" bench --addr "http://127.0.0.1:$GRPC" --peer "http://127.0.0.1:${GRPCS[$((REPLICAS - 1))]}" \
+      --rounds 200 --root-key "$KEYWARD_KEY")
+    PEER_P99=$(sed 's/.*p99 \([0-9.]*\) ms.*/\1/' <<<"$PEER")
+    echo "size $SIZE run $RUN: $PEER" >&2
+    ADDRS=$(printf '127.0.0.1:%s,' "${HTTPS[@]}")
+    OFFBOARD=$(python3 benches/offboard_seen.py "${ADDRS%,}" "$WORK/off.keys" -- \
+      "$BIN" accounts offboard off --output json --server "http://127.0.0.1:$GRPC")
+    echo "size $SIZE run $RUN: $OFFBOARD" >&2
+    CACHED_MB=0
+    if [ "$CACHED" != 0 ]; then
+      MEM=$("$BIN" bench --addr "http://127.0.0.1:$GRPC" --root-key "$KEYWARD_KEY" --keys "$CACHED" \
+        --server-pid "$KEYWARD_PID" --duration 1s 2>&1 | grep -i "resident" | tail -1)
+      echo "size $SIZE run $RUN: $MEM" >&2
+      CACHED_MB=$(sed 's/.*, \([0-9.]*\) MB with all cached.*/\1/' <<<"$MEM")
+    fi
     stop_server
     $PSQL -c "DROP DATABASE $DB" postgres
-    echo "size $SIZE run $RUN import_keys_per_s $RATE start_ms $START_MS loaded_ms $LOADED_MS rss_mb $RSS_MB miss_p99_ms $MISS_P99 page_ms $PAGE_MS offboard_${OFF}_ms $REVOKE_MS | $MISS" | tee -a "$WORK/runs.txt"
+    echo "size $SIZE run $RUN import_keys_per_s $RATE start_ms $START_MS loaded_ms $LOADED_MS rss_mb $RSS_MB" \
+      "miss_p99_ms $MISS_P99 page_ms $(field page_ms "$PAGES") page_max_ms $(field page_max_ms "$PAGES")" \
+      "creating_page_ms $(field creating_page_ms "$PAGES") creating_page_max_ms $(field creating_page_max_ms "$PAGES")" \
+      "revocation_seen_p99_ms $PEER_P99 offboard_${OFF}_ms $(field offboard_ms "$OFFBOARD")" \
+      "offboard_refused_after_ms $(field all_refused_after_ms "$OFFBOARD") cached_${CACHED}_rss_mb $CACHED_MB" \
+      "| $MISS | $PAGES | $OFFBOARD" | tee -a "$WORK/runs.txt"
   done
 done
 python3 - "$WORK/runs.txt" <<'PY'

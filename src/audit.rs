@@ -22,6 +22,10 @@ pub enum Action {
     KeyRotated,
     /// An account's policy was updated.
     AccountUpdated,
+    /// Keys were imported: one event per `ImportKeys` call and account, naming every key it
+    /// stored (`key_ids`); each key's fields at creation are its row's, before the updates
+    /// its own later events record.
+    KeysImported,
 }
 
 impl Action {
@@ -33,6 +37,7 @@ impl Action {
             Action::KeyRevoked => "key_revoked",
             Action::KeyRotated => "key_rotated",
             Action::AccountUpdated => "account_updated",
+            Action::KeysImported => "keys_imported",
         }
     }
 
@@ -44,6 +49,7 @@ impl Action {
             Action::KeyRevoked,
             Action::KeyRotated,
             Action::AccountUpdated,
+            Action::KeysImported,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)
@@ -134,6 +140,35 @@ impl AuditEvent {
             action: Action::AccountUpdated,
             target_key_id: None,
             changes,
+        }
+    }
+}
+
+impl AuditEvent {
+    /// The event of one import call for one account: how many keys it stored and their ids,
+    /// oldest first as stored.
+    pub fn for_import(
+        actor: Option<&str>,
+        account_id: &AccountId,
+        key_ids: &[&KeyId],
+        time: Timestamp,
+    ) -> Self {
+        let change = |field: &str, new_value| FieldChange {
+            field: field.to_owned(),
+            old_value: String::new(),
+            new_value,
+        };
+        AuditEvent {
+            id: new_id("evt"),
+            time,
+            actor_key_id: actor.map(|a| KeyId::trusted(a.to_owned())),
+            account_id: account_id.clone(),
+            action: Action::KeysImported,
+            target_key_id: None,
+            changes: vec![
+                change("count", key_ids.len().to_string()),
+                change("key_ids", json(&key_ids)),
+            ],
         }
     }
 }

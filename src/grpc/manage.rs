@@ -488,6 +488,7 @@ fn event(e: &AuditEvent) -> proto::AuditEvent {
             Action::KeyRevoked => P::KeyRevoked,
             Action::KeyRotated => P::KeyRotated,
             Action::AccountUpdated => P::AccountUpdated,
+            Action::KeysImported => P::KeysImported,
         }
         .into(),
         target_key_id: e.target_key_id.as_deref().unwrap_or_default().to_owned(),

@@ -12,7 +12,7 @@ mod url;
 
 pub use url::DatabaseUrl;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -337,18 +337,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         } else {
             tx.key_ids_by_digest(&others).await?.into_iter().collect()
         };
-        let events: Vec<AuditEvent> = keys
-            .iter()
-            .filter(|key| stored.contains(&key.digest))
-            .map(|key| {
-                let mut event = AuditEvent::for_key(Action::KeyCreated, actor, None, &key.key, now);
-                event.changes.push(crate::audit::FieldChange {
-                    field: "origin".into(),
-                    old_value: String::new(),
-                    new_value: "import".into(),
-                });
-                event
-            })
+        // One event per account, naming the keys stored (docs/keys.md, "Audit log").
+        let mut by_account: BTreeMap<&AccountId, Vec<&KeyId>> = BTreeMap::new();
+        for key in keys.iter().filter(|key| stored.contains(&key.digest)) {
+            by_account
+                .entry(&key.key.account_id)
+                .or_default()
+                .push(&key.key.id);
+        }
+        let events: Vec<AuditEvent> = by_account
+            .into_iter()
+            .map(|(account, ids)| AuditEvent::for_import(actor, account, &ids, now))
             .collect();
         tx.audit_many(&events).await?;
         tx.commit().await?;

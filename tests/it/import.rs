@@ -169,22 +169,34 @@ async fn imported_keys_verify_rotate_and_revoke(backend: Backend) {
     // Revocation.
     let second_id = results[4].key_id.clone();
     manage
-        .revoke_key(server.root(proto::RevokeKeyRequest { id: second_id }))
+        .revoke_key(server.root(proto::RevokeKeyRequest {
+            id: second_id.clone(),
+        }))
         .await
         .unwrap();
     assert_eq!(code(&server.verify(second, &[]).await), VerifyCode::Revoked);
 
-    // Audited as imports; root only; bounded.
+    // Audited: one event for the call that stored them, naming both keys (the idempotent
+    // call stored none and wrote none); root only; bounded.
     let events = server.audit_events("acme").await;
-    let imports = events
+    let imports: Vec<_> = events
         .iter()
-        .filter(|e| {
-            e.changes
-                .iter()
-                .any(|c| c.field == "origin" && c.new_value == "import")
-        })
-        .count();
-    assert_eq!(imports, 2);
+        .filter(|e| e.action == proto::AuditAction::KeysImported as i32)
+        .collect();
+    assert_eq!(imports.len(), 1, "{events:?}");
+    let change = |field: &str| {
+        imports[0]
+            .changes
+            .iter()
+            .find(|c| c.field == field)
+            .map(|c| c.new_value.clone())
+    };
+    assert_eq!(change("count").as_deref(), Some("2"));
+    assert_eq!(
+        change("key_ids"),
+        Some(serde_json::json!([first_id, second_id]).to_string())
+    );
+    assert!(imports[0].target_key_id.is_empty());
     let (writer, _) = server.create(key_request("globex", &["keys:write"])).await;
     let status = manage
         .import_keys(as_key(
@@ -354,8 +366,9 @@ async fn overlapping_imports_running_together_store_each_key_once(backend: Backe
             VerifyCode::Valid
         );
     }
-    // Each stored key has its audit event, written with it.
+    // Each stored key is named by the import event of the call that stored it, once.
     let mut manage = server.manage().await;
+    let mut audited = std::collections::HashSet::new();
     let mut events = 0;
     for account in 0..7 {
         let mut token = String::new();
@@ -369,18 +382,35 @@ async fn overlapping_imports_running_together_store_each_key_once(backend: Backe
                 .await
                 .unwrap()
                 .into_inner();
-            events += page
+            for event in page
                 .events
                 .iter()
-                .filter(|e| e.action == proto::AuditAction::KeyCreated as i32)
-                .count();
+                .filter(|e| e.action == proto::AuditAction::KeysImported as i32)
+            {
+                events += 1;
+                let ids = event.changes.iter().find(|c| c.field == "key_ids").unwrap();
+                let ids: Vec<String> = serde_json::from_str(&ids.new_value).unwrap();
+                for id in ids {
+                    assert!(audited.insert(id), "each key audited once");
+                }
+            }
             if page.next_page_token.is_empty() {
                 break;
             }
             token = page.next_page_token;
         }
     }
-    assert_eq!(events, 607, "one creation event a stored key");
+    let stored: std::collections::HashSet<String> = left
+        .iter()
+        .chain(&right)
+        .map(|r| r.key_id.clone())
+        .chain(seed.iter().map(|r| r.key_id.clone()))
+        .collect();
+    assert_eq!(audited.len(), 607);
+    assert_eq!(audited, stored, "every stored key audited");
+    // One event per call and account: the seed's 7, and each racing call's accounts that it
+    // stored keys of (at most 7 each).
+    assert!((8..=21).contains(&events), "{events} events");
     server.stop().await;
 }
 

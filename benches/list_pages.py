@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""ListKeys pages of one account through the HTTP API: PAGES pages of 100 (following the page
+tokens from the first), each timed; then the same walk over and over for 5 seconds while other
+threads create keys in that account at CREATES a second. Prints the median and max page time of
+each pass and the keys created (milliseconds; client-measured, so Python's own time is
+included).
+
+    python3 benches/list_pages.py HOST:PORT ROOT_KEY ACCOUNT [PAGES] [CREATES]
+"""
+
+import http.client
+import json
+import statistics
+import sys
+import threading
+import time
+
+
+def pages(addr: str, key: str, account: str, count: int) -> list[float]:
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port))
+    token, took = "", []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        conn.request(
+            "GET",
+            f"/v1/api-keys?accountId={account}&pageSize=100&pageToken={token}",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        response = conn.getresponse()
+        body = response.read()
+        took.append((time.perf_counter() - t0) * 1000)
+        if response.status != 200:
+            sys.exit(f"ListKeys answered {response.status}")
+        token = json.loads(body).get("nextPageToken", "")
+        if not token:
+            break
+    return took
+
+
+def main() -> None:
+    addr, key, account = sys.argv[1], sys.argv[2], sys.argv[3]
+    count = int(sys.argv[4]) if len(sys.argv) > 4 else 20
+    rate = float(sys.argv[5]) if len(sys.argv) > 5 else 200.0
+    quiet = pages(addr, key, account, count)
+    stop = threading.Event()
+    created = [0]
+    errors: list[str] = []
+    lock = threading.Lock()
+    threads = 4
+
+    def creator(n: int) -> None:
+        host, port = addr.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port))
+        start, i = time.perf_counter(), 0
+        while not stop.is_set():
+            pause = start + (i * threads + n) / rate - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            body = json.dumps(
+                {"accountId": account, "name": "created meanwhile", "scopes": ["videos:read"]}
+            )
+            conn.request(
+                "POST",
+                "/v1/api-keys",
+                body=body,
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            )
+            response = conn.getresponse()
+            response.read()
+            if response.status != 201:
+                errors.append(f"create answered {response.status}")
+                return
+            with lock:
+                created[0] += 1
+            i += 1
+
+    pool = [threading.Thread(target=creator, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    while created[0] < 10 and not errors:  # the creates are under way before the first page
+        time.sleep(0.01)
+    busy: list[float] = []
+    until = time.perf_counter() + 5
+    while time.perf_counter() < until and not errors:
+        busy += pages(addr, key, account, count)
+    stop.set()
+    for t in pool:
+        t.join()
+    if errors:
+        sys.exit(errors[0])
+    print(
+        f"page_ms {statistics.median(quiet):.2f} page_max_ms {max(quiet):.2f} "
+        f"creating_page_ms {statistics.median(busy):.2f} creating_page_max_ms {max(busy):.2f} "
+        f"creating_pages {len(busy)} created {created[0]}"
+    )
+
+
+if __name__ == "__main__":
+    main()
