@@ -61,6 +61,10 @@ pub const MAX_MASK_PATHS: usize = 16;
 /// Most items on one page of a list (a larger page size is clamped to it).
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
+/// Most bytes of recorded changes on one page of audit events: a page ends early rather than
+/// exceed it (an import's event names up to 1000 keys), always holding at least one event.
+pub const MAX_AUDIT_PAGE_BYTES: usize = 1 << 20;
+
 /// Items on a page when the caller names no page size.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 

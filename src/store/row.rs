@@ -524,9 +524,19 @@ pub(crate) struct EventRow {
 
 /// A page of audit events, newest first, from up to `page_size + 1` rows.
 pub(crate) fn into_event_page(rows: Vec<EventRow>, page_size: u32) -> Result<Page<AuditEvent>> {
+    // The page ends early where its changes would pass the byte budget.
+    let mut spent = 0;
+    let fit = rows
+        .iter()
+        .take_while(|r| {
+            spent += r.changes.len();
+            spent <= crate::limits::MAX_AUDIT_PAGE_BYTES
+        })
+        .count()
+        .max(1);
     paginate(
         rows,
-        page_size,
+        page_size.min(u32::try_from(fit).unwrap_or(u32::MAX)),
         |r| r.seq,
         |r| {
             Ok(AuditEvent {
@@ -612,5 +622,56 @@ impl TryFrom<PortalRow> for crate::portal::PortalSession {
             expires_at: Timestamp::from_micros(r.expires_at),
             revoked_at: r.revoked_at.map(Timestamp::from_micros),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event whose recorded changes take `changes_bytes` bytes.
+    fn event(seq: i64, changes_bytes: usize) -> EventRow {
+        let empty = r#"[{"field":"key_ids","old_value":"","new_value":""}]"#.len();
+        let value = "k".repeat(changes_bytes - empty);
+        EventRow {
+            seq,
+            id: format!("evt_{seq}"),
+            time: 0,
+            actor_key_id: None,
+            account_id: AccountId::trusted("acme".into()),
+            action: "keys_imported".into(),
+            target_key_id: None,
+            changes: format!(r#"[{{"field":"key_ids","old_value":"","new_value":"{value}"}}]"#),
+        }
+    }
+
+    #[test]
+    fn an_audit_page_ends_where_its_changes_pass_the_byte_budget() {
+        let quarter = crate::limits::MAX_AUDIT_PAGE_BYTES / 4;
+        // Ten events of a quarter of the budget each, newest first: four fit.
+        let rows: Vec<EventRow> = (0..10).map(|i| event(100 - i, quarter)).collect();
+        let page = into_event_page(rows, 50).unwrap();
+        let ids: Vec<&str> = page.items.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["evt_100", "evt_99", "evt_98", "evt_97"]);
+        assert_eq!(
+            page.next,
+            Some(97),
+            "the next page starts after the last shown"
+        );
+        // One event larger than the budget is still shown, alone.
+        let rows = vec![
+            event(5, 2 * crate::limits::MAX_AUDIT_PAGE_BYTES),
+            event(4, 100),
+        ];
+        let page = into_event_page(rows, 50).unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.next, Some(5));
+        // Small events: the page size decides.
+        let rows: Vec<EventRow> = (0..3).map(|i| event(10 - i, 100)).collect();
+        let page = into_event_page(rows, 2).unwrap();
+        assert_eq!(page.items.len(), 2);
+        assert_eq!(page.next, Some(9));
+        let rows: Vec<EventRow> = (0..2).map(|i| event(10 - i, 100)).collect();
+        assert_eq!(into_event_page(rows, 2).unwrap().next, None);
     }
 }
