@@ -7,9 +7,9 @@
 # and while keys are created in that account (200 a second); with REPLICAS servers on the
 # database (5), a revocation through the first seen by the last (`keyward bench --peer`, 200
 # revocations) and offboarding an account holding a hundredth of the keys, with the time
-# until every replica refuses the 20 of its keys each had cached. With CACHED=N, then the
-# server's resident memory with N more keys all cached (`keyward bench --keys N
-# --server-pid`). Prints one line a run and the medians.
+# until every replica refuses the 20 of its keys each had cached. With CACHED=N, in the last
+# round, then the server's resident memory with N more keys all cached (`keyward bench --keys
+# N --server-pid`). Prints one line a run and the medians.
 #
 #   bash benches/scale.sh [ROUNDS] [SIZE...]        e.g. bash benches/scale.sh 3 100000 1000000
 #
@@ -107,7 +107,7 @@ for SIZE in $SIZES; do
       "$BIN" accounts offboard off --output json --server "http://127.0.0.1:$GRPC")
     echo "size $SIZE run $RUN: $OFFBOARD" >&2
     CACHED_MB=0
-    if [ "$CACHED" != 0 ]; then
+    if [ "$CACHED" != 0 ] && [ "$RUN" = "$ROUNDS" ]; then
       MEM=$("$BIN" bench --addr "http://127.0.0.1:$GRPC" --root-key "$KEYWARD_KEY" --keys "$CACHED" \
         --server-pid "$KEYWARD_PID" --duration 1s 2>&1 | grep -i "resident" | tail -1)
       echo "size $SIZE run $RUN: $MEM" >&2
