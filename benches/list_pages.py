@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """ListKeys pages of one account through the HTTP API: PAGES pages of 100 (following the page
-tokens from the first), each timed; then the same walk over and over for 5 seconds while other
-threads create keys in that account at CREATES a second. Prints the median and max page time of
-each pass and the keys created (milliseconds; client-measured, so Python's own time is
-included).
+tokens from the first), each timed; then the walk goes on to the pages after them (from the
+start again at the end) for 5 seconds while other threads create keys in that account at up to
+CREATES a second. Prints the median and max page time of each pass, the pages of the second
+and the keys created (milliseconds; client-measured, so Python's own time is included).
 
     python3 benches/list_pages.py HOST:PORT ROOT_KEY ACCOUNT [PAGES] [CREATES]
 """
@@ -16,10 +16,12 @@ import threading
 import time
 
 
-def pages(addr: str, key: str, account: str, count: int) -> list[float]:
+def pages(addr: str, key: str, account: str, count: int, token: str = "") -> tuple[list[float], str]:
+    """COUNT pages from TOKEN on (from the start again at the end): their times, and the token
+    after the last."""
     host, port = addr.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port))
-    token, took = "", []
+    took = []
     for _ in range(count):
         t0 = time.perf_counter()
         conn.request(
@@ -33,16 +35,14 @@ def pages(addr: str, key: str, account: str, count: int) -> list[float]:
         if response.status != 200:
             sys.exit(f"ListKeys answered {response.status}")
         token = json.loads(body).get("nextPageToken", "")
-        if not token:
-            break
-    return took
+    return took, token
 
 
 def main() -> None:
     addr, key, account = sys.argv[1], sys.argv[2], sys.argv[3]
     count = int(sys.argv[4]) if len(sys.argv) > 4 else 20
     rate = float(sys.argv[5]) if len(sys.argv) > 5 else 200.0
-    quiet = pages(addr, key, account, count)
+    quiet, token = pages(addr, key, account, count)
     stop = threading.Event()
     created = [0]
     errors: list[str] = []
@@ -83,7 +83,8 @@ def main() -> None:
     busy: list[float] = []
     until = time.perf_counter() + 5
     while time.perf_counter() < until and not errors:
-        busy += pages(addr, key, account, count)
+        took, token = pages(addr, key, account, count, token)
+        busy += took
     stop.set()
     for t in pool:
         t.join()
