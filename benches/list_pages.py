@@ -33,8 +33,8 @@ def pages(addr: str, key: str, account: str, count: int, token: str = "") -> tup
         body = response.read()
         took.append((time.perf_counter() - t0) * 1000)
         if response.status != 200:
-            sys.exit(f"ListKeys answered {response.status}")
-        token = json.loads(body).get("nextPageToken", "")
+            sys.exit(f"ListKeys answered {response.status} (page {len(took)}, token {token!r}): {body[:300]!r}")
+        token = json.loads(body).get("nextPageToken") or ""
     return took, token
 
 
@@ -75,7 +75,8 @@ def main() -> None:
                 created[0] += 1
             i += 1
 
-    pool = [threading.Thread(target=creator, args=(n,)) for n in range(threads)]
+    # Daemons: a failed page ends the run without waiting for them.
+    pool = [threading.Thread(target=creator, args=(n,), daemon=True) for n in range(threads)]
     for t in pool:
         t.start()
     while created[0] < 10 and not errors:  # the creates are under way before the first page
