@@ -2,6 +2,7 @@
 //! management. Authorization and policy (limits, expiry bounds, no escalation) are decided
 //! here; input shape was checked at the edge.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::Keyward;
@@ -13,6 +14,9 @@ use crate::model::{ApiKey, KeyListQuery, KeyPatch, NewKey, Page};
 use crate::time::Timestamp;
 
 pub use super::auth::ROOT_ACCOUNT;
+
+/// Keys imported through one replica between refreshes of the store's statistics.
+pub const STATISTICS_AFTER_IMPORTED: u64 = 100_000;
 
 use super::grant::{CreateKey, refuse_root_scope};
 
@@ -488,7 +492,31 @@ impl Keyward {
             actor = caller.key_id(),
             "keys imported"
         );
+        self.count_imported(batch.stored.len());
         Ok(results)
+    }
+
+    /// Counts imported keys; after every [`STATISTICS_AFTER_IMPORTED`] of them, refreshes the
+    /// store's statistics in the background (see [`Store::refresh_statistics`]).
+    ///
+    /// [`Store::refresh_statistics`]: crate::store::Store::refresh_statistics
+    fn count_imported(&self, stored: usize) {
+        let stored = u64::try_from(stored).unwrap_or(u64::MAX);
+        let counter = &self.imported_since_statistics;
+        let due = counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                let n = n.saturating_add(stored);
+                Some(if n >= STATISTICS_AFTER_IMPORTED { 0 } else { n })
+            })
+            .is_ok_and(|before| before.saturating_add(stored) >= STATISTICS_AFTER_IMPORTED);
+        if due {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.refresh_statistics().await {
+                    tracing::warn!(error = %e, "refreshing the store's statistics failed");
+                }
+            });
+        }
     }
 
     fn import_one(&self, caller: &Caller, record: ImportRecord, now: Timestamp) -> Result<NewKey> {

@@ -32,7 +32,7 @@ use crate::verify::{self, Code, Decision, Presented, RateBudget, VerifyQuery};
 pub use auth::{Access, CallContext, Caller, PortalAction, PortalGrant};
 pub use grant::{CreateKey, Expiry};
 pub use last_used::LastUsed;
-pub use manage::{ImportRecord, Imported, Leak};
+pub use manage::{ImportRecord, Imported, Leak, STATISTICS_AFTER_IMPORTED};
 pub use portal::{NewPortalSession, PortalLink, PortalSettings};
 pub use usage::UsageCounter;
 
@@ -99,6 +99,8 @@ pub struct Keyward {
     credit_blocks: CreditBlocks,
     /// How portal sessions behave.
     portal: PortalSettings,
+    /// Keys imported through this replica since it last refreshed the store's statistics.
+    imported_since_statistics: AtomicU64,
 }
 
 impl Keyward {
@@ -130,6 +132,7 @@ impl Keyward {
             account_counters: AccountCounters::new(ACCOUNT_COUNTERS),
             credit_blocks: CreditBlocks::new(CREDIT_BLOCKS),
             portal: PortalSettings::default(),
+            imported_since_statistics: AtomicU64::new(0),
         }
     }
 

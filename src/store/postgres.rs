@@ -143,6 +143,8 @@ sql_backend!(
     lock: " FOR UPDATE", // Replicas race, so rows read for change are locked.
     change_feed: true,
     record_last_used: RECORD_LAST_USED,
+    // Fresh statistics after bulk imports (see `Store::refresh_statistics`).
+    refresh_statistics: Some("ANALYZE api_keys"),
 );
 
 /// A connection refused over TLS, with its reason.

@@ -18,7 +18,8 @@ macro_rules! sql_backend {
         migrations: $migrations:literal,
         lock: $lock:expr,
         change_feed: $feed:expr,
-        record_last_used: $record_last_used:expr $(,)?
+        record_last_used: $record_last_used:expr,
+        refresh_statistics: $refresh_statistics:expr $(,)?
     ) => {
         /// A transaction on this backend; dropped without commit, it rolls back.
         pub(crate) struct $tx {
@@ -706,6 +707,17 @@ macro_rules! sql_backend {
 
             fn has_change_feed(&self) -> bool {
                 $feed
+            }
+
+            async fn refresh_statistics(&self) -> Result<()> {
+                let statement: Option<&str> = $refresh_statistics;
+                if let Some(statement) = statement {
+                    sqlx::query(statement)
+                        .execute(self.writer())
+                        .await
+                        .map_err(db_error)?;
+                }
+                Ok(())
             }
 
             async fn close(&self) {

@@ -121,4 +121,6 @@ sql_backend!(
     lock: "", // None needed: writes are serialised by the single writer connection.
     change_feed: false,
     record_last_used: RECORD_LAST_USED,
+    // SQLite's planner takes the account index for an account's keys without statistics.
+    refresh_statistics: None,
 );

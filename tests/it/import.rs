@@ -521,3 +521,51 @@ async fn reversed_overlapping_imports_never_deadlock() {
     }
     server.stop().await;
 }
+
+/// Bulk imports outrun PostgreSQL's own statistics (autovacuum looks once a minute, and on a
+/// large table only after a tenth of it changed), and with stale ones an account's key list is
+/// planned as a scan and sort of all its keys: after every 100,000 imported keys, keyward
+/// refreshes them itself (`ANALYZE api_keys`; not before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_imports_refresh_the_databases_statistics() {
+    let url = crate::pg::fresh_database().await;
+    let mut config = test_config(&url);
+    config.foreign_key_prefixes = vec!["sk_live_".into()];
+    let server = TestServer::start_on(config).await;
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    let analyzed = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'api_keys'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap()
+    };
+    let mut manage = server.manage().await;
+    let per_call = keyward::limits::MAX_IMPORT;
+    let calls = keyward::service::STATISTICS_AFTER_IMPORTED as usize / per_call;
+    for call in 0..calls {
+        if call == calls - 1 {
+            assert_eq!(analyzed().await, 0, "not before the 100,000th key");
+        }
+        let keys = (0..per_call)
+            .map(|i| record(&format!("sk_live_stats{call:04}{i:04}cccccccc"), "big"))
+            .collect();
+        let results = manage
+            .import_keys(server.root(proto::ImportKeysRequest { keys }))
+            .await
+            .unwrap()
+            .into_inner()
+            .results;
+        assert!(
+            results
+                .iter()
+                .all(|r| outcome(r) == ImportOutcome::Imported)
+        );
+    }
+    eventually(Duration::from_secs(30), "ANALYZE api_keys", || async {
+        (analyzed().await == 1).then_some(())
+    })
+    .await;
+    server.stop().await;
+}
