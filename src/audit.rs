@@ -146,7 +146,7 @@ impl AuditEvent {
 
 impl AuditEvent {
     /// The event of one import call for one account: how many keys it stored and their ids,
-    /// oldest first as stored.
+    /// in the call's order.
     pub fn for_import(
         actor: Option<&str>,
         account_id: &AccountId,
