@@ -5,11 +5,12 @@ start again at the end) for 5 seconds while other threads create keys in that ac
 CREATES a second. Prints the median and max page time of each pass, the pages of the second
 and the keys created (milliseconds; client-measured, so Python's own time is included).
 
-    python3 benches/list_pages.py HOST:PORT ROOT_KEY ACCOUNT [PAGES] [CREATES]
+    KEYWARD_KEY=<root key> python3 benches/list_pages.py HOST:PORT ACCOUNT [PAGES] [CREATES]
 """
 
 import http.client
 import json
+import os
 import statistics
 import sys
 import threading
@@ -39,9 +40,11 @@ def pages(addr: str, key: str, account: str, count: int, token: str = "") -> tup
 
 
 def main() -> None:
-    addr, key, account = sys.argv[1], sys.argv[2], sys.argv[3]
-    count = int(sys.argv[4]) if len(sys.argv) > 4 else 20
-    rate = float(sys.argv[5]) if len(sys.argv) > 5 else 200.0
+    # The key from the environment: a command line is visible to every process.
+    key = os.environ["KEYWARD_KEY"]
+    addr, account = sys.argv[1], sys.argv[2]
+    count = int(sys.argv[3]) if len(sys.argv) > 3 else 20
+    rate = float(sys.argv[4]) if len(sys.argv) > 4 else 200.0
     quiet, token = pages(addr, key, account, count)
     stop = threading.Event()
     created = [0]

@@ -72,7 +72,8 @@ for SIZE in $SIZES; do
     $PSQL -c "CREATE DATABASE $DB" postgres
     start_server "$DB"
     until_ok "the server" curl -sf "127.0.0.1:$HTTP/readyz"
-    export KEYWARD_KEY; KEYWARD_KEY=$(cat "$WORK/root-$DB")
+    # Root key in the environment (KEYWARD_ROOT_KEY for `keyward bench`), never on a command line.
+    export KEYWARD_KEY KEYWARD_ROOT_KEY; KEYWARD_KEY=$(cat "$WORK/root-$DB"); KEYWARD_ROOT_KEY=$KEYWARD_KEY
     IMPORT=$("$BIN" keys import "$WORK/keys.jsonl" --restart --output json \
       --server "http://127.0.0.1:$GRPC")
     RATE=$(python3 -c 'import json,sys; print(round(json.load(sys.stdin)["records_per_second"]))' <<<"$IMPORT")
@@ -90,7 +91,7 @@ for SIZE in $SIZES; do
     echo "size $SIZE run $RUN: first Verify after $START_MS ms, set loaded after $LOADED_MS ms, RSS $RSS_MB MB" >&2
     MISS=$(python3 benches/miss_latency.py "127.0.0.1:$HTTP" "$WORK/miss.keys" 1000 4)
     MISS_P99=$(sed 's/.*p99_ms \([0-9.]*\).*/\1/' <<<"$MISS")
-    PAGES=$(python3 benches/list_pages.py "127.0.0.1:$HTTP" "$KEYWARD_KEY" big 20 200)
+    PAGES=$(python3 benches/list_pages.py "127.0.0.1:$HTTP" big 20 200)
     field() { sed -E "s/(^|.* )$1 ([0-9.]+).*/\2/" <<<"$2"; }
     echo "size $SIZE run $RUN: $MISS; $PAGES" >&2
     # The other replicas, each with its known set loaded.
@@ -99,7 +100,7 @@ for SIZE in $SIZES; do
       until_ok "replica $n" sh -c "curl -sf 127.0.0.1:${HTTPS[$n]}/metrics | grep -q '^keyward_known_keys_loaded 1'"
     done
     PEER=$("$BIN" bench --addr "http://127.0.0.1:$GRPC" --peer "http://127.0.0.1:${GRPCS[$((REPLICAS - 1))]}" \
-      --rounds 200 --root-key "$KEYWARD_KEY")
+      --rounds 200)
     PEER_P99=$(sed 's/.*p99 \([0-9.]*\) ms.*/\1/' <<<"$PEER")
     echo "size $SIZE run $RUN: $PEER" >&2
     ADDRS=$(printf '127.0.0.1:%s,' "${HTTPS[@]}")
@@ -108,7 +109,7 @@ for SIZE in $SIZES; do
     echo "size $SIZE run $RUN: $OFFBOARD" >&2
     CACHED_MB=0
     if [ "$CACHED" != 0 ] && [ "$RUN" = "$ROUNDS" ]; then
-      MEM=$("$BIN" bench --addr "http://127.0.0.1:$GRPC" --root-key "$KEYWARD_KEY" --keys "$CACHED" \
+      MEM=$("$BIN" bench --addr "http://127.0.0.1:$GRPC" --keys "$CACHED" \
         --server-pid "$KEYWARD_PID" --duration 1s 2>&1 | grep -i "resident" | tail -1)
       echo "size $SIZE run $RUN: $MEM" >&2
       CACHED_MB=$(sed 's/.*, \([0-9.]*\) MB with all cached.*/\1/' <<<"$MEM")

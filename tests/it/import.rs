@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use keyward::key::KeyDigest;
+use keyward::proto::manage_service_client::ManageServiceClient;
 use keyward::proto::{self, Environment, ImportOutcome, VerifyCode};
 use tonic::Code;
+use tonic::transport::Channel;
 
 use crate::both_backends;
 use crate::helpers::*;
@@ -30,6 +32,25 @@ fn record(raw: &str, account: &str) -> proto::ImportedKey {
         }),
         ..Default::default()
     }
+}
+
+/// Imports `keys` in one call through `server`; every one of them must be new.
+async fn import_new(
+    server: &TestServer,
+    manage: &mut ManageServiceClient<Channel>,
+    keys: Vec<proto::ImportedKey>,
+) {
+    let results = manage
+        .import_keys(server.root(proto::ImportKeysRequest { keys }))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert!(
+        results
+            .iter()
+            .all(|r| outcome(r) == ImportOutcome::Imported)
+    );
 }
 
 fn outcome(r: &proto::ImportKeyResult) -> ImportOutcome {
@@ -437,19 +458,8 @@ async fn an_import_reaches_the_other_replica_in_a_few_notifications() {
     let mut feed = crate::pg::ChangeFeed::listen(&url).await;
     let mut manage = a.manage().await;
     for chunk in raws.chunks(1000) {
-        let results = manage
-            .import_keys(a.root(proto::ImportKeysRequest {
-                keys: chunk.iter().map(|raw| record(raw, "acme")).collect(),
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .results;
-        assert!(
-            results
-                .iter()
-                .all(|r| outcome(r) == ImportOutcome::Imported)
-        );
+        let keys = chunk.iter().map(|raw| record(raw, "acme")).collect();
+        import_new(&a, &mut manage, keys).await;
     }
     let carried = feed.drain().await;
     // 1000 keys a call, at most 700 a notification: two a call.
@@ -551,17 +561,7 @@ async fn large_imports_refresh_the_databases_statistics() {
         let keys = (0..per_call)
             .map(|i| record(&format!("sk_live_stats{call:04}{i:04}cccccccc"), "big"))
             .collect();
-        let results = manage
-            .import_keys(server.root(proto::ImportKeysRequest { keys }))
-            .await
-            .unwrap()
-            .into_inner()
-            .results;
-        assert!(
-            results
-                .iter()
-                .all(|r| outcome(r) == ImportOutcome::Imported)
-        );
+        import_new(&server, &mut manage, keys).await;
     }
     eventually(Duration::from_secs(30), "ANALYZE api_keys", || async {
         (analyzed().await == 1).then_some(())
