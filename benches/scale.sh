@@ -7,7 +7,7 @@
 # and while keys are created in that account (200 a second); with REPLICAS servers on the
 # database (5), a revocation through the first seen by the last (`keyward bench --peer`, 200
 # revocations) and offboarding an account holding a hundredth of the keys, with the time
-# until every replica refuses the 20 of its keys each had cached. With CACHED=N, in the last
+# until every replica refuses the 20 of its keys each had cached. With CACHED=N, in every
 # round, then the server's resident memory with N more keys all cached (`keyward bench --keys
 # N --server-pid`). Prints one line a run and the medians.
 #
@@ -108,7 +108,7 @@ for SIZE in $SIZES; do
       "$BIN" accounts offboard off --output json --server "http://127.0.0.1:$GRPC")
     echo "size $SIZE run $RUN: $OFFBOARD" >&2
     CACHED_MB=0
-    if [ "$CACHED" != 0 ] && [ "$RUN" = "$ROUNDS" ]; then
+    if [ "$CACHED" != 0 ]; then
       MEM=$("$BIN" bench --addr "http://127.0.0.1:$GRPC" --keys "$CACHED" \
         --server-pid "$KEYWARD_PID" --duration 1s 2>&1 | grep -i "resident" | tail -1)
       echo "size $SIZE run $RUN: $MEM" >&2
@@ -118,7 +118,8 @@ for SIZE in $SIZES; do
     $PSQL -c "DROP DATABASE $DB" postgres
     echo "size $SIZE run $RUN import_keys_per_s $RATE start_ms $START_MS loaded_ms $LOADED_MS rss_mb $RSS_MB" \
       "miss_p99_ms $MISS_P99 page_ms $(field page_ms "$PAGES") page_max_ms $(field page_max_ms "$PAGES")" \
-      "creating_page_ms $(field creating_page_ms "$PAGES") creating_page_max_ms $(field creating_page_max_ms "$PAGES")" \
+      "creating_page_ms $(field creating_page_ms "$PAGES") creating_page_p99_ms $(field creating_page_p99_ms "$PAGES")" \
+      "creating_page_max_ms $(field creating_page_max_ms "$PAGES") created $(field created "$PAGES")" \
       "revocation_seen_p99_ms $PEER_P99 offboard_${OFF}_ms $(field offboard_ms "$OFFBOARD")" \
       "offboard_refused_after_ms $(field all_refused_after_ms "$OFFBOARD") cached_${CACHED}_rss_mb $CACHED_MB" \
       "| $MISS | $PAGES | $OFFBOARD" | tee -a "$WORK/runs.txt"

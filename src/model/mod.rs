@@ -119,6 +119,12 @@ impl ApiKey {
         self.revoked_at.is_some()
     }
 
+    /// Whether the key holds a place under its account's active-key limit until it expires:
+    /// neither revoked nor replaced by a rotation.
+    pub fn is_counted(&self) -> bool {
+        self.revoked_at.is_none() && self.replaced_by.is_none()
+    }
+
     /// Whether the key is past its expiry at `now`.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expires_at.is_some_and(|at| at <= now)

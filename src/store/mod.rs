@@ -35,6 +35,10 @@ pub use sqlite::SqliteStore;
 /// 32,766 bound values and PostgreSQL's 65,535.
 pub const BATCH_ROWS: usize = 1000;
 
+/// Rows of an account's counted keys a create folds into one (PostgreSQL, where each
+/// statement inserting keys adds a row).
+const FOLD_COUNTS_AFTER: i64 = 32;
+
 /// What one import transaction did with its keys.
 #[derive(Debug, Default)]
 pub struct ImportedBatch {
@@ -74,8 +78,19 @@ pub trait Tx: Send {
         account_id: &AccountId,
         now: Timestamp,
     ) -> Result<Account>;
-    /// Active keys of the account at `now`.
+    /// Ensures the account row exists and locks it for change (without counting its keys);
+    /// answers its own active-key limit, if it has one.
+    async fn lock_account(&mut self, account_id: &AccountId, now: Timestamp)
+    -> Result<Option<u32>>;
+    /// Active keys of the account at `now`: a count of its keys, as slow as the account is big.
     async fn count_active(&mut self, account_id: &AccountId, now: Timestamp) -> Result<u32>;
+    /// The account's keys that are neither revoked nor replaced, expired ones included: an
+    /// upper bound of its active keys that the database keeps as keys are inserted (see the
+    /// `account_key_counts` migration), read in constant time whatever the account's size.
+    async fn counted_keys(&mut self, account_id: &AccountId) -> Result<u64>;
+    /// Adds `delta` to [`counted_keys`](Tx::counted_keys): negative for keys revoked or
+    /// replaced in this transaction (inserts are counted by the database itself).
+    async fn add_counted_keys(&mut self, account_id: &AccountId, delta: i64) -> Result<()>;
     /// Keys of the account that still work at `now` (grace periods included), read for change.
     async fn live_keys_for_update(
         &mut self,
@@ -271,10 +286,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         actor: Option<&str>,
     ) -> Result<StoredKey> {
         let mut tx = self.begin().await?;
-        let account = tx.account_for_update(&new.key.account_id, now).await?;
-        let limit = account.max_active_keys.unwrap_or(default_max_active);
-        if account.active_keys >= limit {
-            return Err(limit_reached(&account, limit));
+        let account_id = &new.key.account_id;
+        let limit = tx
+            .lock_account(account_id, now)
+            .await?
+            .unwrap_or(default_max_active);
+        // Keys neither revoked nor replaced bound the active ones from above; the account's
+        // keys are counted only when that bound reaches the limit (expired keys among them).
+        if tx.counted_keys(account_id).await? >= u64::from(limit) {
+            let active = tx.count_active(account_id, now).await?;
+            if active >= limit {
+                return Err(limit_reached(account_id, active, limit));
+            }
         }
         let stored = tx.insert_key(new).await?;
         let event = AuditEvent::for_key(Action::KeyCreated, actor, None, &stored.key, now);
@@ -312,6 +335,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         let before = stored.key.clone();
         if !stored.key.update(patch, now)?.is_empty() {
             tx.write_key(&stored).await?;
+            let change = counted_change(&before, &stored.key);
+            if change != 0 {
+                tx.add_counted_keys(&stored.key.account_id, change).await?;
+            }
             let event =
                 AuditEvent::for_key(Action::KeyUpdated, actor, Some(&before), &stored.key, now);
             tx.audit(&event).await?;
@@ -387,6 +414,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             stored.key.revoked_at = Some(now);
             stored.key.updated_at = now;
             tx.write_key(&stored).await?;
+            let change = counted_change(&before, &stored.key);
+            if change != 0 {
+                tx.add_counted_keys(&stored.key.account_id, change).await?;
+            }
             let mut event =
                 AuditEvent::for_key(Action::KeyRevoked, actor, Some(&before), &stored.key, now);
             if let Some(reason) = reason {
@@ -415,6 +446,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         let mut tx = self.begin().await?;
         let mut revoked = Vec::new();
         let mut events = Vec::new();
+        let mut counted = 0;
         for mut stored in tx.live_keys_for_update(account_id, now).await? {
             if only.is_some_and(|env| stored.key.environment != env) {
                 continue;
@@ -422,6 +454,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             let before = stored.key.clone();
             stored.key.revoked_at = Some(now);
             stored.key.updated_at = now;
+            counted += counted_change(&before, &stored.key);
             events.push(AuditEvent::for_key(
                 Action::KeyRevoked,
                 actor,
@@ -433,6 +466,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         }
         let ids: Vec<KeyId> = revoked.iter().map(|s| s.key.id.clone()).collect();
         tx.revoke_account_keys(account_id, &ids, now).await?;
+        if counted != 0 {
+            tx.add_counted_keys(account_id, counted).await?;
+        }
         tx.audit_many(&events).await?;
         tx.commit().await?;
         Ok(revoked)
@@ -460,6 +496,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             credits.remaining = 0;
         }
         tx.write_key(&old).await?;
+        // The new key is counted as it is inserted; the old one, replaced, no longer is.
+        let change = counted_change(&before, &old.key);
+        if change != 0 {
+            tx.add_counted_keys(&old.key.account_id, change).await?;
+        }
         let new = tx.insert_key(&new).await?;
         let rotated = AuditEvent::for_key(Action::KeyRotated, actor, Some(&before), &old.key, now);
         tx.audit(&rotated).await?;
@@ -553,12 +594,17 @@ pub(crate) fn digests(rows: Vec<Vec<u8>>) -> Result<Vec<KeyDigest>> {
 }
 
 /// An account at its active-key limit, as a domain error.
-fn limit_reached(account: &Account, limit: u32) -> Error {
+fn limit_reached(account_id: &AccountId, active: u32, limit: u32) -> Error {
     Error::LimitReached {
-        subject: format!("accounts/{}", account.account_id),
+        subject: format!("accounts/{account_id}"),
         message: format!(
-            "account {:?} has {} active keys and may have at most {limit}; revoke one or raise max_active_keys",
-            account.account_id, account.active_keys
+            "account {account_id:?} has {active} active keys and may have at most {limit}; revoke one or raise max_active_keys"
         ),
     }
+}
+
+/// What a change from `before` to `after` adds to the account's
+/// [counted keys](Tx::counted_keys).
+fn counted_change(before: &ApiKey, after: &ApiKey) -> i64 {
+    i64::from(after.is_counted()) - i64::from(before.is_counted())
 }

@@ -12,11 +12,11 @@ use sqlx::{PgPool, Postgres, Transaction};
 use super::db_error;
 use super::listener;
 use super::row::{
-    AccountRow, COUNT_ACTIVE, ENSURE_ACCOUNT, EventRow, INSERT_EVENT, INSERT_EVENTS, INSERT_KEY,
-    INSERT_KEYS, KeyRow, KeyStateRow, KeyValues, LIST_EVENTS, LIST_KEYS, RETURN_CREDITS,
-    SELECT_ACCOUNT, SELECT_BY_ID, SELECT_LIVE_BY_ACCOUNT, SELECT_STATE_BY_DIGEST, UPDATE_ACCOUNT,
-    UPDATE_KEY, WRITE_CREDITS, bind_event, bind_key, bind_key_update, into_event_page, into_page,
-    push_event, push_key,
+    AccountRow, COUNT_ACTIVE, COUNTED_KEYS, ENSURE_ACCOUNT, EventRow, INSERT_EVENT, INSERT_EVENTS,
+    INSERT_KEY, INSERT_KEYS, KeyRow, KeyStateRow, KeyValues, LIST_EVENTS, LIST_KEYS,
+    RETURN_CREDITS, SELECT_ACCOUNT, SELECT_BY_ID, SELECT_LIVE_BY_ACCOUNT, SELECT_STATE_BY_DIGEST,
+    UPDATE_ACCOUNT, UPDATE_KEY, WRITE_CREDITS, bind_event, bind_key, bind_key_update,
+    into_event_page, into_page, push_event, push_key,
 };
 use super::sql::sql_backend;
 use crate::audit::{AuditEvent, AuditQuery};
@@ -129,6 +129,10 @@ impl PostgresStore {
     }
 }
 
+/// Adds to an account's counted keys: a row of its own, so writers never wait on one
+/// another (migration `0010_key_counts`).
+const ADD_COUNTED_KEYS: &str = "INSERT INTO account_key_counts (account_id, live) VALUES ($1, $2)";
+
 /// Writes a batch of last-use times (JSON `[{"id", "t"}]`); a time never moves backwards.
 const RECORD_LAST_USED: &str = "UPDATE api_keys \
          SET last_used_at = GREATEST(COALESCE(api_keys.last_used_at, 0), u.t) \
@@ -143,6 +147,7 @@ sql_backend!(
     lock: " FOR UPDATE", // Replicas race, so rows read for change are locked.
     change_feed: true,
     record_last_used: RECORD_LAST_USED,
+    add_counted_keys: ADD_COUNTED_KEYS,
     // Fresh statistics after bulk imports (see `Store::refresh_statistics`).
     refresh_statistics: Some("ANALYZE api_keys"),
 );

@@ -128,6 +128,11 @@ pub(crate) static SELECT_LIVE_BY_ACCOUNT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// An account's counted keys (the sum of its `account_key_counts` rows) and how many rows
+/// hold them.
+pub(crate) const COUNTED_KEYS: &str = "SELECT CAST(COALESCE(SUM(live), 0) AS BIGINT), COUNT(*) \
+     FROM account_key_counts WHERE account_id = $1";
+
 pub(crate) const COUNT_ACTIVE: &str = "SELECT COUNT(*) FROM api_keys WHERE account_id = $1 \
      AND revoked_at IS NULL AND replaced_by IS NULL AND (expires_at IS NULL OR expires_at > $2)";
 

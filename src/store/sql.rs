@@ -19,12 +19,35 @@ macro_rules! sql_backend {
         lock: $lock:expr,
         change_feed: $feed:expr,
         record_last_used: $record_last_used:expr,
+        add_counted_keys: $add_counted_keys:expr,
         refresh_statistics: $refresh_statistics:expr $(,)?
     ) => {
         /// A transaction on this backend; dropped without commit, it rolls back.
         pub(crate) struct $tx {
             tx: sqlx::Transaction<'static, $db>,
             store: $store,
+        }
+
+        impl $tx {
+            /// Ensures the account row exists and reads it, locked for change.
+            async fn account_row_for_update(
+                &mut self,
+                account_id: &crate::ids::AccountId,
+                now: Timestamp,
+            ) -> Result<AccountRow> {
+                sqlx::query(ENSURE_ACCOUNT)
+                    .bind(account_id)
+                    .bind(now.micros())
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(db_error)?;
+                let sql = format!("{SELECT_ACCOUNT}{}", $lock);
+                sqlx::query_as::<_, AccountRow>(&sql)
+                    .bind(account_id)
+                    .fetch_one(&mut *self.tx)
+                    .await
+                    .map_err(db_error)
+            }
         }
 
         #[async_trait::async_trait]
@@ -207,20 +230,52 @@ macro_rules! sql_backend {
                 account_id: &crate::ids::AccountId,
                 now: Timestamp,
             ) -> Result<Account> {
-                sqlx::query(ENSURE_ACCOUNT)
-                    .bind(account_id)
-                    .bind(now.micros())
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(db_error)?;
-                let sql = format!("{SELECT_ACCOUNT}{}", $lock);
-                let row = sqlx::query_as::<_, AccountRow>(&sql)
+                let row = self.account_row_for_update(account_id, now).await?;
+                let active = self.count_active(account_id, now).await?;
+                row.into_account(i64::from(active))
+            }
+
+            async fn lock_account(
+                &mut self,
+                account_id: &crate::ids::AccountId,
+                now: Timestamp,
+            ) -> Result<Option<u32>> {
+                let row = self.account_row_for_update(account_id, now).await?;
+                Ok(row.max_active_keys.map(|m| u32::try_from(m).unwrap_or(u32::MAX)))
+            }
+
+            async fn counted_keys(&mut self, account_id: &crate::ids::AccountId) -> Result<u64> {
+                let (sum, rows): (i64, i64) = sqlx::query_as(COUNTED_KEYS)
                     .bind(account_id)
                     .fetch_one(&mut *self.tx)
                     .await
                     .map_err(db_error)?;
-                let active = self.count_active(account_id, now).await?;
-                row.into_account(i64::from(active))
+                if rows > super::FOLD_COUNTS_AFTER {
+                    // Folded under the account's lock: exactly the rows deleted, summed.
+                    let gone: Vec<i64> = sqlx::query_scalar(
+                        "DELETE FROM account_key_counts WHERE account_id = $1 RETURNING live",
+                    )
+                    .bind(account_id)
+                    .fetch_all(&mut *self.tx)
+                    .await
+                    .map_err(db_error)?;
+                    self.add_counted_keys(account_id, gone.iter().sum()).await?;
+                }
+                Ok(sum.max(0).unsigned_abs())
+            }
+
+            async fn add_counted_keys(
+                &mut self,
+                account_id: &crate::ids::AccountId,
+                delta: i64,
+            ) -> Result<()> {
+                sqlx::query($add_counted_keys)
+                    .bind(account_id)
+                    .bind(delta)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
             }
 
             async fn count_active(

@@ -11,11 +11,11 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::db_error;
 use super::row::{
-    AccountRow, COUNT_ACTIVE, ENSURE_ACCOUNT, EventRow, INSERT_EVENT, INSERT_EVENTS, INSERT_KEY,
-    INSERT_KEYS, KeyRow, KeyStateRow, KeyValues, LIST_EVENTS, LIST_KEYS, RETURN_CREDITS,
-    SELECT_ACCOUNT, SELECT_BY_ID, SELECT_LIVE_BY_ACCOUNT, SELECT_STATE_BY_DIGEST, UPDATE_ACCOUNT,
-    UPDATE_KEY, WRITE_CREDITS, bind_event, bind_key, bind_key_update, into_event_page, into_page,
-    push_event, push_key,
+    AccountRow, COUNT_ACTIVE, COUNTED_KEYS, ENSURE_ACCOUNT, EventRow, INSERT_EVENT, INSERT_EVENTS,
+    INSERT_KEY, INSERT_KEYS, KeyRow, KeyStateRow, KeyValues, LIST_EVENTS, LIST_KEYS,
+    RETURN_CREDITS, SELECT_ACCOUNT, SELECT_BY_ID, SELECT_LIVE_BY_ACCOUNT, SELECT_STATE_BY_DIGEST,
+    UPDATE_ACCOUNT, UPDATE_KEY, WRITE_CREDITS, bind_event, bind_key, bind_key_update,
+    into_event_page, into_page, push_event, push_key,
 };
 use super::sql::sql_backend;
 use crate::audit::{AuditEvent, AuditQuery};
@@ -106,6 +106,10 @@ impl SqliteStore {
     }
 }
 
+/// Adds to an account's counted keys, one row an account (migration `0009_key_counts`).
+const ADD_COUNTED_KEYS: &str = "INSERT INTO account_key_counts (account_id, live) VALUES ($1, $2) \
+     ON CONFLICT (account_id) DO UPDATE SET live = live + excluded.live";
+
 /// Writes a batch of last-use times (JSON `[{"id", "t"}]`); a time never moves backwards.
 const RECORD_LAST_USED: &str = "UPDATE api_keys \
          SET last_used_at = max(coalesce(api_keys.last_used_at, 0), u.t) \
@@ -121,6 +125,7 @@ sql_backend!(
     lock: "", // None needed: writes are serialised by the single writer connection.
     change_feed: false,
     record_last_used: RECORD_LAST_USED,
+    add_counted_keys: ADD_COUNTED_KEYS,
     // SQLite's planner takes the account index for an account's keys without statistics.
     refresh_statistics: None,
 );

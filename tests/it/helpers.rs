@@ -531,3 +531,25 @@ pub async fn simple_portal_link(server: &TestServer) -> String {
     assert_eq!(answer.status, 201, "{}", answer.body);
     portal_link_path(&answer.json())
 }
+
+/// Runs `sql` on the test's database directly, answering the first column of its first row
+/// as an integer (0 for a statement that answers none).
+pub async fn db_i64(database_url: &str, sql: &str) -> i64 {
+    if database_url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
+        let value = sqlx::query_scalar::<_, i64>(sql)
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        value.unwrap_or(0)
+    } else {
+        let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+        let value = sqlx::query_scalar::<_, i64>(sql)
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        value.unwrap_or(0)
+    }
+}

@@ -19,6 +19,7 @@ mod pg;
 mod hostile;
 mod http_api;
 mod import;
+mod key_limit;
 mod keys;
 mod layers;
 mod leaks;
