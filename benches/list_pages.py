@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """ListKeys pages of one account through the HTTP API: PAGES pages of 100 (following the page
 tokens from the first), each timed; then the walk goes on to the pages after them (from the
-start again at the end) for 5 seconds while other processes create keys in that account at up
-to CREATES a second. Prints the median and max page time of each pass (and the second's 99th
+start again at the end) for 5 seconds while other threads create keys in that account at up to
+CREATES a second. Prints the median and max page time of each pass (and the second's 99th
 percentile), the pages of the second and the keys created (milliseconds; client-measured, so
 Python's own time is included).
 
@@ -12,9 +12,9 @@ Python's own time is included).
 import http.client
 import json
 import os
-import multiprocessing
 import statistics
 import sys
+import threading
 import time
 
 
@@ -40,36 +40,6 @@ def pages(addr: str, key: str, account: str, count: int, token: str = "") -> tup
     return took, token
 
 
-CREATORS = 4
-
-
-def creator(addr, key, account, rate, n, stop, created, failed) -> None:
-    """Creates keys in ACCOUNT at its share of RATE a second until STOP; counts them in CREATED,
-    and the first refusal in FAILED."""
-    host, port = addr.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port))
-    start, i = time.perf_counter(), 0
-    while not stop.is_set():
-        pause = start + (i * CREATORS + n) / rate - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
-        body = json.dumps({"accountId": account, "name": "created meanwhile", "scopes": ["videos:read"]})
-        conn.request(
-            "POST",
-            "/v1/api-keys",
-            body=body,
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-        )
-        response = conn.getresponse()
-        response.read()
-        if response.status != 201:
-            failed.value = f"create answered {response.status}".encode()
-            return
-        with created.get_lock():
-            created.value += 1
-        i += 1
-
-
 def main() -> None:
     # The key from the environment: a command line is visible to every process.
     key = os.environ["KEYWARD_KEY"]
@@ -77,37 +47,60 @@ def main() -> None:
     count = int(sys.argv[3]) if len(sys.argv) > 3 else 20
     rate = float(sys.argv[4]) if len(sys.argv) > 4 else 200.0
     quiet, token = pages(addr, key, account, count)
-    # The creators run in processes of their own: sharing this one's interpreter, their Python
-    # time would land in the pages' timings.
-    stop = multiprocessing.Event()
-    created = multiprocessing.Value("i", 0)
-    failed = multiprocessing.Array("c", 200)
-    pool = [
-        multiprocessing.Process(
-            target=creator, args=(addr, key, account, rate, n, stop, created, failed), daemon=True
-        )
-        for n in range(CREATORS)
-    ]
-    for p in pool:
-        p.start()
-    while created.value < 10 and not failed.value:  # the creates are under way before the first page
+    stop = threading.Event()
+    created = [0]
+    errors: list[str] = []
+    lock = threading.Lock()
+    threads = 4
+
+    def creator(n: int) -> None:
+        host, port = addr.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port))
+        start, i = time.perf_counter(), 0
+        while not stop.is_set():
+            pause = start + (i * threads + n) / rate - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            body = json.dumps(
+                {"accountId": account, "name": "created meanwhile", "scopes": ["videos:read"]}
+            )
+            conn.request(
+                "POST",
+                "/v1/api-keys",
+                body=body,
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            )
+            response = conn.getresponse()
+            response.read()
+            if response.status != 201:
+                errors.append(f"create answered {response.status}")
+                return
+            with lock:
+                created[0] += 1
+            i += 1
+
+    # Daemons: a failed page ends the run without waiting for them.
+    pool = [threading.Thread(target=creator, args=(n,), daemon=True) for n in range(threads)]
+    for t in pool:
+        t.start()
+    while created[0] < 10 and not errors:  # the creates are under way before the first page
         time.sleep(0.01)
     busy: list[float] = []
     until = time.perf_counter() + 5
-    while time.perf_counter() < until and not failed.value:
+    while time.perf_counter() < until and not errors:
         took, token = pages(addr, key, account, count, token)
         busy += took
     stop.set()
-    for p in pool:
-        p.join()
-    if failed.value:
-        sys.exit(failed.value.decode())
+    for t in pool:
+        t.join()
+    if errors:
+        sys.exit(errors[0])
     print(
         f"page_ms {statistics.median(quiet):.2f} page_max_ms {max(quiet):.2f} "
         f"creating_page_ms {statistics.median(busy):.2f} "
         f"creating_page_p99_ms {statistics.quantiles(busy, n=100)[98]:.2f} "
         f"creating_page_max_ms {max(busy):.2f} "
-        f"creating_pages {len(busy)} created {created.value}"
+        f"creating_pages {len(busy)} created {created[0]}"
     )
 
 

@@ -9,7 +9,6 @@ mod last_used;
 mod manage;
 mod portal;
 mod root;
-mod statistics;
 mod usage;
 
 use std::sync::Arc;
@@ -33,9 +32,8 @@ use crate::verify::{self, Code, Decision, Presented, RateBudget, VerifyQuery};
 pub use auth::{Access, CallContext, Caller, PortalAction, PortalGrant};
 pub use grant::{CreateKey, Expiry};
 pub use last_used::LastUsed;
-pub use manage::{ImportRecord, Imported, Leak};
+pub use manage::{ImportRecord, Imported, Leak, STATISTICS_AFTER_IMPORTED};
 pub use portal::{NewPortalSession, PortalLink, PortalSettings};
-pub use statistics::STATISTICS_AFTER_IMPORTED;
 pub use usage::UsageCounter;
 
 /// The longest foreign key Verify hashes.
@@ -101,8 +99,8 @@ pub struct Keyward {
     credit_blocks: CreditBlocks,
     /// How portal sessions behave.
     portal: PortalSettings,
-    /// Keys imported through this replica per account, for refreshing the store's statistics.
-    import_growth: std::sync::Mutex<statistics::ImportGrowth>,
+    /// Keys imported through this replica since it last refreshed the store's statistics.
+    imported_since_statistics: AtomicU64,
 }
 
 impl Keyward {
@@ -134,7 +132,7 @@ impl Keyward {
             account_counters: AccountCounters::new(ACCOUNT_COUNTERS),
             credit_blocks: CreditBlocks::new(CREDIT_BLOCKS),
             portal: PortalSettings::default(),
-            import_growth: std::sync::Mutex::default(),
+            imported_since_statistics: AtomicU64::new(0),
         }
     }
 
