@@ -160,7 +160,7 @@ impl ApiKey {
             return Ok(());
         };
         Err(crate::error::Error::FailedPrecondition(format!(
-            "key {:?} {why}",
+            "key \"{}\" {why}",
             self.id
         )))
     }
@@ -177,7 +177,7 @@ impl ApiKey {
     ) -> crate::error::Result<Vec<&'static str>> {
         let refuse = |why: &str| {
             Err(crate::error::Error::FailedPrecondition(format!(
-                "key {:?} {why}",
+                "key \"{}\" {why}",
                 self.id
             )))
         };

@@ -598,7 +598,7 @@ fn limit_reached(account_id: &AccountId, active: u32, limit: u32) -> Error {
     Error::LimitReached {
         subject: format!("accounts/{account_id}"),
         message: format!(
-            "account {account_id:?} has {active} active keys and may have at most {limit}; revoke one or raise max_active_keys"
+            "account \"{account_id}\" has {active} active keys and may have at most {limit}; revoke one or raise max_active_keys"
         ),
     }
 }

@@ -44,7 +44,7 @@ async fn limit_error_names_the_count_and_the_limit(backend: Backend) {
     assert!(
         refused
             .message()
-            .contains("has 5 active keys and may have at most 1"),
+            .contains("account \"acme\" has 5 active keys and may have at most 1"),
         "{}",
         refused.message()
     );

@@ -615,6 +615,13 @@ async fn rotation_and_the_active_key_limit(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition);
+    assert_eq!(
+        again.message(),
+        format!(
+            "key \"{}\" was already rotated; rotate its replacement instead",
+            ids[0]
+        )
+    );
     rotate(&server, &new_id, 0).await;
     let missing = manage
         .rotate_key(server.root(proto::RotateKeyRequest {
