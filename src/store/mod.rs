@@ -91,6 +91,14 @@ pub trait Tx: Send {
     /// Adds `delta` to [`counted_keys`](Tx::counted_keys): negative for keys revoked or
     /// replaced in this transaction (inserts are counted by the database itself).
     async fn add_counted_keys(&mut self, account_id: &AccountId, delta: i64) -> Result<()>;
+    /// Records what one key's change from `before` to `after` does to its account's
+    /// [counted keys](Tx::counted_keys).
+    async fn recount(&mut self, before: &ApiKey, after: &ApiKey) -> Result<()> {
+        match counted_change(before, after) {
+            0 => Ok(()),
+            change => self.add_counted_keys(&after.account_id, change).await,
+        }
+    }
     /// Keys of the account that still work at `now` (grace periods included), read for change.
     async fn live_keys_for_update(
         &mut self,
@@ -335,10 +343,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         let before = stored.key.clone();
         if !stored.key.update(patch, now)?.is_empty() {
             tx.write_key(&stored).await?;
-            let change = counted_change(&before, &stored.key);
-            if change != 0 {
-                tx.add_counted_keys(&stored.key.account_id, change).await?;
-            }
+            tx.recount(&before, &stored.key).await?;
             let event =
                 AuditEvent::for_key(Action::KeyUpdated, actor, Some(&before), &stored.key, now);
             tx.audit(&event).await?;
@@ -414,10 +419,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
             stored.key.revoked_at = Some(now);
             stored.key.updated_at = now;
             tx.write_key(&stored).await?;
-            let change = counted_change(&before, &stored.key);
-            if change != 0 {
-                tx.add_counted_keys(&stored.key.account_id, change).await?;
-            }
+            tx.recount(&before, &stored.key).await?;
             let mut event =
                 AuditEvent::for_key(Action::KeyRevoked, actor, Some(&before), &stored.key, now);
             if let Some(reason) = reason {
@@ -497,10 +499,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         }
         tx.write_key(&old).await?;
         // The new key is counted as it is inserted; the old one, replaced, no longer is.
-        let change = counted_change(&before, &old.key);
-        if change != 0 {
-            tx.add_counted_keys(&old.key.account_id, change).await?;
-        }
+        tx.recount(&before, &old.key).await?;
         let new = tx.insert_key(&new).await?;
         let rotated = AuditEvent::for_key(Action::KeyRotated, actor, Some(&before), &old.key, now);
         tx.audit(&rotated).await?;
