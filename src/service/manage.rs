@@ -18,9 +18,7 @@ pub use super::auth::ROOT_ACCOUNT;
 /// Keys imported through one replica between refreshes of the store's statistics. A count
 /// over all accounts, not each account's own growth: as other accounts grow, an account that
 /// stopped growing holds a shrinking share of the table, and statistics that still show its
-/// old share mislead PostgreSQL's plan of its pages just as well (refreshing on accounts'
-/// growth alone, pages of such an account took up to 0.3 s at 1M keys while keys were created
-/// in it).
+/// old share mislead PostgreSQL's plan of its pages just as a grown account's do.
 pub const STATISTICS_AFTER_IMPORTED: u64 = 100_000;
 
 use super::grant::{CreateKey, refuse_root_scope};
