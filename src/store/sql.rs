@@ -1,10 +1,12 @@
 //! The SQL both backends speak, written once: [`sql_backend!`] expands to a backend's
 //! transaction type (the [`Tx`](super::Tx) primitives) and its read queries, over the sqlx
 //! database type it is given. What differs between backends stays in their own files: pools,
-//! the row-lock clause, the change notification, the last-use statement and migrations.
+//! the row-lock clause, the change notification, the last-use and counted-keys statements and
+//! migrations.
 
 /// Expands, for backend `$store` on sqlx database `$db` with its dialect (migrations folder,
-/// row-lock clause, whether it has a change feed, its last-use statement), to:
+/// row-lock clause, whether it has a change feed, its last-use and counted-keys statements),
+/// to:
 /// - `$tx`, a transaction implementing [`super::Tx`] (rows read for change are locked with
 ///   `lock`; each change is passed to `$store::changed` inside the transaction);
 /// - `impl Store for $store`: the read queries on `self.reader()`, transactions on
