@@ -385,12 +385,17 @@ async fn an_engine_outage_falls_back_to_local_counters_and_recovers() {
     assert_eq!(status, ServingStatus::Serving as i32);
 
     engine.restart().expect("the engine restarts");
-    eventually(
-        Duration::from_secs(15),
-        "the shared mode to resume",
-        || async { (metric(&a, "keyward_rate_limit_store_up ").await == Some(1.0)).then_some(()) },
-    )
-    .await;
+    // Both replicas back in shared mode (each reconnects on its own).
+    for server in [&a, &b] {
+        eventually(
+            Duration::from_secs(15),
+            "the shared mode to resume",
+            || async {
+                (metric(server, "keyward_rate_limit_store_up ").await == Some(1.0)).then_some(())
+            },
+        )
+        .await;
+    }
     // Shared again: the engine (empty after its restart) counts the key's new window.
     let granted = |server| async move {
         metric(
