@@ -17,6 +17,16 @@ import time
 
 
 def status(conn: http.client.HTTPConnection, key: str) -> int:
+    try:
+        return ask(conn, key)
+    except (http.client.RemoteDisconnected, ConnectionError):
+        # The server closes a connection left idle longer than its header-read timeout, as
+        # these are while a long offboarding runs; the next request opens a new one.
+        conn.close()
+        return ask(conn, key)
+
+
+def ask(conn: http.client.HTTPConnection, key: str) -> int:
     conn.request("GET", "/auth", headers={"Authorization": f"Bearer {key}"})
     response = conn.getresponse()
     response.read()

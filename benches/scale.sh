@@ -14,7 +14,9 @@
 #   bash benches/scale.sh [ROUNDS] [SIZE...]        e.g. bash benches/scale.sh 3 100000 1000000
 #
 # PostgreSQL: a throwaway cluster (initdb, as the postgres user when run as root) in the work
-# directory; the binaries from /usr/lib/postgresql/*/bin.
+# directory; the binaries from /usr/lib/postgresql/*/bin. PG_SETTINGS="name=value ..." starts
+# it with those settings (e.g. PG_SETTINGS="shared_buffers=2GB max_wal_size=8GB"), PostgreSQL's
+# defaults otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/common.sh
@@ -26,7 +28,9 @@ PGPORT=$(free_port)
 AS=""
 if [ "$(id -u)" = 0 ]; then AS="runuser -u postgres --"; chown postgres "$WORK"; fi
 $AS "$PGBIN/initdb" -D "$WORK/pg" -U postgres -A trust >/dev/null
-$AS "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -o "-p $PGPORT -k $WORK" -w start >/dev/null
+PGOPTS="-p $PGPORT -k $WORK"
+for setting in ${PG_SETTINGS:-}; do PGOPTS+=" -c $setting"; done
+$AS "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -o "$PGOPTS" -w start >/dev/null
 EXTRA_PIDS=$($AS cat "$WORK/pg/postmaster.pid" | head -1)
 PSQL="psql -q -h $WORK -p $PGPORT -U postgres"
 REPLICAS=${REPLICAS:-5}
