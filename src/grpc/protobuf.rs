@@ -1,8 +1,8 @@
 //! Protobuf by hand, for the messages keyward reads and writes on the wire without the generated
-//! types (`ext_authz::wire`, `verify::wire`). Writing: field keys, varints and length-delimited
-//! fields, with their encoded lengths. Reading: the fields of a message located in its bytes
-//! ([`Fields`]), so strings are read in place. Both are checked against prost in those modules'
-//! tests.
+//! types. Writing (`ext_authz::wire`, `verify::wire`): field keys, varints and length-delimited
+//! fields, with their encoded lengths. Reading (`ext_authz::wire`): the fields of a message
+//! located in its bytes ([`Fields`]), so strings are read in place. Both are checked against
+//! prost in those modules' tests.
 
 use std::fmt;
 
@@ -106,7 +106,7 @@ pub(crate) fn message_header(number: u32, len: usize, buf: &mut impl BufMut) {
 }
 
 // Reading: the fields of a message located in its encoded bytes, for the requests keyward reads
-// in place (`ext_authz::wire`, `verify::wire`) instead of decoding them into owned strings.
+// in place (`ext_authz::wire`) instead of decoding them into owned strings.
 
 /// A byte range of a request body, in 32-bit offsets: requests keep several, and a smaller
 /// request is moved more cheaply on its way through the server (bodies are bounded far below
@@ -196,7 +196,8 @@ impl From<Malformed> for tonic::Status {
 
 /// A field's value: what the next field of a message holds.
 pub(crate) enum Value {
-    Varint(u64),
+    /// An integer, a bool or an enum (keyward's hand reader reads none: it is skipped).
+    Varint,
     Fixed,
     Bytes(Span),
     /// A group (a deprecated proto2 encoding), already skipped: only an unknown field may be
@@ -227,14 +228,6 @@ impl Value {
             Ok(span)
         } else {
             Err(Malformed(format!("{field} is not valid UTF-8")))
-        }
-    }
-
-    /// A varint field (an integer, a bool or an enum).
-    pub(crate) fn varint(self) -> Result<u64, Malformed> {
-        match self {
-            Value::Varint(value) => Ok(value),
-            _ => Err(Malformed("an integer field has another wire type".into())),
         }
     }
 }
@@ -308,7 +301,7 @@ impl<'a> Fields<'a> {
             match key & 0x07 {
                 0 => {
                     self.pos += 2;
-                    return Ok(Some((number, Value::Varint(byte.into()))));
+                    return Ok(Some((number, Value::Varint)));
                 }
                 2 if self.pos + 2 + usize::from(byte) <= self.end => {
                     let start = self.pos + 2;
@@ -344,7 +337,10 @@ impl<'a> Fields<'a> {
         let mut rest = &self.body[self.pos..self.end];
         let (number, wire) = decode_key(&mut rest)?;
         let value = match wire {
-            WireType::Varint => Value::Varint(decode_varint(&mut rest)?),
+            WireType::Varint => {
+                decode_varint(&mut rest)?;
+                Value::Varint
+            }
             WireType::ThirtyTwoBit => {
                 take(&mut rest, 4)?;
                 Value::Fixed

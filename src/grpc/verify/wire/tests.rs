@@ -1,4 +1,5 @@
-//! The request read in place against prost's decoding of the same bytes; the written
+//! The trimmed request against prost's decoding of the same bytes into the generated type; the
+//! written
 //! `VerifyResponse` against prost's encoding of the message the adapter built before (the
 //! oracle below is that code, kept as it was).
 
@@ -15,6 +16,21 @@ use crate::grpc::convert::{duration, timestamp};
 use crate::grpc::protobuf::arbitrary::{self, Kind};
 use crate::model::test_key;
 use crate::ratelimit::{CreditStatus, LimitStatus};
+
+// keyward.v1 field numbers of the request (proto/keyward/v1/verify.proto), for the generated
+// bodies; `field_numbers_match_the_descriptors` checks them.
+/// `VerifyRequest`.
+const REQUEST_KEY: u32 = 1;
+const REQUEST_REQUIRED_SCOPES: u32 = 2;
+const REQUEST_CONTEXT: u32 = 3;
+const REQUEST_ENVIRONMENT: u32 = 4;
+const REQUEST_COST: u32 = 5;
+const REQUEST_VIEW: u32 = 6;
+/// `RequestContext`.
+const CONTEXT_METHOD: u32 = 1;
+const CONTEXT_PATH: u32 = 2;
+const CONTEXT_CLIENT_IP: u32 = 3;
+const CONTEXT_REFERRER: u32 = 4;
 
 /// Reads `body` and checks every field against what prost decodes from it.
 fn assert_reads_as_prost(body: &[u8]) {
@@ -170,7 +186,7 @@ fn strings_that_are_not_utf8_are_refused_naming_the_field() {
     // context.path = 0xfe, then a valid one.
     const PATH: [u8; 10] = [0x1a, 3, 0x12, 1, 0xfe, 0x1a, 3, 0x12, 1, b'/'];
     let error = VerifyInput::read(Bytes::from_static(&PATH)).unwrap_err();
-    assert!(error.0.contains("context.path"), "{error}");
+    assert!(error.0.contains("RequestContext.path"), "{error}");
     let status = tonic::Status::from(error);
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
 }
@@ -380,4 +396,26 @@ fn field_numbers_match_the_descriptors() {
     ] {
         assert_eq!(field_number(message, field), number, "{message}.{field}");
     }
+}
+
+/// The trimmed messages carry every field of the generated ones under the same numbers: a
+/// request with every field set decodes into them and encodes back to the same bytes.
+#[test]
+fn the_trimmed_request_has_the_generated_ones_fields_and_numbers() {
+    let full = proto::VerifyRequest {
+        key: "kw_live_x".into(),
+        required_scopes: vec!["videos:read".into(), "videos:write".into()],
+        context: Some(proto::RequestContext {
+            method: "GET".into(),
+            path: "/videos".into(),
+            client_ip: "203.0.113.7".into(),
+            referrer: "https://example.com/".into(),
+        }),
+        environment: 2,
+        cost: 7,
+        view: 1,
+    }
+    .encode_to_vec();
+    let trimmed = VerifyRequest::decode(full.as_slice()).unwrap();
+    assert_eq!(trimmed.encode_to_vec(), full);
 }
