@@ -218,6 +218,9 @@ fn debug_never_shows_the_key() {
     };
     let input = VerifyInput::read(request.encode_to_vec().into()).unwrap();
     assert!(!format!("{input:?}").contains("secret"));
+    let trimmed = VerifyRequest::decode(request.encode_to_vec().as_slice()).unwrap();
+    assert!(!format!("{trimmed:?} {trimmed:#?}").contains("secret"));
+    assert!(format!("{trimmed:?}").contains("key_bytes: 20"));
 }
 
 /// What a gateway learns of the key: identity, and (full view) grant, metadata and expiry.
