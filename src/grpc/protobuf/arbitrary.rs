@@ -1,9 +1,9 @@
 //! Protobuf bytes for the differential tests of the request readers (`ext_authz::wire`'s hand
-//! reader, `verify::wire`'s trimmed prost message): messages of a given shape with everything protobuf allows and forbids
-//! mixed in — fields repeated and out of order, strings that are not UTF-8, unknown fields of
-//! every wire type (groups, nested groups, numbers up to 2²⁹−1), non-minimal varints and
-//! lengths, known fields with the wrong wire type, and cut-off bodies. Each reader must accept
-//! exactly what prost accepts and read what prost decodes.
+//! reader, `verify::wire`'s trimmed prost message): messages of a given shape with everything
+//! protobuf allows and forbids mixed in — fields repeated and out of order, strings that are not
+//! UTF-8, unknown fields of every wire type (groups, nested groups, numbers up to 2²⁹−1),
+//! non-minimal varints and lengths, known fields with the wrong wire type, and cut-off bodies. Each
+//! reader must accept exactly what prost accepts and read what prost decodes.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

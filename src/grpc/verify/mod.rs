@@ -51,7 +51,7 @@ impl UnaryMethod for VerifyApi {
                 .into());
             }
         };
-        let key = input.key()?;
+        let key = input.key();
         let query = parse_query(&input)?;
         let decision = self.service.verify(key, &query).await?;
         if let Some(state) = &decision.key {
@@ -64,12 +64,12 @@ impl UnaryMethod for VerifyApi {
 /// The request's question, borrowed from its body (no copies on the hot path).
 fn parse_query(input: &VerifyInput) -> Result<VerifyQuery<'_>, Status> {
     let mut v = Violations::default();
-    let required_scopes = required_scopes(&mut v, "required_scopes", input.required_scopes()?);
+    let required_scopes = required_scopes(&mut v, "required_scopes", input.required_scopes());
     let environment = parse_environment(input.environment()).unwrap_or_else(|e| {
         v.add("environment", e);
         None
     });
-    let context = input.context()?.map(|c| {
+    let context = input.context().map(|c| {
         // Each field is bounded before it is parsed; one too long is one violation.
         let mut fits = |field: &str, value: &str, max: usize| {
             let fits = value.len() <= max;

@@ -26,7 +26,7 @@ use crate::verify::{Code, Decision, RequiredScopes};
 
 /// What a `VerifyRequest` holds: the message trimmed to what keyward reads, decoded by prost.
 pub struct VerifyInput {
-    t: VerifyRequest,
+    request: VerifyRequest,
 }
 
 /// The end client's request as a `VerifyRequest` describes it, borrowed from the request.
@@ -44,51 +44,50 @@ pub struct Context<'a> {
 
 impl VerifyInput {
     /// `key`.
-    pub fn key(&self) -> Result<&str, Malformed> {
-        Ok(&self.t.key)
+    pub fn key(&self) -> &str {
+        &self.request.key
     }
 
     /// `required_scopes`, at most [`MAX_SCOPES`] + 1 of them.
-    pub fn required_scopes(&self) -> Result<RequiredScopes<'_>, Malformed> {
-        Ok(self
-            .t
+    pub fn required_scopes(&self) -> RequiredScopes<'_> {
+        self.request
             .required_scopes
             .iter()
             .take(MAX_SCOPES + 1)
             .map(String::as_str)
-            .collect())
+            .collect()
     }
 
     /// `context`, empty strings when absent.
-    pub fn context(&self) -> Result<Option<Context<'_>>, Malformed> {
-        Ok(self.t.context.as_ref().map(|c| Context {
+    pub fn context(&self) -> Option<Context<'_>> {
+        self.request.context.as_ref().map(|c| Context {
             method: &c.method,
             path: &c.path,
             client_ip: &c.client_ip,
             referrer: &c.referrer,
-        }))
+        })
     }
 
     /// `environment`, as the enum's number.
     pub fn environment(&self) -> i32 {
-        self.t.environment
+        self.request.environment
     }
 
     /// `cost`.
     pub fn cost(&self) -> u32 {
-        self.t.cost
+        self.request.cost
     }
 
     /// `view`, as the enum's number.
     pub fn view(&self) -> i32 {
-        self.t.view
+        self.request.view
     }
 }
 
 /// The key is secret: only the sizes are shown.
 impl fmt::Debug for VerifyInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.t.fmt(f)
+        self.request.fmt(f)
     }
 }
 
@@ -263,9 +262,9 @@ impl ReadInPlace for VerifyInput {
     /// Decodes the trimmed message.
     fn read(body: Bytes) -> Result<Self, Malformed> {
         // prost's error names the field (`VerifyRequest.context: RequestContext.path: …`).
-        let t = <VerifyRequest as prost::Message>::decode(body)
+        let request = <VerifyRequest as prost::Message>::decode(body)
             .map_err(|e| Malformed(e.to_string()))?;
-        Ok(VerifyInput { t })
+        Ok(VerifyInput { request })
     }
 }
 

@@ -36,7 +36,7 @@ const CONTEXT_REFERRER: u32 = 4;
 fn assert_reads_as_prost(body: &[u8]) {
     let expected = proto::VerifyRequest::decode(body).expect("prost decodes it");
     let input = VerifyInput::read(Bytes::copy_from_slice(body)).expect("read");
-    assert_eq!(input.key().unwrap(), expected.key);
+    assert_eq!(input.key(), expected.key);
     let scopes: Vec<&str> = expected
         .required_scopes
         .iter()
@@ -44,8 +44,8 @@ fn assert_reads_as_prost(body: &[u8]) {
         .collect();
     // Kept: one more than a request may name, so a longer list is still refused.
     let kept = &scopes[..scopes.len().min(MAX_SCOPES + 1)];
-    assert_eq!(input.required_scopes().unwrap().as_slice(), kept);
-    match (input.context().unwrap(), &expected.context) {
+    assert_eq!(input.required_scopes().as_slice(), kept);
+    match (input.context(), &expected.context) {
         (None, None) => {}
         (Some(got), Some(want)) => {
             assert_eq!(got.method, want.method);
@@ -168,7 +168,7 @@ fn scope_lists_past_the_bound_are_cut_one_past_it() {
         ..Default::default()
     };
     let input = VerifyInput::read(request.encode_to_vec().into()).unwrap();
-    assert_eq!(input.required_scopes().unwrap().len(), MAX_SCOPES + 1);
+    assert_eq!(input.required_scopes().len(), MAX_SCOPES + 1);
 }
 
 #[test]
