@@ -569,3 +569,78 @@ async fn large_imports_refresh_the_databases_statistics() {
     .await;
     server.stop().await;
 }
+
+/// A key's last use is written in place on PostgreSQL (a heap-only update: no index entry
+/// added, the row stays on its page) even on a page an import filled: the keys table leaves a
+/// tenth of each page free (migration `0011_keys_fillfactor`). Without that room every
+/// last-use write of an imported key moves its row and adds an entry to each of the table's
+/// four indexes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_use_of_an_imported_key_is_written_in_place() {
+    use sqlx::Connection;
+
+    let (url, _) = fresh_database(Backend::Postgres).await;
+    let mut config = test_config(&url);
+    config.foreign_key_prefixes = vec!["sk_live_".into()];
+    config.last_used_interval = Duration::from_secs(3600);
+    let server = TestServer::start_on(config).await;
+    let mut manage = server.manage().await;
+    // Enough keys in one statement to fill the table's first pages.
+    let raws: Vec<String> = (0..200).map(|i| format!("sk_live_{i:024}")).collect();
+    let records = raws
+        .iter()
+        .map(|raw| proto::ImportedKey {
+            last_used_at: None,
+            ..record(raw, "acme")
+        })
+        .collect();
+    import_new(&server, &mut manage, records).await;
+
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let place = "SELECT ctid::text, last_used_at FROM api_keys WHERE digest = $1";
+    let digest = KeyDigest::of(&raws[0]);
+    let (before, never): (String, Option<i64>) = sqlx::query_as(place)
+        .bind(&digest.as_bytes()[..])
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(never, None);
+    let rows_on_page: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM api_keys WHERE split_part(ctid::text, ',', 1) = split_part($1, ',', 1)",
+    )
+    .bind(&before)
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert!(
+        rows_on_page > 10,
+        "the first page holds {rows_on_page} rows: not filled"
+    );
+
+    let verify = proto::VerifyRequest {
+        key: raws[0].clone(),
+        ..Default::default()
+    };
+    let answer = server
+        .verifier()
+        .await
+        .verify(verify)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&answer), VerifyCode::Valid);
+    server.service.flush_last_used().await.unwrap();
+    let (after, used): (String, Option<i64>) = sqlx::query_as(place)
+        .bind(&digest.as_bytes()[..])
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert!(used.is_some(), "the last use was written");
+    let page = |ctid: &str| ctid.split(',').next().unwrap().to_owned();
+    assert_eq!(
+        page(&after),
+        page(&before),
+        "the row stayed on its page ({before} → {after})"
+    );
+    server.stop().await;
+}
