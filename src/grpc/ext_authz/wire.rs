@@ -2,18 +2,19 @@
 //! to it.
 //!
 //! Envoy describes every request in full: each header, both peers, the host, the protocol.
-//! keyward reads six of those fields. Decoding the whole message into the generated types
-//! (`crate::proto::envoy`) cost a string per header and a map per request, most of `Check`'s
-//! cost above the transport's. Here the body stays one [`Bytes`]; the fields keyward reads are
-//! located by Envoy's field numbers (those of the vendored protos, listed below) and read in
-//! place; everything else is skipped. The answer is encoded from the gateway's [`Answer`]
-//! without building the generated response first. `tests` below check both against the
-//! generated types, and `tests/it/gateway.rs` against bytes encoded by hand.
+//! keyward reads six of those fields. Decoding them with prost, even into a message trimmed to
+//! those fields, builds a string (or a counted slice) per header and a vector of them: 10 % of
+//! `Check`'s throughput (docs/benchmarks.md, "Choices"). Here the body stays one [`Bytes`]; the
+//! fields keyward reads are located by Envoy's field numbers (those of the vendored protos,
+//! listed below) and read in place, by prost's rules; everything else is skipped. The answer is
+//! encoded from the gateway's [`Answer`] without building the generated response first.
+//! `tests` below check both against prost, both ways (what one accepts, the other accepts, and
+//! reads the same), and `tests/it/gateway.rs` against bytes encoded by hand.
 //!
-//! Strings the end client controls (method, path, headers) are read as UTF-8 when used: a value
-//! that is not UTF-8 is the client's mistake, answered as a denial, never a gRPC error that
-//! Envoy's `failure_mode_allow` could let through. A body that is not a protobuf message at all
-//! is `INVALID_ARGUMENT`, as with every other service.
+//! Strings are checked as UTF-8 on every occurrence, as prost checks them; a raw header value
+//! (bytes) is read as UTF-8 when used. A body that is not such a message is the client's
+//! mistake, answered as a denial (see [`super::ExtAuthzApi`]), never a gRPC error that Envoy's
+//! `failure_mode_allow` could let through.
 
 use std::fmt;
 use std::sync::Arc;
