@@ -3,9 +3,11 @@
 # callgrind (repeatable whatever else the machine does): for each phase the server runs twice
 # under callgrind, answering 2000 and then 6000 calls (h2load, 1 connection × 8 streams, the
 # bodies of benches/bodies.py), and the difference of the two totals over 4000 is one call's
-# cost, start-up and shutdown cancelling out.
+# cost, start-up and shutdown cancelling out. ALLOCATIONS=1 counts heap allocations and their
+# bytes per call the same way, with valgrind's DHAT.
 #
 #   benches/instructions.sh            KEYWARD_BIN=path benches/instructions.sh
+#   ALLOCATIONS=1 benches/instructions.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is needed (Debian: apt-get install valgrind)"; exit 1; }
@@ -38,18 +40,33 @@ declare -A PATHS=(
   [check]=/envoy.service.auth.v3.Authorization/Check
   [health]=/grpc.health.v1.Health/Check
 )
-total() {  # phase calls → the server's instructions
-  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+if [ -n "${ALLOCATIONS:-}" ]; then
+  TOOL=(--tool=dhat --dhat-out-file="$WORK/cg.out")
+else
+  TOOL=(--tool=callgrind --callgrind-out-file="$WORK/cg.out")
+fi
+total() {  # phase calls → the server's instructions (or "allocations bytes")
+  RUST_LOG=warn valgrind "${TOOL[@]}" \
     "$BIN" serve --config "$WORK/keyward.toml" >/dev/null 2>"$WORK/valgrind.log" &
   KEYWARD_PID=$!
   up
   h2load -n "$2" -c 1 -m 8 -H 'content-type: application/grpc' -H 'te: trailers' \
     -d "$WORK/$1.bin" "http://127.0.0.1:$GRPC${PATHS[$1]}" >/dev/null 2>&1
   kill -TERM "$KEYWARD_PID"; wait "$KEYWARD_PID" || true; KEYWARD_PID=
-  awk '/^summary:/ {print $2}' "$WORK/cg.out"
+  if [ -n "${ALLOCATIONS:-}" ]; then
+    python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print(sum(p["tbk"] for p in d["pps"]), sum(p["tb"] for p in d["pps"]))' "$WORK/cg.out"
+  else
+    awk '/^summary:/ {print $2}' "$WORK/cg.out"
+  fi
 }
 for phase in health verify check; do
-  low=$(total "$phase" 2000)
-  high=$(total "$phase" 6000)
-  echo "$phase: $(( (high - low) / 4000 )) instructions per call"
+  read -r low low_bytes < <(total "$phase" 2000)
+  read -r high high_bytes < <(total "$phase" 6000)
+  if [ -n "${ALLOCATIONS:-}" ]; then
+    echo "$phase: $(( (high - low) / 4000 )) allocations, $(( (high_bytes - low_bytes) / 4000 )) bytes per call"
+  else
+    echo "$phase: $(( (high - low) / 4000 )) instructions per call"
+  fi
 done
