@@ -589,7 +589,9 @@ async fn the_documented_examples_make_links_that_open() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/portal.md"),
     )
     .expect("docs/portal.md");
-    let section = &text[text.find("## Making a portal session from your backend").unwrap()..];
+    let section = &text[text
+        .find("## Making a portal session from your backend")
+        .unwrap()..];
     let section = &section[..section.find("\n## Operators").unwrap()];
     let dir = tempfile::tempdir().unwrap();
     let mut ran = Vec::new();

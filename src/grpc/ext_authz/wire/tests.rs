@@ -333,7 +333,7 @@ fn debug_never_shows_header_values() {
     assert!(!debug.contains("secret"), "{debug}");
 }
 
-/// What the adapter answered with the generated types before the wire writer (the oracle).
+/// The answer built with the generated types, as prost encodes it (the oracle).
 #[allow(deprecated)]
 fn prost_response(answer: &Answer, headers_to_remove: &[String]) -> CheckResponse {
     let overwrite = |(name, value): (&str, String)| HeaderValueOption {

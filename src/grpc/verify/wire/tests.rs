@@ -1,7 +1,6 @@
 //! The trimmed request against prost's decoding of the same bytes into the generated type; the
-//! written
-//! `VerifyResponse` against prost's encoding of the message the adapter built before (the
-//! oracle below is that code, kept as it was).
+//! written `VerifyResponse` against prost's encoding of the generated message built from the
+//! same decision (`prost_response`, the oracle).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
