@@ -70,8 +70,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ])
         .compile_fds(only("envoy."))?;
     // Envoy's messages with a client (tests, `keyward bench`). The server reads Envoy's
-    // CheckRequest straight from the wire instead (src/grpc/ext_authz/wire.rs) and serves it
-    // with src/grpc/unary.rs.
+    // CheckRequest straight from the wire instead (src/grpc/ext_authz/wire.rs): its service is
+    // generated below over those types.
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(false)
@@ -84,5 +84,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".envoy.config.core.v3.HeaderValue",
         ])
         .compile_fds(only("keyward."))?;
+    // The gateways' methods (Verify, Envoy's Check) read their request in place and write their
+    // answer straight from the cached key (src/grpc/verify/wire.rs, src/grpc/ext_authz/wire.rs):
+    // tonic serves them through a codec over those types (src/grpc/gateway.rs).
+    let method = |name: &str, route: &str, module: &str, input: &str, output: &str| {
+        tonic_prost_build::manual::Method::builder()
+            .name(name)
+            .route_name(route)
+            .input_type(format!("{module}::{input}"))
+            .output_type(format!("{module}::{output}"))
+            .codec_path("crate::grpc::gateway::WireCodec")
+            .build()
+    };
+    let authorization = tonic_prost_build::manual::Service::builder()
+        .name("Authorization")
+        .package("envoy.service.auth.v3")
+        .comment("Envoy's external authorization service (ext_authz), served by keyward.")
+        .method(method(
+            "check",
+            "Check",
+            "crate::grpc::ext_authz::wire",
+            "CheckRead",
+            "CheckOutput",
+        ))
+        .build();
+    let verify = tonic_prost_build::manual::Service::builder()
+        .name("VerifyService")
+        .package("keyward.v1")
+        .comment("keyward's VerifyService, served over its hand-written reader and writer.")
+        .method(method(
+            "verify",
+            "Verify",
+            "crate::grpc::verify::wire",
+            "VerifyRead",
+            "VerifyOutput",
+        ))
+        .build();
+    tonic_prost_build::manual::Builder::new()
+        .build_client(false)
+        .compile(&[authorization, verify]);
     Ok(())
 }

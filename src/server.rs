@@ -7,6 +7,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tower::Layer;
+
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tonic::transport::Server;
@@ -18,7 +20,10 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
-use crate::grpc::{ExtAuthzApi, ManageApi, TraceLayer, UnaryRoute, VerifyApi};
+use crate::grpc::{
+    AuthorizationServer, ExtAuthzApi, GatewayLayer, GatewayRoutesLayer, ManageApi, TraceLayer,
+    VerifyApi, VerifyServiceServer,
+};
 use crate::http::HttpState;
 use crate::key::SecretKey;
 use crate::model::RateLimit;
@@ -321,21 +326,26 @@ impl App {
         // Verify and Check answer only gateways the service authenticates, when verify_auth
         // asks for it.
         let gateways = self.verify_auth.then(|| self.service.clone());
+        // Verify and Check go straight to their generated servers; the router serves the rest.
+        let gateway_routes = GatewayRoutesLayer::new(
+            GatewayLayer::new(MAX_VERIFY_REQUEST, gateways.clone()).layer(
+                VerifyServiceServer::new(VerifyApi::new(self.service.clone()))
+                    .max_decoding_message_size(MAX_VERIFY_REQUEST),
+            ),
+            GatewayLayer::new(MAX_CHECK_REQUEST, gateways).layer(
+                AuthorizationServer::new(ExtAuthzApi::new(
+                    self.service.clone(),
+                    self.gateway.clone(),
+                ))
+                .max_decoding_message_size(MAX_CHECK_REQUEST),
+            ),
+        );
         let main = self
             .server_builder()
+            .layer(gateway_routes)
             .add_service(health.clone())
             .add_service(v1)
             .add_service(v1alpha)
-            .add_service(UnaryRoute::new(
-                VerifyApi::new(self.service.clone()),
-                MAX_VERIFY_REQUEST,
-                gateways.clone(),
-            ))
-            .add_service(UnaryRoute::new(
-                ExtAuthzApi::new(self.service.clone(), self.gateway.clone()),
-                MAX_CHECK_REQUEST,
-                gateways,
-            ))
             .add_optional_service(separate_manage.is_none().then(|| self.manage_service()))
             .serve_with_incoming_shutdown(incoming, signal);
         if let Some(addr) = local {
@@ -687,7 +697,7 @@ async fn set_status(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
     reporter
         .set_service_status(
-            <UnaryRoute<VerifyApi> as tonic::server::NamedService>::NAME,
+            <VerifyServiceServer<VerifyApi> as tonic::server::NamedService>::NAME,
             status,
         )
         .await;

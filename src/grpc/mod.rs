@@ -4,19 +4,19 @@
 pub(crate) mod codec;
 pub(crate) mod convert;
 mod ext_authz;
+pub(crate) mod gateway;
 mod manage;
 pub(crate) mod protobuf;
 pub(crate) mod requests;
 mod status;
 pub(crate) mod trace;
-mod unary;
 mod verify;
 
-pub use ext_authz::ExtAuthzApi;
+pub use ext_authz::{AuthorizationServer, ExtAuthzApi};
+pub use gateway::{GatewayLayer, GatewayRoutesLayer};
 pub use manage::ManageApi;
 pub use trace::TraceLayer;
-pub use unary::UnaryRoute;
-pub use verify::VerifyApi;
+pub use verify::{VerifyApi, VerifyServiceServer};
 
 /// Who is at the other end of the call's connection.
 fn peer<T>(request: &tonic::Request<T>) -> Option<crate::net::PeerInfo> {

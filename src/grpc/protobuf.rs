@@ -408,13 +408,13 @@ fn skip_group(number: u32, rest: &mut &[u8], depth: u32) -> Result<(), Malformed
     }
 }
 
-/// A request read in place from its body (served by [`super::unary::UnaryRoute`]).
+/// A request read in place from its body (the `Decode` side of [`super::gateway::WireCodec`]).
 pub trait ReadInPlace: Sized + Send + 'static {
     /// Locates the message's fields in `body`.
     fn read(body: Bytes) -> Result<Self, Malformed>;
 }
 
-/// An answer written straight to the wire (served by [`super::unary::UnaryRoute`]).
+/// An answer written straight to the wire (the `Encode` side of [`super::gateway::WireCodec`]).
 pub trait WriteInPlace: Send + 'static {
     /// Writes the encoded message.
     fn write(&self, buf: &mut impl BufMut);

@@ -1,7 +1,8 @@
-//! Verify and Envoy's `Check` are served by keyward's own unary route (src/grpc/unary.rs), not
-//! tonic's generated servers: these tests send it HTTP/2 requests framed by hand and check that
-//! it keeps gRPC's rules — a bounded body, exactly one uncompressed message, an answer with its
-//! status in the trailers, every refusal a gRPC status — and that ordinary calls still answer.
+//! Verify and Envoy's `Check` are served by their generated servers behind keyward's codec and
+//! layers (src/grpc/gateway.rs): these tests send them HTTP/2 requests framed by hand and check
+//! that they keep gRPC's rules — a bounded body, exactly one uncompressed message, an answer with
+//! its status in the trailers, every refusal a gRPC status that says whose mistake it was — and
+//! that ordinary calls still answer.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};

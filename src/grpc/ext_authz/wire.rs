@@ -62,6 +62,9 @@ const HEADER_RAW_VALUE: u32 = 3;
 
 pub use crate::limits::MAX_CHECK_HEADERS as MAX_HEADERS;
 
+/// A `Check` request as the codec read it.
+pub type CheckRead = crate::grpc::gateway::Read<CheckInput>;
+
 /// What keyward reads of Envoy's `CheckRequest`, located in the request body.
 pub struct CheckInput {
     body: Bytes,

@@ -24,6 +24,9 @@ use crate::proto;
 use crate::time::Timestamp;
 use crate::verify::{Code, Decision, RequiredScopes};
 
+/// A Verify request as the codec read it.
+pub type VerifyRead = crate::grpc::gateway::Read<VerifyInput>;
+
 /// What a `VerifyRequest` holds: the message trimmed to what keyward reads, decoded by prost.
 pub struct VerifyInput {
     request: VerifyRequest,
