@@ -245,29 +245,27 @@ where
 /// the client's mistake. Only trailers-only responses (a refusal before any answer) carry
 /// `grpc-status` in their headers: an answer passes untouched.
 fn refusal(response: http::Response<Body>, max_request: usize) -> http::Response<Body> {
-    {
-        if !response.headers().contains_key(&GRPC_STATUS) {
-            return response;
-        }
-        let Some(status) = Status::from_header_map(response.headers()) else {
-            return response;
-        };
-        let restated = match status.code() {
-            Code::Internal if status.message().starts_with(INVALID_FLAG) => {
-                Status::invalid_argument("invalid gRPC compression flag")
-            }
-            Code::Internal
-                if status.message() == MISSING_MESSAGE || status.message() == CUT_MESSAGE =>
-            {
-                not_one_message()
-            }
-            Code::OutOfRange => {
-                Status::out_of_range(format!("the request is larger than {max_request} bytes"))
-            }
-            _ => return response,
-        };
-        restated.into_http()
+    if !response.headers().contains_key(&GRPC_STATUS) {
+        return response;
     }
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    let restated = match status.code() {
+        Code::Internal if status.message().starts_with(INVALID_FLAG) => {
+            Status::invalid_argument("invalid gRPC compression flag")
+        }
+        Code::Internal
+            if status.message() == MISSING_MESSAGE || status.message() == CUT_MESSAGE =>
+        {
+            not_one_message()
+        }
+        Code::OutOfRange => {
+            Status::out_of_range(format!("the request is larger than {max_request} bytes"))
+        }
+        _ => return response,
+    };
+    restated.into_http()
 }
 
 /// The header of a trailers-only response's status.
